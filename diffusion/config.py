@@ -1,0 +1,117 @@
+"""Frozen, JSON-round-tripping configuration of a run: data, schedule, model and training hyperparameters.
+
+Hashable (they can key caches) and validated on construction: a bad value raises ValueError naming it
+and what is allowed.
+"""
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .forward import OBJECTIVES
+from .losses import WEIGHTINGS
+from .models.mlp import MLPConfig
+from .schedules import MAX_T, MIN_T, SCHEDULES, NoiseSchedule, make_schedule
+
+DECAYS = ("none", "cosine")
+
+def _check_range(owner: str, name: str, value: Any, low: float, high: float, kind: type = float) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
+    if not (ok and low <= value <= high):
+        what = "integers" if kind is int else "numbers"
+        raise ValueError(f"{owner} {name}={value!r} is out of range; allowed: {what} from {low} to {high}")
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: str = "linear"
+    timesteps: int = 1000
+    zero_terminal_snr: bool = False
+
+    def __post_init__(self):
+        if self.name not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.name!r}; allowed: {', '.join(SCHEDULES)}")
+        _check_range("schedule", "timesteps", self.timesteps, MIN_T, MAX_T, int)
+
+    def build(self) -> NoiseSchedule:
+        return make_schedule(self.name, self.timesteps, self.zero_terminal_snr)
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the model is trained on. 2D sets: `n` points drawn with `seed`; images: see diffusion.data."""
+
+    dataset: str = "moons"
+    n: int | None = None                          # None: the dataset's default size
+    seed: int = 0
+    image_size: int | None = None                 # images only
+    classes: tuple[int, ...] | None = None        # images only: keep these class ids
+    class_weights: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        if self.n is not None:
+            _check_range("data", "n", self.n, 1, 10_000_000, int)
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 4000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    warmup_steps: int = 100
+    decay: str = "none"              # "cosine": to 10% of lr at `steps`
+    ema_decay: float = 0.995
+    objective: str = "eps"
+    weighting: str = "none"
+    min_snr_gamma: float = 5.0
+    label_dropout: float = 0.1       # conditional models only: p(y -> null) for classifier-free guidance
+    seed: int = 0
+    checkpoint_every: int = 1000     # steps between checkpoints when the run has a folder
+
+    def __post_init__(self):
+        _check_range("train", "steps", self.steps, 1, 10_000_000, int)
+        _check_range("train", "batch_size", self.batch_size, 1, 65_536, int)
+        _check_range("train", "lr", self.lr, 1e-8, 1.0)
+        _check_range("train", "weight_decay", self.weight_decay, 0.0, 10.0)
+        _check_range("train", "grad_clip", self.grad_clip, 0.0, 1e6)
+        _check_range("train", "warmup_steps", self.warmup_steps, 0, 10_000_000, int)
+        _check_range("train", "ema_decay", self.ema_decay, 0.0, 1.0)
+        _check_range("train", "label_dropout", self.label_dropout, 0.0, 1.0)
+        _check_range("train", "checkpoint_every", self.checkpoint_every, 1, 10_000_000, int)
+        for name, value, allowed in (("decay", self.decay, DECAYS), ("objective", self.objective, OBJECTIVES),
+                                     ("weighting", self.weighting, WEIGHTINGS)):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
+
+def model_config_from_dict(d: dict) -> Any:
+    """Rebuild a model config from its dict; its `kind` says which class."""
+    kind = d.get("kind")
+    if kind == "mlp":
+        return MLPConfig(**d)
+    if kind == "unet":
+        from .models.unet import UNetConfig
+        return UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    raise ValueError(f"unknown model kind {kind!r}; allowed: mlp, unet")
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    model: Any = field(default_factory=MLPConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.schedule.zero_terminal_snr and self.train.objective == "eps":
+            raise ValueError("zero terminal SNR makes eps-prediction undefined at t=T; use objective 'v' or 'x0' "
+                             "(Lin et al. 2024)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in d["data"].items()}
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config sections {sorted(unknown)}; allowed: {sorted(known)}")
+        return cls(data=DataConfig(**data), schedule=ScheduleConfig(**d["schedule"]),
+                   model=model_config_from_dict(d["model"]), train=TrainConfig(**d["train"]))

@@ -1,0 +1,42 @@
+"""Adapters that turn a network into the one contract every sampler sees: a Denoiser (x_t, t, y) -> x0_hat.
+
+Parameterisation, clipping and classifier-free guidance are wrappers, so samplers never branch on them.
+"""
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .forward import Objective, at, predict_x0
+from .schedules import NoiseSchedule
+
+Denoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # (x_t (B, ...), t (B,) long, y (B,) | None) -> x0_hat
+
+
+def model_denoiser(net: nn.Module, schedule: NoiseSchedule, objective: Objective) -> Denoiser:
+    """x0_hat -> f_theta(x_t, t) (DDIM eq. 9), whatever the network predicts."""
+    def denoise(x_t: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
+        out = net(x_t, t, y).to(x_t.dtype)
+        return predict_x0(objective, x_t, out, at(schedule.alpha_bar, t, x_t))
+    return denoise
+
+
+def clipped(denoise: Denoiser, low: float = -1.0, high: float = 1.0) -> Denoiser:
+    """Clip x0_hat to the data range (on by default for images, off for 2D data)."""
+    return lambda x_t, t, y: denoise(x_t, t, y).clamp(low, high)
+
+
+def guided(denoise: Denoiser, scale: float, null_label: int) -> Denoiser:
+    """Classifier-free guidance (Ho & Salimans 2022): uncond + w (cond - uncond); w=1 is plain conditional.
+
+    Linear in the prediction, so guiding x0_hat equals guiding eps at fixed (x_t, t). One batched call.
+    """
+    def denoise_guided(x_t: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
+        if y is None:
+            raise ValueError("guidance needs labels y; got y=None")
+        null = torch.full_like(y, null_label)
+        both = denoise(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null]))
+        cond, uncond = both.chunk(2)
+        return uncond + scale * (cond - uncond)
+    return denoise_guided

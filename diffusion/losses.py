@@ -1,0 +1,37 @@
+"""The training objective: per-example regression on eps (Ho et al. 2020, eq. 14), x0 or v, with optional
+min-SNR weighting and label dropout for classifier-free guidance (Ho & Salimans 2022)."""
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .forward import Objective, at, q_sample, snr_weight, target
+from .schedules import NoiseSchedule
+
+Weighting = Literal["none", "min_snr"]
+WEIGHTINGS: tuple[str, ...] = ("none", "min_snr")
+
+
+def drop_labels(y: Tensor, p: float, null_label: int, generator: torch.Generator) -> Tensor:
+    """Replace each label by the null label with probability p (trains the unconditional model too)."""
+    drop = torch.rand(y.shape, generator=generator, device=y.device) < p
+    return torch.where(drop, torch.full_like(y, null_label), y)
+
+
+def diffusion_loss(
+    net: nn.Module, schedule: NoiseSchedule, x0: Tensor, y: Tensor | None, generator: torch.Generator, *,
+    objective: Objective = "eps", weighting: Weighting = "none", min_snr_gamma: float = 5.0,
+) -> Tensor:
+    """Per-example loss (B,): t ~ U{1..T}, eps ~ N(0, I), || target - net(x_t, t, y) ||^2 averaged over dims."""
+    t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator, device=x0.device)
+    eps = torch.randn(x0.shape, generator=generator, device=x0.device)
+    alpha_bar = at(schedule.alpha_bar, t, x0)
+    x_t = q_sample(x0, alpha_bar, eps)
+    err = (net(x_t, t, y) - target(objective, x0, eps, alpha_bar)).square()
+    loss = err.reshape(x0.shape[0], -1).mean(dim=1)
+    if weighting == "min_snr":
+        loss = loss * snr_weight(objective, schedule.snr.to(x0.device)[t], min_snr_gamma)
+    elif weighting != "none":
+        raise ValueError(f"unknown loss weighting {weighting!r}; allowed: {', '.join(WEIGHTINGS)}")
+    return loss

@@ -1,0 +1,104 @@
+"""A trained run (config, schedule, EMA network) and how to draw samples from it with any sampler."""
+
+from dataclasses import dataclass, field
+import torch
+from torch import Tensor, nn
+
+from .config import RunConfig
+from .denoisers import Denoiser, clipped, guided, model_denoiser
+from .samplers import SeededNoise, ddim_sample, ddpm_sample
+from .schedules import NoiseSchedule, spaced_timesteps
+
+SAMPLERS: tuple[str, ...] = ("ddpm", "ddim")
+SEED_STRIDE = 1_000_000  # sample i of seed s draws from seed s * SEED_STRIDE + i
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How to sample: which sampler, how many network evaluations, on which timestep grid."""
+
+    name: str = "ddim"
+    steps: int = 50
+    eta: float = 0.0                 # DDIM only
+    spacing: str = "trailing"
+    variance: str = "beta_tilde"     # DDPM only
+    clip: bool | None = None         # None: on for images, off for 2D data
+    guidance: float = 1.0            # classifier-free guidance scale w; 1 = plain conditional
+
+    def __post_init__(self):
+        if self.name not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.name!r}; allowed: {', '.join(SAMPLERS)}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"eta={self.eta!r} is out of range; allowed: 0 to 1")
+        if not 0.0 <= self.guidance <= 50.0:
+            raise ValueError(f"guidance={self.guidance!r} is out of range; allowed: 0 to 50")
+
+
+@dataclass
+class Trajectory:
+    """What a sampler visited: timesteps (K,), x_t (K, B, ...) before each step and x0_hat (K, B, ...)."""
+
+    timesteps: list[int] = field(default_factory=list)
+    x_t: list[Tensor] = field(default_factory=list)
+    x0_hat: list[Tensor] = field(default_factory=list)
+
+    def record(self, i: int, t: int, x_t: Tensor, x0_hat: Tensor) -> None:
+        self.timesteps.append(t)
+        self.x_t.append(x_t.detach().cpu())
+        self.x0_hat.append(x0_hat.detach().cpu())
+
+
+@dataclass
+class Run:
+    config: RunConfig
+    schedule: NoiseSchedule
+    net: nn.Module          # the EMA weights, in eval mode
+    step: int
+    history: list[dict]
+    data_source: str = ""
+
+    @property
+    def is_image(self) -> bool:
+        return self.config.model.kind == "unet"
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        m = self.config.model
+        return (m.channels, m.image_size, m.image_size) if self.is_image else (m.dim,)
+
+    def denoiser(self, sampler: SamplerConfig) -> Denoiser:
+        """The network as a Denoiser, with the sampler's clipping and guidance."""
+        denoise = model_denoiser(self.net, self.schedule, self.config.train.objective)
+        if sampler.guidance != 1.0:
+            denoise = guided(denoise, sampler.guidance, self.net.null_label)
+        clip = self.is_image if sampler.clip is None else sampler.clip
+        return clipped(denoise) if clip else denoise
+
+    def timesteps(self, sampler: SamplerConfig) -> list[int]:
+        return spaced_timesteps(self.schedule.T, sampler.steps, sampler.spacing)
+
+    def sample(self, n: int, sampler: SamplerConfig = SamplerConfig(), *, seed: int = 0, y: Tensor | None = None,
+               batch_size: int = 4096, trajectory: Trajectory | None = None) -> Tensor:
+        """n samples (n, *sample_shape) on CPU; sample i depends only on (seed, i), not on n or batch_size."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"number of samples n={n!r} is out of range; allowed: integers >= 1")
+        if trajectory is not None and n > batch_size:
+            raise ValueError(f"a trajectory is recorded for one batch: n={n} must be <= batch_size={batch_size}")
+        device = next(self.net.parameters()).device
+        out = []
+        for start in range(0, n, batch_size):
+            seeds = [seed * SEED_STRIDE + i for i in range(start, min(n, start + batch_size))]
+            y_batch = None if y is None else y[start:start + len(seeds)].to(device)
+            out.append(self._sample_batch(seeds, sampler, y_batch, trajectory, device).cpu())
+        return torch.cat(out)
+
+    def _sample_batch(self, seeds: list[int], sampler: SamplerConfig, y: Tensor | None,
+                      trajectory: Trajectory | None, device: torch.device) -> Tensor:
+        noise = SeededNoise(seeds, self.sample_shape, device)
+        x_T = noise()
+        callback = trajectory.record if trajectory is not None else None
+        denoise, ts = self.denoiser(sampler), self.timesteps(sampler)
+        if sampler.name == "ddpm":
+            return ddpm_sample(denoise, self.schedule, x_T, ts, noise=noise, y=y, variance=sampler.variance,
+                               callback=callback)
+        return ddim_sample(denoise, self.schedule, x_T, ts, eta=sampler.eta, noise=noise, y=y, callback=callback)

@@ -1,0 +1,126 @@
+"""Noise schedules (beta_t and everything derived from it) and the timestep grids samplers walk.
+
+Notation (Ho et al. 2020): alpha_t = 1 - beta_t, alpha_bar_t = prod_{s<=t} alpha_s. The design document's
+sigma_t is alpha_t here; sigma below is the EDM noise level sqrt((1 - alpha_bar) / alpha_bar) (Karras 2022).
+Code index t in 0..T-1 is the paper's timestep t+1 (so alpha_bar[0] = alpha_1 = 1 - beta_1).
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+ScheduleName = Literal["linear", "linear_unscaled", "cosine", "sigmoid"]
+Spacing = Literal["trailing", "linspace", "leading"]
+SCHEDULES: tuple[str, ...] = ("linear", "linear_unscaled", "cosine", "sigmoid")
+SPACINGS: tuple[str, ...] = ("trailing", "linspace", "leading")
+MIN_T, MAX_T = 2, 4000
+MAX_BETA = 0.999  # Nichol & Dhariwal 2021 clip beta below 1 to avoid singularities near t = T
+
+
+def _linear_betas(T: int, scaled: bool) -> np.ndarray:
+    """DDPM: beta from 1e-4 to 0.02 at T=1000; scaled by 1000/T so alpha_bar_T stays near 0 (iDDPM)."""
+    scale = 1000.0 / T if scaled else 1.0
+    return np.linspace(1e-4 * scale, 0.02 * scale, T, dtype=np.float64)
+
+
+def _betas_from_alpha_bar(alpha_bar_fn, T: int) -> np.ndarray:
+    """beta_t = 1 - alpha_bar(t/T) / alpha_bar((t-1)/T) for a continuous alpha_bar on [0, 1]."""
+    grid = np.linspace(0.0, 1.0, T + 1, dtype=np.float64)
+    ab = alpha_bar_fn(grid)
+    return 1.0 - ab[1:] / ab[:-1]
+
+
+def _cosine_alpha_bar(u: np.ndarray, s: float = 0.008) -> np.ndarray:
+    """Nichol & Dhariwal 2021, eq. 17 (normalised so that alpha_bar(0) = 1)."""
+    f = np.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+    return f / f[0]
+
+
+def _sigmoid_alpha_bar(u: np.ndarray, start: float = -3.0, end: float = 3.0, tau: float = 1.0) -> np.ndarray:
+    """Chen 2023 ("On the importance of noise scheduling"), Algorithm 1, sigmoid variant."""
+    sig = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
+    v_start, v_end = sig(start / tau), sig(end / tau)
+    return (v_end - sig((u * (end - start) + start) / tau)) / (v_end - v_start)
+
+
+def _zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
+    """Lin et al. 2024, Algorithm 1: shift and scale sqrt(alpha_bar) so that alpha_bar_T = 0 exactly."""
+    sqrt_ab = np.sqrt(np.cumprod(1.0 - betas))
+    first, last = sqrt_ab[0], sqrt_ab[-1]
+    sqrt_ab = (sqrt_ab - last) * first / (first - last)
+    ab = sqrt_ab**2
+    return 1.0 - np.concatenate([ab[:1], ab[1:] / ab[:-1]])
+
+
+@dataclass(frozen=True, eq=False)
+class NoiseSchedule:
+    """Every per-timestep quantity of a discrete schedule, computed in float64 and stored as float32 (T,)."""
+
+    name: str
+    beta: Tensor
+    alpha: Tensor
+    alpha_bar: Tensor
+    alpha_bar_prev: Tensor   # alpha_bar_{t-1}, with alpha_bar_0 = 1
+    beta_tilde: Tensor       # posterior variance (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * beta_t, Ho eq. 7
+    snr: Tensor              # alpha_bar / (1 - alpha_bar)
+    sigma: Tensor            # EDM noise level sqrt((1 - alpha_bar) / alpha_bar) = 1 / sqrt(snr)
+
+    @property
+    def T(self) -> int:
+        return self.beta.shape[0]
+
+    @property
+    def log_snr(self) -> Tensor:
+        return self.snr.log()
+
+
+def make_schedule(name: ScheduleName, T: int, zero_terminal_snr: bool = False) -> NoiseSchedule:
+    """Build a named schedule with T steps (2 <= T <= 4000)."""
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; allowed: {', '.join(SCHEDULES)}")
+    if not (isinstance(T, int) and MIN_T <= T <= MAX_T):
+        raise ValueError(f"timesteps T={T!r} is out of range; allowed: integers from {MIN_T} to {MAX_T}")
+    if name in ("linear", "linear_unscaled"):
+        betas = _linear_betas(T, scaled=name == "linear")
+    elif name == "cosine":
+        betas = _betas_from_alpha_bar(_cosine_alpha_bar, T)
+    else:
+        betas = _betas_from_alpha_bar(_sigmoid_alpha_bar, T)
+    betas = np.clip(betas, 0.0, MAX_BETA)
+    if zero_terminal_snr:
+        betas = _zero_terminal_snr(betas)
+    alpha = 1.0 - betas
+    ab = np.cumprod(alpha)
+    ab_prev = np.concatenate([[1.0], ab[:-1]])
+    with np.errstate(divide="ignore"):
+        snr = ab / (1.0 - ab)
+        sigma = np.sqrt((1.0 - ab) / ab)
+    f32 = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float64)).float()  # noqa: E731
+    return NoiseSchedule(
+        name=name, beta=f32(betas), alpha=f32(alpha), alpha_bar=f32(ab), alpha_bar_prev=f32(ab_prev),
+        beta_tilde=f32((1.0 - ab_prev) / (1.0 - ab) * betas), snr=f32(snr), sigma=f32(sigma),
+    )
+
+
+def spaced_timesteps(T: int, n_steps: int, spacing: Spacing = "trailing") -> list[int]:
+    """The decreasing code timesteps a sampler visits with n_steps network evaluations.
+
+    trailing: round(T - k T/n) - 1, always starts at T-1 (Lin et al. 2024, Table 2);
+    linspace: round(linspace(0, T-1, n)); leading: k * (T // n), never reaches T-1 (as in DDIM's code).
+    """
+    if spacing not in SPACINGS:
+        raise ValueError(f"unknown timestep spacing {spacing!r}; allowed: {', '.join(SPACINGS)}")
+    if not (isinstance(n_steps, int) and 1 <= n_steps <= T):
+        raise ValueError(f"number of steps {n_steps!r} is out of range; allowed: 1 to T={T}")
+    if spacing == "trailing":
+        ts = np.round(T - np.arange(n_steps) * T / n_steps).astype(np.int64) - 1
+    elif spacing == "linspace":
+        ts = np.round(np.linspace(0, T - 1, n_steps)).astype(np.int64)[::-1]
+    else:
+        ts = (np.arange(n_steps) * (T // n_steps)).astype(np.int64)[::-1]
+    return [int(t) for t in ts]

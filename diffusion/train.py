@@ -1,0 +1,176 @@
+"""The training loop: AdamW, gradient clipping, warmup and decay, EMA of weights, budgets in steps or seconds,
+callbacks that observe each step and may stop it, divergence detection, checkpoints and exact resumption."""
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+from torch import Tensor
+
+from . import checkpoints
+from .config import RunConfig
+from .losses import diffusion_loss, drop_labels
+from .models import build_model
+from .runs import Run
+
+EXPLOSION_FACTOR = 100.0  # a loss this many times its running average means training has diverged
+StopReason = Literal["steps", "time", "callback", "diverged"]
+
+
+@dataclass
+class StepInfo:
+    step: int        # steps done so far, this one included
+    loss: float
+    lr: float
+    elapsed: float   # seconds of training over the whole run, resumptions included
+
+
+@dataclass
+class RunResult:
+    reason: StopReason
+    steps: int                      # steps done in this call
+    message: str = ""
+
+
+Callback = Callable[["Trainer", StepInfo], bool | None]  # return True to request a stop
+
+
+@dataclass
+class Trainer:
+    """All a run's state: config, network, EMA copy, optimizer, RNG, step counter, history (one row a step)."""
+
+    config: RunConfig
+    x: Tensor                          # (N, ...) training data on the device
+    y: Tensor | None = None            # (N,) labels for conditional models
+    device: str = "cpu"
+    data_source: str = ""
+    history: list[dict] = field(default_factory=list)
+
+    def __post_init__(self):
+        tc = self.config.train
+        self.schedule = self.config.schedule.build()
+        with torch.random.fork_rng(devices=[]):   # seeded weights without touching the caller's global RNG
+            torch.manual_seed(tc.seed)
+            self.model = build_model(self.config.model).to(self.device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.generator = torch.Generator(self.device).manual_seed(tc.seed)
+        self.x = self.x.to(self.device)
+        self.y = None if self.y is None else self.y.to(self.device)
+        self.step, self.elapsed, self.loss_avg = 0, 0.0, math.nan
+
+    @property
+    def conditional(self) -> bool:
+        return getattr(self.config.model, "num_classes", 0) > 0
+
+    def lr_at(self, step: int) -> float:
+        """Linear warmup, then constant or cosine decay to 10% of lr at config.train.steps."""
+        tc = self.config.train
+        if step < tc.warmup_steps:
+            return tc.lr * (step + 1) / tc.warmup_steps
+        if tc.decay == "cosine":
+            progress = min(1.0, (step - tc.warmup_steps) / max(1, tc.steps - tc.warmup_steps))
+            return tc.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+        return tc.lr
+
+    def _batch(self) -> tuple[Tensor, Tensor | None]:
+        idx = torch.randint(0, self.x.shape[0], (self.config.train.batch_size,), generator=self.generator,
+                            device=self.device)
+        if not self.conditional:
+            return self.x[idx], None
+        y = drop_labels(self.y[idx], self.config.train.label_dropout, self.model.null_label, self.generator)
+        return self.x[idx], y
+
+    def _diverged(self, loss: float, grad_norm: float) -> str:
+        if not math.isfinite(loss) or not math.isfinite(grad_norm):
+            return f"loss={loss:.4g}, gradient norm={grad_norm:.4g} at step {self.step + 1}"
+        if self.step > 50 and loss > EXPLOSION_FACTOR * self.loss_avg:
+            return f"loss {loss:.4g} exploded ({EXPLOSION_FACTOR:g}x its running average {self.loss_avg:.4g})"
+        return ""
+
+    def train_step(self) -> tuple[float, str]:
+        """One gradient step; returns (loss, "") or (loss, why it diverged) without applying a bad update."""
+        tc = self.config.train
+        x0, y = self._batch()
+        self.model.train()
+        loss = diffusion_loss(self.model, self.schedule, x0, y, self.generator, objective=tc.objective,
+                              weighting=tc.weighting, min_snr_gamma=tc.min_snr_gamma).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        value = float(loss.detach())
+        why = self._diverged(value, grad_norm)
+        if why:
+            return value, why
+        lr = self.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self._update_ema()
+        self.step += 1
+        self.loss_avg = value if math.isnan(self.loss_avg) else 0.98 * self.loss_avg + 0.02 * value
+        return value, ""
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """EMA of weights with warmup: decay min(ema_decay, (1 + n) / (10 + n)) after n steps."""
+        decay = min(self.config.train.ema_decay, (1 + self.step) / (10 + self.step))
+        ema, live = list(self.ema.parameters()), list(self.model.parameters())
+        torch._foreach_lerp_(ema, live, 1.0 - decay)
+        for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
+            b_ema.copy_(b)
+
+    def log(self, **metrics: float) -> None:
+        """Attach metrics (e.g. W1 measured now) to the current step's history row."""
+        if not self.history or self.history[-1]["step"] != self.step:
+            self.history.append({"step": self.step, "time": self.elapsed})
+        self.history[-1].update(metrics)
+
+    def run(self, steps: int | None = None, seconds: float | None = None, callback: Callback | None = None,
+            run_dir: str | Path | None = None) -> RunResult:
+        """Train until `steps` more steps (default: up to config.train.steps), `seconds`, or a callback stops it.
+        With run_dir, a checkpoint is written every config.train.checkpoint_every steps and at the end."""
+        target = self.step + steps if steps is not None else self.config.train.steps
+        start, done, result = time.perf_counter(), 0, None
+        base_elapsed = self.elapsed
+        while result is None:
+            if self.step >= target:
+                result = RunResult("steps", done)
+                break
+            if seconds is not None and time.perf_counter() - start >= seconds:
+                result = RunResult("time", done)
+                break
+            loss, why = self.train_step()
+            if why:
+                result = RunResult("diverged", done, f"training stopped: {why}; the weights of step {self.step} "
+                                   "are kept (try a lower learning rate or stronger gradient clipping)")
+                break
+            done += 1
+            self.elapsed = base_elapsed + time.perf_counter() - start
+            info = StepInfo(self.step, loss, self.lr_at(self.step - 1), self.elapsed)
+            self.log(loss=loss, lr=info.lr)
+            if callback is not None and callback(self, info):
+                result = RunResult("callback", done)
+            if run_dir is not None and self.step % self.config.train.checkpoint_every == 0:
+                self.save(run_dir)
+        if run_dir is not None:
+            self.save(run_dir)
+        return result
+
+    def save(self, run_dir: str | Path) -> None:
+        checkpoints.save(run_dir, self)
+
+    def as_run(self) -> Run:
+        """A frozen copy for sampling (the EMA weights), safe to use while this trainer goes on."""
+        return Run(self.config, self.schedule, copy.deepcopy(self.ema), self.step, list(self.history),
+                   self.data_source)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, x: Tensor, y: Tensor | None = None, device: str = "cpu") -> "Trainer":
+        """Continue a run from its last checkpoint: weights, EMA, optimizer, RNG and history."""
+        return checkpoints.load_trainer(cls, run_dir, x, y, device)

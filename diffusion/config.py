@@ -58,7 +58,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     warmup_steps: int = 100
     decay: str = "none"              # "cosine": to 10% of lr at `steps`
-    ema_decay: float = 0.995
+    ema_decay: float = 0.999
     objective: str = "eps"
     weighting: str = "none"
     min_snr_gamma: float = 5.0

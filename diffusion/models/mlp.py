@@ -25,7 +25,7 @@ class MLPConfig:
     norm: str = "none"
     dropout: float = 0.0
     embed_dim: int = 32        # sinusoidal features for t, and per coordinate of x when input_scale > 0
-    input_scale: float = 25.0  # 0 = feed raw coordinates
+    input_scale: float = 5.0   # 0 = feed raw coordinates; 25 (tiny-diffusion) gave outliers on x_T
     num_classes: int = 0       # > 0: label embedding added to the input (null label = num_classes)
 
     def __post_init__(self):

@@ -1,0 +1,296 @@
+"""python -m diffusion train | sample | evaluate | data. Bad input: one line naming the value, exit code 2."""
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .checkpoints import CONFIG, load_run
+from .config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
+from .data import is_toy, load_data
+from .data.toy2d import TOY_DATASETS, toy_dataset
+from .forward import OBJECTIVES
+from .runs import SAMPLERS, SamplerConfig
+from .samplers import VARIANCES
+from .schedules import SCHEDULES, SPACINGS
+from .train import Trainer
+
+MODEL_DEFAULTS = {  # per model kind: training defaults tuned for 2 CPU cores
+    "mlp": {"batch_size": 256, "lr": 1e-3, "ema_decay": 0.999, "steps": 4000, "threads": 1},
+    "unet": {"batch_size": 64, "lr": 5e-4, "ema_decay": 0.999, "steps": 20_000, "threads": 0},
+}
+UNBOUNDED_STEPS = 10_000_000
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _csv_ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def _csv_floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", help=f"2D: {', '.join(TOY_DATASETS)}; images: mnist, fashion-mnist, cifar10, "
+                   "shapes, folder:PATH")
+    p.add_argument("--classes", type=_csv_ints, help="images: keep these class ids, e.g. 0 or 0,1,2")
+    p.add_argument("--class-weights", type=_csv_floats, help="images: class proportions, e.g. 1,1,0.1")
+    p.add_argument("--image-size", type=int, help="images: side in pixels (16, 28, 32, ...)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m diffusion", description="Train, sample and measure diffusion models.")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model (resumes when --out already holds a run)")
+    _add_data_args(t)
+    t.add_argument("--model", choices=("mlp", "unet"))
+    t.add_argument("--preset", help="U-Net preset (default: small-16 up to 16 px, small-32 above)")
+    t.add_argument("--conditional", action="store_true", default=None, help="class-conditional (images)")
+    t.add_argument("--schedule", choices=SCHEDULES)
+    t.add_argument("--timesteps", type=int)
+    t.add_argument("--zero-terminal-snr", action="store_true", default=None)
+    t.add_argument("--objective", choices=OBJECTIVES)
+    t.add_argument("--steps", type=int, help="total training steps of the run (default: per model)")
+    t.add_argument("--minutes", type=float, help="time budget of this invocation (0.5 = 30 s)")
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--ema-decay", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    t.add_argument("--out", required=True, help="run folder")
+
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    e = sub.add_parser("evaluate", help="sample and print metrics against the truth as JSON")
+    for p in (t, s, e):
+        p.add_argument("--threads", type=int, help="CPU threads (default: 1 for the MLP, all for the U-Net)")
+    for p in (s, e):
+        p.add_argument("--checkpoint", required=True, help="run folder")
+        p.add_argument("--n", type=int, default=2000)
+        p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
+        p.add_argument("--steps", type=int, default=50, help="network evaluations")
+        p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity, 0 to 1")
+        p.add_argument("--spacing", choices=SPACINGS, default="trailing")
+        p.add_argument("--variance", choices=VARIANCES, default="beta_tilde", help="DDPM posterior variance")
+        p.add_argument("--clip", action=argparse.BooleanOptionalAction, default=None,
+                       help="clip x0_hat to [-1, 1] (default: on for images, off for 2D)")
+        p.add_argument("--label", type=int, help="conditional runs: the class to generate")
+        p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w")
+        p.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help=".npy, .csv (2D) or .png (image grid)")
+
+    d = sub.add_parser("data", help="write fresh true samples, as the model sees the data")
+    _add_data_args(d)
+    d.add_argument("--n", type=int, default=5000)
+    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--out", required=True, help=".npy, .csv (2D) or .png (image grid)")
+    return parser
+
+
+def _model_config(kind: str, args, data_cfg: DataConfig, num_classes: int, channels: int):
+    if kind == "mlp":
+        from .models.mlp import MLPConfig
+        if not is_toy(data_cfg.dataset):
+            raise ValueError(f"model 'mlp' is for 2D data; dataset {data_cfg.dataset!r} needs --model unet")
+        return MLPConfig(num_classes=num_classes)
+    from .models.unet import unet_preset
+    if is_toy(data_cfg.dataset):
+        raise ValueError(f"model 'unet' is for images; 2D dataset {data_cfg.dataset!r} needs --model mlp")
+    preset = args.preset or ("small-16" if data_cfg.image_size <= 16 else "small-32")
+    return unet_preset(preset, image_size=data_cfg.image_size, channels=channels, num_classes=num_classes)
+
+
+def _check_dataset(name: str) -> None:
+    from .data.images import IMAGE_DATASETS
+    if not (is_toy(name) or name in IMAGE_DATASETS or name.startswith("folder:")):
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(TOY_DATASETS)}, "
+                         f"{', '.join(IMAGE_DATASETS)}, folder:PATH")
+
+
+def _set_threads(kind: str, threads: int | None) -> None:
+    """One thread for the small MLP (two threads cost more in synchronisation than they gain), all for U-Nets."""
+    threads = threads if threads is not None else MODEL_DEFAULTS[kind]["threads"]
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _new_config(args) -> tuple[RunConfig, object]:
+    dataset = args.dataset or "moons"
+    _check_dataset(dataset)
+    image_size = args.image_size if args.image_size is not None else (None if is_toy(dataset) else 16)
+    data_cfg = DataConfig(dataset, seed=args.seed or 0, image_size=image_size, classes=args.classes,
+                          class_weights=args.class_weights)
+    data = load_data(data_cfg)
+    kind = args.model or ("mlp" if is_toy(dataset) else "unet")
+    num_classes = data.num_classes if args.conditional else 0
+    model = _model_config(kind, args, data_cfg, num_classes, int(data.x.shape[1]) if data.x.dim() == 4 else 1)
+    d = MODEL_DEFAULTS[kind]
+    steps = args.steps or (UNBOUNDED_STEPS if args.minutes is not None else d["steps"])
+    train = TrainConfig(steps=steps, batch_size=args.batch_size or d["batch_size"], lr=args.lr or d["lr"],
+                        ema_decay=args.ema_decay if args.ema_decay is not None else d["ema_decay"],
+                        objective=args.objective or "eps", seed=args.seed or 0,
+                        checkpoint_every=args.checkpoint_every or 1000)
+    schedule = ScheduleConfig(args.schedule or "linear", args.timesteps or 1000, bool(args.zero_terminal_snr))
+    return RunConfig(data_cfg, schedule, model, train), data
+
+
+def _resumed_config(args, saved: RunConfig) -> RunConfig:
+    """The saved config, with a new step target; any other flag that disagrees is an error."""
+    asked = {"dataset": (args.dataset, saved.data.dataset), "model": (args.model, saved.model.kind),
+             "schedule": (args.schedule, saved.schedule.name), "timesteps": (args.timesteps, saved.schedule.timesteps),
+             "batch-size": (args.batch_size, saved.train.batch_size), "lr": (args.lr, saved.train.lr),
+             "seed": (args.seed, saved.train.seed), "objective": (args.objective, saved.train.objective),
+             "image-size": (args.image_size, saved.data.image_size), "classes": (args.classes, saved.data.classes)}
+    clash = [f"--{k} {new} (the run has {old})" for k, (new, old) in asked.items() if new is not None and new != old]
+    if clash:
+        raise ValueError(f"{args.out} holds a run with other settings: {'; '.join(clash)}; use a new --out")
+    steps = args.steps or (UNBOUNDED_STEPS if args.minutes is not None else saved.train.steps)
+    return replace(saved, train=replace(saved.train, steps=steps))
+
+
+def _train(args) -> int:
+    out = Path(args.out)
+    if args.minutes is not None and not args.minutes > 0:
+        raise ValueError(f"--minutes {args.minutes} is out of range; allowed: a positive number (0.5 = 30 s)")
+    if (out / CONFIG).exists():
+        saved = load_run(out).config
+        config = _resumed_config(args, saved)
+        data = load_data(config.data)
+        trainer = Trainer.resume(out, data.x, data.y)
+        trainer.config = config
+        print(f"resuming {out} from step {trainer.step}")
+    else:
+        config, data = _new_config(args)
+        trainer = Trainer(config, data.x, data.y, data_source=data.source)
+    if data.notice:
+        print(f"notice: {data.notice}")
+    _set_threads(config.model.kind, args.threads)
+    seconds = args.minutes * 60 if args.minutes is not None else None
+    try:
+        result = trainer.run(seconds=seconds, run_dir=out)
+    except KeyboardInterrupt:
+        trainer.save(out)
+        print(f"interrupted at step {trainer.step}; checkpoint saved in {out}")
+        return 130
+    loss = trainer.history[-1].get("loss", float("nan")) if trainer.history else float("nan")
+    print(f"step {trainer.step}, loss {loss:.4f}, {trainer.elapsed:.1f} s of training; saved in {out}")
+    if result.reason == "diverged":
+        print(f"error: {result.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _sampler_config(args) -> SamplerConfig:
+    return SamplerConfig(args.sampler, args.steps, args.eta, args.spacing, args.variance, args.clip, args.guidance)
+
+
+def _labels(args, run, n: int) -> torch.Tensor | None:
+    num_classes = getattr(run.config.model, "num_classes", 0)
+    if args.label is None:
+        if args.guidance != 1.0:
+            raise ValueError("--guidance needs --label (the class to guide towards)")
+        return None
+    if not num_classes:
+        raise ValueError(f"--label {args.label}: this run is unconditional (it was not trained with --conditional)")
+    if not 0 <= args.label < num_classes:
+        raise ValueError(f"--label {args.label} is out of range; allowed: 0 to {num_classes - 1}")
+    return torch.full((n,), args.label, dtype=torch.long)
+
+
+def _write(samples: torch.Tensor, path: Path) -> None:
+    """2D points as float32 (.npy/.csv); images as uint8 (N, C, H, W) (.npy) or a PNG grid."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if samples.dim() == 4:
+        from .data.images import save_grid_png, to_uint8
+        images = to_uint8(samples)
+        if suffix == ".png":
+            return save_grid_png(images, path)
+        if suffix == ".npy":
+            return np.save(path, images.numpy())
+        raise ValueError(f"output {str(path)!r}: images are written as .npy or .png")
+    if suffix == ".npy":
+        return np.save(path, samples.numpy().astype(np.float32))
+    if suffix == ".csv":
+        return np.savetxt(path, samples.numpy(), delimiter=",", header="x,y", comments="", fmt="%.6f")
+    raise ValueError(f"output {str(path)!r}: 2D points are written as .npy or .csv")
+
+
+def _check_n(n: int) -> None:
+    if not 1 <= n <= 1_000_000:
+        raise ValueError(f"--n {n} is out of range; allowed: 1 to 1000000")
+
+
+def _sample(args) -> int:
+    _check_n(args.n)
+    run, sampler = load_run(args.checkpoint), _sampler_config(args)
+    _set_threads(run.config.model.kind, args.threads)
+    start = time.perf_counter()
+    samples = run.sample(args.n, sampler, seed=args.seed, y=_labels(args, run, args.n))
+    _write(samples, Path(args.out))
+    print(f"{args.n} samples ({sampler.name}, {sampler.steps} steps) in {time.perf_counter() - start:.1f} s "
+          f"-> {args.out}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluation import evaluate_run_2d
+    _check_n(args.n)
+    run, sampler = load_run(args.checkpoint), _sampler_config(args)
+    _set_threads(run.config.model.kind, args.threads)
+    if run.is_image:
+        raise ValueError("image metrics are not available yet in this version")
+    start = time.perf_counter()
+    result = evaluate_run_2d(run, args.n, sampler, seed=args.seed)
+    report = {"checkpoint": args.checkpoint, "step": run.step, "dataset": run.config.data.dataset, "n": args.n,
+              "sampler": asdict(sampler), "metrics": result.metrics, "floor": result.floor,
+              "seconds": round(time.perf_counter() - start, 3)}
+    print(json.dumps(report))
+    return 0
+
+
+def _data(args) -> int:
+    _check_n(args.n)
+    dataset = args.dataset or "moons"
+    _check_dataset(dataset)
+    if is_toy(dataset):
+        samples = toy_dataset(dataset).sample(args.n, torch.Generator().manual_seed(args.seed))
+    else:
+        data = load_data(DataConfig(dataset, n=args.n, seed=args.seed, image_size=args.image_size or 16,
+                                    classes=args.classes, class_weights=args.class_weights))
+        samples = data.x
+        if data.notice:
+            print(f"notice: {data.notice}")
+    _write(samples, Path(args.out))
+    print(f"{samples.shape[0]} true samples of {dataset} -> {args.out}")
+    return 0
+
+
+COMMANDS = {"train": _train, "sample": _sample, "evaluate": _evaluate, "data": _data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ValueError as e:
+        print(f"python -m diffusion {args.command}: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,38 @@
+"""Training data for a run: 2D toy sets (points) or image datasets, behind one loader."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..config import DataConfig
+from .toy2d import TOY_DATASETS, toy_dataset
+
+TOY_TRAIN_SIZE = 100_000  # default number of points drawn once for a 2D training set
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingData:
+    x: Tensor                  # (N, 2) points or (N, C, H, W) images in [-1, 1]
+    y: Tensor | None           # (N,) labels, None for 2D sets
+    num_classes: int
+    source: str                # one line: where the data came from
+    notice: str | None = None  # shown to users, e.g. an offline fallback
+
+
+def is_toy(name: str) -> bool:
+    return name in TOY_DATASETS
+
+
+def load_data(cfg: DataConfig) -> TrainingData:
+    """The training set a DataConfig describes (2D: cfg.n points drawn with cfg.seed)."""
+    if is_toy(cfg.dataset):
+        n = cfg.n or TOY_TRAIN_SIZE
+        x = toy_dataset(cfg.dataset).sample(n, torch.Generator().manual_seed(cfg.seed))
+        return TrainingData(x, None, 0, f"{n:,} points of {cfg.dataset} drawn with seed {cfg.seed}")
+    from .images import load_images
+    if cfg.image_size is None:
+        raise ValueError(f"dataset {cfg.dataset!r} is an image dataset: give an image size")
+    images = load_images(cfg.dataset, cfg.image_size, classes=cfg.classes, class_weights=cfg.class_weights,
+                         n=cfg.n, seed=cfg.seed)
+    return TrainingData(images.x, images.y, images.num_classes, images.source, images.notice)

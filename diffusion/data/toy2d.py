@@ -1,0 +1,155 @@
+"""Seeded 2D toy distributions at one documented scale: mean 0 and per-coordinate std 1 overall.
+
+Each set is built in raw units, then centred by its exact mean and divided by its exact scale
+sqrt(trace(Cov) / 2), both in closed form for the law itself (not estimated from a sample), so E[x] = 0 and
+sqrt(trace(Cov) / 2) = 1 hold exactly for every set. Noise is added in raw units. Raw laws, with their raw
+mean and trace(Cov) / 2:
+- gaussian: N(0, [[1, 0.8], [0.8, 1]]), correlation 0.8; already mean 0, scale 1.
+- 8gaussians: 8 equal N(4 (cos, sin)(2 pi k / 8), 0.5^2 I) as in FFJORD; 0, 4^2 / 2 + 0.5^2 = 8.25.
+- 25gaussians: 25 equal N((i, j), 0.1^2 I) for i, j in {-2, ..., 2}; 0, 2 + 0.1^2 = 2.01.
+- moons (sklearn make_moons, noise 0.05): theta ~ U[0, pi], upper (cos, sin) or lower (1 - cos, 1/2 - sin)
+  with probability 1/2 each, + N(0, 0.05^2 I); (1/2, 1/4), (1.3125 - 1/pi) / 2 + 0.05^2.
+- swissroll (sklearn's x, z): s ~ U[1.5 pi, 4.5 pi], s (cos s, sin s) + N(0, 0.5^2 I);
+  (2, 2 / (3 pi)), (9.75 pi^2 - 4 - 4 / (9 pi^2)) / 2 + 0.5^2. Uniform in s, so denser near the centre.
+- circles: radius 1 or 0.5 with probability 1/2, uniform angle, + N(0, 0.05^2 I); 0, 1.25 / 4 + 0.05^2.
+- spirals (FFJORD 2spirals): r = 3 pi sqrt(u), u ~ U[0, 1], +-(-r cos r, r sin r) with probability 1/2,
+  + N(0, 0.3^2 I); 0, E[r^2] / 2 + 0.3^2 = 2.25 pi^2 + 0.09.
+- checkerboard: uniform on the 8 dark unit squares of a 4x4 board on [-2, 2]^2 (each marginal U[-2, 2]);
+  0, 4 / 3.
+The Gaussian sets carry their exact (rescaled) law as a GaussianMixture and sample from exactly it.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..oracles import GaussianMixture
+
+Sampler = Callable[[int, torch.Generator], Tensor]
+MOONS_NOISE, CIRCLES_NOISE, SWISSROLL_NOISE, SPIRALS_NOISE = 0.05, 0.05, 0.5, 0.3
+RING_RADIUS, RING_STD = 4.0, 0.5
+GRID_STD = 0.1
+INNER_RADIUS = 0.5
+SWISSROLL_START, SWISSROLL_END = 1.5 * math.pi, 4.5 * math.pi
+SPIRAL_TURN = 3 * math.pi
+
+
+@dataclass(frozen=True)
+class Toy2D:
+    """A named 2D toy distribution; mixture is its exact law when it is a Gaussian mixture."""
+
+    name: str
+    description: str
+    sampler: Sampler
+    mixture: GaussianMixture | None = None
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """n iid points, (n, 2) float32, a function of the generator's state only."""
+        if not (isinstance(n, int) and n >= 1):
+            raise ValueError(f"number of samples n={n!r} is invalid; allowed: an integer >= 1")
+        return self.sampler(n, generator)
+
+
+def _standardised(x: Tensor, mean: tuple[float, float], var: float) -> Tensor:
+    """(x - mean) / sqrt(var) as float32, where var = trace(Cov) / 2 of the raw law."""
+    return ((x - torch.tensor(mean, dtype=x.dtype)) / math.sqrt(var)).float()
+
+
+def _noisy(x: Tensor, std: float, generator: torch.Generator) -> Tensor:
+    return x + std * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+
+
+def _uniform(n: int, generator: torch.Generator, low: float = 0.0, high: float = 1.0) -> Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
+
+
+def _coin(n: int, generator: torch.Generator) -> Tensor:
+    """n fair Bernoulli draws as a bool tensor."""
+    return torch.rand(n, generator=generator, dtype=torch.float64) < 0.5
+
+
+def _moons(n: int, generator: torch.Generator) -> Tensor:
+    theta, lower = _uniform(n, generator, 0.0, math.pi), _coin(n, generator)
+    x = torch.where(lower, 1.0 - theta.cos(), theta.cos())
+    y = torch.where(lower, 0.5 - theta.sin(), theta.sin())
+    var = (1.3125 - 1.0 / math.pi) / 2 + MOONS_NOISE**2
+    return _standardised(_noisy(torch.stack([x, y], 1), MOONS_NOISE, generator), (0.5, 0.25), var)
+
+
+def _swissroll(n: int, generator: torch.Generator) -> Tensor:
+    s = _uniform(n, generator, SWISSROLL_START, SWISSROLL_END)
+    a, b = SWISSROLL_START, SWISSROLL_END
+    second_moment = (a * a + a * b + b * b) / 3                    # E[s^2] = E[|x|^2]
+    mean = (2.0, 2.0 / (3 * math.pi))                              # E[s cos s], E[s sin s]
+    var = (second_moment - mean[0] ** 2 - mean[1] ** 2) / 2 + SWISSROLL_NOISE**2
+    x = _noisy(torch.stack([s * s.cos(), s * s.sin()], 1), SWISSROLL_NOISE, generator)
+    return _standardised(x, mean, var)
+
+
+def _circles(n: int, generator: torch.Generator) -> Tensor:
+    angle, inner = _uniform(n, generator, 0.0, 2 * math.pi), _coin(n, generator)
+    radius = torch.where(inner, INNER_RADIUS, 1.0)
+    x = _noisy(radius[:, None] * torch.stack([angle.cos(), angle.sin()], 1), CIRCLES_NOISE, generator)
+    return _standardised(x, (0.0, 0.0), (1.0 + INNER_RADIUS**2) / 4 + CIRCLES_NOISE**2)
+
+
+def _spirals(n: int, generator: torch.Generator) -> Tensor:
+    r, second = SPIRAL_TURN * _uniform(n, generator).sqrt(), _coin(n, generator)
+    sign = torch.where(second, -1.0, 1.0)[:, None]
+    x = _noisy(sign * torch.stack([-r * r.cos(), r * r.sin()], 1), SPIRALS_NOISE, generator)
+    return _standardised(x, (0.0, 0.0), SPIRAL_TURN**2 / 4 + SPIRALS_NOISE**2)  # E[r^2] / 2 = (3 pi)^2 / 4
+
+
+def _checkerboard(n: int, generator: torch.Generator) -> Tensor:
+    col = torch.randint(0, 4, (n,), generator=generator)
+    row = 2 * torch.randint(0, 2, (n,), generator=generator) + col % 2      # dark squares: row + col even
+    corner = torch.stack([col, row], 1).to(torch.float64) - 2.0
+    x = corner + torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    return _standardised(x, (0.0, 0.0), 4.0 / 3.0)
+
+
+def _ring_mixture() -> GaussianMixture:
+    angle = 2 * math.pi * torch.arange(8, dtype=torch.float64) / 8
+    scale = math.sqrt(RING_RADIUS**2 / 2 + RING_STD**2)
+    means = RING_RADIUS * torch.stack([angle.cos(), angle.sin()], 1)
+    return GaussianMixture.isotropic(means / scale, RING_STD / scale)
+
+
+def _grid_mixture() -> GaussianMixture:
+    ticks = torch.arange(-2, 3, dtype=torch.float64)
+    scale = math.sqrt(2.0 + GRID_STD**2)  # mean of i^2 over {-2, ..., 2} is 2
+    means = torch.cartesian_prod(ticks, ticks)
+    return GaussianMixture.isotropic(means / scale, GRID_STD / scale)
+
+
+def _correlated_gaussian() -> GaussianMixture:
+    cov = torch.tensor([[[1.0, 0.8], [0.8, 1.0]]], dtype=torch.float64)
+    return GaussianMixture(torch.ones(1, dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64), cov)
+
+
+def _mixture_set(name: str, description: str, mixture: GaussianMixture) -> Toy2D:
+    return Toy2D(name, description, mixture.sample, mixture)
+
+
+TOY_DATASETS: dict[str, Toy2D] = {
+    toy.name: toy for toy in (
+        _mixture_set("gaussian", "One Gaussian, correlation 0.8 (a tilted ellipse)", _correlated_gaussian()),
+        _mixture_set("8gaussians", "Eight Gaussians on a ring", _ring_mixture()),
+        _mixture_set("25gaussians", "25 small Gaussians on a 5x5 grid", _grid_mixture()),
+        Toy2D("moons", "Two interleaving half circles with small noise", _moons),
+        Toy2D("swissroll", "A 2D Swiss roll spiral, denser near the centre", _swissroll),
+        Toy2D("circles", "Two concentric circles (radii 1 and 0.5)", _circles),
+        Toy2D("spirals", "Two interleaved spiral arms", _spirals),
+        Toy2D("checkerboard", "Uniform on the dark squares of a 4x4 checkerboard", _checkerboard),
+    )
+}
+
+
+def toy_dataset(name: str) -> Toy2D:
+    """The registered toy dataset called name."""
+    if name not in TOY_DATASETS:
+        raise ValueError(f"unknown toy dataset {name!r}; allowed: {', '.join(TOY_DATASETS)}")
+    return TOY_DATASETS[name]

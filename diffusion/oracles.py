@@ -1,0 +1,150 @@
+"""Exact laws and exact denoisers for Gaussian-mixture data: the analytic truth samplers are tested against.
+
+Notation (Ho et al. 2020, eq. 4): x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps, eps ~ N(0, I).
+Standalone on purpose (no import of diffusion.schedules): tests can drive any schedule through it.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+Denoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # same contract as diffusion.denoisers.Denoiser
+WEIGHT_TOL = 1e-6  # weights must sum to 1 within this
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianMixture:
+    """sum_k weights[k] N(means[k], covs[k]); stored in float64, every output float32.
+
+    Each covariance is kept as its eigendecomposition covs[k] = U_k diag(lam_k) U_k^T, so the noised
+    covariance alpha_bar C_k + (1 - alpha_bar) I = U_k diag(alpha_bar lam_k + 1 - alpha_bar) U_k^T is
+    inverted and log-determined exactly for any alpha_bar in [0, 1] without a Cholesky per sample.
+    """
+
+    weights: Tensor  # (K,)
+    means: Tensor    # (K, D)
+    covs: Tensor     # (K, D, D), symmetric positive definite
+    _eigvals: Tensor = field(init=False, repr=False)  # (K, D) lam_k
+    _eigvecs: Tensor = field(init=False, repr=False)  # (K, D, D) U_k, columns are eigenvectors
+
+    def __post_init__(self) -> None:
+        w, m, c = (torch.as_tensor(v, dtype=torch.float64) for v in (self.weights, self.means, self.covs))
+        if w.ndim != 1 or m.ndim != 2 or c.ndim != 3 or not (w.shape[0] == m.shape[0] == c.shape[0]):
+            raise ValueError(f"shapes weights {tuple(w.shape)}, means {tuple(m.shape)}, covs {tuple(c.shape)}"
+                             " are inconsistent; allowed: (K,), (K, D), (K, D, D)")
+        if c.shape[1:] != (m.shape[1], m.shape[1]):
+            raise ValueError(f"covs shape {tuple(c.shape)} does not match means {tuple(m.shape)};"
+                             " allowed: (K, D, D)")
+        if (w < 0).any() or abs(w.sum().item() - 1.0) > WEIGHT_TOL:
+            raise ValueError(f"weights {w.tolist()} must be non-negative and sum to 1 (within {WEIGHT_TOL})")
+        if not torch.allclose(c, c.mT, rtol=0.0, atol=1e-10):
+            raise ValueError("covs must be symmetric")
+        w = w / w.sum()  # exact normalisation in float64 (float32 weights sum to 1 only within ~1e-7)
+        lam, U = torch.linalg.eigh(c)
+        if (lam <= 0).any():
+            raise ValueError(f"covs must be positive definite; smallest eigenvalue is {lam.min().item():.3g}")
+        for name, value in (("weights", w), ("means", m), ("covs", c), ("_eigvals", lam), ("_eigvecs", U)):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def isotropic(cls, means: Tensor, std: float, weights: Tensor | None = None) -> "GaussianMixture":
+        """Components N(means[k], std^2 I), equal weights unless given."""
+        means = torch.as_tensor(means, dtype=torch.float64)
+        K, D = means.shape
+        weights = torch.full((K,), 1.0 / K, dtype=torch.float64) if weights is None else weights
+        return cls(weights, means, std**2 * torch.eye(D, dtype=torch.float64).expand(K, D, D).clone())
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    def mean(self) -> Tensor:
+        """E[x0] = sum_k w_k m_k, (D,) float64."""
+        return self.weights @ self.means
+
+    def covariance(self) -> Tensor:
+        """Cov[x0] = sum_k w_k (C_k + m_k m_k^T) - E[x0] E[x0]^T (law of total covariance), (D, D) float64."""
+        outer = self.means[:, :, None] * self.means[:, None, :]                        # (K, D, D)
+        second = torch.einsum("k,kij->ij", self.weights, self.covs + outer)
+        mu = self.mean()
+        return second - torch.outer(mu, mu)
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """n iid draws: k ~ Categorical(weights), then m_k + U_k sqrt(lam_k) z with z ~ N(0, I); (n, D)."""
+        if not (isinstance(n, int) and n >= 1):
+            raise ValueError(f"number of samples n={n!r} is invalid; allowed: an integer >= 1")
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)      # (n,)
+        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)            # (n, D)
+        x = self.means[k] + torch.einsum("nij,nj->ni", self._eigvecs[k], self._eigvals[k].sqrt() * z)
+        return x.float()
+
+    def _component_terms(self, x: Tensor, alpha_bar: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per row and component of the noised mixture: the rotated residual U_k^T (x_t - sqrt(ab) m_k)
+        (B, K, D), its variances ab lam_k + 1 - ab (B, K, D), and
+        log w_k N(x_t; sqrt(ab) m_k, ab C_k + (1 - ab) I) (B, K)."""
+        ab = alpha_bar[:, None, None]                                                    # (B, 1, 1)
+        resid = x[:, None, :] - ab.sqrt() * self.means[None]                             # (B, K, D)
+        d = torch.einsum("kji,bkj->bki", self._eigvecs, resid)                           # (B, K, D)
+        var = ab * self._eigvals[None] + (1.0 - ab)                                      # (B, K, D)
+        log_norm = -0.5 * (d**2 / var + var.log() + math.log(2 * math.pi)).sum(-1)     # (B, K)
+        return d, var, self.weights.log()[None] + log_norm
+
+    def _checked(self, x: Tensor, alpha_bar: Tensor) -> tuple[Tensor, Tensor]:
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x has shape {tuple(x.shape)}; allowed: (B, {self.dim})")
+        alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64).to(x.device)
+        if alpha_bar.shape != (x.shape[0],):
+            raise ValueError(f"alpha_bar has shape {tuple(alpha_bar.shape)}; allowed: ({x.shape[0]},),"
+                             " one per row")
+        if not ((alpha_bar >= 0) & (alpha_bar <= 1)).all():
+            raise ValueError(f"alpha_bar must lie in [0, 1]; got values from {alpha_bar.min().item():.3g}"
+                             f" to {alpha_bar.max().item():.3g}")
+        return x.to(torch.float64), alpha_bar
+
+    def _to(self, device: torch.device) -> "GaussianMixture":
+        return self if self.means.device == device else GaussianMixture(
+            self.weights.to(device), self.means.to(device), self.covs.to(device))
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Exact log density log sum_k w_k N(x; m_k, C_k) by log-sum-exp; x (n, D) -> (n,) float32."""
+        x = torch.as_tensor(x)
+        gm = self._to(x.device)
+        x64, ab = gm._checked(x, torch.ones(x.shape[0], dtype=torch.float64, device=x.device))
+        return torch.logsumexp(gm._component_terms(x64, ab)[2], dim=1).float()
+
+    def noised(self, alpha_bar: float) -> "GaussianMixture":
+        """Exact law of x_t (Ho eq. 4): means sqrt(alpha_bar) m_k, covs alpha_bar C_k + (1 - alpha_bar) I."""
+        if not 0.0 <= alpha_bar <= 1.0:
+            raise ValueError(f"alpha_bar={alpha_bar!r} is out of range; allowed: [0, 1]")
+        eye = torch.eye(self.dim, dtype=torch.float64, device=self.means.device)
+        return GaussianMixture(self.weights, math.sqrt(alpha_bar) * self.means,
+                               alpha_bar * self.covs + (1.0 - alpha_bar) * eye)
+
+    @torch.no_grad()
+    def posterior_mean(self, x_t: Tensor, alpha_bar: Tensor) -> Tensor:
+        """Exact denoiser E[x0 | x_t] by Bayes over components; x_t (B, D), alpha_bar (B,) per row -> (B, D).
+
+        Responsibilities r_k under the noised mixture, then per component (Gaussian conditioning)
+        E[x0 | x_t, k] = m_k + sqrt(ab) C_k (ab C_k + (1 - ab) I)^-1 (x_t - sqrt(ab) m_k).
+        """
+        gm = self._to(x_t.device)
+        x, ab = gm._checked(x_t, alpha_bar)
+        d, var, log_r = gm._component_terms(x, ab)
+        r = torch.softmax(log_r, dim=1)                                                  # (B, K)
+        gain = ab.sqrt()[:, None, None] * gm._eigvals[None] / var                        # (B, K, D)
+        cond = gm.means[None] + torch.einsum("kij,bkj->bki", gm._eigvecs, gain * d)      # (B, K, D)
+        return torch.einsum("bk,bkd->bd", r, cond).float()
+
+    def denoiser(self, alpha_bar: Tensor) -> Denoiser:
+        """Exact Denoiser (x_t, t, y) -> E[x0 | x_t] at alpha_bar[t]; alpha_bar (T,), t (B,) code timesteps."""
+        alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64)
+        if alpha_bar.ndim != 1:
+            raise ValueError(f"alpha_bar has shape {tuple(alpha_bar.shape)}; allowed: (T,)")
+
+        def denoise(x_t: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+            return self.posterior_mean(x_t, alpha_bar.to(x_t.device)[t.to(x_t.device)])
+
+        return denoise

@@ -1,0 +1,95 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from diffusion.cli import main
+
+from conftest import ROOT
+
+
+def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "diffusion", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "moons"
+    done = cli("train", "--dataset", "moons", "--model", "mlp", "--schedule", "linear", "--timesteps", "1000",
+               "--steps", "400", "--batch-size", "128", "--lr", "1e-3", "--seed", "0", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "step 400" in done.stdout
+    return out
+
+
+def test_train_sample_evaluate_data_end_to_end(run_dir, tmp_path):
+    done = cli("sample", "--checkpoint", str(run_dir), "--n", "300", "--sampler", "ddim", "--steps", "20",
+               "--eta", "0", "--seed", "0", "--out", str(tmp_path / "s.npy"))
+    assert done.returncode == 0, done.stderr
+    samples = np.load(tmp_path / "s.npy")
+    assert samples.shape == (300, 2) and samples.dtype == np.float32 and np.isfinite(samples).all()
+
+    done = cli("evaluate", "--checkpoint", str(run_dir), "--n", "300", "--sampler", "ddpm", "--steps", "100")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["step"] == 400 and report["n"] == 300 and report["sampler"]["name"] == "ddpm"
+    assert set(report["metrics"]) == {"w1", "w2", "kl_model_true", "kl_true_model"} == set(report["floor"])
+    assert report["floor"]["w1"] < report["metrics"]["w1"] < 1.0
+
+    done = cli("data", "--dataset", "moons", "--n", "500", "--seed", "1", "--out", str(tmp_path / "true.npy"))
+    assert done.returncode == 0, done.stderr
+    true = np.load(tmp_path / "true.npy")
+    assert true.shape == (500, 2) and abs(true.std() - 1) < 0.15
+
+
+def test_same_seed_same_samples_and_csv_output(run_dir, tmp_path):
+    for name in ("a.npy", "b.npy"):
+        assert cli("sample", "--checkpoint", str(run_dir), "--n", "50", "--steps", "10", "--seed", "7",
+                   "--out", str(tmp_path / name)).returncode == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    assert cli("sample", "--checkpoint", str(run_dir), "--n", "5", "--steps", "10",
+               "--out", str(tmp_path / "s.csv")).returncode == 0
+    assert (tmp_path / "s.csv").read_text().splitlines()[0] == "x,y"
+
+
+def test_resume_with_other_settings_is_refused(run_dir):
+    done = cli("train", "--dataset", "circles", "--steps", "500", "--out", str(run_dir))
+    assert done.returncode == 2
+    assert "holds a run with other settings: --dataset circles (the run has moons)" in done.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--dataset", "banana", "--out", "X"], "unknown dataset 'banana'; allowed: gaussian"),
+    (["train", "--schedule", "quadratic", "--out", "X"], "invalid choice: 'quadratic'"),
+    (["train", "--timesteps", "1", "--out", "X"], "timesteps=1 is out of range; allowed: integers from 2 to 4000"),
+    (["train", "--lr", "-1", "--out", "X"], "lr=-1.0 is out of range"),
+    (["train", "--minutes", "-2", "--out", "X"], "--minutes -2.0 is out of range"),
+    (["train", "--steps", "abc", "--out", "X"], "invalid int value: 'abc'"),
+    (["sample", "--checkpoint", "RUN", "--sampler", "plms", "--out", "x.npy"], "invalid choice: 'plms'"),
+    (["sample", "--checkpoint", "RUN", "--steps", "5000", "--out", "x.npy"], "allowed: 1 to T=1000"),
+    (["sample", "--checkpoint", "RUN", "--eta", "2", "--out", "x.npy"], "eta=2.0 is out of range; allowed: 0 to 1"),
+    (["sample", "--checkpoint", "RUN", "--n", "0", "--out", "x.npy"], "--n 0 is out of range"),
+    (["sample", "--checkpoint", "RUN", "--label", "3", "--out", "x.npy"], "this run is unconditional"),
+    (["sample", "--checkpoint", "RUN", "--out", "x.png"], "2D points are written as .npy or .csv"),
+    (["sample", "--checkpoint", "MISSING", "--out", "x.npy"], "config.json is missing"),
+    (["evaluate", "--checkpoint", "CORRUPT"], "corrupt checkpoint"),
+])
+def test_bad_input_one_line_exit_2(run_dir, tmp_path, capsys, args, message):
+    """In-process for speed (the end-to-end tests above run the real subprocess): same parser, same main."""
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_text((run_dir / "config.json").read_text())
+    (corrupt / "ema.safetensors").write_bytes(b"not a safetensors file")
+    paths = {"RUN": str(run_dir), "MISSING": str(tmp_path / "missing"), "CORRUPT": str(corrupt),
+             "X": str(tmp_path / "x"), "x.npy": str(tmp_path / "x.npy"), "x.png": str(tmp_path / "x.png")}
+    try:
+        code = main([paths.get(a, a) for a in args])
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

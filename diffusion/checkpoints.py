@@ -1,8 +1,11 @@
 """A run folder on disk: config.json, model.safetensors, ema.safetensors, optimizer.safetensors, metrics.csv.
 
-Every file is written atomically (temp file, fsync, rename) and stamped with its step, so a run killed at any
-moment, even by kill -9, leaves a consistent last checkpoint. Loading rebuilds the model from config.json;
-nothing is unpickled.
+A checkpoint is saved by two-phase commit: every file is first written in full beside its final name
+(`NAME.pending`, fsynced), then `commit.json` is written atomically (the commit point), then the files are
+renamed into place and the marker removed. A run killed at any moment, even by kill -9, is found either before
+the commit point (the pending files are discarded: the previous checkpoint stands) or after it (the renames
+are finished on the next load). Files are stamped with their step. Loading rebuilds the model from
+config.json; nothing is unpickled.
 """
 
 import json
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 
 CONFIG, MODEL, EMA, OPTIMIZER, METRICS = "config.json", "model.safetensors", "ema.safetensors", \
     "optimizer.safetensors", "metrics.csv"
+COMMIT, PENDING = "commit.json", ".pending"
 
 
 def _atomic(path: Path, write) -> None:
@@ -49,16 +53,36 @@ def _optimizer_tensors(trainer: "Trainer") -> tuple[dict, str]:
 
 
 def save(run_dir: str | Path, trainer: "Trainer") -> None:
-    """Write the trainer's checkpoint into run_dir (created if needed)."""
+    """Write the trainer's checkpoint into run_dir (created if needed), all files or none."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    _finish(run_dir, discard_uncommitted=True)
     config = {"version": __version__, "data_source": trainer.data_source, **trainer.config.to_dict()}
-    _atomic(run_dir / CONFIG, lambda tmp: tmp.write_text(json.dumps(config, indent=2)))
+    staged = lambda name: run_dir / (name + PENDING)  # noqa: E731
+    _atomic(staged(CONFIG), lambda tmp: tmp.write_text(json.dumps(config, indent=2)))
     opt, meta = _optimizer_tensors(trainer)
-    _save_tensors(run_dir / OPTIMIZER, opt, trainer.step, trainer=meta)
-    _save_tensors(run_dir / EMA, trainer.ema.state_dict(), trainer.step)
-    _save_tensors(run_dir / MODEL, trainer.model.state_dict(), trainer.step)
-    _atomic(run_dir / METRICS, lambda tmp: pd.DataFrame(trainer.history).to_csv(tmp, index=False))
+    _save_tensors(staged(OPTIMIZER), opt, trainer.step, trainer=meta)
+    _save_tensors(staged(EMA), trainer.ema.state_dict(), trainer.step)
+    _save_tensors(staged(MODEL), trainer.model.state_dict(), trainer.step)
+    _atomic(staged(METRICS), lambda tmp: pd.DataFrame(trainer.history).to_csv(tmp, index=False))
+    names = [CONFIG, OPTIMIZER, EMA, MODEL, METRICS]
+    _atomic(run_dir / COMMIT, lambda tmp: tmp.write_text(json.dumps({"step": trainer.step, "files": names})))
+    _finish(run_dir)
+
+
+def _finish(run_dir: Path, discard_uncommitted: bool = False) -> None:
+    """Complete a committed save (rename its pending files into place); optionally drop an uncommitted one."""
+    commit = run_dir / COMMIT
+    if commit.exists():
+        for name in json.loads(commit.read_text())["files"]:
+            try:
+                os.replace(run_dir / (name + PENDING), run_dir / name)
+            except FileNotFoundError:  # renamed already, before an interruption
+                pass
+        commit.unlink(missing_ok=True)
+    if discard_uncommitted:
+        for stray in [*run_dir.glob("*" + PENDING), *run_dir.glob(".*.tmp*")]:
+            stray.unlink(missing_ok=True)
 
 
 def _step_of(path: Path) -> int:
@@ -67,6 +91,8 @@ def _step_of(path: Path) -> int:
 
 
 def _read_config(run_dir: Path) -> tuple[RunConfig, dict]:
+    if (run_dir / COMMIT).exists():
+        _finish(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise ValueError(f"no checkpoint in {str(run_dir)!r}: {CONFIG} is missing")
     try:

@@ -57,7 +57,9 @@ class Trainer:
             torch.manual_seed(tc.seed)
             self.model = build_model(self.config.model).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self._params, self._ema_params = list(self.model.parameters()), list(self.ema.parameters())
+        self._buffers = list(zip(self.ema.buffers(), self.model.buffers()))
+        self.optimizer = torch.optim.AdamW(self._params, lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
         self.generator = torch.Generator(self.device).manual_seed(tc.seed)
         self.x = self.x.to(self.device)
         self.y = None if self.y is None else self.y.to(self.device)
@@ -96,13 +98,12 @@ class Trainer:
         """One gradient step; returns (loss, "") or (loss, why it diverged) without applying a bad update."""
         tc = self.config.train
         x0, y = self._batch()
-        self.model.train()
         loss = diffusion_loss(self.model, self.schedule, x0, y, self.generator, objective=tc.objective,
                               weighting=tc.weighting, min_snr_gamma=tc.min_snr_gamma).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self._params, max_norm, foreach=True))
         value = float(loss.detach())
         why = self._diverged(value, grad_norm)
         if why:
@@ -120,9 +121,8 @@ class Trainer:
     def _update_ema(self) -> None:
         """EMA of weights with warmup: decay min(ema_decay, (1 + n) / (10 + n)) after n steps."""
         decay = min(self.config.train.ema_decay, (1 + self.step) / (10 + self.step))
-        ema, live = list(self.ema.parameters()), list(self.model.parameters())
-        torch._foreach_lerp_(ema, live, 1.0 - decay)
-        for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
+        torch._foreach_lerp_(self._ema_params, self._params, 1.0 - decay)
+        for b_ema, b in self._buffers:
             b_ema.copy_(b)
 
     def log(self, **metrics: float) -> None:
@@ -138,6 +138,7 @@ class Trainer:
         target = self.step + steps if steps is not None else self.config.train.steps
         start, done, result = time.perf_counter(), 0, None
         base_elapsed = self.elapsed
+        self.model.train()
         while result is None:
             if self.step >= target:
                 result = RunResult("steps", done)

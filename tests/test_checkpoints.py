@@ -100,3 +100,31 @@ def test_kill_9_mid_run_resumes_with_history_intact(tmp_path):
     assert f"resuming {out} from step {step}" in done.stdout
     history = pd.read_csv(out / "metrics.csv")
     assert history["step"].tolist() == list(range(1, step + 31))
+
+
+def test_interrupted_saves_roll_back_or_forward(tmp_path, monkeypatch):
+    trainer = Trainer(RunConfig(), X)
+    trainer.run(steps=5, run_dir=tmp_path)
+    trainer.run(steps=3)
+    real_atomic = checkpoints._atomic
+
+    def die_at_commit(path, write):
+        if path.name == checkpoints.COMMIT:
+            raise KeyboardInterrupt  # killed after writing every file, before the commit point
+        real_atomic(path, write)
+    monkeypatch.setattr(checkpoints, "_atomic", die_at_commit)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save(tmp_path)
+    monkeypatch.setattr(checkpoints, "_atomic", real_atomic)
+    assert load_run(tmp_path).step == 5                      # the previous checkpoint stands
+    assert Trainer.resume(tmp_path, X).step == 5
+    trainer.save(tmp_path)                                   # discards the stale pending files first
+    assert load_run(tmp_path).step == 8
+
+    trainer.run(steps=2)
+    monkeypatch.setattr(checkpoints, "_finish", lambda run_dir, discard_uncommitted=False: None)
+    trainer.save(tmp_path)                                   # killed right after the commit point
+    monkeypatch.undo()
+    assert (tmp_path / checkpoints.COMMIT).exists()
+    assert load_run(tmp_path).step == 10 and Trainer.resume(tmp_path, X).step == 10
+    assert not (tmp_path / checkpoints.COMMIT).exists()

@@ -12,13 +12,13 @@ import torch
 
 from . import __version__
 from .checkpoints import CONFIG, load_run
-from .config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
+from .config import TRAIN_OBJECTIVES, DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from .data import is_toy, load_data
 from .data.toy2d import TOY_DATASETS, toy_dataset
-from .forward import OBJECTIVES
-from .runs import SAMPLERS, SamplerConfig
+from .runs import GRIDS, SAMPLERS, SamplerConfig
 from .samplers import VARIANCES
 from .schedules import SCHEDULES, SPACINGS
+from .solvers import nfe
 from .train import Trainer
 
 MODEL_DEFAULTS = {  # per model kind: training defaults tuned for 2 CPU cores
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule", choices=SCHEDULES)
     t.add_argument("--timesteps", type=int)
     t.add_argument("--zero-terminal-snr", action="store_true", default=None)
-    t.add_argument("--objective", choices=OBJECTIVES)
+    t.add_argument("--objective", choices=TRAIN_OBJECTIVES, help="eps (default), x0, v, or edm (Karras 2022)")
     t.add_argument("--steps", type=int, help="total training steps of the run (default: per model)")
     t.add_argument("--minutes", type=float, help="time budget of this invocation (0.5 = 30 s)")
     t.add_argument("--batch-size", type=int)
@@ -95,7 +95,20 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--label", type=int, help="conditional runs: the class to generate")
         p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--grid", choices=GRIDS, help="euler/heun/dpmpp2m noise levels (default: karras; "
+                       "logsnr for dpmpp2m)")
+        p.add_argument("--rho", type=float, default=7.0, help="karras grid exponent")
+        p.add_argument("--sigma-min", type=float)
+        p.add_argument("--sigma-max", type=float)
+        p.add_argument("--churn", type=float, default=0.0, help="EDM S_churn (euler, heun)")
+        p.add_argument("--s-min", type=float, default=0.0)
+        p.add_argument("--s-max", type=float, help="default: no upper bound")
+        p.add_argument("--s-noise", type=float, default=1.0)
     s.add_argument("--out", required=True, help=".npy, .csv (2D) or .png (image grid)")
+    e.add_argument("--metrics", default="fid", help="images: comma-separated, from fid, isc, kid, prc")
+    e.add_argument("--extractor", choices=("classifier", "inception"), default="classifier",
+                   help="images: feature network (the dataset's shipped classifier, or Inception-v3)")
+    e.add_argument("--inception-weights", help="images: local Inception-v3 weights file (offline use)")
 
     d = sub.add_parser("data", help="write fresh true samples, as the model sees the data")
     _add_data_args(d)
@@ -147,7 +160,8 @@ def _new_config(args) -> tuple[RunConfig, object]:
     train = TrainConfig(steps=steps, batch_size=args.batch_size or d["batch_size"], lr=args.lr or d["lr"],
                         ema_decay=args.ema_decay if args.ema_decay is not None else d["ema_decay"],
                         objective=args.objective or "eps", seed=args.seed or 0,
-                        checkpoint_every=args.checkpoint_every or 1000)
+                        checkpoint_every=args.checkpoint_every or 1000,
+                        sigma_data=1.0 if is_toy(dataset) else 0.5)  # the 2D sets have unit std
     schedule = ScheduleConfig(args.schedule or "linear", args.timesteps or 1000, bool(args.zero_terminal_snr))
     return RunConfig(data_cfg, schedule, model, train), data
 
@@ -199,15 +213,19 @@ def _train(args) -> int:
 
 
 def _sampler_config(args) -> SamplerConfig:
-    return SamplerConfig(args.sampler, args.steps, args.eta, args.spacing, args.variance, args.clip, args.guidance)
+    return SamplerConfig(args.sampler, args.steps, args.eta, args.spacing, args.variance, args.clip, args.guidance,
+                         args.grid, args.rho, args.sigma_min, args.sigma_max, args.churn, args.s_min, args.s_max,
+                         args.s_noise)
 
 
 def _labels(args, run, n: int) -> torch.Tensor | None:
-    num_classes = getattr(run.config.model, "num_classes", 0)
+    """--label for every sample; without it, conditional runs cycle through their classes."""
+    num_classes = run.num_classes
+    if args.guidance != 1.0 and not num_classes:
+        raise ValueError(f"--guidance {args.guidance}: this run is unconditional (it was not trained with "
+                         "--conditional)")
     if args.label is None:
-        if args.guidance != 1.0:
-            raise ValueError("--guidance needs --label (the class to guide towards)")
-        return None
+        return run.balanced_labels(n)
     if not num_classes:
         raise ValueError(f"--label {args.label}: this run is unconditional (it was not trained with --conditional)")
     if not 0 <= args.label < num_classes:
@@ -246,24 +264,28 @@ def _sample(args) -> int:
     start = time.perf_counter()
     samples = run.sample(args.n, sampler, seed=args.seed, y=_labels(args, run, args.n))
     _write(samples, Path(args.out))
-    print(f"{args.n} samples ({sampler.name}, {sampler.steps} steps) in {time.perf_counter() - start:.1f} s "
-          f"-> {args.out}")
+    print(f"{args.n} samples ({sampler.name}, {sampler.steps} steps = {nfe(sampler.name, sampler.steps)} network "
+          f"evaluations) in {time.perf_counter() - start:.1f} s -> {args.out}")
     return 0
 
 
 def _evaluate(args) -> int:
-    from .evaluation import evaluate_run_2d
     _check_n(args.n)
     run, sampler = load_run(args.checkpoint), _sampler_config(args)
     _set_threads(run.config.model.kind, args.threads)
-    if run.is_image:
-        raise ValueError("image metrics are not available yet in this version")
     start = time.perf_counter()
-    result = evaluate_run_2d(run, args.n, sampler, seed=args.seed)
+    if run.is_image:
+        from .evaluation_images import evaluate_run_images
+        result = evaluate_run_images(run, args.n, sampler, args.metrics.split(","), seed=args.seed,
+                                     y=_labels(args, run, args.n), extractor=args.extractor,
+                                     inception_weights=args.inception_weights)
+    else:
+        from .evaluation import evaluate_run_2d
+        evaluation = evaluate_run_2d(run, args.n, sampler, seed=args.seed)
+        result = {"metrics": evaluation.metrics, "floor": evaluation.floor}
     report = {"checkpoint": args.checkpoint, "step": run.step, "dataset": run.config.data.dataset, "n": args.n,
-              "sampler": asdict(sampler), "metrics": result.metrics, "floor": result.floor,
-              "seconds": round(time.perf_counter() - start, 3)}
-    print(json.dumps(report))
+              "sampler": asdict(sampler), **result, "seconds": round(time.perf_counter() - start, 3)}
+    print(json.dumps(report, allow_nan=False))
     return 0
 
 

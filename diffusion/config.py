@@ -13,6 +13,7 @@ from .models.mlp import MLPConfig
 from .schedules import MAX_T, MIN_T, SCHEDULES, NoiseSchedule, make_schedule
 
 DECAYS = ("none", "cosine")
+TRAIN_OBJECTIVES = (*OBJECTIVES, "edm")
 
 def _check_range(owner: str, name: str, value: Any, low: float, high: float, kind: type = float) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
@@ -59,12 +60,15 @@ class TrainConfig:
     warmup_steps: int = 100
     decay: str = "none"              # "cosine": to 10% of lr at `steps`
     ema_decay: float = 0.999
-    objective: str = "eps"
+    objective: str = "eps"           # eps | x0 | v, or edm (Karras 2022 preconditioning and loss)
     weighting: str = "none"
     min_snr_gamma: float = 5.0
     label_dropout: float = 0.1       # conditional models only: p(y -> null) for classifier-free guidance
     seed: int = 0
     checkpoint_every: int = 1000     # steps between checkpoints when the run has a folder
+    sigma_data: float = 0.5          # edm only: the data's std (0.5 for images in [-1, 1], 1 for the 2D sets)
+    P_mean: float = -1.2             # edm only: ln sigma ~ N(P_mean, P_std^2) in training
+    P_std: float = 1.2
 
     def __post_init__(self):
         _check_range("train", "steps", self.steps, 1, 10_000_000, int)
@@ -76,7 +80,9 @@ class TrainConfig:
         _check_range("train", "ema_decay", self.ema_decay, 0.0, 1.0)
         _check_range("train", "label_dropout", self.label_dropout, 0.0, 1.0)
         _check_range("train", "checkpoint_every", self.checkpoint_every, 1, 10_000_000, int)
-        for name, value, allowed in (("decay", self.decay, DECAYS), ("objective", self.objective, OBJECTIVES),
+        _check_range("train", "sigma_data", self.sigma_data, 1e-3, 1e3)
+        _check_range("train", "P_std", self.P_std, 1e-3, 10.0)
+        for name, value, allowed in (("decay", self.decay, DECAYS), ("objective", self.objective, TRAIN_OBJECTIVES),
                                      ("weighting", self.weighting, WEIGHTINGS)):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")

@@ -4,12 +4,18 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+import math
+
 from .config import RunConfig
 from .denoisers import Denoiser, clipped, guided, model_denoiser
+from .edm import (EDM_SIGMA_MAX, EDM_SIGMA_MIN, EDMPrecond, SigmaDenoiser, from_vp_denoiser, karras_sigmas,
+                  logsnr_sigmas, schedule_sigma_range, to_vp_denoiser)
 from .samplers import SeededNoise, ddim_sample, ddpm_sample
 from .schedules import NoiseSchedule, spaced_timesteps
+from .solvers import SIGMA_SAMPLERS, Churn, sample_sigma
 
-SAMPLERS: tuple[str, ...] = ("ddpm", "ddim")
+SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", *SIGMA_SAMPLERS)
+GRIDS: tuple[str, ...] = ("karras", "logsnr")
 SEED_STRIDE = 1_000_000  # sample i of seed s draws from seed s * SEED_STRIDE + i
 
 
@@ -24,10 +30,20 @@ class SamplerConfig:
     variance: str = "beta_tilde"     # DDPM only
     clip: bool | None = None         # None: on for images, off for 2D data
     guidance: float = 1.0            # classifier-free guidance scale w; 1 = plain conditional
+    grid: str | None = None          # euler/heun/dpmpp2m sigma grid; None: karras (rho), logsnr for dpmpp2m
+    rho: float = 7.0                 # Karras et al. eq. 5
+    sigma_min: float | None = None   # None: EDM's 0.002 and 80, clamped to the schedule's range
+    sigma_max: float | None = None
+    S_churn: float = 0.0             # EDM Algorithm 2 stochasticity (euler, heun)
+    S_min: float = 0.0
+    S_max: float | None = None      # None: no upper bound
+    S_noise: float = 1.0
 
     def __post_init__(self):
         if self.name not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.name!r}; allowed: {', '.join(SAMPLERS)}")
+        if self.grid is not None and self.grid not in GRIDS:
+            raise ValueError(f"unknown sigma grid {self.grid!r}; allowed: {', '.join(GRIDS)}")
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"eta={self.eta!r} is out of range; allowed: 0 to 1")
         if not 0.0 <= self.guidance <= 50.0:
@@ -36,7 +52,8 @@ class SamplerConfig:
 
 @dataclass
 class Trajectory:
-    """What a sampler visited: timesteps (K,), x_t (K, B, ...) before each step and x0_hat (K, B, ...)."""
+    """What a sampler visited: its timesteps (code t for ddpm/ddim, the noise level sigma for the EDM samplers),
+    x_t (K, B, ...) before each step and x0_hat (K, B, ...)."""
 
     timesteps: list[int] = field(default_factory=list)
     x_t: list[Tensor] = field(default_factory=list)
@@ -66,13 +83,50 @@ class Run:
         m = self.config.model
         return (m.channels, m.image_size, m.image_size) if self.is_image else (m.dim,)
 
-    def denoiser(self, sampler: SamplerConfig) -> Denoiser:
-        """The network as a Denoiser, with the sampler's clipping and guidance."""
-        denoise = model_denoiser(self.net, self.schedule, self.config.train.objective)
+    @property
+    def num_classes(self) -> int:
+        return getattr(self.config.model, "num_classes", 0)
+
+    def balanced_labels(self, n: int) -> Tensor | None:
+        """Labels cycling through the classes the run was trained on (None for unconditional runs)."""
+        if not self.num_classes:
+            return None
+        classes = self.config.data.classes or tuple(range(self.num_classes))
+        return torch.tensor(classes, dtype=torch.long).repeat(n // len(classes) + 1)[:n]
+
+    @property
+    def is_edm(self) -> bool:
+        return self.config.train.objective == "edm"
+
+    def _wrap(self, denoise, sampler: SamplerConfig):
+        """Guidance and clipping: they work alike on (x_t, t, y) and (x, sigma, y) denoisers."""
         if sampler.guidance != 1.0:
             denoise = guided(denoise, sampler.guidance, self.net.null_label)
         clip = self.is_image if sampler.clip is None else sampler.clip
         return clipped(denoise) if clip else denoise
+
+    def denoiser(self, sampler: SamplerConfig) -> Denoiser:
+        """The network as a Denoiser over the discrete timesteps, with the sampler's clipping and guidance."""
+        if self.is_edm:
+            denoise = to_vp_denoiser(EDMPrecond(self.net, self.config.train.sigma_data), self.schedule)
+        else:
+            denoise = model_denoiser(self.net, self.schedule, self.config.train.objective)
+        return self._wrap(denoise, sampler)
+
+    def sigma_denoiser(self, sampler: SamplerConfig) -> SigmaDenoiser:
+        """The network as an EDM denoiser D(x; sigma); a discrete model is rounded to its nearest timestep."""
+        if self.is_edm:
+            return self._wrap(EDMPrecond(self.net, self.config.train.sigma_data), sampler)
+        return from_vp_denoiser(self.denoiser(sampler), self.schedule)
+
+    def sigmas(self, sampler: SamplerConfig) -> Tensor:
+        """The decreasing noise levels (ending with 0) an EDM sampler visits."""
+        low, high = (EDM_SIGMA_MIN, EDM_SIGMA_MAX) if self.is_edm else schedule_sigma_range(self.schedule)
+        low, high = sampler.sigma_min or low, sampler.sigma_max or high
+        grid = sampler.grid or ("logsnr" if sampler.name == "dpmpp2m" else "karras")
+        if grid == "logsnr":
+            return logsnr_sigmas(sampler.steps, low, high)
+        return karras_sigmas(sampler.steps, low, high, sampler.rho)
 
     def timesteps(self, sampler: SamplerConfig) -> list[int]:
         return spaced_timesteps(self.schedule.T, sampler.steps, sampler.spacing)
@@ -97,6 +151,11 @@ class Run:
         noise = SeededNoise(seeds, self.sample_shape, device)
         x_T = noise()
         callback = trajectory.record if trajectory is not None else None
+        if sampler.name in SIGMA_SAMPLERS:
+            churn = Churn(sampler.S_churn, sampler.S_min, math.inf if sampler.S_max is None else sampler.S_max,
+                          sampler.S_noise)
+            return sample_sigma(sampler.name, self.sigma_denoiser(sampler), x_T, self.sigmas(sampler), y=y,
+                                noise=noise, callback=callback, churn=churn)
         denoise, ts = self.denoiser(sampler), self.timesteps(sampler)
         if sampler.name == "ddpm":
             return ddpm_sample(denoise, self.schedule, x_T, ts, noise=noise, y=y, variance=sampler.variance,

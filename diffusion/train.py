@@ -13,6 +13,7 @@ from torch import Tensor
 
 from . import checkpoints
 from .config import RunConfig
+from .edm import EDMPrecond, edm_loss
 from .losses import diffusion_loss, drop_labels
 from .models import build_model
 from .runs import Run
@@ -59,6 +60,7 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self._params, self._ema_params = list(self.model.parameters()), list(self.ema.parameters())
         self._buffers = list(zip(self.ema.buffers(), self.model.buffers()))
+        self._precond = EDMPrecond(self.model, tc.sigma_data)  # used by the edm objective only
         self.optimizer = torch.optim.AdamW(self._params, lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
         self.generator = torch.Generator(self.device).manual_seed(tc.seed)
         self.x = self.x.to(self.device)
@@ -98,8 +100,11 @@ class Trainer:
         """One gradient step; returns (loss, "") or (loss, why it diverged) without applying a bad update."""
         tc = self.config.train
         x0, y = self._batch()
-        loss = diffusion_loss(self.model, self.schedule, x0, y, self.generator, objective=tc.objective,
-                              weighting=tc.weighting, min_snr_gamma=tc.min_snr_gamma).mean()
+        if tc.objective == "edm":
+            loss = edm_loss(self._precond, x0, y, self.generator, P_mean=tc.P_mean, P_std=tc.P_std).mean()
+        else:
+            loss = diffusion_loss(self.model, self.schedule, x0, y, self.generator, objective=tc.objective,
+                                  weighting=tc.weighting, min_snr_gamma=tc.min_snr_gamma).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .checkpoints import CONFIG, load_run
 from .config import TRAIN_OBJECTIVES, DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from .data import is_toy, load_data
@@ -180,34 +180,51 @@ def _resumed_config(args, saved: RunConfig) -> RunConfig:
     return replace(saved, train=replace(saved.train, steps=steps))
 
 
+def _say(*args, **kwargs) -> None:
+    """print, on rank 0 only under torchrun."""
+    if distributed.is_main():
+        print(*args, **kwargs)
+
+
 def _train(args) -> int:
+    """Train in this process, or under torchrun as one rank of a data-parallel run."""
+    device = distributed.setup()
+    try:
+        return _train_on(args, device)
+    finally:
+        distributed.teardown()
+
+
+def _train_on(args, device: str) -> int:
     out = Path(args.out)
     if args.minutes is not None and not args.minutes > 0:
         raise ValueError(f"--minutes {args.minutes} is out of range; allowed: a positive number (0.5 = 30 s)")
     if (out / CONFIG).exists():
         saved = load_run(out).config
         config = _resumed_config(args, saved)
-        data = load_data(config.data)
-        trainer = Trainer.resume(out, data.x, data.y)
+        with distributed.main_first():
+            data = load_data(config.data)
+        trainer = Trainer.resume(out, data.x, data.y, device=device)
         trainer.config = config
-        print(f"resuming {out} from step {trainer.step}")
+        _say(f"resuming {out} from step {trainer.step}")
     else:
-        config, data = _new_config(args)
-        trainer = Trainer(config, data.x, data.y, data_source=data.source)
+        with distributed.main_first():  # a dataset download or cache is written once
+            config, data = _new_config(args)
+        trainer = Trainer(config, data.x, data.y, device=device, data_source=data.source)
     if data.notice:
-        print(f"notice: {data.notice}")
+        _say(f"notice: {data.notice}")
     _set_threads(config.model.kind, args.threads)
     seconds = args.minutes * 60 if args.minutes is not None else None
     try:
         result = trainer.run(seconds=seconds, run_dir=out)
     except KeyboardInterrupt:
         trainer.save(out)
-        print(f"interrupted at step {trainer.step}; checkpoint saved in {out}")
+        _say(f"interrupted at step {trainer.step}; checkpoint saved in {out}")
         return 130
     loss = trainer.history[-1].get("loss", float("nan")) if trainer.history else float("nan")
-    print(f"step {trainer.step}, loss {loss:.4f}, {trainer.elapsed:.1f} s of training; saved in {out}")
+    _say(f"step {trainer.step}, loss {loss:.4f}, {trainer.elapsed:.1f} s of training; saved in {out}")
     if result.reason == "diverged":
-        print(f"error: {result.message}", file=sys.stderr)
+        _say(f"error: {result.message}", file=sys.stderr)
         return 1
     return 0
 
@@ -259,7 +276,7 @@ def _check_n(n: int) -> None:
 
 def _sample(args) -> int:
     _check_n(args.n)
-    run, sampler = load_run(args.checkpoint), _sampler_config(args)
+    run, sampler = load_run(args.checkpoint, distributed.default_device()), _sampler_config(args)
     _set_threads(run.config.model.kind, args.threads)
     start = time.perf_counter()
     samples = run.sample(args.n, sampler, seed=args.seed, y=_labels(args, run, args.n))
@@ -271,7 +288,7 @@ def _sample(args) -> int:
 
 def _evaluate(args) -> int:
     _check_n(args.n)
-    run, sampler = load_run(args.checkpoint), _sampler_config(args)
+    run, sampler = load_run(args.checkpoint, distributed.default_device()), _sampler_config(args)
     _set_threads(run.config.model.kind, args.threads)
     start = time.perf_counter()
     if run.is_image:

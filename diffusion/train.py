@@ -11,7 +11,7 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor
 
-from . import checkpoints
+from . import checkpoints, distributed
 from .config import RunConfig
 from .edm import EDMPrecond, edm_loss
 from .losses import diffusion_loss, drop_labels
@@ -42,7 +42,11 @@ Callback = Callable[["Trainer", StepInfo], bool | None]  # return True to reques
 
 @dataclass
 class Trainer:
-    """All a run's state: config, network, EMA copy, optimizer, RNG, step counter, history (one row a step)."""
+    """All a run's state: config, network, EMA copy, optimizer, RNG, step counter, history (one row a step).
+
+    Under torchrun (a process group initialised, see distributed.setup) each rank draws batch_size / world_size
+    examples a step, DistributedDataParallel averages the gradients and only rank 0 writes checkpoints.
+    """
 
     config: RunConfig
     x: Tensor                          # (N, ...) training data on the device
@@ -52,7 +56,10 @@ class Trainer:
     history: list[dict] = field(default_factory=list)
 
     def __post_init__(self):
-        tc = self.config.train
+        tc, world = self.config.train, distributed.world_size()
+        if tc.batch_size % world:
+            raise ValueError(f"batch_size={tc.batch_size} cannot be split over {world} processes; allowed: a multiple "
+                             f"of {world}")
         self.schedule = self.config.schedule.build()
         with torch.random.fork_rng(devices=[]):   # seeded weights without touching the caller's global RNG
             torch.manual_seed(tc.seed)
@@ -60,7 +67,8 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self._params, self._ema_params = list(self.model.parameters()), list(self.ema.parameters())
         self._buffers = list(zip(self.ema.buffers(), self.model.buffers()))
-        self._precond = EDMPrecond(self.model, tc.sigma_data)  # used by the edm objective only
+        self._net = distributed.wrap(self.model)  # forward and backward only: the state lives in self.model
+        self._precond = EDMPrecond(self._net, tc.sigma_data)  # used by the edm objective only
         self.optimizer = torch.optim.AdamW(self._params, lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
         self.generator = torch.Generator(self.device).manual_seed(tc.seed)
         self.x = self.x.to(self.device)
@@ -81,12 +89,12 @@ class Trainer:
             return tc.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
         return tc.lr
 
-    def _batch(self) -> tuple[Tensor, Tensor | None]:
-        idx = torch.randint(0, self.x.shape[0], (self.config.train.batch_size,), generator=self.generator,
-                            device=self.device)
+    def _batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+        size = self.config.train.batch_size // distributed.world_size()
+        idx = torch.randint(0, self.x.shape[0], (size,), generator=generator, device=self.device)
         if not self.conditional:
             return self.x[idx], None
-        y = drop_labels(self.y[idx], self.config.train.label_dropout, self.model.null_label, self.generator)
+        y = drop_labels(self.y[idx], self.config.train.label_dropout, self.model.null_label, generator)
         return self.x[idx], y
 
     def _diverged(self, loss: float, grad_norm: float) -> str:
@@ -99,17 +107,18 @@ class Trainer:
     def train_step(self) -> tuple[float, str]:
         """One gradient step; returns (loss, "") or (loss, why it diverged) without applying a bad update."""
         tc = self.config.train
-        x0, y = self._batch()
+        generator = distributed.rank_generator(self.generator)
+        x0, y = self._batch(generator)
         if tc.objective == "edm":
-            loss = edm_loss(self._precond, x0, y, self.generator, P_mean=tc.P_mean, P_std=tc.P_std).mean()
+            loss = edm_loss(self._precond, x0, y, generator, P_mean=tc.P_mean, P_std=tc.P_std).mean()
         else:
-            loss = diffusion_loss(self.model, self.schedule, x0, y, self.generator, objective=tc.objective,
+            loss = diffusion_loss(self._net, self.schedule, x0, y, generator, objective=tc.objective,
                                   weighting=tc.weighting, min_snr_gamma=tc.min_snr_gamma).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self._params, max_norm, foreach=True))
-        value = float(loss.detach())
+        value = distributed.mean(loss.detach())  # the same on every rank, so all ranks stop together
         why = self._diverged(value, grad_norm)
         if why:
             return value, why
@@ -139,7 +148,8 @@ class Trainer:
     def run(self, steps: int | None = None, seconds: float | None = None, callback: Callback | None = None,
             run_dir: str | Path | None = None) -> RunResult:
         """Train until `steps` more steps (default: up to config.train.steps), `seconds`, or a callback stops it.
-        With run_dir, a checkpoint is written every config.train.checkpoint_every steps and at the end."""
+        With run_dir, a checkpoint is written every config.train.checkpoint_every steps and at the end.
+        Under torchrun, rank 0's clock and callback decide when every rank stops."""
         target = self.step + steps if steps is not None else self.config.train.steps
         start, done, result = time.perf_counter(), 0, None
         base_elapsed = self.elapsed
@@ -148,7 +158,7 @@ class Trainer:
             if self.step >= target:
                 result = RunResult("steps", done)
                 break
-            if seconds is not None and time.perf_counter() - start >= seconds:
+            if seconds is not None and distributed.rank0_decides(time.perf_counter() - start >= seconds):
                 result = RunResult("time", done)
                 break
             loss, why = self.train_step()
@@ -160,16 +170,19 @@ class Trainer:
             self.elapsed = base_elapsed + time.perf_counter() - start
             info = StepInfo(self.step, loss, self.lr_at(self.step - 1), self.elapsed)
             self.log(loss=loss, lr=info.lr)
-            if callback is not None and callback(self, info):
+            if callback is not None and distributed.rank0_decides(bool(callback(self, info))):
                 result = RunResult("callback", done)
             if run_dir is not None and self.step % self.config.train.checkpoint_every == 0:
                 self.save(run_dir)
         if run_dir is not None:
             self.save(run_dir)
+            distributed.barrier()  # no rank returns before the last checkpoint is on disk
         return result
 
     def save(self, run_dir: str | Path) -> None:
-        checkpoints.save(run_dir, self)
+        """Write a checkpoint (under torchrun, rank 0 only: the ranks' weights are equal)."""
+        if distributed.is_main():
+            checkpoints.save(run_dir, self)
 
     def as_run(self) -> Run:
         """A frozen copy for sampling (the EMA weights), safe to use while this trainer goes on."""

@@ -1,0 +1,153 @@
+"""diffusion.explore2d against exact answers: schedule values, the forward process in closed form, and a
+"perfect model" (the exact mixture denoiser as the network) whose learned field must equal the exact one."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from diffusion import explore2d
+from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
+from diffusion.data.toy2d import toy_dataset
+from diffusion.runs import Run, SamplerConfig
+from diffusion.schedules import make_schedule
+
+K_SE = 5.0   # tolerance in Monte Carlo standard errors
+
+
+class _ExactNet(nn.Module):
+    """x0-prediction by the exact posterior mean E[x0 | x_t] of the data's mixture: a perfect model."""
+
+    def __init__(self, dataset: str, alpha_bar: torch.Tensor):
+        super().__init__()
+        self.denoise = toy_dataset(dataset).mixture.denoiser(alpha_bar)
+        self.anchor = nn.Parameter(torch.zeros(()))   # Run.sample reads the device from a parameter
+
+    def forward(self, x_t, t, y=None):
+        return self.denoise(x_t, t, y)
+
+
+class _NaNNet(_ExactNet):
+    def forward(self, x_t, t, y=None):
+        return torch.full_like(x_t, math.nan)
+
+
+def _run(dataset: str = "8gaussians", law: str | None = None, net: type = _ExactNet, T: int = 100) -> Run:
+    """A Run on `dataset` whose network is the exact denoiser of `law` (default: the dataset's own law)."""
+    config = RunConfig(data=DataConfig(dataset), schedule=ScheduleConfig("linear", T),
+                       train=TrainConfig(objective="x0"))
+    schedule = config.schedule.build()
+    return Run(config, schedule, net(law or dataset, schedule.alpha_bar), step=0, history=[])
+
+
+def test_schedule_frame_lists_the_schedule_against_paper_t():
+    s = make_schedule("cosine", 200)
+    df = explore2d.schedule_frame(s)
+    assert list(df.columns) == ["t", "beta", "alpha_bar", "log_snr"] and list(df["t"]) == list(range(1, 201))
+    np.testing.assert_array_equal(df["alpha_bar"], s.alpha_bar.numpy())
+    ab = df["alpha_bar"].to_numpy(np.float64)
+    np.testing.assert_allclose(df["log_snr"], np.log(ab / (1 - ab)), rtol=1e-5, atol=1e-6)  # float32 snr
+
+
+def test_terminal_noise_flags_a_short_unscaled_linear_schedule():
+    short = explore2d.terminal_noise(make_schedule("linear_unscaled", 50))
+    betas = np.linspace(1e-4, 0.02, 50)
+    assert short.alpha_bar_T == pytest.approx(np.prod(1 - betas), rel=1e-5) and short.far_from_normal
+    assert short.signal == pytest.approx(math.sqrt(short.alpha_bar_T))
+    ddpm = explore2d.terminal_noise(make_schedule("linear", 1000))
+    assert ddpm.alpha_bar_T < 1e-4 and not ddpm.far_from_normal
+    assert ddpm.snr_T == pytest.approx(ddpm.alpha_bar_T / (1 - ddpm.alpha_bar_T), rel=1e-3)
+
+
+def test_noised_points_follow_the_closed_form_with_one_fixed_eps():
+    s = make_schedule("linear", 1000)
+    zeros, ones = np.zeros((20_000, 2), np.float32), np.ones((20_000, 2), np.float32)
+    x0 = explore2d.toy_points("moons", 100, seed=3)
+    np.testing.assert_array_equal(explore2d.noised_points(x0, s, 0, seed=1), x0)
+    for paper_t in (1, 250, 1000):
+        ab = float(s.alpha_bar[paper_t - 1])
+        noise = explore2d.noised_points(zeros, s, paper_t, seed=1)          # sqrt(1 - ab) eps
+        shifted = explore2d.noised_points(ones, s, paper_t, seed=1)         # + sqrt(ab) x0, same eps
+        np.testing.assert_allclose(shifted - noise, math.sqrt(ab), atol=1e-5)
+        std, se = math.sqrt(1 - ab), math.sqrt(1 - ab) / math.sqrt(2 * noise.size)
+        assert abs(noise.std() - std) < K_SE * se
+    with pytest.raises(ValueError, match="paper_t=1001"):
+        explore2d.noised_points(x0, s, 1001, seed=1)
+
+
+def test_a_perfect_model_has_the_exact_field_and_no_field_error():
+    run = _run()
+    df = explore2d.denoising_fields(run, t=40, size=9)
+    learned, exact = (df[df["field"] == f].reset_index(drop=True) for f in ("learned", "exact"))
+    assert len(learned) == len(exact) == 81
+    np.testing.assert_array_equal(learned[["u", "v", "x2", "y2"]], exact[["u", "v", "x2", "y2"]])
+    errors = explore2d.field_error_frame(run, n=500, points=6)
+    assert (errors["rmse"] < 1e-5).all() and (errors["baseline"] > 0).all()
+    assert list(errors["t"]) == sorted(errors["t"]) and errors["t"].iloc[-1] == 100
+
+
+def test_score_field_of_a_gaussian_is_minus_the_inverse_noised_covariance():
+    run = _run("gaussian")
+    t = 30
+    ab = float(run.schedule.alpha_bar[t])
+    df = explore2d.denoising_fields(run, t=t, size=7, kind="score")
+    cov = ab * np.array([[1.0, 0.8], [0.8, 1.0]]) + (1 - ab) * np.eye(2)   # law of x_t, Ho eq. 4
+    expected = -df[["x", "y"]].to_numpy() @ np.linalg.inv(cov).T          # learned and exact rows alike
+    np.testing.assert_allclose(df[["u", "v"]].to_numpy(), expected, rtol=1e-4, atol=1e-4)
+    lengths = np.hypot(df["x2"] - df["x"], df["y2"] - df["y"])
+    assert lengths.max() <= 1.5 * 1.0 + 1e-6                                # 1.5 grid cells (cell = 6 / 6)
+
+
+def test_no_exact_field_or_error_without_a_closed_form():
+    run = _run("moons", law="8gaussians")
+    assert set(explore2d.denoising_fields(run, t=10, size=5)["field"]) == {"learned"}
+    assert explore2d.field_error_frame(run) is None
+
+
+def test_trajectory_frame_records_every_step_and_ends_at_the_sample():
+    run, sampler = _run(), SamplerConfig("ddpm", steps=10)
+    df = explore2d.trajectory_frame(run, sampler, n=16, seed=2)
+    assert len(df) == 11 * 16 and df["frame"].max() == 10
+    assert df.loc[df["frame"] == 0, "t"].unique().tolist() == [100]         # trailing spacing starts at T
+    last = df[df["frame"] == 10]
+    assert (last["t"] == 0).all()
+    np.testing.assert_array_equal(last[["x", "y"]].to_numpy(), run.sample(16, sampler, seed=2).numpy())
+    np.testing.assert_array_equal(last[["x", "y"]].to_numpy(), last[["x0_x", "x0_y"]].to_numpy())
+    paths = explore2d.trajectory_paths(df, n_points=4, max_frames=5)
+    assert set(paths["point"]) == {0, 1, 2, 3} and paths["frame"].nunique() == 5 and paths["frame"].max() == 10
+
+
+def test_live_metrics_of_a_perfect_model_sit_at_the_floor():
+    run = _run("gaussian")
+    floor = explore2d.metric_floor("gaussian")
+    metrics = explore2d.live_metrics(run)
+    assert set(explore2d.METRICS) <= set(metrics)
+    assert metrics["w1"] < 2 * floor["w1"] and metrics["kl_true_model"] < 2 * floor["kl_true_model"]
+
+
+def test_sampler_sweep_caps_steps_at_T_and_reports_nan_samples():
+    sweep = explore2d.sampler_sweep(_run("gaussian"), "ddim",
+                                    steps=(5, 100, 1000))
+    assert list(sweep["steps"]) == [5, 100] and (sweep["error"] == "").all()
+    assert sweep["w1"].notna().all()
+    broken = explore2d.sampler_sweep(_run(net=_NaNNet), "ddpm", steps=(5,))
+    assert broken["w1"].isna().all() and "non-finite" in broken["error"].iloc[0]
+
+
+def test_loss_frame_bins_consecutive_steps_and_keeps_the_mean():
+    steps, loss = np.arange(1, 1001), np.random.default_rng(0).random(1000)
+    df = explore2d.loss_frame(steps, loss, max_points=100)
+    assert len(df) == 100 and df["step"].iloc[-1] == 1000 and df["step"].is_monotonic_increasing
+    assert df["loss"].mean() == pytest.approx(loss.mean())
+    assert len(explore2d.loss_frame(np.arange(1, 8), np.ones(7), max_points=3)) == 3
+    assert explore2d.loss_frame([], []).empty
+
+
+def test_metrics_frame_is_long_with_the_floor_beside_each_value():
+    rows = [{"step": 100, "w1": 0.5, "w2": 0.7, "kl_model_true": 0.1, "kl_true_model": 0.2}, {"step": 200}]
+    df = explore2d.metrics_frame(rows, {"w1": 0.05})
+    assert len(df) == 8 and list(df.columns) == ["step", "metric", "value", "floor"]
+    w1 = df[df["metric"] == "w1"]
+    assert list(w1["value"].fillna(-1)) == [0.5, -1] and (w1["floor"] == 0.05).all()

@@ -1,0 +1,112 @@
+"""Altair chart builders for the pages, and `live_chart`, which redraws a chart from a cached spec.
+
+Every encoding names its type (":Q", ":N"), so a builder also works on an empty frame: that is how
+live_chart turns it into a Vega-Lite spec once and then only ships new data on each refresh (Altair's
+to_dict costs ~40 ms a chart, time the training thread would lose to the GIL twice a second).
+"""
+
+from collections.abc import Callable
+from functools import lru_cache
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+DOMAIN = 3.5                    # 2D plots show [-DOMAIN, DOMAIN]^2 (the toy sets have std 1)
+PANEL = 250                     # side of one 2D panel, pixels
+STRETCH_HEIGHT = 280            # full-width charts: Streamlit fits title, axes and legend in this height
+METRIC_LABELS = {"w1": "W1", "w2": "W2", "kl_model_true": "KL(model‖true)", "kl_true_model": "KL(true‖model)"}
+Builder = Callable[[pd.DataFrame], alt.TopLevelMixin]
+
+
+def _axis(name: str, title: str) -> alt.X:
+    return alt.X(f"{name}:Q", title=title, scale=alt.Scale(domain=[-DOMAIN, DOMAIN], clamp=True))
+
+
+def scatter(df: pd.DataFrame, title: str, x: str = "x", y: str = "y", color: str = "#4c78a8") -> alt.Chart:
+    """Points (x, y) on the fixed 2D window, square."""
+    return alt.Chart(df, title=title).mark_circle(size=9, opacity=0.6, color=color, clip=True).encode(
+        x=_axis(x, "x"), y=alt.Y(f"{y}:Q", title="y", scale=alt.Scale(domain=[-DOMAIN, DOMAIN], clamp=True)),
+    ).properties(width=PANEL, height=PANEL)
+
+
+def schedule_curves(df: pd.DataFrame) -> alt.FacetChart:
+    """beta_t, alpha_bar_t and log-SNR against t, one panel each (columns t, beta, alpha_bar, log_snr)."""
+    labels = {"beta": "β_t", "alpha_bar": "ᾱ_t", "log_snr": "log SNR_t"}
+    long = df.melt(id_vars="t", value_vars=list(labels), var_name="quantity", value_name="value")
+    long["quantity"] = long["quantity"].map(labels)
+    return alt.Chart(long).mark_line().encode(
+        x=alt.X("t:Q", title="t"), y=alt.Y("value:Q", title=None),
+    ).properties(width=230, height=160).facet(
+        column=alt.Column("quantity:N", title=None, sort=list(labels.values())),
+    ).resolve_scale(y="independent")
+
+
+def loss_curve(df: pd.DataFrame) -> alt.Chart:
+    """Training loss against step (columns step, loss)."""
+    return alt.Chart(df, title="Training loss (mean over bins of steps)").mark_line().encode(
+        x=alt.X("step:Q", title="step"), y=alt.Y("loss:Q", title="loss (log scale)", scale=alt.Scale(type="log")),
+    ).properties(height=STRETCH_HEIGHT)
+
+
+def metric_curves(df: pd.DataFrame, x_title: str = "step", log_x: bool = False) -> alt.FacetChart:
+    """One panel per metric (columns step, metric (labelled), value, floor): the curve, and the floor as a band
+    from 0: a value inside the band is as close to the truth as an independent true sample of the same size."""
+    x = alt.X("step:Q", title=x_title, scale=alt.Scale(type="log") if log_x else alt.Undefined)
+    base = alt.Chart().encode(x=x)
+    band = base.mark_area(opacity=0.25, color="#54a24b").encode(y=alt.Y("floor:Q", title=None), y2=alt.datum(0))
+    line = base.mark_line(point=True).encode(y=alt.Y("value:Q", title=None),
+                                             tooltip=["step:Q", "metric:N", "value:Q", "floor:Q"])
+    return alt.layer(band, line, data=df).properties(width=170, height=150).facet(
+        column=alt.Column("metric:N", title=None, sort=list(METRIC_LABELS.values())),
+    ).resolve_scale(y="independent")
+
+
+def paths(df: pd.DataFrame) -> alt.LayerChart:
+    """Sampling paths (columns frame, point, x, y) from x_T to the output, which is marked."""
+    lines = alt.Chart(df).mark_line(opacity=0.5, strokeWidth=1, clip=True).encode(
+        x=_axis("x", "x"), y=alt.Y("y:Q", title="y", scale=alt.Scale(domain=[-DOMAIN, DOMAIN], clamp=True)),
+        detail="point:N", order="frame:Q")
+    ends = alt.Chart(df).transform_joinaggregate(last="max(frame)").transform_filter(
+        "datum.frame == datum.last").mark_circle(size=25, color="#e45756").encode(x="x:Q", y="y:Q")
+    return alt.layer(lines, ends, title="24 paths, x_T to x_0 (red)").properties(width=PANEL, height=PANEL)
+
+
+def field(df: pd.DataFrame, title: str) -> alt.LayerChart:
+    """A vector field as arrows (columns x, y, x2, y2): a segment from each grid point and a dot at its head."""
+    scale = alt.Scale(domain=[-DOMAIN, DOMAIN], clamp=True)
+    shafts = alt.Chart(df).mark_rule(color="#4c78a8", clip=True).encode(
+        x=alt.X("x:Q", title="x_t (x)", scale=scale), y=alt.Y("y:Q", title="x_t (y)", scale=scale),
+        x2="x2:Q", y2="y2:Q")
+    heads = alt.Chart(df).mark_circle(size=6, color="#e45756", clip=True).encode(x="x2:Q", y="y2:Q")
+    return alt.layer(shafts, heads, title=title).properties(width=PANEL + 60, height=PANEL + 60)
+
+
+def field_error(df: pd.DataFrame) -> alt.Chart:
+    """RMS error of the learned x0_hat against the exact one, and the irreducible error, against t (log)."""
+    long = df.melt(id_vars="t", value_vars=["rmse", "baseline"], var_name="curve", value_name="value")
+    long["curve"] = long["curve"].map({"rmse": "learned vs exact x0_hat", "baseline": "exact x0_hat vs true x0"})
+    return alt.Chart(long, title="Error of the learned denoiser against t").mark_line(point=True).encode(
+        x=alt.X("t:Q", title="t", scale=alt.Scale(type="log")),
+        y=alt.Y("value:Q", title="RMS per coordinate (log)", scale=alt.Scale(type="log")),
+        color=alt.Color("curve:N", title=None, legend=alt.Legend(orient="top")),
+    ).properties(height=STRETCH_HEIGHT + 40)
+
+
+def label_metrics(df: pd.DataFrame) -> pd.DataFrame:
+    """The metric column's names (w1, kl_model_true, ...) replaced by their display labels."""
+    return df.assign(metric=df["metric"].map(METRIC_LABELS))
+
+
+@lru_cache(maxsize=None)
+def _spec(builder: Builder, columns: tuple[str, ...]) -> dict:
+    """The Vega-Lite spec of builder(empty frame), without its data (the data travels separately)."""
+    spec = builder(pd.DataFrame({c: [] for c in columns})).to_dict()
+    spec.pop("data", None)
+    spec.pop("datasets", None)
+    return spec
+
+
+def live_chart(builder: Builder, df: pd.DataFrame, **kwargs) -> None:
+    """Draw builder(df) cheaply: a spec cached per builder plus this frame as its data."""
+    st.vega_lite_chart(df, _spec(builder, tuple(df.columns)), **kwargs)

@@ -1,0 +1,153 @@
+"""Cached loaders for the 2D page: datasets and schedules (shared by every visitor), and per-model results
+keyed by the model's run_key (unique to one visitor's model, so nothing leaks between sessions).
+"""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from diffusion import explore2d
+from diffusion.config import DataConfig
+from diffusion.data import TrainingData, load_data
+from diffusion.data.toy2d import TOY_DATASETS
+from diffusion.runs import Run, SamplerConfig
+from diffusion.schedules import NoiseSchedule, make_schedule, spaced_timesteps
+
+from . import charts
+
+PER_MODEL = 8                     # cached results kept per function, across models and visitors
+SAMPLERS = ("ddpm", "ddim")       # the discrete-time samplers whose trajectories this page draws against t
+
+
+def dataset_names() -> list[str]:
+    return list(TOY_DATASETS)
+
+
+def describe(dataset: str) -> str:
+    return f"{dataset}: {TOY_DATASETS[dataset].description}"
+
+
+@st.cache_data(show_spinner=False)
+def points(dataset: str, n: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """n points of a toy set as a frame (x, y)."""
+    return pd.DataFrame(explore2d.toy_points(dataset, n, seed), columns=["x", "y"])
+
+
+@st.cache_resource(show_spinner="Drawing the training set...")
+def _training_data(dataset: str, n: int | None, seed: int) -> TrainingData:
+    return load_data(DataConfig(dataset=dataset, n=n, seed=seed))
+
+
+def training_data(cfg: DataConfig) -> TrainingData:
+    """The training set of a DataConfig, drawn once per process and shared read-only (trainers only index it)."""
+    return _training_data(cfg.dataset, cfg.n, cfg.seed)
+
+
+@st.cache_resource(show_spinner=False)
+def schedule(name: str, T: int) -> NoiseSchedule:
+    """A noise schedule (immutable, shared)."""
+    return make_schedule(name, T)
+
+
+@st.cache_data(show_spinner=False)
+def schedule_curves(name: str, T: int) -> pd.DataFrame:
+    return explore2d.schedule_frame(schedule(name, T))
+
+
+def terminal(name: str, T: int) -> explore2d.TerminalNoise:
+    return explore2d.terminal_noise(schedule(name, T))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def noised(dataset: str, name: str, T: int, paper_t: int, n: int = 2000) -> pd.DataFrame:
+    """The dataset's points noised to paper timestep paper_t (the same eps at every t)."""
+    x0 = points(dataset, n)[["x", "y"]].to_numpy(dtype=np.float32)
+    return pd.DataFrame(explore2d.noised_points(x0, schedule(name, T), paper_t, seed=1), columns=["x", "y"])
+
+
+def timesteps_used(T: int, steps: int) -> list[int]:
+    """The paper timesteps a sampler with `steps` steps visits (trailing spacing, as Run.sample uses)."""
+    return [t + 1 for t in spaced_timesteps(T, steps, SamplerConfig().spacing)]
+
+
+@st.cache_data(show_spinner=False)
+def floor(dataset: str) -> dict[str, float]:
+    """The metric floor (an independent true sample) of the page's measurement protocol."""
+    return explore2d.metric_floor(dataset)
+
+
+@st.cache_data(show_spinner="Sampling...", max_entries=PER_MODEL)
+def samples(run_key: str, _run: Run, sampler: SamplerConfig, n: int = explore2d.METRIC_N) -> pd.DataFrame:
+    """n samples as a frame (x, y); seed 0: the same x_T for every sampler choice."""
+    return pd.DataFrame(_run.sample(n, sampler, seed=0).numpy(), columns=["x", "y"])
+
+
+@st.cache_data(show_spinner="Measuring...", max_entries=PER_MODEL)
+def metrics(run_key: str, _run: Run, sampler: SamplerConfig) -> dict[str, float]:
+    """The metrics of samples(run_key, sampler); ValueError if they are not finite."""
+    return explore2d.sample_metrics(samples(run_key, _run, sampler).to_numpy(), _run.config.data.dataset)
+
+
+def metrics_table(metrics: dict[str, float], floor: dict[str, float]) -> pd.DataFrame:
+    """A sampler's metrics beside the floor, rows labelled for display."""
+    labels = {**charts.METRIC_LABELS, "nll": "NLL (true mixture)"}
+    table = pd.DataFrame({"this sampler": metrics, "floor (true sample)": floor})
+    return table.rename(index=labels)
+
+
+@st.cache_data(show_spinner="Sampling every step count and measuring...", max_entries=PER_MODEL)
+def sweep(run_key: str, _run: Run, name: str, eta: float) -> pd.DataFrame:
+    return explore2d.sampler_sweep(_run, name, eta)
+
+
+@st.cache_data(show_spinner="Recording the trajectory...", max_entries=PER_MODEL)
+def trajectory(run_key: str, _run: Run, sampler: SamplerConfig, n: int = 300) -> pd.DataFrame:
+    return explore2d.trajectory_frame(_run, sampler, n)
+
+
+@st.cache_data(show_spinner=False, max_entries=4 * PER_MODEL)
+def _fields(run_key: str, _run: Run, t: int, kind: str) -> pd.DataFrame:
+    return explore2d.denoising_fields(_run, t, kind=kind)
+
+
+def fields(run_key: str, run: Run, paper_t: int, kind: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The learned and (mixture data) exact fields at paper timestep paper_t; exact is None without a closed form."""
+    df = _fields(run_key, run, paper_t - 1, kind)
+    exact = df[df["field"] == "exact"]
+    return df[df["field"] == "learned"], exact if len(exact) else None
+
+
+@st.cache_data(show_spinner="Comparing with the exact denoiser...", max_entries=PER_MODEL)
+def field_errors(run_key: str, _run: Run) -> pd.DataFrame | None:
+    return explore2d.field_error_frame(_run)
+
+
+def step_options(T: int, choices: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 250, 500, 1000)) -> list[int]:
+    """Sampling step counts offered for a schedule of T steps: the choices up to T, and T itself."""
+    return sorted({c for c in choices if c < T} | {T})
+
+
+def describe_timesteps(T: int, steps: int, shown: int = 12) -> str:
+    """The paper timesteps visited, abbreviated in the middle when there are many."""
+    ts = timesteps_used(T, steps)
+    if len(ts) <= shown:
+        return ", ".join(map(str, ts))
+    return ", ".join(map(str, ts[: shown - 3])) + ", …, " + ", ".join(map(str, ts[-3:]))
+
+
+def frame_points(traj: pd.DataFrame, frame: int) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """x_t and x0_hat at one frame of a trajectory (frames (x, y)), and the paper t of that x_t."""
+    rows = traj[traj["frame"] == frame]
+    x0 = rows[["x0_x", "x0_y"]].rename(columns={"x0_x": "x", "x0_y": "y"})
+    return rows[["x", "y"]], x0, int(rows["t"].iloc[0])
+
+
+def paths(traj: pd.DataFrame, n_points: int = 24) -> pd.DataFrame:
+    return explore2d.trajectory_paths(traj, n_points)
+
+
+def sweep_curves(sweep: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """A sampler sweep in the long form charts.metric_curves draws (step = number of sampling steps)."""
+    long = sweep.rename(columns={"steps": "step"}).melt(id_vars="step", value_vars=list(explore2d.METRICS),
+                                                        var_name="metric")
+    return long.assign(floor=long["metric"].map(floor(dataset)))

@@ -53,6 +53,15 @@ def _check_timesteps(schedule: NoiseSchedule, timesteps: Sequence[int]) -> None:
         raise ValueError(f"timesteps must be strictly decreasing within 0..{schedule.T - 1}; got {ts[:5]}...")
 
 
+def _predict_x0(denoise: Denoiser, x: Tensor, t: int, y: Tensor | None, i: int,
+                callback: StepCallback | None) -> Tensor:
+    """x0_hat at (x_t, t), shown to the callback."""
+    x0 = denoise(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long), y)
+    if callback is not None:
+        callback(i, t, x, x0)
+    return x0
+
+
 @torch.no_grad()
 def ddpm_sample(denoise: Denoiser, schedule: NoiseSchedule, x_T: Tensor, timesteps: Sequence[int], *,
                 noise: Noise, y: Tensor | None = None, variance: Variance = "beta_tilde",
@@ -65,9 +74,7 @@ def ddpm_sample(denoise: Denoiser, schedule: NoiseSchedule, x_T: Tensor, timeste
     _check_timesteps(schedule, timesteps)
     x = x_T
     for i, (t, ab_t, ab_prev) in enumerate(_alpha_bar_pairs(schedule, timesteps)):
-        x0 = denoise(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long), y)
-        if callback is not None:
-            callback(i, t, x, x0)
+        x0 = _predict_x0(denoise, x, t, y, i, callback)
         mean, var = posterior(x0, x, ab_t, ab_prev)   # float64 0-dim coefficients keep x's dtype
         if variance == "beta":
             var = 1 - ab_t / ab_prev
@@ -88,9 +95,7 @@ def ddim_sample(denoise: Denoiser, schedule: NoiseSchedule, x_T: Tensor, timeste
     _check_timesteps(schedule, timesteps)
     x = x_T
     for i, (t, ab_t, ab_prev) in enumerate(_alpha_bar_pairs(schedule, timesteps)):
-        x0 = denoise(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long), y)
-        if callback is not None:
-            callback(i, t, x, x0)
+        x0 = _predict_x0(denoise, x, t, y, i, callback)
         eps = x0_to_eps(x, x0, ab_t)                   # float64 0-dim coefficients keep x's dtype
         sigma = eta * ((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)).sqrt()
         x = ab_prev.sqrt() * x0 + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps

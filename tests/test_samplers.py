@@ -1,7 +1,7 @@
-import statistics
-
 import pytest
 import torch
+
+from conftest import N
 
 from diffusion.config import RunConfig, TrainConfig
 from diffusion.data.toy2d import toy_dataset
@@ -12,7 +12,6 @@ from diffusion.samplers import SeededNoise, ddim_sample, ddpm_sample
 from diffusion.schedules import make_schedule, spaced_timesteps
 from diffusion.train import Trainer
 
-N, N_REF = 1000, 2000
 
 
 def _oracle(name="8gaussians", schedule="linear", T=1000):
@@ -31,15 +30,6 @@ def test_ddim_eta_one_over_all_steps_is_ddpm_path_by_path():
     # a different noise stream gives different paths: the equality above is not vacuous
     noise_c = SeededNoise(range(100, 164), (2,))
     assert (ddpm_sample(denoise, sch, noise_c(), ts, noise=noise_c) - x_a).abs().max() > 0.5
-
-
-@pytest.fixture(scope="module")
-def floor_8gaussians():
-    """W1 between independent true samples of size N and the reference: mean and std over 6 draws."""
-    toy = toy_dataset("8gaussians")
-    ref = toy.sample(N_REF, torch.Generator().manual_seed(999))
-    w = [wasserstein(toy.sample(N, torch.Generator().manual_seed(s)), ref) for s in range(6)]
-    return ref, statistics.mean(w), statistics.stdev(w)
 
 
 @pytest.mark.parametrize("sampler,steps,eta", [("ddpm", 1000, 0.0), ("ddim", 50, 0.0), ("ddim", 250, 1.0)])

@@ -1,8 +1,9 @@
 import math
-import statistics
 
 import pytest
 import torch
+
+from conftest import N
 
 from diffusion.data.toy2d import toy_dataset
 from diffusion.edm import alpha_bar_of_sigma, from_vp_denoiser, karras_sigmas, logsnr_sigmas, schedule_sigma_range
@@ -12,7 +13,6 @@ from diffusion.schedules import make_schedule, spaced_timesteps
 from diffusion.solvers import (SIGMA_SAMPLERS, Churn, dpmpp_2m_sample, euler_sample, heun_sample, nfe, sample_sigma,
                                steps_for_nfe)
 
-N, N_REF = 1000, 2000
 SCHEDULE = make_schedule("linear", 1000)
 MIXTURE = toy_dataset("8gaussians").mixture
 VP_ORACLE = MIXTURE.denoiser(SCHEDULE.alpha_bar)
@@ -25,15 +25,6 @@ def exact_sigma_denoiser(x, sigma, y):
 
 
 DENOISERS = {"exact": exact_sigma_denoiser, "vp": from_vp_denoiser(VP_ORACLE, SCHEDULE)}
-
-
-@pytest.fixture(scope="module")
-def floor_8gaussians():
-    """W1 between independent true samples of size N and the reference: mean and std over 6 draws."""
-    toy = toy_dataset("8gaussians")
-    ref = toy.sample(N_REF, torch.Generator().manual_seed(999))
-    w = [wasserstein(toy.sample(N, torch.Generator().manual_seed(s)), ref) for s in range(6)]
-    return ref, statistics.mean(w), statistics.stdev(w)
 
 
 def _karras(steps):

@@ -1,22 +1,26 @@
 """Phase 1: diffusion on 2D toy data. Pick data, look at the forward process, train live, scrub the reverse
 process, compare samplers, export. Sections 4-6 use this visitor's last finished model."""
 
-import pandas as pd
 import streamlit as st
 
-from diffusion.explore2d import METRIC_N
-from diffusion.runs import SamplerConfig
-from diffusion.schedules import SCHEDULES
-from ui import charts, checkpoint_io, data2d, training, training_view
-from ui.settings2d import BATCHES, DEPTHS, LRS, MEASURE_EVERY, T_OPTIONS, WIDTHS, restore
-from ui.layout import error_box
+st.title("Phase 1 · 2D toy data")
+with st.spinner("Loading PyTorch (once per server start)..."):
+    # Imported after the title: on a cold server these pull in PyTorch (seconds on a small CPU), and the
+    # visitor should see the page start meanwhile.
+    import pandas as pd
+
+    from diffusion.explore2d import METRIC_N
+    from diffusion.runs import SamplerConfig
+    from diffusion.schedules import SCHEDULES
+    from ui import charts, checkpoint_io, data2d, training, training_view
+    from ui.layout import error_box
+    from ui.settings2d import BATCHES, DEPTHS, LRS, MEASURE_EVERY, T_OPTIONS, WIDTHS, restore
 
 SCHEDULE_HELP = ("linear: DDPM's 1e-4..0.02 scaled by 1000/T · linear_unscaled: the same betas whatever T "
                  "(too little noise when T is small) · cosine: Nichol & Dhariwal 2021 · sigmoid: Chen 2023")
 LOAD_MESSAGE = "toy2d_load_message"
 FIELD_KINDS = {"direction": "x̂_0 − x_t", "score": "score (√ᾱ x̂_0 − x_t)/(1 − ᾱ)"}
 
-st.title("Phase 1 · 2D toy data")
 st.caption("Every number below is computed live on this machine's CPU. Distances compare "
            f"{METRIC_N:,} samples with {METRIC_N:,} true points; the floor is what a perfect model scores.")
 
@@ -172,9 +176,7 @@ def export_section(samples: pd.DataFrame | None) -> None:
                      key="toy2d_upload")
     st.button("Load checkpoint", key="toy2d_load", disabled=job is not None and job.running,
               on_click=checkpoint_io.load_uploaded, args=("toy2d_upload", LOAD_MESSAGE))
-    if LOAD_MESSAGE in st.session_state:
-        kind, text = st.session_state.pop(LOAD_MESSAGE)
-        (st.success if kind == "success" else lambda m: error_box("Could not load the checkpoint", m))(text)
+    checkpoint_io.show_load_result(LOAD_MESSAGE)
 
 
 restore()

@@ -15,6 +15,8 @@ from diffusion.checkpoints import CONFIG, load_run
 from diffusion.data import is_toy
 from diffusion.train import Trainer
 
+from .layout import error_box
+
 MAX_UNZIPPED = 256 * 2**20   # bytes: a 2D checkpoint is well under 10 MB; refuse zip bombs
 
 
@@ -89,3 +91,13 @@ def load_uploaded(upload_key: str, message_key: str) -> None:
     cfg = trainer.config
     st.session_state[message_key] = ("success", f"Loaded {upload.name}: {cfg.data.dataset}, {cfg.schedule.name} "
                                                 f"T={cfg.schedule.timesteps}, step {trainer.step:,}.")
+
+
+def show_load_result(message_key: str) -> None:
+    """The outcome load_uploaded left, shown once."""
+    if message_key in st.session_state:
+        kind, text = st.session_state.pop(message_key)
+        if kind == "success":
+            st.success(text, icon=":material/check:")
+        else:
+            error_box("Could not load the checkpoint", text)

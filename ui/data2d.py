@@ -146,8 +146,8 @@ def paths(traj: pd.DataFrame, n_points: int = 24) -> pd.DataFrame:
     return explore2d.trajectory_paths(traj, n_points)
 
 
-def sweep_curves(sweep: pd.DataFrame, dataset: str) -> pd.DataFrame:
+def sweep_curves(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """A sampler sweep in the long form charts.metric_curves draws (step = number of sampling steps)."""
-    long = sweep.rename(columns={"steps": "step"}).melt(id_vars="step", value_vars=list(explore2d.METRICS),
+    long = table.rename(columns={"steps": "step"}).melt(id_vars="step", value_vars=list(explore2d.METRICS),
                                                         var_name="metric")
     return long.assign(floor=long["metric"].map(floor(dataset)))

@@ -31,7 +31,8 @@ CONFIG, MODEL, EMA, OPTIMIZER, METRICS = "config.json", "model.safetensors", "em
 COMMIT, PENDING = "commit.json", ".pending"
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """write(tmp) then fsync and rename onto path: readers see the old file or the new one, never a part."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     write(tmp)
     with open(tmp, "rb+") as f:
@@ -41,7 +42,7 @@ def _atomic(path: Path, write) -> None:
 
 def _save_tensors(path: Path, tensors: dict, step: int, **meta: str) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={"step": str(step), **meta}))
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"step": str(step), **meta}))
 
 
 def _optimizer_tensors(trainer: "Trainer") -> tuple[dict, str]:
@@ -59,14 +60,14 @@ def save(run_dir: str | Path, trainer: "Trainer") -> None:
     _finish(run_dir, discard_uncommitted=True)
     config = {"version": __version__, "data_source": trainer.data_source, **trainer.config.to_dict()}
     staged = lambda name: run_dir / (name + PENDING)  # noqa: E731
-    _atomic(staged(CONFIG), lambda tmp: tmp.write_text(json.dumps(config, indent=2)))
+    atomic_write(staged(CONFIG), lambda tmp: tmp.write_text(json.dumps(config, indent=2)))
     opt, meta = _optimizer_tensors(trainer)
     _save_tensors(staged(OPTIMIZER), opt, trainer.step, trainer=meta)
     _save_tensors(staged(EMA), trainer.ema.state_dict(), trainer.step)
     _save_tensors(staged(MODEL), trainer.model.state_dict(), trainer.step)
-    _atomic(staged(METRICS), lambda tmp: pd.DataFrame(trainer.history).to_csv(tmp, index=False))
+    atomic_write(staged(METRICS), lambda tmp: pd.DataFrame(trainer.history).to_csv(tmp, index=False))
     names = [CONFIG, OPTIMIZER, EMA, MODEL, METRICS]
-    _atomic(run_dir / COMMIT, lambda tmp: tmp.write_text(json.dumps({"step": trainer.step, "files": names})))
+    atomic_write(run_dir / COMMIT, lambda tmp: tmp.write_text(json.dumps({"step": trainer.step, "files": names})))
     _finish(run_dir)
 
 

@@ -8,7 +8,6 @@ python -m diffusion.classifier --dataset mnist --image-size 16 --out checkpoints
 import argparse
 import json
 import math
-import os
 import shlex
 import sys
 import time
@@ -21,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from . import __version__
+from .checkpoints import atomic_write
 from .data.images import IMAGE_DATASETS, load_images
 
 CLASSIFIERS_ROOT = Path(__file__).resolve().parent.parent / "checkpoints" / "classifiers"
@@ -148,20 +148,14 @@ def train_classifier(dataset: str, image_size: int, *, epochs: int = 15, max_sec
     return model.eval(), info
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_classifier(model: FeatureCNN, info: ClassifierInfo, out_dir: str | Path) -> None:
     """Write out_dir/config.json (architecture + info) and out_dir/model.safetensors, each atomically."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic(out_dir / MODEL, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write(out_dir / MODEL, lambda tmp: save_file(tensors, str(tmp)))
     config = {"version": __version__, "architecture": asdict(model.config), **asdict(info)}
-    _atomic(out_dir / CONFIG, lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+    atomic_write(out_dir / CONFIG, lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
 
 
 def classifier_dir(dataset: str, image_size: int, root: str | Path | None = None) -> Path:

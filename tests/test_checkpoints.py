@@ -106,16 +106,16 @@ def test_interrupted_saves_roll_back_or_forward(tmp_path, monkeypatch):
     trainer = Trainer(RunConfig(), X)
     trainer.run(steps=5, run_dir=tmp_path)
     trainer.run(steps=3)
-    real_atomic = checkpoints._atomic
+    real_atomic = checkpoints.atomic_write
 
     def die_at_commit(path, write):
         if path.name == checkpoints.COMMIT:
             raise KeyboardInterrupt  # killed after writing every file, before the commit point
         real_atomic(path, write)
-    monkeypatch.setattr(checkpoints, "_atomic", die_at_commit)
+    monkeypatch.setattr(checkpoints, "atomic_write", die_at_commit)
     with pytest.raises(KeyboardInterrupt):
         trainer.save(tmp_path)
-    monkeypatch.setattr(checkpoints, "_atomic", real_atomic)
+    monkeypatch.setattr(checkpoints, "atomic_write", real_atomic)
     assert load_run(tmp_path).step == 5                      # the previous checkpoint stands
     assert Trainer.resume(tmp_path, X).step == 5
     trainer.save(tmp_path)                                   # discards the stale pending files first

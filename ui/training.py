@@ -11,7 +11,7 @@ import streamlit as st
 import torch
 
 from diffusion import explore2d
-from diffusion.cli import MODEL_DEFAULTS
+from diffusion.cli import MODEL_DEFAULTS, UNBOUNDED_STEPS
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.data import TrainingData
 from diffusion.models.mlp import MLPConfig
@@ -19,7 +19,6 @@ from diffusion.runs import Run
 from diffusion.train import RunResult, StepInfo, Trainer
 
 JOB_KEY = "toy2d_job"
-UNBOUNDED_STEPS = 10_000_000      # a time budget alone: no step limit
 
 
 @dataclass(frozen=True)

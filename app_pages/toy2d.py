@@ -12,7 +12,7 @@ with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.explore2d import METRIC_N
     from diffusion.runs import SamplerConfig
     from diffusion.schedules import SCHEDULES
-    from ui import charts, checkpoint_io, data2d, training, training_view
+    from ui import charts, checkpoint_io, data2d, session_runs, training, training_view
     from ui.layout import error_box
     from ui.settings2d import BATCHES, DEPTHS, LRS, MEASURE_EVERY, T_OPTIONS, WIDTHS, restore
 
@@ -179,10 +179,18 @@ def export_section(samples: pd.DataFrame | None) -> None:
     checkpoint_io.show_load_result(LOAD_MESSAGE)
 
 
+def share_model(model) -> None:
+    """List this visitor's finished model on the compare page (one entry per model; training on updates it)."""
+    if model is not None:
+        run = model[1]
+        session_runs.register(f"2D {run.config.data.dataset} · model {training.current_job().id[:6]}", run)
+
+
 restore()
 dataset = data_section()
 schedule, T = forward_section(dataset)
 train_section(dataset, schedule, T)
 model = training.current_run()
+share_model(model)
 reverse_section(model)
 export_section(samplers_section(model))

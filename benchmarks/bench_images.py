@@ -1,6 +1,7 @@
 """Phases 2-3 speed and quality on 2 CPU cores, with the CLI's defaults:
 
     python benchmarks/bench_images.py speed          # U-Net train/sample images/s vs diffusers UNet2DModel
+    python benchmarks/bench_images.py speed --device cuda --batch 256 --size 32 --channels 3   # bf16, layouts
     python benchmarks/bench_images.py digit0         # 5 min on MNIST zeros at 16x16, 500 DDIM-50 samples
     python benchmarks/bench_images.py conditional    # 10 min on all digits, accuracy vs guidance scale
 
@@ -28,41 +29,65 @@ from diffusion.models.unet import UNet, unet_preset  # noqa: E402
 from diffusion.runs import SamplerConfig  # noqa: E402
 
 
-def _median_rate(fn, images: int, repeats: int = 5) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
+def _median_rate(fn, images: int, device: str, repeats: int = 5) -> float:
+    def timed() -> float:
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return images / statistics.median(times)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+    timed()  # warm-up
+    return images / statistics.median(timed() for _ in range(repeats))
 
 
-def speed() -> None:
+def _peer(size: int, channels: int):
+    """A diffusers UNet2DModel shaped like our small-16 preset (widths 32, 64, 96, attention at the coarsest)."""
     from diffusers import UNet2DModel
-    ours = UNet(unet_preset("small-16"))
-    peer = UNet2DModel(sample_size=16, in_channels=1, out_channels=1, layers_per_block=1,
+    return UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels, layers_per_block=1,
                        block_out_channels=(32, 64, 96), norm_num_groups=8,
                        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
                        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"))
-    x, t = torch.randn(64, 1, 16, 16), torch.randint(0, 1000, (64,))
-    rows = []
-    for name, net, call in [("ours small-16", ours, lambda: ours(x, t)),
-                            ("diffusers UNet2DModel", peer, lambda: peer(x, t).sample)]:
-        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+
+
+def _variants(device: str, size: int, channels: int):
+    """(name, network, forward, autocast dtype or None, channels-last) to time; bf16 on CUDA only."""
+    ours, peer = UNet(unet_preset("small-16", image_size=size, channels=channels)), _peer(size, channels)
+    peer_forward = lambda x, t: peer(x, t).sample  # noqa: E731
+    rows = [("ours small-16", ours, ours, None, False), ("ours, channels-last", ours, ours, None, True),
+            ("diffusers UNet2DModel", peer, peer_forward, None, False)]
+    if device == "cuda":
+        rows += [("ours, bf16 autocast", ours, ours, torch.bfloat16, False),
+                 ("ours, bf16 + channels-last", ours, ours, torch.bfloat16, True),
+                 ("diffusers, bf16 autocast", peer, peer_forward, torch.bfloat16, False)]
+    return rows
+
+
+def speed(device: str, batch: int, size: int, channels: int) -> None:
+    print(f"\nU-Net speed on {device}, {size}x{size}x{channels}, batch {batch}, {torch.get_num_threads()} CPU "
+          "threads, medians of 5\n")
+    print("| network | parameters | train images/s | sampling images/s (per network evaluation) |")
+    print("|---|---|---|---|")
+    for name, net, forward, dtype, channels_last in _variants(device, size, channels):
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        net.to(device, memory_format=layout)
+        x = torch.randn(batch, channels, size, size, device=device).contiguous(memory_format=layout)
+        t = torch.randint(0, 1000, (batch,), device=device)
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-4, foreach=True)
+
+        def call():
+            with torch.autocast(device, dtype or torch.float32, enabled=dtype is not None):
+                return forward(x, t)
 
         def step():
-            loss = call().square().mean()
+            loss = call().float().square().mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
+        train = _median_rate(step, batch, device)
         with torch.no_grad():
-            sample = _median_rate(call, 64)
-        rows.append((name, sum(p.numel() for p in net.parameters()), _median_rate(step, 64), sample))
-    print(f"\nU-Net speed, 16x16x1, batch 64, {torch.get_num_threads()} threads, fp32, medians of 5\n")
-    print("| network | parameters | train images/s | sampling images/s (per network evaluation) |")
-    print("|---|---|---|---|")
-    for name, params, train, sample in rows:
+            sample = _median_rate(call, batch, device)
+        net.to("cpu", memory_format=torch.contiguous_format)
+        params = sum(p.numel() for p in net.parameters())
         print(f"| {name} | {params / 1e6:.2f} M | {train:.0f} | {sample:.0f} |")
 
 
@@ -119,9 +144,13 @@ def main() -> None:
     parser.add_argument("part", choices=("speed", "digit0", "conditional"))
     parser.add_argument("--minutes", type=float)
     parser.add_argument("--scales", default="1,2,3,4")
+    parser.add_argument("--device", default="cpu", help="speed: cpu or cuda")
+    parser.add_argument("--batch", type=int, default=64, help="speed: batch size")
+    parser.add_argument("--size", type=int, default=16, help="speed: image side")
+    parser.add_argument("--channels", type=int, default=1, help="speed: image channels")
     args = parser.parse_args()
     if args.part == "speed":
-        speed()
+        speed(args.device, args.batch, args.size, args.channels)
     elif args.part == "digit0":
         digit0(args.minutes or 5.0)
     else:

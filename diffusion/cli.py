@@ -12,9 +12,11 @@ import torch
 
 from . import __version__, distributed
 from .checkpoints import CONFIG, load_run
-from .config import TRAIN_OBJECTIVES, DataConfig, RunConfig, ScheduleConfig, TrainConfig
+from .config import PRECISIONS, TRAIN_OBJECTIVES, DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from .data import is_toy, load_data
 from .data.toy2d import TOY_DATASETS, toy_dataset
+from .measure import measure_every
+from .models.unet import CONDITIONINGS
 from .runs import GRIDS, SAMPLERS, SamplerConfig
 from .samplers import VARIANCES
 from .schedules import SCHEDULES, SPACINGS
@@ -65,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--model", choices=("mlp", "unet"))
     t.add_argument("--preset", help="U-Net preset (default: small-16 up to 16 px, small-32 above)")
     t.add_argument("--conditional", action="store_true", default=None, help="class-conditional (images)")
+    t.add_argument("--conditioning", choices=CONDITIONINGS, help="how labels enter the U-Net: add (to the time "
+                   "embedding, default) or cross (cross-attention to label tokens)")
     t.add_argument("--schedule", choices=SCHEDULES)
     t.add_argument("--timesteps", type=int)
     t.add_argument("--zero-terminal-snr", action="store_true", default=None)
@@ -76,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--ema-decay", type=float)
     t.add_argument("--seed", type=int)
     t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    t.add_argument("--precision", choices=PRECISIONS, help="bfloat16: autocast forward and loss (default float32)")
+    t.add_argument("--channels-last", action="store_true", default=None, help="U-Net: NHWC layout (CUDA)")
+    t.add_argument("--measure-every", type=int, help="steps between quality measurements logged in metrics.csv "
+                   "(2D: W1, W2, KL; images: FID on the classifier's features, accuracy if conditional)")
     t.add_argument("--out", required=True, help="run folder")
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
@@ -115,6 +123,17 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--n", type=int, default=5000)
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--out", required=True, help=".npy, .csv (2D) or .png (image grid)")
+
+    q = sub.add_parser("study", help="quality, wall time and stability against network evaluations (NFE)")
+    q.add_argument("--checkpoint", required=True, help="run folder")
+    q.add_argument("--samplers", default=",".join(SAMPLERS), help="comma-separated; settings after colons, "
+                   "e.g. ddim:eta=0.5,heun:rho=5")
+    q.add_argument("--nfe", type=_csv_ints, default=(5, 10, 20, 50, 100, 250, 1000), help="NFE targets")
+    q.add_argument("--n", type=int, default=500)
+    q.add_argument("--precision", default="float32", help="comma-separated, from float32, bfloat16, float16")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="cpu", help="cpu or cuda")
+    q.add_argument("--out", required=True, help=".csv (every column) or .md (table and goal line)")
     return parser
 
 
@@ -128,7 +147,8 @@ def _model_config(kind: str, args, data_cfg: DataConfig, num_classes: int, chann
     if is_toy(data_cfg.dataset):
         raise ValueError(f"model 'unet' is for images; 2D dataset {data_cfg.dataset!r} needs --model mlp")
     preset = args.preset or ("small-16" if data_cfg.image_size <= 16 else "small-32")
-    return unet_preset(preset, image_size=data_cfg.image_size, channels=channels, num_classes=num_classes)
+    return unet_preset(preset, image_size=data_cfg.image_size, channels=channels, num_classes=num_classes,
+                       conditioning=args.conditioning or "add")
 
 
 def _check_dataset(name: str) -> None:
@@ -161,7 +181,8 @@ def _new_config(args) -> tuple[RunConfig, object]:
                         ema_decay=args.ema_decay if args.ema_decay is not None else d["ema_decay"],
                         objective=args.objective or "eps", seed=args.seed or 0,
                         checkpoint_every=args.checkpoint_every or 1000,
-                        sigma_data=1.0 if is_toy(dataset) else 0.5)  # the 2D sets have unit std
+                        sigma_data=1.0 if is_toy(dataset) else 0.5,  # the 2D sets have unit std
+                        precision=args.precision or "float32", channels_last=bool(args.channels_last))
     schedule = ScheduleConfig(args.schedule or "linear", args.timesteps or 1000, bool(args.zero_terminal_snr))
     return RunConfig(data_cfg, schedule, model, train), data
 
@@ -216,7 +237,8 @@ def _train_on(args, device: str) -> int:
     _set_threads(config.model.kind, args.threads)
     seconds = args.minutes * 60 if args.minutes is not None else None
     try:
-        result = trainer.run(seconds=seconds, run_dir=out)
+        callback = measure_every(args.measure_every) if args.measure_every else None
+        result = trainer.run(seconds=seconds, run_dir=out, callback=callback)
     except KeyboardInterrupt:
         trainer.save(out)
         _say(f"interrupted at step {trainer.step}; checkpoint saved in {out}")
@@ -323,7 +345,15 @@ def _data(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "sample": _sample, "evaluate": _evaluate, "data": _data}
+def _study(args) -> int:
+    from .study import study_checkpoint
+    _check_n(args.n)
+    print(study_checkpoint(args.checkpoint, args.samplers.split(","), args.nfe, args.out, n=args.n,
+                           precisions=args.precision.split(","), seed=args.seed, device=args.device))
+    return 0
+
+
+COMMANDS = {"train": _train, "sample": _sample, "evaluate": _evaluate, "data": _data, "study": _study}
 
 
 def main(argv: list[str] | None = None) -> int:

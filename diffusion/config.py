@@ -14,6 +14,7 @@ from .schedules import MAX_T, MIN_T, SCHEDULES, NoiseSchedule, make_schedule
 
 DECAYS = ("none", "cosine")
 TRAIN_OBJECTIVES = (*OBJECTIVES, "edm")
+PRECISIONS = ("float32", "bfloat16")
 
 def _check_range(owner: str, name: str, value: Any, low: float, high: float, kind: type = float) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
@@ -69,6 +70,8 @@ class TrainConfig:
     sigma_data: float = 0.5          # edm only: the data's std (0.5 for images in [-1, 1], 1 for the 2D sets)
     P_mean: float = -1.2             # edm only: ln sigma ~ N(P_mean, P_std^2) in training
     P_std: float = 1.2
+    precision: str = "float32"       # "bfloat16": forward and loss under autocast (weights and optimizer stay fp32)
+    channels_last: bool = False      # U-Nets: NHWC memory layout (can help convolutions on CUDA)
 
     def __post_init__(self):
         _check_range("train", "steps", self.steps, 1, 10_000_000, int)
@@ -83,7 +86,8 @@ class TrainConfig:
         _check_range("train", "sigma_data", self.sigma_data, 1e-3, 1e3)
         _check_range("train", "P_std", self.P_std, 1e-3, 10.0)
         for name, value, allowed in (("decay", self.decay, DECAYS), ("objective", self.objective, TRAIN_OBJECTIVES),
-                                     ("weighting", self.weighting, WEIGHTINGS)):
+                                     ("weighting", self.weighting, WEIGHTINGS),
+                                     ("precision", self.precision, PRECISIONS)):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
 

@@ -10,7 +10,7 @@ from .config import RunConfig
 from .denoisers import Denoiser, clipped, guided, model_denoiser
 from .edm import (EDM_SIGMA_MAX, EDM_SIGMA_MIN, EDMPrecond, SigmaDenoiser, from_vp_denoiser, karras_sigmas,
                   logsnr_sigmas, schedule_sigma_range, to_vp_denoiser)
-from .samplers import SeededNoise, ddim_sample, ddpm_sample
+from .samplers import SeededNoise, StepCallback, ddim_sample, ddpm_sample
 from .schedules import NoiseSchedule, spaced_timesteps
 from .solvers import SIGMA_SAMPLERS, Churn, sample_sigma
 
@@ -132,25 +132,29 @@ class Run:
         return spaced_timesteps(self.schedule.T, sampler.steps, sampler.spacing)
 
     def sample(self, n: int, sampler: SamplerConfig = SamplerConfig(), *, seed: int = 0, y: Tensor | None = None,
-               batch_size: int = 4096, trajectory: Trajectory | None = None) -> Tensor:
-        """n samples (n, *sample_shape) on CPU; sample i depends only on (seed, i), not on n or batch_size."""
+               batch_size: int = 4096, trajectory: Trajectory | None = None,
+               callback: StepCallback | None = None) -> Tensor:
+        """n samples (n, *sample_shape) on CPU; sample i depends only on (seed, i), not on n or batch_size.
+        callback(i, t or sigma, x_t, x0_hat) sees every step of every batch (a light observer; trajectory stores)."""
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"number of samples n={n!r} is out of range; allowed: integers >= 1")
         if trajectory is not None and n > batch_size:
             raise ValueError(f"a trajectory is recorded for one batch: n={n} must be <= batch_size={batch_size}")
+        if trajectory is not None and callback is not None:
+            raise ValueError("pass a trajectory or a callback, not both")
+        callback = trajectory.record if trajectory is not None else callback
         device = next(self.net.parameters()).device
         out = []
         for start in range(0, n, batch_size):
             seeds = [seed * SEED_STRIDE + i for i in range(start, min(n, start + batch_size))]
             y_batch = None if y is None else y[start:start + len(seeds)].to(device)
-            out.append(self._sample_batch(seeds, sampler, y_batch, trajectory, device).cpu())
+            out.append(self._sample_batch(seeds, sampler, y_batch, callback, device).cpu())
         return torch.cat(out)
 
     def _sample_batch(self, seeds: list[int], sampler: SamplerConfig, y: Tensor | None,
-                      trajectory: Trajectory | None, device: torch.device) -> Tensor:
+                      callback: StepCallback | None, device: torch.device) -> Tensor:
         noise = SeededNoise(seeds, self.sample_shape, device)
         x_T = noise()
-        callback = trajectory.record if trajectory is not None else None
         if sampler.name in SIGMA_SAMPLERS:
             churn = Churn(sampler.S_churn, sampler.S_min, math.inf if sampler.S_max is None else sampler.S_max,
                           sampler.S_noise)

@@ -64,6 +64,8 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):   # seeded weights without touching the caller's global RNG
             torch.manual_seed(tc.seed)
             self.model = build_model(self.config.model).to(self.device)
+        if tc.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self._params, self._ema_params = list(self.model.parameters()), list(self.ema.parameters())
         self._buffers = list(zip(self.ema.buffers(), self.model.buffers()))
@@ -72,6 +74,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self._params, lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
         self.generator = torch.Generator(self.device).manual_seed(tc.seed)
         self.x = self.x.to(self.device)
+        if tc.channels_last and self.x.dim() == 4:
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
         self.y = None if self.y is None else self.y.to(self.device)
         self.step, self.elapsed, self.loss_avg = 0, 0.0, math.nan
 
@@ -109,11 +113,12 @@ class Trainer:
         tc = self.config.train
         generator = distributed.rank_generator(self.generator)
         x0, y = self._batch(generator)
-        if tc.objective == "edm":
-            loss = edm_loss(self._precond, x0, y, generator, P_mean=tc.P_mean, P_std=tc.P_std).mean()
-        else:
-            loss = diffusion_loss(self._net, self.schedule, x0, y, generator, objective=tc.objective,
-                                  weighting=tc.weighting, min_snr_gamma=tc.min_snr_gamma).mean()
+        with torch.autocast(torch.device(self.device).type, torch.bfloat16, enabled=tc.precision == "bfloat16"):
+            if tc.objective == "edm":
+                loss = edm_loss(self._precond, x0, y, generator, P_mean=tc.P_mean, P_std=tc.P_std).mean()
+            else:
+                loss = diffusion_loss(self._net, self.schedule, x0, y, generator, objective=tc.objective,
+                                      weighting=tc.weighting, min_snr_gamma=tc.min_snr_gamma).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf

@@ -1,11 +1,13 @@
 """A visitor's live training job: a background thread doing torch work only (no st.* calls), a lock-protected
-copy of the history for the page to draw, and a stop event. The job lives in st.session_state, per visitor.
+copy of the history for the page to draw, and a stop event. The job lives in st.session_state, per visitor and
+per page (its key). What it measures while training is a Measurement: the 2D metrics, or FID for images.
 """
 
 import math
 import threading
 import uuid
 from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import streamlit as st
 import torch
@@ -19,6 +21,33 @@ from diffusion.runs import Run
 from diffusion.train import RunResult, StepInfo, Trainer
 
 JOB_KEY = "toy2d_job"
+
+
+class Measurement(Protocol):
+    """What a job measures every few steps, on its own thread: named metrics and an optional preview."""
+
+    names: tuple[str, ...]           # the metric keys a measurement returns (history rows carry them)
+
+    def prepare(self, config: RunConfig) -> None:
+        """One-off work before training (e.g. the floor), timed outside the training clock."""
+
+    def __call__(self, run: Run) -> tuple[dict[str, float], Any]:
+        """(metrics, preview or None) of the current EMA model; ValueError when it has no value."""
+
+
+class Metrics2D:
+    """W1, W2 and KL of DDIM samples against the fixed reference (explore2d's live protocol)."""
+
+    names = explore2d.METRICS
+
+    def prepare(self, config: RunConfig) -> None:
+        explore2d.metric_floor(config.data.dataset)    # once per process; the charts draw it
+
+    def __call__(self, run: Run) -> tuple[dict[str, float], Any]:
+        return explore2d.live_metrics(run), None
+
+
+METRICS_2D = Metrics2D()
 
 
 @dataclass(frozen=True)
@@ -36,6 +65,7 @@ class Snapshot:
     result: RunResult | None
     error: str | None
     metric_note: str | None      # why a measurement is missing (e.g. NaN samples)
+    preview: Any = None          # what the last measurement showed (image pages: a sample grid)
 
 
 def run_config(dataset: str, schedule: str, timesteps: int, width: int, depth: int, lr: float,
@@ -54,9 +84,10 @@ def same_model(a: RunConfig, b: RunConfig) -> bool:
 class TrainingJob:
     """One model and the thread that trains it; the trainer is touched by that thread only while it runs."""
 
-    def __init__(self, trainer: Trainer):
+    def __init__(self, trainer: Trainer, measurement: Measurement = METRICS_2D):
         self.id = uuid.uuid4().hex[:12]
         self.trainer = trainer
+        self.measurement = measurement
         self._lock = threading.Lock()           # guards everything the page reads
         self._trainer_lock = threading.Lock()   # held while the trainer is training or being saved
         self._stop = threading.Event()
@@ -64,11 +95,13 @@ class TrainingJob:
         rows = trainer.history
         self._steps = [int(r["step"]) for r in rows if "loss" in r]
         self._loss = [float(r["loss"]) for r in rows if "loss" in r]
-        self._metrics = [{k: r[k] for k in ("step", *explore2d.METRICS) if k in r} for r in rows if "w1" in r]
+        names = measurement.names
+        self._metrics = [{k: r[k] for k in ("step", *names) if k in r} for r in rows if names and names[0] in r]
         self._budget: tuple[int, float, int | None, float | None] = (trainer.step, trainer.elapsed, None, None)
         self._result: RunResult | None = None
         self._error: str | None = None
         self._metric_note: str | None = None
+        self._preview: Any = None
         self.run: Run | None = trainer.as_run() if trainer.step else None
         self.measure_every = 0
 
@@ -109,12 +142,14 @@ class TrainingJob:
         return not self.running
 
     def _work(self, steps: int | None, seconds: float | None) -> None:
-        torch.set_num_threads(MODEL_DEFAULTS["mlp"]["threads"])  # 1: the small MLP loses time to OpenMP sync
+        threads = MODEL_DEFAULTS[self.config.model.kind]["threads"]
+        if threads:
+            torch.set_num_threads(threads)   # the small MLP: 1, it loses time to OpenMP sync; U-Nets: all cores
         result, error = None, None
         with self._trainer_lock:
             try:
                 if self.measure_every:
-                    explore2d.metric_floor(self.config.data.dataset)   # once per process; the charts draw it
+                    self.measurement.prepare(self.config)
                 result = self.trainer.run(steps=steps if steps is not None else UNBOUNDED_STEPS, seconds=seconds,
                                           callback=self._on_step)
                 measured = bool(self._metrics) and self._metrics[-1]["step"] == self.trainer.step
@@ -135,16 +170,19 @@ class TrainingJob:
         return self._stop.is_set()
 
     def _measure(self) -> None:
-        """Sample the current EMA model cheaply and log its metrics (NaN with a note if it has none)."""
-        note = None
+        """Measure the current EMA model cheaply and log its metrics (NaN with a note if it has none)."""
+        note, preview = None, None
         try:
-            metrics = explore2d.live_metrics(self.trainer.as_run())
+            metrics, preview = self.measurement(self.trainer.as_run())
         except ValueError as e:
-            metrics, note = {m: math.nan for m in explore2d.METRICS}, str(e)
-        self.trainer.log(**metrics)
+            metrics, note = {m: math.nan for m in self.measurement.names}, str(e)
+        if metrics:
+            self.trainer.log(**metrics)
         with self._lock:
-            self._metrics.append({"step": self.trainer.step, **metrics})
+            if metrics:
+                self._metrics.append({"step": self.trainer.step, **metrics})
             self._metric_note = note or self._metric_note
+            self._preview = preview if preview is not None else self._preview
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -160,7 +198,7 @@ class TrainingJob:
             rate = (step - start_step) / max(elapsed - start_elapsed, 1e-9) if step > start_step else 0.0
             return Snapshot(list(self._steps), list(self._loss), list(self._metrics), step, elapsed,
                             min(1.0, max(0.0, progress)) if running else 1.0, rate, running, self._result,
-                            self._error, self._metric_note)
+                            self._error, self._metric_note, self._preview)
 
     def checkpoint_zip(self) -> bytes:
         """The run folder trainer.save writes, zipped (waits if the model is training)."""
@@ -169,29 +207,37 @@ class TrainingJob:
             return zip_trainer(self.trainer)
 
 
-def current_job() -> TrainingJob | None:
-    """This visitor's job (st.session_state is per browser session)."""
-    return st.session_state.get(JOB_KEY)
+def current_job(key: str = JOB_KEY) -> TrainingJob | None:
+    """This visitor's job on one page (st.session_state is per browser session)."""
+    return st.session_state.get(key)
 
 
-def set_job(job: TrainingJob | None) -> None:
-    st.session_state[JOB_KEY] = job
+def set_job(job: TrainingJob | None, key: str = JOB_KEY) -> None:
+    st.session_state[key] = job
+
+
+def device_for(config: RunConfig) -> str:
+    """Where a model trains: U-Nets on the GPU when there is one; the small 2D MLP always on the CPU."""
+    return "cuda" if config.model.kind == "unet" and torch.cuda.is_available() else "cpu"
 
 
 def start_training(config: RunConfig, data: TrainingData, steps: int | None, seconds: float | None,
-                   measure_every: int) -> TrainingJob:
+                   measure_every: int, key: str = JOB_KEY, measurement: Measurement = METRICS_2D) -> TrainingJob:
     """Continue the current model when config only changes the budget, else start a new one; returns the job."""
-    job = current_job()
+    job = current_job(key)
     if job is None or not same_model(job.config, config):
-        job = TrainingJob(Trainer(config, data.x, data_source=data.source))
-        set_job(job)
+        y = data.y if getattr(config.model, "num_classes", 0) else None
+        trainer = Trainer(config, data.x, y, device=device_for(config), data_source=data.source)
+        job = TrainingJob(trainer, measurement)
+        set_job(job, key)
+    job.measurement = measurement
     job.start(steps, seconds, measure_every)
     return job
 
 
-def current_run() -> tuple[str, Run] | None:
-    """(run_key, Run) of this visitor's last finished model, or None."""
-    job = current_job()
+def current_run(key: str = JOB_KEY) -> tuple[str, Run] | None:
+    """(run_key, Run) of this visitor's last finished model on one page, or None."""
+    job = current_job(key)
     if job is None or job.run is None:
         return None
     return job.run_key, job.run

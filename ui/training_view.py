@@ -1,36 +1,80 @@
 """The training section's controls and display: the Train button, live progress and charts while the job runs
-(a fragment redrawn every REFRESH_S seconds from a snapshot), and the outcome once it stops."""
+(a fragment redrawn every REFRESH_S seconds from a snapshot), and the outcome once it stops. A TrainingPanel says
+what differs between pages (widget keys, data, measurement, how measurements are drawn); the default is 2D."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import streamlit as st
 
 from diffusion import explore2d
-from diffusion.config import RunConfig
+from diffusion.config import DataConfig, RunConfig
+from diffusion.data import TrainingData
 
 from . import charts, data2d, training
 from .layout import error_box
-from .training import Snapshot, TrainingJob
+from .training import Measurement, Snapshot, TrainingJob
 
 REFRESH_S = 0.5
 
 
-def _start(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int) -> None:
-    job = training.current_job()
+def _curves_2d(snap: Snapshot, config: RunConfig) -> tuple[Callable, object] | None:
+    """The 2D metric chart (builder, frame) with the floor as a band, or None before any measurement."""
+    if not snap.metrics:
+        return None
+    return charts.metric_curves, charts.label_metrics(explore2d.metrics_frame(snap.metrics, data2d.floor(
+        config.data.dataset)))
+
+
+def _summary_2d(snap: Snapshot, config: RunConfig) -> str | None:
+    if not snap.metrics:
+        return None
+    last, floor = snap.metrics[-1], data2d.floor(config.data.dataset)
+    return f"Last measurement (step {last['step']:,}; floor in brackets): " + " · ".join(
+        f"{charts.METRIC_LABELS[m]} {last[m]:.3f} ({floor[m]:.3f})" for m in explore2d.METRICS if m in last)
+
+
+@dataclass(frozen=True)
+class TrainingPanel:
+    """What differs between the pages that train: the widget-key prefix (the job lives under PREFIX_job), the
+    training data, the measurement, the metric chart (builder, frame) and the caption of the last measurement."""
+
+    prefix: str
+    data: Callable[[DataConfig], TrainingData]
+    measurement: Callable[[RunConfig], Measurement]
+    metric_chart: Callable[[Snapshot, RunConfig], tuple[Callable, object] | None]
+    summary: Callable[[Snapshot, RunConfig], str | None]
+    preview: Callable[[Snapshot], None] = lambda snap: None
+
+    @property
+    def key(self) -> str:
+        return f"{self.prefix}_job"
+
+
+TOY2D = TrainingPanel("toy2d", data2d.training_data, lambda config: training.METRICS_2D, _curves_2d, _summary_2d)
+
+
+def _start(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int,
+           panel: TrainingPanel) -> None:
+    job = training.current_job(panel.key)
     if job is not None and job.running:
         return
     try:
-        training.start_training(config, data2d.training_data(config.data), steps, seconds, measure_every)
+        training.start_training(config, panel.data(config.data), steps, seconds, measure_every, panel.key,
+                                panel.measurement(config))
     except ValueError as e:
         error_box("Could not start training", e)
 
 
-def train_buttons(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int) -> None:
+def train_buttons(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int,
+                  panel: TrainingPanel = TOY2D) -> None:
     """Train (continuing the current model when only the budget changed) and Discard.
 
     A click is handled before the button is drawn (its value is already in session_state), with this run's
     widget values, so the button is drawn disabled in the same run."""
-    if st.session_state.get("toy2d_train"):
-        _start(config, steps, seconds, measure_every)
-    job = training.current_job()
+    if st.session_state.get(f"{panel.prefix}_train"):
+        _start(config, steps, seconds, measure_every, panel)
+    job = training.current_job(panel.key)
     running = job is not None and job.running
     if running:
         label = "Training..."
@@ -41,48 +85,50 @@ def train_buttons(config: RunConfig, steps: int | None, seconds: float | None, m
     else:
         label = "Train a new model (settings changed; replaces the current one)"
     left, right = st.columns([3, 2])
-    left.button(label, key="toy2d_train", type="primary", icon=":material/play_arrow:", disabled=running)
+    left.button(label, key=f"{panel.prefix}_train", type="primary", icon=":material/play_arrow:", disabled=running)
     if job is not None and not running:
-        right.button("Discard the model", key="toy2d_reset", on_click=training.set_job, args=(None,))
+        right.button("Discard the model", key=f"{panel.prefix}_reset", on_click=training.set_job,
+                     args=(None, panel.key))
 
 
-def show_training(job: TrainingJob | None) -> None:
+def show_training(job: TrainingJob | None, panel: TrainingPanel = TOY2D) -> None:
     """Live panel while the job runs, its outcome and curves once it has stopped."""
     if job is None:
         return
     if job.running:
-        _live_panel()
+        _live_panel(panel)
     else:
         snap = job.snapshot()
-        _outcome(snap, job.config.data.dataset)
-        _curves(snap, job.config.data.dataset, live=False)
+        _outcome(snap, job.config, panel)
+        _curves(snap, job.config, panel, live=False)
 
 
 @st.fragment(run_every=REFRESH_S)
-def _live_panel() -> None:
-    job = training.current_job()
+def _live_panel(panel: TrainingPanel) -> None:
+    job = training.current_job(panel.key)
     snap = job.snapshot() if job is not None else None
     if snap is None or not snap.running:
         st.rerun()          # once: the whole page redraws with the finished model
     text = f"Training: step {snap.step:,} · {snap.elapsed:.1f} s · {snap.rate:.0f} steps/s"
     left, right = st.columns([5, 1])
     left.progress(snap.progress, text=text)
-    right.button("Stop", key="toy2d_stop", icon=":material/stop:", on_click=job.stop,
+    right.button("Stop", key=f"{panel.prefix}_stop", icon=":material/stop:", on_click=job.stop,
                  help="Stops after the current step; the model keeps what it learned")
-    _curves(snap, job.config.data.dataset, live=True)
+    _curves(snap, job.config, panel, live=True)
 
 
-def _curves(snap: Snapshot, dataset: str, live: bool) -> None:
+def _curves(snap: Snapshot, config: RunConfig, panel: TrainingPanel, live: bool) -> None:
     draw = charts.live_chart if live else (lambda builder, df, **kw: st.altair_chart(builder(df), **kw))
     draw(charts.loss_curve, explore2d.loss_frame(snap.steps, snap.loss), width="stretch")
-    if snap.metrics:
-        df = explore2d.metrics_frame(snap.metrics, data2d.floor(dataset))
-        draw(charts.metric_curves, charts.label_metrics(df))
+    metric_chart = panel.metric_chart(snap, config)
+    if metric_chart is not None:
+        draw(*metric_chart)
+    panel.preview(snap)
     if snap.metric_note:
         st.warning(f"Some measurements have no value: {snap.metric_note}", icon=":material/warning:")
 
 
-def _outcome(snap: Snapshot, dataset: str) -> None:
+def _outcome(snap: Snapshot, config: RunConfig, panel: TrainingPanel) -> None:
     result = snap.result
     if snap.error:
         error_box("Training failed", f"{snap.error}. The model of step {snap.step:,} is kept.")
@@ -93,7 +139,6 @@ def _outcome(snap: Snapshot, dataset: str) -> None:
     elif result is not None:
         st.success(f"Done: {result.steps:,} steps in this run, {snap.step:,} in all, {snap.elapsed:.1f} s of "
                    f"training ({snap.rate:.0f} steps/s).", icon=":material/check:")
-    if snap.metrics:
-        last, floor = snap.metrics[-1], data2d.floor(dataset)
-        st.caption(f"Last measurement (step {last['step']:,}; floor in brackets): " + " · ".join(
-            f"{charts.METRIC_LABELS[m]} {last[m]:.3f} ({floor[m]:.3f})" for m in explore2d.METRICS if m in last))
+    summary = panel.summary(snap, config)
+    if summary:
+        st.caption(summary)

@@ -1,0 +1,88 @@
+"""Compare runs: every run (shipped, in checkpoints/, in a folder you name, trained in this session) in one table
+with its configuration and final metrics; overlaid loss and metric curves; the design document's analysis by
+architecture and hyperparameters."""
+
+import streamlit as st
+
+st.title("Compare runs")
+with st.spinner("Loading PyTorch (once per server start)..."):
+    from diffusion import catalog
+    from ui import compare
+    from ui.layout import error_box
+
+st.caption("This page trains nothing: it reads each run's config.json and metrics.csv (never its weights), so it "
+           "shows in about a second. Runs you train on the other pages appear here for this session; runs trained "
+           "with `python -m diffusion train --out checkpoints/NAME` appear for everyone.")
+
+
+def runs_section() -> list:
+    st.header("1. Runs")
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    left.text_input("Add a run folder (or a folder of run folders) on this server", key=compare.PATH_KEY,
+                    placeholder="e.g. runs/mnist-ddp")
+    right.button("Add", key="compare_add", icon=":material/add:", on_click=compare.add_folder)
+    if compare.add_error():
+        error_box("Cannot add this folder", compare.add_error())
+    summaries = compare.all_runs()
+    if not summaries:
+        st.info("No runs yet: train one on a phase page, or add a folder above.")
+        return []
+    table = catalog.table(summaries)
+    st.dataframe(table, hide_index=True, width="stretch", key="compare_table", column_config={
+        "parameters": st.column_config.NumberColumn("parameters", format="localized"),
+        "train_seconds": st.column_config.NumberColumn("training time (s)", format="%.1f"),
+        "final_loss": st.column_config.NumberColumn(compare.LABELS["final_loss"], format="%.4f"),
+        "lr": st.column_config.NumberColumn("lr", format="%.0e"),
+    })
+    broken = [s for s in summaries if not s.ok]
+    if broken:
+        st.warning(f"{len(broken)} folder(s) could not be read (see the error column): "
+                   + "; ".join(f"{s.name}: {s.error}" for s in broken), icon=":material/warning:")
+    st.caption(f"Final loss: the mean of the last {catalog.LOSS_WINDOW} logged losses. Metrics: the last "
+               "measurement in the run's history (W1, W2, KL for 2D runs; FID on the dataset classifier's features "
+               "with its floor and sample count, and label accuracy for conditional image runs).")
+    return [s for s in summaries if s.ok]
+
+
+def curves_section(runs: list) -> None:
+    st.header("2. Curves")
+    names = [s.name for s in runs]
+    picked = st.multiselect("Runs to overlay", names, default=names[:3], key="compare_pick")
+    cols = st.columns(2)
+    x = cols[0].radio("Against", list(compare.X_AXES), format_func=compare.X_AXES.get, horizontal=True,
+                      key="compare_x")
+    log_y = cols[1].toggle("Log scale for the loss", value=True, key="compare_log")
+    chosen = [s for s in runs if s.name in picked]
+    if not chosen:
+        st.info("Pick runs to overlay their curves.")
+        return
+    st.altair_chart(compare.loss_overlay(catalog.loss_curves(chosen), x, log_y), width="stretch")
+    metrics = catalog.metric_curves(chosen)
+    if metrics.empty:
+        st.caption("None of these runs logged quality measurements during training.")
+    else:
+        st.altair_chart(compare.metric_overlay(metrics, x))
+
+
+def analysis_section(runs: list) -> None:
+    st.header("3. Analysis by architecture and hyperparameters")
+    table = catalog.table(runs)
+    datasets = sorted(table["dataset"].unique())
+    cols = st.columns(3)
+    dataset = cols[0].selectbox("Runs on", ["all datasets", *datasets], key="compare_dataset")
+    metric = cols[1].selectbox("Metric", compare.metric_options(table), format_func=lambda m: compare.LABELS[m],
+                               key="compare_metric")
+    axis_name = cols[2].selectbox("Against", list(compare.AXES), key="compare_axis")
+    if dataset != "all datasets":
+        table = table[table["dataset"] == dataset]
+    if table[metric].notna().sum() == 0:
+        st.info(f"No run here has a {compare.LABELS[metric]}.")
+        return
+    st.altair_chart(compare.analysis_chart(table, metric, compare.AXES[axis_name]), width="stretch")
+    st.caption(compare.how_to_read(metric, axis_name))
+
+
+runs = runs_section()
+if runs:
+    curves_section(runs)
+    analysis_section(runs)

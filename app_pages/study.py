@@ -1,0 +1,77 @@
+"""Quality versus network evaluations: for one run and one bank of initial noises, sweep samplers x NFE and plot
+quality, wall time, the published curves on a relative axis, and numerical stability."""
+
+import streamlit as st
+
+st.title("Quality versus network evaluations")
+with st.spinner("Loading PyTorch (once per server start)..."):
+    from diffusion.runs import SAMPLERS
+    from diffusion.study import NFE_TARGETS, PRECISIONS, goal_line, best_at, quality_metrics
+    from ui import study_view
+    from ui.layout import error_box
+
+st.markdown("Every sampler starts from the **same initial noises** (sample *i* of the seed draws its own noise "
+            "stream) and, for conditional runs, the same balanced labels. Each row reports the network evaluations "
+            "(NFE) actually used (Heun: 2 steps − 1), the sampling wall time, the quality against the truth with its "
+            "floor (what an independent true sample scores), and the stability of the trajectories. The reference "
+            "is DDPM over all T steps.")
+st.caption("On this 2-CPU machine: 2D runs sweep everything in seconds; image runs evaluate a U-Net at about 500 "
+           "images per second, so 64 images up to 50 NFE take about a minute, and the full sweep (7 NFE values up "
+           "to 1000, 5 samplers, 500 images, with the DDPM-1000 reference) about 30 minutes: run that one with "
+           "`python -m diffusion study` or `benchmarks/study_table.py`, on a GPU if you have one.")
+
+runs = study_view.runs()
+if not runs:
+    st.info("No run to study yet: the shipped runs appear under checkpoints/, and models you train on the other "
+            "pages are listed here.")
+    st.stop()
+label = st.selectbox("Run", list(runs), key="study_run")
+run_key, run = runs[label]
+image = run.is_image
+cols = st.columns(2)
+samplers = cols[0].multiselect("Samplers", SAMPLERS, default=list(SAMPLERS), key="study_samplers")
+nfe = cols[1].multiselect("NFE targets", NFE_TARGETS, default=[5, 10, 20, 50] if image else [5, 10, 20, 50, 100],
+                          key=f"study_nfe_{image}")
+cols = st.columns(3)
+n = cols[0].select_slider("Samples", [16, 32, 64, 128, 256, 500, 1000, 2000, 5000], value=64 if image else 500,
+                          key=f"study_n_{image}")
+precisions = cols[1].multiselect("Network precision", list(PRECISIONS), default=["float32"], key="study_precision",
+                                 help="bfloat16 / float16: the network's weights and matmuls in that type, the "
+                                      "sampler's arithmetic in float32. float16 on a CPU is slow.")
+reference = cols[2].toggle(f"DDPM reference ({run.schedule.T} NFE)", value=not image, key=f"study_ref_{image}")
+
+if not (samplers and nfe and precisions):
+    st.info("Pick at least one sampler, one NFE target and one precision.")
+    st.stop()
+inputs = dict(samplers=tuple(samplers), nfe_targets=tuple(sorted(nfe)), n=n, precisions=tuple(precisions),
+              reference=reference)
+key = (run_key, *inputs.items())
+st.caption(f"Expected time for this sweep: about {study_view.expected_seconds(run, **inputs):.0f} s.")
+frame = study_view.stored(key)
+if st.button("Run the sweep", key="study_go", type="primary", disabled=frame is not None):
+    bar = st.progress(0.0, "starting...")
+    try:
+        frame = study_view.run_study(key, run, bar.progress, **inputs)
+    except ValueError as e:
+        error_box("The sweep failed", e)
+    bar.empty()
+if frame is None:
+    st.stop()
+
+metrics = quality_metrics(run)
+headline = "fid" if image else "w1"
+best = best_at(frame)
+(st.success if best and best.met else st.warning)(goal_line(frame))
+if best and best.reference_nfe < 1000:
+    st.caption(f"The reference here is DDPM with {best.reference_nfe} NFE, not 1000.")
+st.altair_chart(study_view.quality_chart(frame, metrics))
+st.altair_chart(study_view.time_chart(frame), width="stretch")
+st.altair_chart(study_view.literature_chart(frame, headline), width="stretch")
+st.subheader("Stability")
+st.caption("max |x|: the largest coordinate along the trajectories, in the sampler's own space (VP x_t for "
+           "DDPM/DDIM; x_t / √ᾱ_t, up to σ_max ≈ 80 times the noise, for Euler, Heun and DPM-Solver++); non-finite: "
+           "samples with NaN or inf (their quality is not measured).")
+st.dataframe(study_view.stability_table(frame), hide_index=True, width="stretch")
+with st.expander("All results"):
+    st.dataframe(frame, hide_index=True, width="stretch")
+    st.download_button("Download (CSV)", frame.to_csv(index=False), "study.csv", "text/csv", key="study_dl")

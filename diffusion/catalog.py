@@ -1,0 +1,224 @@
+"""A catalog of runs for comparison: run folders found on disk, read cheaply (config.json, metrics.csv and the
+step in ema.safetensors' header; no weights), and in-memory Runs, each summarised as one row of a table.
+
+A folder that cannot be read (corrupt, half-written) is listed with its error; reading never raises.
+"""
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from safetensors import safe_open
+
+from .checkpoints import CONFIG, EMA, METRICS
+from .config import RunConfig
+from .explore2d import METRICS as METRICS_2D, loss_frame
+from .models import build_model
+from .runs import Run
+
+CHECKPOINTS_DIR = Path(__file__).resolve().parents[1] / "checkpoints"   # the repository's run folders
+SKIPPED = ("classifiers",)       # folders under CHECKPOINTS_DIR that hold feature networks, not diffusion runs
+SHIPPED_RUNS = ("moons", "mnist16-digit0", "mnist16-cond", "mnist16-cond-cross", "mnist32-cond", "shapes32-cond")
+LOSS_WINDOW = 100                # final loss: mean of the last LOSS_WINDOW logged losses (one is noisy)
+METRIC_ORDER = (*METRICS_2D, "fid", "fid_floor", "fid_n", "accuracy")  # columns diffusion.measure logs
+QUALIFIERS = ("fid_floor", "fid_n")   # say how a metric was measured (its floor, its sample count): not curves
+NOT_METRICS = ("step", "time", "loss", "lr")
+MAX_DEPTH = 3                    # how deep discover looks for run folders below its root
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One run as the compare page lists it; error is set (and the rest may be empty) when it cannot be read."""
+
+    name: str
+    source: str                  # "shipped", "checkpoints/", "folder" or "session"
+    path: str = ""
+    error: str = ""
+    config: RunConfig | None = None
+    step: int = 0
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)   # step, time, loss, lr and measured metrics
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    """Visible subfolders, sorted; none when the folder cannot be read."""
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def discover(root: str | Path = CHECKPOINTS_DIR, skip: tuple[str, ...] = SKIPPED) -> list[Path]:
+    """Run folders under root (MAX_DEPTH levels at most): folders holding config.json, and leaf folders
+    (half-written runs); the top-level folders named in skip are left out."""
+    found: list[Path] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        for child in _subfolders(folder):
+            if depth == 0 and child.name in skip:
+                continue
+            subfolders = _subfolders(child)
+            if (child / CONFIG).is_file() or not subfolders:
+                found.append(child)
+            elif depth + 1 < MAX_DEPTH:
+                walk(child, depth + 1)
+
+    walk(Path(root), 0)
+    return found
+
+
+def folder_runs(path: str | Path) -> list[Path]:
+    """The run folders a user-named path stands for: itself if it is one, else the runs below it.
+
+    ValueError naming the path when it does not exist or holds no run."""
+    path = Path(path).expanduser().resolve()       # one name per folder, however it was typed
+    if not path.is_dir():
+        raise ValueError(f"no folder {str(path)!r}; allowed: a run folder (with {CONFIG}) or a folder of run folders")
+    if (path / CONFIG).is_file():
+        return [path]
+    runs = [p for p in discover(path) if (p / CONFIG).is_file()]
+    if not runs:
+        raise ValueError(f"no run in {str(path)!r}: neither it nor its subfolders hold a {CONFIG}")
+    return runs
+
+
+def _source(path: Path) -> str:
+    if path.parent == CHECKPOINTS_DIR:
+        return "shipped" if path.name in SHIPPED_RUNS else "checkpoints/"
+    return "folder"
+
+
+def _clean(history: pd.DataFrame) -> pd.DataFrame:
+    """Numeric columns only, sorted by step."""
+    history = history.apply(pd.to_numeric, errors="coerce")
+    return history.sort_values("step", ignore_index=True) if "step" in history else history
+
+
+def read_folder(path: str | Path, name: str | None = None, source: str | None = None) -> RunSummary:
+    """A run folder's summary from its config.json, metrics.csv and the step in its EMA weights' header."""
+    path = Path(path)
+    name, source = name or path.name, source or _source(path)
+    missing = [f for f in (CONFIG, EMA) if not (path / f).is_file()]
+    if missing:
+        return RunSummary(name, source, str(path), f"incomplete run: missing {', '.join(missing)}")
+    try:
+        raw = json.loads((path / CONFIG).read_text())
+        config = RunConfig.from_dict({k: raw[k] for k in ("data", "schedule", "model", "train")})
+        with safe_open(str(path / EMA), framework="pt") as f:
+            step = int(f.metadata()["step"])
+        has_history = (path / METRICS).is_file() and (path / METRICS).stat().st_size > 0
+        history = pd.read_csv(path / METRICS) if has_history else pd.DataFrame({"step": []})
+    except Exception as e:  # noqa: BLE001 - any damage (JSON, CSV, safetensors, config values) is reported
+        return RunSummary(name, source, str(path), f"unreadable run: {type(e).__name__}: {e}")
+    history = _clean(history)
+    return RunSummary(name, source, str(path), "", config, step, history[history["step"] <= step])
+
+
+def read_run(name: str, run: Run, source: str = "session") -> RunSummary:
+    """The summary of an in-memory Run (e.g. one trained in this app session): the row its folder would give."""
+    return RunSummary(name, source, "", "", run.config, run.step,
+                      _clean(pd.DataFrame(run.history or {"step": []})))
+
+
+@lru_cache(maxsize=256)
+def parameter_count(model_config: Any) -> int:
+    """Parameters of the network a model config describes, built on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        net = build_model(model_config)
+    return sum(p.numel() for p in net.parameters())
+
+
+def architecture(model_config: Any) -> str:
+    """A short description: "MLP 128x3 gelu", "U-Net small-16" (a preset) or "U-Net 32x(1, 2), attn (1,)"."""
+    if model_config.kind == "mlp":
+        return f"MLP {model_config.width}x{model_config.depth} {model_config.activation}"
+    from .models.unet import UNET_PRESETS
+    for preset, settings in UNET_PRESETS.items():
+        if all(getattr(model_config, k) == v for k, v in settings.items() if k not in ("image_size", "channels")):
+            return f"U-Net {preset}"
+    return (f"U-Net {model_config.base_width}x{model_config.channel_mult}, attn {model_config.attention_levels}, "
+            f"{model_config.blocks_per_level} block/level")
+
+
+def conditioning(model_config: Any) -> str:
+    """none, add (label embedding + time embedding) or cross (cross-attention to label tokens)."""
+    if not getattr(model_config, "num_classes", 0):
+        return "none"
+    return getattr(model_config, "conditioning", "add")
+
+
+def metric_names(history: pd.DataFrame) -> list[str]:
+    """The measured metrics in a history, known ones first in METRIC_ORDER."""
+    extra = sorted(c for c in history.columns if c not in NOT_METRICS and c not in METRIC_ORDER)
+    return [m for m in METRIC_ORDER if m in history.columns] + extra
+
+
+def final_loss(history: pd.DataFrame, window: int = LOSS_WINDOW) -> float:
+    """Mean of the last `window` logged losses (NaN without any)."""
+    losses = history["loss"].dropna() if "loss" in history else pd.Series(dtype=float)
+    return float(losses.tail(window).mean()) if len(losses) else math.nan
+
+
+def final_metrics(history: pd.DataFrame) -> dict[str, float]:
+    """Each measured metric's last value."""
+    return {m: float(history[m].dropna().iloc[-1]) for m in metric_names(history) if history[m].notna().any()}
+
+
+def row(s: RunSummary) -> dict[str, Any]:
+    """The summary as one table row: identity, configuration, training, final loss and metrics."""
+    head = {"name": s.name, "source": s.source}
+    if not s.ok:
+        return {**head, "error": s.error, "path": s.path}
+    c, times = s.config, s.history["time"].dropna() if "time" in s.history else pd.Series(dtype=float)
+    return {**head, "kind": "2D MLP" if c.model.kind == "mlp" else "U-Net", "dataset": c.data.dataset,
+            "classes": ",".join(map(str, c.data.classes)) if c.data.classes else "all",
+            "image_size": c.data.image_size, "conditioning": conditioning(c.model),
+            "schedule": c.schedule.name + (" (zero SNR)" if c.schedule.zero_terminal_snr else ""),
+            "T": c.schedule.timesteps, "objective": c.train.objective, "architecture": architecture(c.model),
+            "parameters": parameter_count(c.model), "batch_size": c.train.batch_size, "lr": c.train.lr,
+            "steps": s.step, "train_seconds": float(times.iloc[-1]) if len(times) else math.nan,
+            "final_loss": final_loss(s.history), **final_metrics(s.history), "error": "", "path": s.path}
+
+
+def table(summaries: list[RunSummary]) -> pd.DataFrame:
+    """One row per run (row()); metric columns appear when some run has them."""
+    return pd.DataFrame([row(s) for s in summaries])
+
+
+def _time_at(history: pd.DataFrame, steps: pd.Series) -> pd.Series:
+    """Training seconds at each of steps (the history's time column, looked up by step)."""
+    if "time" not in history:
+        return pd.Series(math.nan, index=steps.index)
+    return steps.map(history.dropna(subset=["time"]).set_index("step")["time"]).astype(float)
+
+
+def loss_curves(summaries: list[RunSummary], max_points: int = 400) -> pd.DataFrame:
+    """Each run's loss averaged over bins of steps, long form: columns run, step, time, loss."""
+    frames = []
+    for s in summaries:
+        if s.ok and "loss" in s.history:
+            h = s.history.dropna(subset=["loss"])
+            curve = loss_frame(h["step"].to_numpy(), h["loss"].to_numpy(), max_points)
+            frames.append(curve.assign(run=s.name, time=_time_at(s.history, curve["step"])))
+    columns = ["run", "step", "time", "loss"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def metric_curves(summaries: list[RunSummary]) -> pd.DataFrame:
+    """Every measurement of every run, long form: columns run, step, time, metric, value."""
+    frames = []
+    for s in summaries:
+        names = [m for m in metric_names(s.history) if m not in QUALIFIERS] if s.ok else []
+        if names:
+            long = s.history.melt(id_vars=["step"], value_vars=names, var_name="metric").dropna(subset=["value"])
+            frames.append(long.assign(run=s.name, time=_time_at(s.history, long["step"])))
+    columns = ["run", "step", "time", "metric", "value"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)

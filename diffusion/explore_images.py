@@ -1,0 +1,217 @@
+"""The computations behind the image pages: sample grids, denoising filmstrips, FID while training (with its floor
+at the same n), memorisation pairs, diversity, guidance sweeps, class histograms and the cost of a training step.
+
+Images leave this module as uint8 numpy grids (H, W, 3) ready to show, or as pandas frames; every function is a
+function of its arguments (seeded), so the pages can cache results by their inputs.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torchvision.utils import make_grid
+
+from .classifier import load_classifier
+from .config import DataConfig, RunConfig
+from .data import TrainingData, load_data
+from .data.images import load_images, to_uint8
+from .metrics_images import (class_histogram, image_metrics, label_accuracy, mean_pairwise_distance,
+                             memorisation_ratio)
+from .runs import Run, SamplerConfig, Trajectory
+from .train import Trainer
+
+LIVE_N = 100          # samples per FID measurement while training on a CPU (the floor uses the same n)
+LIVE_STEPS = 20       # DDIM steps of those samples
+PREVIEW_N = 16        # images in the grid refreshed while training
+FID_SEED = 0          # fixed: the reference and floor images never change between measurements
+
+
+@lru_cache(maxsize=4)
+def training_set(data: DataConfig) -> TrainingData:
+    """The run's training set, loaded once per process (shapes takes seconds to render)."""
+    return load_data(data)
+
+
+def image_grid(images: Tensor, nrow: int | None = None, scale: int = 1) -> np.ndarray:
+    """(H, W, 3) uint8 grid of images (N, C, H, W) (float in [-1, 1] or uint8), enlarged scale times (nearest)."""
+    x = images if images.dtype == torch.uint8 else to_uint8(images)
+    if x.ndim != 4 or x.shape[1] not in (1, 3) or len(x) == 0:
+        raise ValueError(f"image_grid needs (N >= 1, 1|3, H, W) images, got {tuple(x.shape)}")
+    x = x.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+    grid = make_grid(x, nrow=nrow or math.ceil(math.sqrt(len(x))), padding=2, pad_value=255)   # (3, H', W')
+    return grid.permute(1, 2, 0).numpy()
+
+
+def class_grid(run: Run, per_class: int, sampler: SamplerConfig, seed: int = 0) -> Tensor:
+    """(num_classes * per_class, C, H, W): per_class samples of each class, row c = class c; every row starts
+    from the same per_class noises (sample i of every class uses seed (seed, i))."""
+    if not run.num_classes:
+        raise ValueError("a per-class grid needs a class-conditional run (this one is unconditional)")
+    rows = [run.sample(per_class, sampler, seed=seed, y=torch.full((per_class,), c)) for c in range(run.num_classes)]
+    return torch.cat(rows)
+
+
+@dataclass(frozen=True)
+class Filmstrip:
+    """x_t before chosen sampler steps and the x0_hat predicted there: grids with one column per frame."""
+
+    timesteps: list[int]       # paper t of each column (t = 0 is the output)
+    x_t: np.ndarray
+    x0_hat: np.ndarray
+
+
+def filmstrip(run: Run, sampler: SamplerConfig, n: int, frames: int, seed: int = 0, y: Tensor | None = None,
+              scale: int = 2) -> Filmstrip:
+    """n samples (rows) at `frames` evenly spaced steps of one sampling run (columns), ending at the output."""
+    if not 2 <= frames <= sampler.steps + 1:
+        raise ValueError(f"frames={frames!r} is out of range; allowed: 2 to steps + 1 = {sampler.steps + 1}")
+    traj = Trajectory()
+    out = run.sample(n, sampler, seed=seed, y=y, trajectory=traj)
+    picks = np.linspace(0, len(traj.timesteps), frames).round().astype(int)
+    x_t = [traj.x_t[i] if i < len(traj.x_t) else out for i in picks]
+    x0 = [traj.x0_hat[i] if i < len(traj.x0_hat) else out for i in picks]
+    paper_t = [int(traj.timesteps[i]) + 1 if i < len(traj.timesteps) else 0 for i in picks]
+
+    def grid(columns: list[Tensor]) -> np.ndarray:
+        stacked = torch.stack(columns, dim=1).flatten(0, 1)          # (n * frames, C, H, W), row-major
+        return image_grid(stacked, nrow=frames, scale=scale)
+    return Filmstrip(paper_t, grid(x_t), grid(x0))
+
+
+@dataclass(frozen=True, eq=False)
+class FIDReference:
+    """n real training images to compare samples with, and the FID of n other real images against them."""
+
+    real: Tensor          # (n, C, H, W) uint8
+    floor: float
+    n: int
+
+
+@lru_cache(maxsize=8)
+def fid_reference(data: DataConfig, n: int) -> FIDReference:
+    """2n disjoint real images of the run's training set (seeded): n are the reference, n give the floor.
+    n is cut to half the training set when it is smaller than 2n."""
+    x = training_set(data).x
+    n = min(n, len(x) // 2)
+    if n < 2:
+        raise ValueError(f"FID needs at least 4 training images; {data.dataset!r} has {len(x)}")
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(FID_SEED))
+    real, other = to_uint8(x[perm[:n]]), to_uint8(x[perm[n:2 * n]])
+    floor = image_metrics(other, real, ("fid",), dataset=data.dataset)["fid"]
+    return FIDReference(real, floor, n)
+
+
+def fid_measure(run: Run, n: int = LIVE_N, steps: int = LIVE_STEPS, guidance: float = 1.0, seed: int = 0
+                ) -> tuple[dict[str, float], Tensor]:
+    """FID of n DDIM samples (balanced labels) against n real images on the shipped classifier's features, with
+    the floor at the same n, and label accuracy for conditional runs; returns (metrics, the samples as uint8)."""
+    data = run.config.data
+    ref = fid_reference(data, n)
+    y = run.balanced_labels(ref.n)
+    samples = to_uint8(run.sample(ref.n, SamplerConfig("ddim", steps=steps, guidance=guidance), seed=seed, y=y))
+    metrics = {"fid": image_metrics(samples, ref.real, ("fid",), dataset=data.dataset)["fid"],
+               "fid_floor": ref.floor, "fid_n": float(ref.n)}
+    if y is not None:
+        metrics["accuracy"] = label_accuracy(samples, y, load_classifier(data.dataset, data.image_size)[0])
+    return metrics, samples
+
+
+def fid_extractor(data: DataConfig) -> str:
+    """The feature extractor FID uses here, in words."""
+    return f"the shipped {data.dataset}-{data.image_size} classifier's penultimate features"
+
+
+@dataclass(frozen=True)
+class MemorisationPairs:
+    """Each sample beside its nearest training image, and the distance ratios (1 fresh, 0 copy)."""
+
+    pairs: np.ndarray          # grid: sample, its nearest training image, next sample, ...
+    ratio: list[float]
+    copies: int
+    copy_floor: float          # fraction of held-out real images flagged as copies
+
+
+def memorisation_pairs(samples: Tensor, data: DataConfig, scale: int = 2) -> MemorisationPairs:
+    """Nearest training image (L2 in pixels) of each sample (N, C, H, W) in [-1, 1], against held-out images."""
+    train = training_set(data).x
+    holdout = load_images(data.dataset, data.image_size, classes=data.classes, split="test", seed=data.seed).x
+    memo = memorisation_ratio(samples, train, holdout)
+    pairs = torch.stack([samples, train[memo.nearest]], dim=1).flatten(0, 1)
+    return MemorisationPairs(image_grid(pairs, nrow=8, scale=scale), memo.ratio.tolist(), int(memo.copies.sum()),
+                             memo.copy_floor)
+
+
+def diversity(samples: Tensor, data: DataConfig, seed: int = 0) -> dict[str, float]:
+    """Mean pairwise L2 distance (pixels in [-1, 1]) of the samples and of as many real training images."""
+    real = training_set(data).x
+    pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:len(samples)]
+    return {"samples": mean_pairwise_distance(samples), "real": mean_pairwise_distance(real[pick])}
+
+
+def within_class_diversity(samples: Tensor, y: Tensor) -> float:
+    """Mean over classes of the mean pairwise distance among samples generated for that class."""
+    values = [mean_pairwise_distance(samples[y == c]) for c in y.unique() if int((y == c).sum()) > 1]
+    if not values:
+        raise ValueError("within-class diversity needs at least 2 samples of some class")
+    return float(np.mean(values))
+
+
+def guidance_point(run: Run, guidance: float, n: int, steps: int = LIVE_STEPS, seed: int = 0) -> dict[str, float]:
+    """One point of the guidance trade-off: label accuracy, within-class diversity and FID (with floor) of n
+    samples with balanced labels at scale w (guided = uncond + w (cond - uncond))."""
+    metrics, samples = fid_measure(run, n, steps, guidance, seed)
+    y = run.balanced_labels(len(samples))
+    return {"guidance": guidance, **metrics, "diversity": within_class_diversity(samples, y)}
+
+
+def class_histograms(run: Run, n: int, steps: int = LIVE_STEPS, seed: int = 0) -> pd.DataFrame:
+    """Class shares of n unguided samples (w = 0: the model's p(x), labels ignored) as the classifier reads them,
+    beside the training set's class shares (columns class, source, share)."""
+    data = run.config.data
+    sampler = SamplerConfig("ddim", steps=steps, guidance=0.0)
+    samples = to_uint8(run.sample(n, sampler, seed=seed, y=run.balanced_labels(n)))
+    clf = load_classifier(data.dataset, data.image_size)[0]
+    generated = class_histogram(samples, clf, run.num_classes).double()
+    train = torch.bincount(training_set(data).y, minlength=run.num_classes).double()
+    return pd.concat([pd.DataFrame({"class": range(run.num_classes), "source": name, "share": h / h.sum()})
+                      for name, h in (("generated (w = 0)", generated), ("training set", train))])
+
+
+def step_cost(config: RunConfig, steps: int = 3, device: str = "cpu") -> dict[str, float]:
+    """Time per training step (median of `steps`, after one warm-up), parameters, and memory: weights with
+    gradients, AdamW moments and the EMA copy (5 float32 copies), plus the tensors autograd saves for one batch."""
+    m = config.model
+    x = torch.zeros(config.train.batch_size, m.channels, m.image_size, m.image_size)
+    y = torch.zeros(len(x), dtype=torch.long) if getattr(m, "num_classes", 0) else None
+    trainer = Trainer(config, x, y, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    saved: list[int] = []
+
+    def pack(t: Tensor) -> Tensor:
+        saved.append(t.numel() * t.element_size())
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        trainer.train_step()
+    times = []
+    for _ in range(steps):
+        sync()
+        start = time.perf_counter()
+        trainer.train_step()
+        sync()
+        times.append(time.perf_counter() - start)
+    params = sum(p.numel() for p in trainer.model.parameters())
+    return {"seconds_per_step": float(np.median(times)), "parameters": float(params),
+            "weights_mb": 5 * 4 * params / 2**20, "activations_mb": sum(saved) / 2**20}
+
+
+def metrics_frame(rows: list[dict]) -> pd.DataFrame:
+    """Long form of measurements taken while training: columns step, metric ('fid', 'accuracy'), value, floor
+    (FID's real-vs-real floor; accuracy has none)."""
+    records = [{"step": row["step"], "metric": m, "value": row[m], "floor": row.get("fid_floor", math.nan)
+                if m == "fid" else math.nan} for row in rows for m in ("fid", "accuracy") if m in row]
+    return pd.DataFrame(records, columns=["step", "metric", "value", "floor"])

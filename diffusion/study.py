@@ -1,0 +1,318 @@
+"""The quality-versus-steps study: for one run and one bank of initial noises (one seed), sweep samplers x numbers
+of network evaluations (NFE) and measure each cell: quality, wall time, and numerical stability, at float32 or with
+the network in bfloat16 / float16. Results are a DataFrame, one row per (precision, sampler, settings, steps).
+"""
+
+import copy
+import math
+import sys
+import time
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from .checkpoints import load_run
+from .runs import SAMPLERS, Run, SamplerConfig
+from .solvers import VP_SAMPLERS, nfe as nfe_of, steps_for_nfe
+
+Precision = Literal["float32", "bfloat16", "float16"]
+PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+NFE_TARGETS: tuple[int, ...] = (5, 10, 20, 50, 100, 250, 1000)
+QUALITY_2D: tuple[str, ...] = ("w1", "kl_model_true", "kl_true_model")
+ALIASES = {"churn": "S_churn", "s_min": "S_min", "s_max": "S_max", "s_noise": "S_noise"}
+KEY_SETTINGS = {"ddpm": ("variance",), "ddim": ("eta",), "euler": ("grid", "rho"), "heun": ("grid", "rho"),
+                "dpmpp2m": ("grid",)}
+Progress = Callable[[int, int, dict], None]   # (rows done, rows planned, the last row)
+
+
+def parse_sampler(text: str) -> SamplerConfig:
+    """'name' or 'name:field=value:...' (SamplerConfig fields; churn, s_min, s_max, s_noise for S_*), e.g.
+    'ddim:eta=0.5' or 'heun:rho=5:churn=40'; the steps are set by the study."""
+    name, *options = text.strip().split(":")
+    kinds = {f.name: f.type for f in fields(SamplerConfig)}
+    values: dict = {}
+    for option in options:
+        key, _, raw = option.partition("=")
+        key = ALIASES.get(key, key)
+        if key not in kinds or key in ("name", "steps") or not raw:
+            raise ValueError(f"sampler setting {option!r} in {text!r} is invalid; allowed: field=value with field "
+                             f"one of {', '.join(k for k in kinds if k not in ('name', 'steps'))}")
+        kind = str(kinds[key])
+        try:
+            values[key] = raw if "str" in kind else (raw == "true" if "bool" in kind else float(raw))
+        except ValueError:
+            raise ValueError(f"sampler setting {option!r} in {text!r}: {raw!r} is not a number") from None
+    return SamplerConfig(name, **values)
+
+
+def settings(config: SamplerConfig) -> str:
+    """The settings that tell this sampler apart: its key ones (eta, variance, grid...) and any non-default one."""
+    default = SamplerConfig(config.name)
+    shown = {"grid": config.grid or ("logsnr" if config.name == "dpmpp2m" else "karras")}
+    names = [f.name for f in fields(config) if f.name not in ("name", "steps") and (
+        f.name in KEY_SETTINGS[config.name] or getattr(config, f.name) != getattr(default, f.name))]
+    return ", ".join(f"{k}={shown.get(k, getattr(config, k))}" for k in names)
+
+
+def plan(run: Run, samplers: Sequence[str | SamplerConfig], nfe_targets: Sequence[int],
+         reference: bool = True) -> list[SamplerConfig]:
+    """The sampler configurations to run: each template at the most steps fitting each NFE target (ddpm/ddim
+    capped at T), without duplicates; plus DDPM over all T steps, the reference, when asked."""
+    if not samplers or not nfe_targets:
+        raise ValueError(f"the study needs samplers and NFE targets; got {list(samplers)} and {list(nfe_targets)}")
+    bad = [t for t in nfe_targets if not (isinstance(t, int) and t >= 1)]
+    if bad:
+        raise ValueError(f"NFE targets {bad} are invalid; allowed: integers >= 1")
+    templates = [parse_sampler(s) if isinstance(s, str) else s for s in samplers]
+    configs: list[SamplerConfig] = []
+    for template in templates:
+        for target in sorted(set(nfe_targets)):
+            steps = steps_for_nfe(template.name, target)
+            steps = min(steps, run.schedule.T) if template.name in VP_SAMPLERS else steps
+            configs.append(replace(template, steps=steps))
+    if reference:
+        configs.append(SamplerConfig("ddpm", steps=run.schedule.T))
+    return list(dict.fromkeys(configs))
+
+
+class LowPrecisionNet(nn.Module):
+    """The network with its weights cast to dtype, run under torch.autocast(dtype): x is cast in, matmuls and
+    convolutions run in dtype (autocast keeps its float32 ops, e.g. norms, in float32), the output comes back
+    as float32, so the sampler's own arithmetic stays float32."""
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.net, self.dtype = copy.deepcopy(net).to(dtype), dtype
+        self.device_type = next(net.parameters()).device.type
+
+    @property
+    def null_label(self) -> int | None:
+        return getattr(self.net, "null_label", None)
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.net(x.to(self.dtype), t, y).float()
+
+
+def with_precision(run: Run, precision: Precision, device: str | torch.device = "cpu") -> Run:
+    """A copy of run on device whose network runs in precision (float32: the network as it is)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    net = run.net if next(run.net.parameters()).device == torch.device(device) else copy.deepcopy(run.net).to(device)
+    if precision != "float32":
+        net = LowPrecisionNet(net, PRECISIONS[precision])
+    return replace(run, net=net.eval())
+
+
+class Extremes:
+    """A per-step callback keeping the largest |x_t| and |x0_hat| seen (NaN counts as inf), on x's device."""
+
+    def __init__(self):
+        self.x: Tensor | None = None
+        self.x0: Tensor | None = None
+
+    def __call__(self, i: int, t: float, x_t: Tensor, x0_hat: Tensor) -> None:
+        self.x, self.x0 = _running_max(self.x, x_t), _running_max(self.x0, x0_hat)
+
+    def values(self, output: Tensor) -> tuple[float, float]:
+        """(max |x| over the trajectory and the output, max |x0_hat|)."""
+        return float(_running_max(self.x, output.to(self.x.device))), float(self.x0)
+
+
+def _running_max(best: Tensor | None, x: Tensor) -> Tensor:
+    m = x.detach().abs().nan_to_num(nan=math.inf).amax()
+    return m if best is None else torch.maximum(best, m)
+
+
+Judge = Callable[[Tensor], dict[str, float]]
+
+
+def _judge_2d(run: Run, n: int) -> tuple[Judge, dict[str, float]]:
+    """W1 (data-scale units) and KL both ways against n fixed true points (the reference_2d protocol at the study's
+    size: exact transport stays cheap), and the floor: the same metrics of an independent true sample of n."""
+    from .data.toy2d import toy_dataset
+    from .evaluation import FLOOR_SEED, reference_2d   # POT: imported when a 2D study runs
+    from .metrics2d import data_scale, kl_divergences, wasserstein
+    dataset = run.config.data.dataset
+    reference = reference_2d(dataset, n)
+    scale = data_scale(reference)
+
+    def judge(x: Tensor) -> dict[str, float]:
+        return dict(zip(QUALITY_2D, (wasserstein(x, reference, 1) / scale, *kl_divergences(x, reference))))
+    floor = judge(toy_dataset(dataset).sample(n, torch.Generator().manual_seed(FLOOR_SEED)))
+    return judge, {f"{m}_floor": v for m, v in floor.items()}
+
+
+def _judge_images(run: Run, n: int, seed: int, y: Tensor | None) -> tuple[Judge, dict[str, float]]:
+    """FID on the shipped classifier's features against min(n, N) real training images, the floor between two
+    disjoint real sets of min(n, N // 2) images, and label accuracy for conditional runs."""
+    from .classifier import load_classifier
+    from .data import load_data
+    from .data.images import to_uint8
+    from .metrics_images import image_metrics, label_accuracy
+    data_cfg = run.config.data
+    real = load_data(data_cfg).x
+    real = to_uint8(real[torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))])
+    half = min(n, len(real) // 2)
+    options = dict(extractor="classifier", dataset=data_cfg.dataset)
+    floor = {"fid_floor": image_metrics(real[:half], real[half:2 * half], ("fid",), **options)["fid"],
+             "n_real": min(n, len(real))}
+    classifier = load_classifier(data_cfg.dataset, data_cfg.image_size)[0] if y is not None else None
+
+    def judge(x: Tensor) -> dict[str, float]:
+        images = to_uint8(x)
+        out = {"fid": image_metrics(images, real[:n], ("fid",), **options)["fid"]}
+        return out | ({"label_accuracy": label_accuracy(images, y, classifier)} if y is not None else {})
+    return judge, floor
+
+
+def quality_metrics(run: Run) -> tuple[str, ...]:
+    """The quality columns a study of this run has: W1 and KL both ways in 2D; FID (+ label accuracy) on images."""
+    return (("fid", "label_accuracy") if run.num_classes else ("fid",)) if run.is_image else QUALITY_2D
+
+
+def _measure(run: Run, config: SamplerConfig, n: int, seed: int, y: Tensor | None, judge: Judge,
+             metrics: Sequence[str]) -> dict:
+    """One cell of the study: sample with a stability callback, time it, judge the samples if all are finite."""
+    extremes = Extremes()
+    start = time.perf_counter()
+    samples = run.sample(n, config, seed=seed, y=y, callback=extremes)   # .cpu(): the clock waits for the device
+    seconds = time.perf_counter() - start
+    nonfinite = int((~torch.isfinite(samples).reshape(n, -1).all(dim=1)).sum())
+    quality, error = {m: math.nan for m in metrics}, f"{nonfinite} of {n} samples are not finite" if nonfinite else ""
+    if not nonfinite:
+        try:
+            quality = judge(samples)
+        except ValueError as e:
+            error = str(e)
+    max_x, max_x0 = extremes.values(samples)
+    return {"sampler": config.name, "settings": settings(config), "nfe": nfe_of(config.name, config.steps),
+            "steps": config.steps, "seconds": seconds, **quality, "nonfinite": nonfinite, "max_abs_x": max_x,
+            "max_abs_x0": max_x0, "error": error}
+
+
+def study(run: Run, samplers: Sequence[str | SamplerConfig] = SAMPLERS, nfe_targets: Sequence[int] = NFE_TARGETS,
+          *, n: int = 500, seed: int = 0, precisions: Sequence[Precision] = ("float32",),
+          device: str | torch.device = "cpu", reference: bool = True, progress: Progress | None = None
+          ) -> pd.DataFrame:
+    """Every configuration of plan(run, samplers, nfe_targets, reference) at every precision, from the same n
+    initial noises (sample i of seed s: seed s * 10^6 + i) and, for conditional runs, the same balanced labels.
+    bfloat16 / float16 run only the network in that type (LowPrecisionNet); the sampler's arithmetic stays float32.
+
+    Columns: precision, sampler, settings, nfe (network evaluations actually used), steps, seconds (sampling wall
+    time), the quality_metrics(run) and their floors, nonfinite (samples with NaN/inf; quality is NaN then),
+    max_abs_x / max_abs_x0 (largest |x_t| and |x0_hat| along the trajectories; x_t in the sampler's space: VP for
+    ddpm/ddim, VE x_t / sqrt(alpha_bar) for euler/heun/dpmpp2m), error."""
+    if not (isinstance(n, int) and n >= 2):
+        raise ValueError(f"number of samples n={n!r} is out of range; allowed: integers >= 2")
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        raise ValueError(f"unknown precisions {unknown or list(precisions)}; allowed: {', '.join(PRECISIONS)}")
+    configs = plan(run, samplers, nfe_targets, reference)
+    y = run.balanced_labels(n)
+    judge, floor = _judge_images(run, n, seed, y) if run.is_image else _judge_2d(run, n)
+    rows: list[dict] = []
+    for precision in precisions:
+        prepared = with_precision(run, precision, device)
+        prepared.sample(2, replace(configs[0], steps=1), seed=seed, y=None if y is None else y[:2])  # warm-up
+        for config in configs:
+            row = {"precision": precision, **_measure(prepared, config, n, seed, y, judge, quality_metrics(run)),
+                   **floor}
+            rows.append(row)
+            if progress is not None:
+                progress(len(rows), len(configs) * len(precisions), row)
+    return pd.DataFrame(rows)
+
+
+GOAL_NFE, GOAL_RATIO = 20, 1.10   # the issue's goal: the best sampler at 20 NFE within 10% of DDPM-1000
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best configuration within an NFE budget, against the reference: DDPM at the largest NFE swept."""
+
+    metric: str
+    budget: int
+    sampler: str
+    settings: str
+    nfe: int
+    value: float
+    reference_nfe: int
+    reference_value: float
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.reference_value if self.reference_value > 0 else math.inf
+
+    @property
+    def met(self) -> bool:
+        return self.ratio <= GOAL_RATIO
+
+    def line(self) -> str:
+        return (f"best at <= {self.budget} NFE: {self.sampler} ({self.settings}), {self.nfe} NFE, {self.metric} "
+                f"{self.value:.4g} vs DDPM with {self.reference_nfe} NFE {self.reference_value:.4g}: ratio "
+                f"{self.ratio:.3f} (goal <= {GOAL_RATIO:.2f}: {'met' if self.met else 'not met'})")
+
+
+def quality_metric(frame: pd.DataFrame) -> str:
+    """The headline metric of a study frame: FID for images, W1 in 2D."""
+    return "fid" if "fid" in frame.columns else "w1"
+
+
+def best_at(frame: pd.DataFrame, budget: int = GOAL_NFE, metric: str | None = None,
+            precision: str = "float32") -> Best | None:
+    """The lowest `metric` among rows using at most `budget` NFE, against default DDPM at its largest NFE
+    (DDPM-1000 for T = 1000); None when the frame lacks either."""
+    metric = metric or quality_metric(frame)
+    rows = frame[(frame["precision"] == precision) & frame[metric].notna()]
+    candidates = rows[rows["nfe"] <= budget]
+    references = rows[(rows["sampler"] == "ddpm") & (rows["settings"] == settings(SamplerConfig("ddpm")))]
+    if candidates.empty or references.empty:
+        return None
+    best, ref = candidates.loc[candidates[metric].idxmin()], references.loc[references["nfe"].idxmax()]
+    return Best(metric, budget, best["sampler"], best["settings"], int(best["nfe"]), float(best[metric]),
+                int(ref["nfe"]), float(ref[metric]))
+
+
+def goal_line(frame: pd.DataFrame, budget: int = GOAL_NFE) -> str:
+    """best_at(frame, budget).line(), or why there is none."""
+    best = best_at(frame, budget)
+    return best.line() if best else f"best at <= {budget} NFE: no finite result, or no DDPM reference in this sweep"
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return str(value).replace("|", "/")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """The study as a Markdown table (the error column only when some row has one)."""
+    frame = frame if frame["error"].astype(bool).any() else frame.drop(columns="error")
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def study_checkpoint(checkpoint: str | Path, samplers: Sequence[str], nfe_targets: Sequence[int], out: str | Path, *,
+                     n: int = 500, precisions: Sequence[Precision] = ("float32",), seed: int = 0,
+                     device: str = "cpu") -> str:
+    """`python -m diffusion study`: sweep a run folder, write out (.csv, or .md: the table and the goal line), and
+    return that Markdown; one progress line per row goes to stderr."""
+    out = Path(out)
+    if out.suffix.lower() not in (".csv", ".md"):
+        raise ValueError(f"output {str(out)!r}: the study is written as .csv or .md")
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: PyTorch sees no CUDA device here; allowed: cpu")
+    run = load_run(checkpoint, device)
+    say = lambda done, total, row: print(f"[{done}/{total}] {row['precision']} {row['sampler']} {row['nfe']} NFE: "  # noqa: E731
+                                         f"{row['seconds']:.1f} s", file=sys.stderr)
+    frame = study(run, samplers, nfe_targets, n=n, seed=seed, precisions=precisions, device=device, progress=say)
+    report = f"{markdown_table(frame)}\n\n{goal_line(frame)}\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False) if out.suffix.lower() == ".csv" else out.write_text(report)
+    return report

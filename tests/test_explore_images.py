@@ -1,0 +1,106 @@
+"""diffusion.explore_images on tiny real runs: grids, the same noise in every class row (exact at w = 0), the
+filmstrip's frames, FID with its floor at the same n, histograms, memorisation, diversity and the cost of a step."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from diffusion import explore_images as ei
+from diffusion.config import DataConfig, RunConfig, TrainConfig
+from diffusion.models.unet import unet_preset
+from diffusion.runs import SamplerConfig
+from diffusion.train import Trainer
+
+SAMPLER = SamplerConfig("ddim", steps=5)
+
+
+def _run(conditional: bool, classes=None):
+    data_cfg = DataConfig("mnist", image_size=16, classes=classes)
+    data = ei.training_set(data_cfg)
+    model = unet_preset("tiny", num_classes=10 if conditional else 0)
+    trainer = Trainer(RunConfig(data=data_cfg, model=model, train=TrainConfig(steps=20, batch_size=16)), data.x,
+                      data.y if conditional else None)
+    trainer.run()
+    return trainer.as_run()
+
+
+@pytest.fixture(scope="module")
+def cond():
+    return _run(True)
+
+
+@pytest.fixture(scope="module")
+def digit0():
+    return _run(False, classes=(0,))
+
+
+def test_image_grid_shape_and_range():
+    x = torch.rand(5, 1, 16, 16) * 2 - 1
+    grid = ei.image_grid(x, nrow=5, scale=2)
+    assert grid.shape == (2 + 32 + 2, 2 + 5 * (32 + 2), 3) and grid.dtype == np.uint8
+    with pytest.raises(ValueError, match="image_grid needs"):
+        ei.image_grid(torch.zeros(2, 2, 8, 8))
+
+
+def test_class_rows_share_their_noise(cond):
+    unguided = ei.class_grid(cond, 3, SamplerConfig("ddim", steps=5, guidance=0.0)).view(10, 3, 1, 16, 16)
+    assert torch.equal(unguided, unguided[:1].expand_as(unguided))     # w = 0 ignores the label: rows equal
+    plain = ei.class_grid(cond, 3, SAMPLER).view(10, 3, 1, 16, 16)
+    assert not torch.allclose(plain[0], plain[1])
+    assert torch.equal(plain[2], cond.sample(3, SAMPLER, y=torch.full((3,), 2)))
+
+
+def test_filmstrip_frames_end_at_the_output(digit0):
+    strip = ei.filmstrip(digit0, SAMPLER, n=2, frames=3, scale=1)
+    assert strip.timesteps[0] > strip.timesteps[1] > strip.timesteps[2] == 0
+    assert strip.x_t.shape == strip.x0_hat.shape == (2 + 2 * 18, 2 + 3 * 18, 3)
+    with pytest.raises(ValueError, match="frames=9"):
+        ei.filmstrip(digit0, SAMPLER, n=2, frames=9)
+
+
+def test_fid_with_its_floor_at_the_same_n(cond, digit0):
+    metrics, samples = ei.fid_measure(cond, n=40, steps=5)
+    assert metrics["fid_n"] == 40 and samples.shape == (40, 1, 16, 16)
+    assert metrics["fid"] > metrics["fid_floor"] > 0                   # 20 steps of training: far from the data
+    assert 0 <= metrics["accuracy"] <= 1
+    assert "accuracy" not in ei.fid_measure(digit0, n=20, steps=5)[0]
+    ref = ei.fid_reference(digit0.config.data, 10_000)                  # capped at half the 400 zeros
+    assert ref.n == len(ei.training_set(digit0.config.data).x) // 2
+
+
+def test_metrics_frame_carries_the_floor_for_fid_only():
+    df = ei.metrics_frame([{"step": 10, "fid": 50.0, "fid_floor": 3.0, "fid_n": 100.0, "accuracy": 0.5}])
+    fid, acc = df.set_index("metric").loc["fid"], df.set_index("metric").loc["accuracy"]
+    assert (fid["value"], fid["floor"]) == (50.0, 3.0) and math.isnan(acc["floor"])
+
+
+def test_class_histograms_sum_to_one(cond):
+    df = ei.class_histograms(cond, 20, steps=5)
+    shares = df.groupby("source")["share"].sum()
+    assert np.allclose(shares.values, 1.0) and len(df) == 20
+    train = df[df["source"] == "training set"]["share"]
+    assert np.allclose(train.values, 0.1)                               # the fallback MNIST is balanced
+
+
+def test_memorisation_flags_training_images_as_copies(digit0):
+    train = ei.training_set(digit0.config.data).x[:8]
+    memo = ei.memorisation_pairs(train, digit0.config.data, scale=1)
+    assert memo.copies == 8 and max(memo.ratio) == 0.0
+    assert 0 <= memo.copy_floor <= 1
+
+
+def test_diversity_and_within_class_diversity():
+    x = torch.zeros(4, 1, 2, 2)
+    x[1] = 1.0
+    assert ei.within_class_diversity(x, torch.tensor([0, 0, 1, 1])) == pytest.approx(1.0)   # (2 + 0) / 2
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        ei.within_class_diversity(x[:2], torch.tensor([0, 1]))
+
+
+def test_step_cost_counts_parameters_and_memory(digit0):
+    cost = ei.step_cost(digit0.config, steps=1)
+    params = sum(p.numel() for p in digit0.net.parameters())
+    assert cost["parameters"] == params and cost["weights_mb"] == pytest.approx(20 * params / 2**20)
+    assert cost["seconds_per_step"] > 0 and cost["activations_mb"] > 0

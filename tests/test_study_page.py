@@ -1,0 +1,64 @@
+"""The quality-versus-steps page through AppTest: it renders, a tiny sweep of a session run draws the charts, the
+stability table and the goal line, and the same inputs are not computed twice."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from diffusion.config import DataConfig, RunConfig, TrainConfig
+from diffusion.data.toy2d import toy_dataset
+from diffusion.train import Trainer
+from ui.session_runs import KEY
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = "app_pages/study.py"
+NAME = "tiny moons"
+
+
+@pytest.fixture(scope="module")
+def run():
+    trainer = Trainer(RunConfig(data=DataConfig("moons", n=500), train=TrainConfig(steps=50, batch_size=64)),
+                      toy_dataset("moons").sample(500, torch.Generator().manual_seed(0)))
+    trainer.run()
+    return trainer.as_run()
+
+
+def _charts(at: AppTest) -> int:
+    return len(at.get("vega_lite_chart")) + len(at.get("arrow_vega_lite_chart"))
+
+
+def _page(run=None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    if run is not None:
+        at.session_state[KEY] = {NAME: run}
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    return at
+
+
+def test_the_page_renders_and_offers_the_session_run(run):
+    at = _page(run)
+    assert at.title[0].value == "Quality versus network evaluations"
+    assert f"{NAME} (this session)" in at.selectbox(key="study_run").options
+    assert any("Expected time" in c.value for c in at.caption)
+
+
+def test_a_tiny_sweep_draws_charts_stability_and_the_goal_line(run):
+    at = _page(run)
+    at.selectbox(key="study_run").set_value(f"{NAME} (this session)").run()
+    at.multiselect(key="study_samplers").set_value(["ddim", "dpmpp2m"])
+    at.multiselect(key="study_nfe_False").set_value([5, 20])
+    at.select_slider(key="study_n_False").set_value(64).run()
+    at.button(key="study_go").click().run()
+    assert not at.exception and not at.error
+    assert _charts(at) == 3
+    goal = (at.success or at.warning)[0].value
+    assert goal.startswith("best at <= 20 NFE: ") and "DDPM with 1000 NFE" in goal
+    stability = at.dataframe[0].value
+    assert len(stability) == 5 and (stability["nonfinite"] == 0).all() and (stability["max_abs_x"] > 0).all()
+    at.run()                                           # stored by its inputs: shown again, nothing to recompute
+    assert at.button(key="study_go").disabled and _charts(at) == 3
+    at.multiselect(key="study_nfe_False").set_value([]).run()
+    assert any("Pick at least one" in i.value for i in at.info)

@@ -1,0 +1,170 @@
+"""The compare page's loaders and charts: every run (shipped, in checkpoints/, in folders the visitor added, trained
+in this session) summarised by diffusion.catalog, folders re-read only when their files change; overlays of
+loss and metric curves; one metric against one hyperparameter."""
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from diffusion import catalog
+from diffusion.checkpoints import CONFIG, EMA, METRICS
+from diffusion.runs import Run
+
+from .charts import METRIC_LABELS, STRETCH_HEIGHT
+from .session_runs import session_runs
+
+FOLDERS_KEY, PATH_KEY, ADD_ERROR_KEY = "compare_folders", "compare_path", "compare_add_error"
+LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy", "nll": "NLL (exact density)",
+          "final_loss": f"final loss (mean of last {catalog.LOSS_WINDOW})", "train_seconds": "training time (s)"}
+HIGHER_IS_BETTER = ("accuracy",)
+X_AXES = {"step": "step", "time": "training time (s)"}
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A hyperparameter the analysis can put on the x axis: its table column, and how to scale it."""
+
+    column: str
+    numeric: bool
+    log: bool = False
+
+
+AXES = {"parameters": Axis("parameters", True, log=True), "T (timesteps)": Axis("T", True, log=True),
+        "schedule": Axis("schedule", False), "objective": Axis("objective", False),
+        "batch size": Axis("batch_size", True, log=True), "learning rate": Axis("lr", True, log=True),
+        "conditioning": Axis("conditioning", False), "architecture": Axis("architecture", False)}
+
+
+def _stamp(folder: Path) -> tuple:
+    """(mtime, size) of the files a summary reads: a change to any of them invalidates the cached summary."""
+    stats = [(folder / name).stat() if (folder / name).exists() else None for name in (CONFIG, EMA, METRICS)]
+    return tuple((s.st_mtime_ns, s.st_size) if s else None for s in stats)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _read_folder(path: str, source: str | None, stamp: tuple) -> catalog.RunSummary:
+    return catalog.read_folder(path, source=source)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, hash_funcs={Run: lambda run: (id(run), run.step)})
+def _read_run(name: str, run: Run) -> catalog.RunSummary:
+    return catalog.read_run(name, run)
+
+
+def _folder(path: Path, source: str | None = None) -> catalog.RunSummary:
+    return _read_folder(str(path), source, _stamp(path))
+
+
+def _added(path: str) -> list[catalog.RunSummary]:
+    """The runs of a folder the visitor added; one error row if it has gone since."""
+    try:
+        return [_folder(p, "folder") for p in catalog.folder_runs(path)]
+    except ValueError as e:
+        return [catalog.RunSummary(Path(path).name or path, "folder", path, str(e))]
+
+
+def _unique(summaries: list[catalog.RunSummary]) -> list[catalog.RunSummary]:
+    """Distinct names (charts and pickers key on them): a repeated name gets its source, then a number."""
+    seen: set[str] = set()
+    out = []
+    for s in summaries:
+        name, k = s.name, 1
+        while name in seen:
+            k += 1
+            name = f"{s.name} ({s.source})" if k == 2 else f"{s.name} ({s.source} {k - 1})"
+        seen.add(name)
+        out.append(s if name == s.name else replace(s, name=name))
+    return out
+
+
+def all_runs() -> list[catalog.RunSummary]:
+    """Shipped and checkpoints/ runs, the visitor's added folders, then this session's runs; folders first seen
+    once (an added folder under checkpoints/ is not listed twice)."""
+    listed = [_folder(p) for p in catalog.discover()]
+    paths = {s.path for s in listed}
+    for folder in st.session_state.get(FOLDERS_KEY, []):
+        listed += [s for s in _added(folder) if s.path not in paths]
+        paths |= {s.path for s in listed}
+    listed += [_read_run(name, run) for name, run in session_runs().items()]
+    return _unique(listed)
+
+
+def add_folder() -> None:
+    """Callback of the Add button: remember the typed folder if it holds runs, else keep the error to show."""
+    path = st.session_state.get(PATH_KEY, "").strip()
+    st.session_state[ADD_ERROR_KEY] = None
+    if not path:
+        return
+    try:
+        catalog.folder_runs(path)
+    except ValueError as e:
+        st.session_state[ADD_ERROR_KEY] = str(e)
+        return
+    folders = st.session_state.setdefault(FOLDERS_KEY, [])
+    if path not in folders:
+        folders.append(path)
+    st.session_state[PATH_KEY] = ""
+
+
+def add_error() -> str | None:
+    """Why the last folder the visitor typed was refused (None if it was not)."""
+    return st.session_state.get(ADD_ERROR_KEY)
+
+
+def metric_options(table: pd.DataFrame) -> list[str]:
+    """The columns the analysis can plot: final loss, the measured metrics the table has, training time."""
+    measured = [m for m in catalog.METRIC_ORDER if m in table and m not in catalog.QUALIFIERS]
+    return ["final_loss", *measured, "train_seconds"]
+
+
+def loss_overlay(df: pd.DataFrame, x: str, log_y: bool) -> alt.Chart:
+    """Loss curves of several runs (columns run, step, time, loss), one colour per run."""
+    y_scale = alt.Scale(type="log") if log_y else alt.Undefined
+    return alt.Chart(df, title="Training loss (mean over bins of steps)").mark_line().encode(
+        x=alt.X(f"{x}:Q", title=X_AXES[x]),
+        y=alt.Y("loss:Q", title="loss (log scale)" if log_y else "loss", scale=y_scale),
+        color=alt.Color("run:N", title="run", legend=alt.Legend(orient="top")),
+        tooltip=["run:N", "step:Q", "time:Q", "loss:Q"],
+    ).properties(height=STRETCH_HEIGHT + 40)
+
+
+def metric_overlay(df: pd.DataFrame, x: str) -> alt.FacetChart:
+    """One panel per metric (columns run, step, time, metric, value), one colour per run."""
+    df = df.assign(metric=df["metric"].map(lambda m: LABELS.get(m, m)))
+    return alt.Chart(df).mark_line(point=True).encode(
+        x=alt.X(f"{x}:Q", title=X_AXES[x]), y=alt.Y("value:Q", title=None),
+        color=alt.Color("run:N", title="run", legend=alt.Legend(orient="top")),
+        tooltip=["run:N", "step:Q", "time:Q", "metric:N", "value:Q"],
+    ).properties(width=210, height=160).facet(
+        facet=alt.Facet("metric:N", title=None), columns=4,
+    ).resolve_scale(y="independent")
+
+
+def analysis_chart(table: pd.DataFrame, metric: str, axis: Axis) -> alt.LayerChart | alt.Chart:
+    """metric against a hyperparameter, one point per run coloured by dataset (a bar of the mean per category for
+    categorical axes)."""
+    df = table.dropna(subset=[metric])
+    label = LABELS.get(metric, metric)
+    tooltip = ["name:N", "dataset:N", f"{axis.column}:{'Q' if axis.numeric else 'N'}", f"{metric}:Q"]
+    color = alt.Color("dataset:N", legend=alt.Legend(orient="top"))
+    if axis.numeric:
+        x = alt.X(f"{axis.column}:Q", title=axis.column, scale=alt.Scale(type="log") if axis.log else alt.Undefined)
+        y = alt.Y(f"{metric}:Q", title=label, scale=alt.Scale(zero=False))
+        return alt.Chart(df).mark_circle(size=90).encode(x=x, y=y, color=color,
+                                                         tooltip=tooltip).properties(height=STRETCH_HEIGHT + 40)
+    x = alt.X(f"{axis.column}:N", title=axis.column)
+    bars = alt.Chart(df).mark_bar(opacity=0.3).encode(x=x, y=alt.Y(f"mean({metric}):Q", title=label))
+    points = alt.Chart(df).mark_circle(size=90).encode(x=x, y=f"{metric}:Q", color=color, tooltip=tooltip)
+    return alt.layer(bars, points).properties(height=STRETCH_HEIGHT + 40)
+
+
+def how_to_read(metric: str, axis_name: str) -> str:
+    """One sentence on reading the analysis chart."""
+    better = "higher" if metric in HIGHER_IS_BETTER else "lower"
+    return (f"Each point is one run: its {LABELS.get(metric, metric)} ({better} is better) against its "
+            f"{axis_name}. A trend says something only between runs that differ in {axis_name} alone (same "
+            "dataset, steps and the rest: check the table); losses of different objectives (eps, x0, v, edm) or "
+            "datasets are not on the same scale, and a metric is read against its floor.")

@@ -1,0 +1,117 @@
+"""Cached results for the image pages, keyed by the model's run_key (a shipped run's folder and step, or one
+visitor's trained model) and the inputs: grids, filmstrips, memorisation, diversity, interpolation, guidance.
+The shipped runs' folders are named here once (DIFFUSION_CHECKPOINTS overrides their root, e.g. in tests)."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from diffusion import explore_images as ei
+from diffusion.checkpoints import load_run
+from diffusion.config import RunConfig
+from diffusion.interpolation import interpolate_labels, interpolate_noise
+from diffusion.runs import Run, SamplerConfig
+
+SHIPPED_ROOT = Path(os.environ.get("DIFFUSION_CHECKPOINTS", Path(__file__).resolve().parents[1] / "checkpoints"))
+SHIPPED = {"digit0": "mnist16-digit0", "cond": "mnist16-cond", "cross": "mnist16-cond-cross",
+           "mnist32": "mnist32-cond", "shapes32": "shapes32-cond"}
+PER_MODEL = 8          # cached results kept per function, across models and visitors
+SCALE = {16: 3, 32: 2}  # grid enlargement per image size (nearest neighbour), so 16 px digits are legible
+
+
+def scale_for(run: Run) -> int:
+    return SCALE.get(run.config.data.image_size, 1)
+
+
+@st.cache_resource(show_spinner="Loading the shipped run...")
+def shipped_run(name: str) -> Run | None:
+    """The shipped run SHIPPED[name] (EMA weights, shared read-only by every visitor), or None if absent."""
+    path = SHIPPED_ROOT / SHIPPED[name]
+    return load_run(path) if (path / "config.json").is_file() else None
+
+
+def shipped_key(name: str) -> str:
+    run = shipped_run(name)
+    return f"shipped-{SHIPPED[name]}-{run.step if run else 0}"
+
+
+def _labels(run: Run, n: int, label: int | None) -> torch.Tensor | None:
+    if label is None:
+        return run.balanced_labels(n)
+    return torch.full((n,), label, dtype=torch.long)
+
+
+@st.cache_data(show_spinner="Sampling...", max_entries=PER_MODEL)
+def samples(run_key: str, _run: Run, n: int, sampler: SamplerConfig, seed: int = 0,
+            label: int | None = None) -> torch.Tensor:
+    """n samples (float, [-1, 1]) of the run, labels balanced or all `label`."""
+    return _run.sample(n, sampler, seed=seed, y=_labels(_run, n, label))
+
+
+def grid(run_key: str, run: Run, n: int, sampler: SamplerConfig, seed: int = 0, label: int | None = None
+         ) -> np.ndarray:
+    """A grid image of n samples (cached through `samples`)."""
+    return ei.image_grid(samples(run_key, run, n, sampler, seed, label), scale=scale_for(run))
+
+
+@st.cache_data(show_spinner="Sampling one row per class...", max_entries=PER_MODEL)
+def class_grid(run_key: str, _run: Run, per_class: int, sampler: SamplerConfig, seed: int = 0) -> np.ndarray:
+    """Row c: class c, the same per_class initial noises in every row."""
+    return ei.image_grid(ei.class_grid(_run, per_class, sampler, seed), nrow=per_class, scale=scale_for(_run))
+
+
+@st.cache_data(show_spinner="Recording the denoising steps...", max_entries=PER_MODEL)
+def filmstrip(run_key: str, _run: Run, sampler: SamplerConfig, n: int, frames: int, seed: int = 0,
+              label: int | None = None) -> ei.Filmstrip:
+    return ei.filmstrip(_run, sampler, n, frames, seed, _labels(_run, n, label), scale=scale_for(_run))
+
+
+@st.cache_data(show_spinner="Searching the training set for each sample's nearest image...", max_entries=PER_MODEL)
+def memorisation(run_key: str, _run: Run, n: int, sampler: SamplerConfig, seed: int = 0) -> ei.MemorisationPairs:
+    return ei.memorisation_pairs(samples(run_key, _run, n, sampler, seed), _run.config.data, scale=scale_for(_run))
+
+
+@st.cache_data(show_spinner=False, max_entries=PER_MODEL)
+def diversity(run_key: str, _run: Run, n: int, sampler: SamplerConfig, seed: int = 0) -> dict[str, float]:
+    return ei.diversity(samples(run_key, _run, n, sampler, seed), _run.config.data)
+
+
+@st.cache_data(show_spinner="Interpolating...", max_entries=PER_MODEL)
+def noise_path(run_key: str, _run: Run, n_points: int, seed_a: int, seed_b: int, steps: int,
+               label: int | None = None, guidance: float = 1.0) -> np.ndarray:
+    """Samples along the slerp between two seeds' noises (deterministic DDIM), as one row."""
+    x = interpolate_noise(_run, n_points, seed_a, seed_b, steps, label, guidance)
+    return ei.image_grid(x, nrow=n_points, scale=scale_for(_run))
+
+
+@st.cache_data(show_spinner="Interpolating...", max_entries=PER_MODEL)
+def label_path(run_key: str, _run: Run, label_a: int, label_b: int, n_points: int, seed: int, steps: int,
+               guidance: float) -> np.ndarray:
+    x = interpolate_labels(_run, label_a, label_b, n_points, seed, steps, guidance)
+    return ei.image_grid(x, nrow=n_points, scale=scale_for(_run))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def guidance_point(run_key: str, _run: Run, guidance: float, n: int, steps: int) -> dict[str, float]:
+    """Accuracy, within-class diversity and FID (with floor) at one guidance scale."""
+    return ei.guidance_point(_run, guidance, n, steps)
+
+
+@st.cache_data(show_spinner="Classifying unguided samples...", max_entries=PER_MODEL)
+def class_histograms(run_key: str, _run: Run, n: int, steps: int) -> pd.DataFrame:
+    return ei.class_histograms(_run, n, steps)
+
+
+@st.cache_data(show_spinner="Measuring FID (classifier features)...", max_entries=PER_MODEL)
+def fid(run_key: str, _run: Run, n: int, steps: int, guidance: float = 1.0) -> dict[str, float]:
+    return ei.fid_measure(_run, n, steps, guidance)[0]
+
+
+@st.cache_data(show_spinner="Timing a few training steps...", max_entries=32)
+def step_cost(config: RunConfig, device: str) -> dict[str, float]:
+    """Seconds per training step, parameters and memory of a config (measured on this machine, cached)."""
+    return ei.step_cost(config, steps=2, device=device)

@@ -1,0 +1,179 @@
+"""The image pages' training section: U-Net preset, steps, learning rate, batch, schedule and T, the expected time
+from a measured step, then the live job (ui.training) with FID measured every N steps on the shipped classifier's
+features (n samples, floor at the same n) and a sample grid refreshed at each measurement."""
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from diffusion import explore_images as ei
+from diffusion.classifier import classifier_dir
+from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
+from diffusion.models.unet import UNET_PRESETS, unet_preset
+from diffusion.runs import Run, SamplerConfig
+from diffusion.schedules import SCHEDULES
+
+from . import charts, image_cache, session_runs, training, training_view
+from .layout import error_box
+from .training import Snapshot
+
+T_OPTIONS = (100, 200, 500, 1000)
+LRS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3)
+BATCHES = (16, 32, 64, 128, 256)
+MEASURE_EVERY = (0, 50, 100, 200, 500, 1000, 5000)
+FID_NS = (50, 100, 200, 500, 1000)
+MAX_STEPS = {"cpu": 3000, "cuda": 100_000}     # a CPU visitor is steered to runs of minutes, not hours
+METRIC_LABELS = {"fid": "FID (classifier features)", "accuracy": "label accuracy"}
+SAMPLE_SPEEDUP = 2.5   # sampling one image costs about 1/2.5 of training on it (TECH-NOTES: 250 vs 650 img/s)
+
+
+class ImageMeasurement:
+    """FID of n DDIM samples (with the floor at the same n) and a grid of the first PREVIEW_N; with n = 0 (no
+    classifier for the dataset, or FID off) only the grid."""
+
+    names = ("fid", "fid_floor", "fid_n", "accuracy")
+
+    def __init__(self, n: int, scale: int):
+        self.n, self.scale = n, scale
+
+    def prepare(self, config: RunConfig) -> None:
+        if self.n:
+            ei.fid_reference(config.data, self.n)
+
+    def __call__(self, run: Run) -> tuple[dict[str, float], object]:
+        if self.n:
+            metrics, images = ei.fid_measure(run, self.n)
+        else:
+            y = run.balanced_labels(ei.PREVIEW_N)
+            metrics, images = {}, run.sample(ei.PREVIEW_N, SamplerConfig("ddim", ei.LIVE_STEPS), y=y)
+        return metrics, ei.image_grid(images[:ei.PREVIEW_N], scale=self.scale)
+
+
+def has_classifier(data: DataConfig) -> bool:
+    return classifier_dir(data.dataset, data.image_size).is_dir()
+
+
+def _metric_chart(snap: Snapshot, config: RunConfig):
+    df = ei.metrics_frame(snap.metrics)
+    if df.empty:
+        return None
+    return charts.metric_curves, df.assign(metric=df["metric"].map(METRIC_LABELS))
+
+
+def _summary(snap: Snapshot, config: RunConfig) -> str | None:
+    rows = [r for r in snap.metrics if not math.isnan(r.get("fid", math.nan))]
+    if not rows:
+        return None
+    last = rows[-1]
+    accuracy = f" · label accuracy {last['accuracy']:.0%}" if "accuracy" in last else ""
+    return (f"Last measurement (step {last['step']:,}): FID {last['fid']:.1f} (floor {last['fid_floor']:.1f}) on "
+            f"{ei.fid_extractor(config.data)}, {int(last['fid_n'])} samples (DDIM {ei.LIVE_STEPS} steps) against "
+            f"{int(last['fid_n'])} real images; the floor is {int(last['fid_n'])} other real images{accuracy}.")
+
+
+def _preview(snap: Snapshot) -> None:
+    if snap.preview is not None:
+        st.image(snap.preview, caption=f"{ei.PREVIEW_N} samples (DDIM {ei.LIVE_STEPS} steps, EMA weights) at the "
+                                       "last measurement")
+
+
+def panel(prefix: str, fid_n: int, scale: int) -> training_view.TrainingPanel:
+    """The training panel of an image page (the job lives under PREFIX_job)."""
+    return training_view.TrainingPanel(prefix, ei.training_set, lambda config: ImageMeasurement(fid_n, scale),
+                                       _metric_chart, _summary, _preview)
+
+
+def run_config(data: DataConfig, channels: int, num_classes: int, conditioning: str, preset: str, schedule: str,
+               T: int, lr: float, batch: int, steps: int) -> RunConfig:
+    """The RunConfig the training widgets describe."""
+    model = unet_preset(preset, image_size=data.image_size, channels=channels, num_classes=num_classes,
+                        conditioning=conditioning)
+    return RunConfig(data=data, schedule=ScheduleConfig(schedule, T), model=model,
+                     train=TrainConfig(steps=steps, batch_size=batch, lr=lr))
+
+
+def expected_seconds(cost: dict[str, float], steps: int, batch: int, every: int, fid_n: int) -> float:
+    """Training time plus measurement time (sampling fid_n images with DDIM-20 costs about fid_n * 20 / batch /
+    SAMPLE_SPEEDUP training steps)."""
+    measurements = steps // every + 1 if every else 0
+    per_measurement = max(fid_n, ei.PREVIEW_N) * ei.LIVE_STEPS / batch / SAMPLE_SPEEDUP * cost["seconds_per_step"]
+    return steps * cost["seconds_per_step"] + measurements * per_measurement
+
+
+def _widgets(prefix: str, default_preset: str, device: str) -> dict:
+    cols = st.columns(4)
+    presets = [p for p in UNET_PRESETS]
+    w = {"preset": cols[0].selectbox("U-Net preset", presets, index=presets.index(default_preset),
+                                     key=f"{prefix}_preset", help="tiny: 177 k parameters (fast on a CPU); "
+                                     "small-16: 1.9 M; small-32: 2.8 M (meant for 32x32)"),
+         "steps": cols[1].slider("Steps", 50, MAX_STEPS[device], 300, 50, key=f"{prefix}_steps"),
+         "lr": cols[2].select_slider("Learning rate", LRS, 1e-3, format_func="{:.0e}".format, key=f"{prefix}_lr"),
+         "batch": cols[3].select_slider("Batch size", BATCHES, 64, key=f"{prefix}_batch")}
+    cols = st.columns(4)
+    w["schedule"] = cols[0].selectbox("Noise schedule", SCHEDULES, key=f"{prefix}_schedule")
+    w["T"] = cols[1].select_slider("T", T_OPTIONS, 1000, key=f"{prefix}_T")
+    w["every"] = cols[2].select_slider("Samples and FID every", MEASURE_EVERY, 100, key=f"{prefix}_every",
+                                       format_func=lambda n: f"{n} steps" if n else "never")
+    w["fid_n"] = cols[3].select_slider("FID samples n", FID_NS, 100, key=f"{prefix}_fid_n",
+                                       help="The floor uses n other real images against the same n real ones")
+    return w
+
+
+def training_section(prefix: str, data: DataConfig, conditional: bool, conditioning: str = "add",
+                     default_preset: str = "tiny", name: str = "") -> tuple[str, Run] | None:
+    """Widgets, expected time, the Train button and the live job; returns this visitor's (run_key, Run), which is
+    also registered for the other pages under name."""
+    try:
+        train_set = ei.training_set(data)
+    except (ValueError, OSError) as e:
+        error_box(f"Cannot load {data.dataset!r}", e)
+        return None
+    if train_set.notice:
+        st.info(train_set.notice, icon=":material/info:")
+    device = training.device_for(RunConfig(model=unet_preset(default_preset)))
+    w = _widgets(prefix, default_preset, device)
+    fid_n = w["fid_n"] if has_classifier(data) else 0
+    if not fid_n:
+        st.warning(f"No shipped classifier for {data.dataset} at {data.image_size}x{data.image_size}: training "
+                   "shows samples, not FID.", icon=":material/warning:")
+    try:
+        config = run_config(data, train_set.x.shape[1], train_set.num_classes if conditional else 0, conditioning,
+                            w["preset"], w["schedule"], w["T"], w["lr"], w["batch"], w["steps"])
+    except ValueError as e:
+        error_box("These settings do not make a model", e)
+        return None
+    cost = image_cache.step_cost(config, device)
+    total = expected_seconds(cost, w["steps"], w["batch"], w["every"], fid_n)
+    st.caption(f"{train_set.source}: {len(train_set.x):,} images. On this {device.upper()}: "
+               f"{cost['seconds_per_step']:.2f} s per step (measured), so about **{total:.0f} s** for "
+               f"{w['steps']:,} steps with measurements. {int(cost['parameters']):,} parameters.")
+    job_panel = panel(prefix, fid_n, image_cache.SCALE.get(data.image_size, 1))
+    training_view.train_buttons(config, w["steps"], None, w["every"], job_panel)
+    training_view.show_training(training.current_job(job_panel.key), job_panel)
+    model = training.current_run(job_panel.key)
+    if model is not None and name:
+        session_runs.register(name, model[1])
+    return model
+
+
+def cost_configs(batch: int = 64) -> dict[str, RunConfig]:
+    """The models compared for cost: conditional MNIST 16x16 (small-16), 32x32 grayscale and RGB (small-32)."""
+    mnist16, mnist32 = DataConfig("mnist", image_size=16), DataConfig("mnist", image_size=32)
+    shapes32 = DataConfig("shapes", image_size=32)
+    return {"16x16x1, small-16": run_config(mnist16, 1, 10, "add", "small-16", "linear", 1000, 1e-3, batch, 1),
+            "32x32x1, small-32": run_config(mnist32, 1, 10, "add", "small-32", "linear", 1000, 1e-3, batch, 1),
+            "32x32x3, small-32": run_config(shapes32, 3, 10, "add", "small-32", "linear", 1000, 1e-3, batch, 1)}
+
+
+def cost_table(configs: dict[str, RunConfig]) -> pd.DataFrame:
+    """Measured cost of each config (label -> config) on this machine: time per step, parameters, memory."""
+    device = training.device_for(next(iter(configs.values())))
+    rows = []
+    for label, config in configs.items():
+        c = image_cache.step_cost(config, device)
+        rows.append({"model": label, "seconds per step": round(c["seconds_per_step"], 3),
+                     "images per second": round(config.train.batch_size / c["seconds_per_step"]),
+                     "parameters": int(c["parameters"]), "weights + Adam + EMA (MB)": round(c["weights_mb"], 1),
+                     "activations, one batch (MB)": round(c["activations_mb"], 1)})
+    return pd.DataFrame(rows)

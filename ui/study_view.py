@@ -1,0 +1,139 @@
+"""The study page's runs, stored results and charts: shipped runs loaded once per process, study results kept by
+their inputs (shared: a DataFrame is never mutated), and Altair charts of quality, wall time and the literature."""
+
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from diffusion import literature, study
+from diffusion.checkpoints import CONFIG, load_run
+from diffusion.runs import Run
+from diffusion.solvers import nfe as nfe_of
+
+from . import session_runs
+from .charts import METRIC_LABELS, STRETCH_HEIGHT
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = {"moons (2D MLP)": "checkpoints/moons", "MNIST digit 0, 16x16": "checkpoints/mnist16-digit0",
+           "MNIST 16x16, conditional": "checkpoints/mnist16-cond",
+           "MNIST 16x16, cross-attention": "checkpoints/mnist16-cond-cross",
+           "MNIST 32x32, conditional": "checkpoints/mnist32-cond", "shapes 32x32 RGB, conditional": "checkpoints/shapes32-cond"}
+STORED_STUDIES = 64          # results kept per process (every visitor's)
+RATES = {"2d": 2e5, "image": 500.0}   # samples x network evaluations per second on 2 CPU cores (measured, rounded)
+SECONDS_PER_ROW = {"2d": 0.2, "image": 0.5}   # quality measurement of one row
+LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "label_accuracy": "label accuracy"}
+
+
+@st.cache_resource(show_spinner="Loading the run...")
+def _shipped(path: str, stamp: float) -> Run:
+    return load_run(ROOT / path)
+
+
+def runs() -> dict[str, tuple[str, Run]]:
+    """label -> (key, Run): the shipped runs present on disk, then this visitor's session runs."""
+    out = {}
+    for label, path in SHIPPED.items():
+        config = ROOT / path / CONFIG
+        if config.is_file():
+            run = _shipped(path, config.stat().st_mtime)
+            out[f"{label} · {path}"] = (f"{path}@{run.step}", run)
+    for name, run in session_runs.session_runs().items():
+        out[f"{name} (this session)"] = (f"session-{id(run)}@{run.step}", run)
+    return out
+
+
+@st.cache_resource
+def _store() -> OrderedDict:
+    return OrderedDict()
+
+
+def stored(key: tuple) -> pd.DataFrame | None:
+    """A study already computed with these inputs, or None."""
+    return _store().get(key)
+
+
+def run_study(key: tuple, run: Run, progress, **inputs) -> pd.DataFrame:
+    """study.study(run, **inputs), with progress(fraction, text) after every row, kept under key."""
+    frame = study.study(run, progress=lambda done, total, row: progress(
+        done / total, f"{done}/{total}: {row['precision']} {row['sampler']} at {row['nfe']} NFE"), **inputs)
+    store = _store()
+    store[key] = frame
+    while len(store) > STORED_STUDIES:
+        store.popitem(last=False)
+    return frame
+
+
+def expected_seconds(run: Run, samplers: tuple[str, ...], nfe_targets: tuple[int, ...], n: int,
+                     precisions: tuple[str, ...], reference: bool) -> float:
+    """A rough duration on this kind of CPU: network evaluations x samples at RATES, plus the measurements."""
+    configs = study.plan(run, samplers, nfe_targets, reference)
+    kind = "image" if run.is_image else "2d"
+    evaluations = sum(nfe_of(c.name, c.steps) for c in configs) * n * len(precisions)
+    return evaluations / RATES[kind] + SECONDS_PER_ROW[kind] * len(configs) * len(precisions)
+
+
+def curve_names(frame: pd.DataFrame) -> pd.Series:
+    """'sampler (settings)' for each row: one curve per sampler configuration."""
+    return frame["sampler"] + " (" + frame["settings"] + ")"
+
+
+def _long(frame: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
+    rows = frame.assign(curve=curve_names(frame))
+    long = rows.melt(id_vars=["curve", "precision", "nfe"], value_vars=list(metrics), var_name="metric")
+    floors = {m: float(frame[f"{m}_floor"].iloc[0]) if f"{m}_floor" in frame else math.nan for m in metrics}
+    return long.assign(floor=long["metric"].map(floors), metric=long["metric"].map(lambda m: LABELS.get(m, m)))
+
+
+def quality_chart(frame: pd.DataFrame, metrics: tuple[str, ...]) -> alt.FacetChart:
+    """Each quality metric against NFE (log x), one line per sampler configuration and precision, the floor dashed."""
+    long = _long(frame, metrics)
+    base = alt.Chart().encode(x=alt.X("nfe:Q", title="network evaluations (NFE, log)", scale=alt.Scale(type="log")))
+    lines = base.mark_line(point=True).encode(
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)), color=alt.Color("curve:N", title="sampler"),
+        strokeDash=alt.StrokeDash("precision:N"), tooltip=["curve:N", "precision:N", "nfe:Q", "value:Q", "floor:Q"])
+    floor = base.mark_rule(strokeDash=[4, 4], color="#54a24b").encode(y="floor:Q")
+    return alt.layer(floor, lines, data=long).properties(width=300, height=220).facet(
+        column=alt.Column("metric:N", title=None)).resolve_scale(y="independent")
+
+
+def time_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Sampling wall time against NFE, log-log."""
+    rows = frame.assign(curve=curve_names(frame))
+    return alt.Chart(rows, title="Sampling wall time").mark_line(point=True).encode(
+        x=alt.X("nfe:Q", title="NFE (log)", scale=alt.Scale(type="log")),
+        y=alt.Y("seconds:Q", title="seconds (log)", scale=alt.Scale(type="log")),
+        color=alt.Color("curve:N", title="sampler"), strokeDash=alt.StrokeDash("precision:N"),
+        tooltip=["curve:N", "precision:N", "nfe:Q", "steps:Q", "seconds:Q"]).properties(height=STRETCH_HEIGHT)
+
+
+def relative_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Our float32 curves and the published ones on one axis: quality over the same curve's 1000-NFE value (its
+    best where it has none); columns source, curve, nfe, relative."""
+    ours = frame[(frame["precision"] == "float32") & frame[metric].notna()].assign(curve=curve_names(frame))
+    ours = ours.assign(source="this run", relative=literature.relative_to_reference(ours, metric))
+    theirs = literature.literature_frame()
+    return pd.concat([ours[["source", "curve", "nfe", "relative"]], theirs[["source", "curve", "nfe", "relative"]]],
+                     ignore_index=True)
+
+
+def literature_chart(frame: pd.DataFrame, metric: str) -> alt.Chart:
+    """relative_frame as lines (published points of single-point curves show as points), log x and y."""
+    label = LABELS.get(metric, metric)
+    return alt.Chart(relative_frame(frame, metric), title=alt.Title(
+        f"Relative quality: {label} (ours) or CIFAR-10 FID (papers) over the same curve's 1000-NFE value",
+        subtitle="Curves with no 1000-NFE point are divided by their best value. Absolute values are not "
+                 "comparable (different data, different feature networks); ratios are.")).mark_line(point=True).encode(
+        x=alt.X("nfe:Q", title="NFE (log)", scale=alt.Scale(type="log")),
+        y=alt.Y("relative:Q", title="quality / curve's 1000-NFE value (log)", scale=alt.Scale(type="log")),
+        color=alt.Color("curve:N", title=None), strokeDash=alt.StrokeDash("source:N", title="source"),
+        tooltip=["source:N", "curve:N", "nfe:Q", "relative:Q"]).properties(height=STRETCH_HEIGHT + 80)
+
+
+def stability_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The stability columns: non-finite samples and the largest |x_t| and |x0_hat| per row."""
+    columns = ["precision", "sampler", "settings", "nfe", "nonfinite", "max_abs_x", "max_abs_x0", "error"]
+    return frame[columns]

@@ -84,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--channels-last", action="store_true", default=None, help="U-Net: NHWC layout (CUDA)")
     t.add_argument("--measure-every", type=int, help="steps between quality measurements logged in metrics.csv "
                    "(2D: W1, W2, KL; images: FID on the classifier's features, accuracy if conditional)")
+    t.add_argument("--measure-n", type=int, default=500, help="images: samples per measurement (DDIM-50)")
     t.add_argument("--out", required=True, help="run folder")
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
@@ -237,7 +238,7 @@ def _train_on(args, device: str) -> int:
     _set_threads(config.model.kind, args.threads)
     seconds = args.minutes * 60 if args.minutes is not None else None
     try:
-        callback = measure_every(args.measure_every) if args.measure_every else None
+        callback = measure_every(args.measure_every, args.measure_n) if args.measure_every else None
         result = trainer.run(seconds=seconds, run_dir=out, callback=callback)
     except KeyboardInterrupt:
         trainer.save(out)
@@ -267,8 +268,10 @@ def _labels(args, run, n: int) -> torch.Tensor | None:
         return run.balanced_labels(n)
     if not num_classes:
         raise ValueError(f"--label {args.label}: this run is unconditional (it was not trained with --conditional)")
-    if not 0 <= args.label < num_classes:
-        raise ValueError(f"--label {args.label} is out of range; allowed: 0 to {num_classes - 1}")
+    trained = run.config.data.classes or tuple(range(num_classes))
+    if args.label not in trained:
+        raise ValueError(f"--label {args.label} is not a class this run was trained on; allowed: "
+                         f"{', '.join(map(str, trained))}")
     return torch.full((n,), args.label, dtype=torch.long)
 
 

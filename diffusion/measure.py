@@ -25,8 +25,9 @@ def measure(run: Run, n: int = 500, seed: int = 0) -> dict[str, float]:
 
 def measure_every(steps: int, n: int = 500) -> Callback:
     """A training callback logging measure() every `steps` steps (on rank 0 under torchrun)."""
-    if steps < 1:
-        raise ValueError(f"measure_every={steps!r} is out of range; allowed: integers >= 1")
+    if steps < 1 or n < 2:
+        raise ValueError(f"measure every {steps!r} steps with {n!r} samples is out of range; allowed: integers, "
+                         f"steps >= 1 and samples >= 2")
 
     def callback(trainer: Trainer, info: StepInfo) -> None:
         if info.step % steps == 0 and distributed.is_main():

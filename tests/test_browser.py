@@ -10,6 +10,7 @@ import pytest
 
 from conftest import ROOT
 from streamlit_server import CHROMIUM, chromium_page, serve_app
+from ui.pages import PAGES
 
 if not Path(CHROMIUM).exists():
     if os.environ.get("CI"):
@@ -57,3 +58,19 @@ def test_overview_then_train_on_the_2d_page(page, app_url, tmp_path):
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
     assert main.locator("[data-testid=stVegaLiteChart]").count() > charts_before
     _shot(page, "toy2d", tmp_path)
+
+
+OTHER_PAGES = [p for p in PAGES if p.path not in ("app_pages/overview.py", "app_pages/toy2d.py")]
+
+
+@pytest.mark.parametrize("info", OTHER_PAGES, ids=lambda p: Path(p.path).stem)
+def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
+    """Each page, from the menu, runs to completion with the shipped runs and shows no exception."""
+    expect = sync_api.expect
+    page.goto(app_url)
+    page.get_by_test_id("stSidebarNav").get_by_text(info.title, exact=True).click()
+    main = page.get_by_test_id("stMainBlockContainer")
+    expect(main.locator("h1").first).to_be_visible(timeout=60_000)
+    expect(page.get_by_test_id("stStatusWidget").get_by_text("Running")).to_have_count(0, timeout=120_000)
+    expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    _shot(page, Path(info.path).stem, tmp_path)

@@ -15,7 +15,7 @@ from . import charts, data2d, training
 from .layout import error_box
 from .training import Measurement, Snapshot, TrainingJob
 
-REFRESH_S = 0.5
+REFRESH_S = 0.8  # at least one redraw a second (the goal), each costing the trainer little
 
 
 def _curves_2d(snap: Snapshot, config: RunConfig) -> tuple[Callable, object] | None:

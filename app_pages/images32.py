@@ -6,17 +6,19 @@ import streamlit as st
 st.title("Phase 4 · 32x32 and RGB")
 with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.config import DataConfig
-    from ui import image_conditional, image_sections, image_training
+    from ui import image_cache, image_ondemand, image_sections, image_training
     from ui.layout import error_box
 
 DATASETS = {"shapes": "shapes: 10 classes of coloured shapes, RGB, generated offline",
             "mnist": "MNIST digits at 32x32, grayscale", "cifar10": "CIFAR-10 (needs the network once)",
             "folder": "an image folder on this machine (ImageFolder: one subfolder per class)"}
 SHIPPED = {"shapes": "shapes32", "mnist": "mnist32"}
+COST_SECONDS = 15       # the cost table: 3 steps of three U-Nets at batch 64, measured on a 2-core CPU
 
 st.caption("Four times the pixels of 16x16: every convolution costs about four times more, attention at a given "
            "level sixteen times. On a CPU, the default training (tiny U-Net, 300 steps) takes a few minutes; the "
-           "shipped runs were trained on a GPU.")
+           "shipped runs were trained on a GPU. Their grid takes a few seconds on a 2-core CPU; every costlier "
+           "section runs when asked and says how long it expects.")
 
 st.header("1. Data")
 choice = st.selectbox("Dataset", list(DATASETS), format_func=DATASETS.get, key="img32_dataset")
@@ -27,23 +29,27 @@ if choice == "folder":
 if not dataset:
     st.info("Type a folder path to train on your images.", icon=":material/info:")
     st.stop()
-data = DataConfig(dataset=dataset, image_size=32)
+shipped = SHIPPED.get(choice) if choice in SHIPPED and image_cache.has_shipped(SHIPPED[choice]) else None
 
 st.header("2. The cost of 32x32 next to 16x16")
-if st.toggle("Measure (a few training steps of each, about 10 s on a CPU)", key="img32_cost"):
+st.caption("A few training steps of each model, batch 64, conditional. Memory: weights, gradients, AdamW's two "
+           "moments and the EMA copy (5 float32 copies), plus the tensors autograd keeps for the backward pass of "
+           "one batch.")
+if image_ondemand.opened("img32_cost", "cost", "Measure", COST_SECONDS):
     try:
-        configs = image_training.cost_configs()
-        st.dataframe(image_training.cost_table(configs), hide_index=True)
-        st.caption("Batch 64, conditional. Memory: weights, gradients, AdamW's two moments and the EMA copy (5 "
-                   "float32 copies), plus the tensors autograd keeps for the backward pass of one batch.")
+        st.dataframe(image_training.cost_table(image_training.cost_configs()), hide_index=True)
     except ValueError as e:
         error_box("Could not measure", e)
 
 st.header("3. Train")
-trained = image_training.training_section("img32", data, conditional=True, name=f"Phase 4 · {dataset} 32x32")
+if image_training.train_toggle("img32", required=shipped is None):
+    trained = image_training.training_section("img32", DataConfig(dataset=dataset, image_size=32),
+                                              conditional=True, name=f"Phase 4 · {dataset} 32x32")
+else:
+    trained = image_training.trained_model("img32")
 
 st.header("4. The model")
-model = image_sections.choose_model("img32", SHIPPED.get(choice), trained)
+model = image_sections.choose_model("img32", shipped, trained)
 if model is not None:
-    image_conditional.class_grid_section("img32", model)
-    image_sections.analysis_sections("img32", model)
+    sampling = image_sections.samples_section("img32", model)
+    image_sections.analysis_sections("img32", model, sampling)

@@ -169,17 +169,27 @@ def guidance_point(run: Run, guidance: float, n: int, steps: int = LIVE_STEPS, s
     return {"guidance": guidance, **metrics, "diversity": within_class_diversity(samples, y)}
 
 
-def class_histograms(run: Run, n: int, steps: int = LIVE_STEPS, seed: int = 0) -> pd.DataFrame:
-    """Class shares of n unguided samples (w = 0: the model's p(x), labels ignored) as the classifier reads them,
-    beside the training set's class shares (columns class, source, share)."""
+def unguided_class_counts(run: Run, n: int, steps: int = LIVE_STEPS, seed: int = 0) -> np.ndarray:
+    """(num_classes,) counts of the classes the shipped classifier reads in n unguided samples: the model's p(x).
+    w = 0 leaves only the unconditional prediction, so sampling with the null label gives guided(w = 0) at half
+    the cost (one network evaluation per step instead of two)."""
     data = run.config.data
-    sampler = SamplerConfig("ddim", steps=steps, guidance=0.0)
-    samples = to_uint8(run.sample(n, sampler, seed=seed, y=run.balanced_labels(n)))
+    y = torch.full((n,), run.net.null_label, dtype=torch.long)
+    samples = to_uint8(run.sample(n, SamplerConfig("ddim", steps=steps), seed=seed, y=y))
     clf = load_classifier(data.dataset, data.image_size)[0]
-    generated = class_histogram(samples, clf, run.num_classes).double()
-    train = torch.bincount(training_set(data).y, minlength=run.num_classes).double()
-    return pd.concat([pd.DataFrame({"class": range(run.num_classes), "source": name, "share": h / h.sum()})
-                      for name, h in (("generated (w = 0)", generated), ("training set", train))])
+    return class_histogram(samples, clf, run.num_classes).numpy()
+
+
+def class_shares(generated: np.ndarray, data: DataConfig) -> pd.DataFrame:
+    """Class shares of generated counts (num_classes,) beside the training set's (columns class, source, share)."""
+    train = torch.bincount(training_set(data).y, minlength=len(generated)).double().numpy()
+    return pd.concat([pd.DataFrame({"class": range(len(h)), "source": name, "share": h / h.sum()})
+                      for name, h in (("generated (w = 0)", np.asarray(generated, float)), ("training set", train))])
+
+
+def network_evaluations(n: int, sampler: SamplerConfig) -> int:
+    """Images through the network to draw n samples with DDIM or DDPM: n per step, twice under guidance (w != 1)."""
+    return n * sampler.steps * (1 if sampler.guidance == 1.0 else 2)
 
 
 def step_cost(config: RunConfig, steps: int = 3, device: str = "cpu") -> dict[str, float]:

@@ -1,6 +1,7 @@
-"""The image pages (phases 2, 3, 4) through AppTest: each renders with the shipped runs (tiny stand-ins where a
-shipped run is not in this copy), a tiny training on each page draws its loss and FID charts, and the guidance
-slider changes the samples."""
+"""The image pages (phases 2, 3, 4) through AppTest with the shipped runs (tiny stand-ins where a shipped run is not
+in this copy): a first render draws only the sample grid, quickly; each on-demand section runs when its button is
+pressed, stays shown on reruns and closes on Stop; a tiny training on each page draws its loss and FID charts; the
+grid's guidance slider changes the grid and the sections that follow it, not those with their own w."""
 
 import math
 import time
@@ -13,7 +14,8 @@ from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
 from diffusion.models.unet import unet_preset
 from diffusion.train import Trainer
-from ui import image_cache
+from ui import image_cache, image_conditional, image_training  # noqa: F401 - the pages' imports, before a page
+#                                                                  is timed
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {"digit": "app_pages/mnist_digit.py", "cond": "app_pages/mnist_conditional.py",
@@ -22,6 +24,8 @@ STAND_INS = {"digit0": ("mnist", 16, (0,), False), "cond": ("mnist", 16, None, T
              "cross": ("mnist", 16, None, True), "mnist32": ("mnist", 32, None, True),
              "shapes32": ("shapes", 32, None, True)}
 TIMEOUT, TRAIN_DEADLINE = 300, 240
+RENDER_TIMEOUT = 20      # a first render draws one small grid (1-3 s here); before the change it took ~39 s
+SHARED = ("film", "memo", "diversity", "noise_path")      # the on-demand sections of every image page
 
 
 def _stand_in(out: Path, name: str) -> None:
@@ -58,7 +62,7 @@ def shipped_runs(tmp_path_factory):
 
 def _page(name: str) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
-    at.switch_page(PAGES[name]).run()
+    at.switch_page(PAGES[name]).run(timeout=RENDER_TIMEOUT)
     assert not at.exception, at.exception
     return at
 
@@ -67,19 +71,71 @@ def _charts(at: AppTest) -> int:
     return len(at.get("vega_lite_chart")) + len(at.get("arrow_vega_lite_chart"))
 
 
-def _image_urls(at: AppTest) -> list[str]:
-    return [url for element in at.get("image") for url in element.value]
+def _images(at: AppTest) -> dict[str, str]:
+    """Caption -> URL of every image on the page."""
+    return {caption: url for element in at.get("image") for caption, url in zip(element.captions, element.value)}
+
+
+def _image(at: AppTest, caption_start: str) -> str:
+    urls = [url for caption, url in _images(at).items() if caption.startswith(caption_start)]
+    assert len(urls) == 1, (caption_start, list(_images(at)))
+    return urls[0]
+
+
+def _open(at: AppTest, key: str) -> None:
+    button = at.button(key=f"{key}_run")
+    assert "on this machine" in button.label and "~" in button.label      # the expected time, measured here
+    button.click().run()
+    assert not at.exception, at.exception
 
 
 @pytest.mark.parametrize("name", list(PAGES))
-def test_page_renders_with_the_shipped_runs(name):
+def test_first_render_draws_only_the_grid(name):
     at = _page(name)
     assert not at.error, [e.value for e in at.error]
-    assert len(at.get("image")) >= 4          # grids: samples, filmstrip (x_t, x0_hat), memorisation, ...
     assert any(h.value == "Samples" for h in at.header)
+    assert len(at.get("image")) == 1 and _charts(at) == 0         # the grid; every costlier section waits
+    for section in SHARED:
+        assert "on this machine" in at.button(key=f"{name}_{section}_run").label
+
+
+def _stays_then_closes(at: AppTest, key: str, unrelated: str, count) -> None:
+    """The section stays shown after an unrelated widget changes, and Stop / hide closes it."""
+    shown = count(at)
+    at.slider(key=unrelated).set_value(5).run()
+    assert count(at) == shown and at.session_state[f"{key}_open"]
+    at.button(key=f"{key}_hide").click().run()
+    assert count(at) < shown and not at.session_state[f"{key}_open"]
+
+
+def test_memorisation_on_demand():
+    at = _page("digit")
+    _open(at, "digit_memo")
+    assert _image(at, "Pairs: a sample")
+    assert any("nearest training image" in c.value for c in at.caption)
+    _stays_then_closes(at, "digit_memo", "digit_points", lambda at: len(at.get("image")))
+
+
+def test_filmstrip_on_demand_at_32x32():
+    at = _page("img32")
+    _open(at, "img32_film")
+    assert _image(at, "x_t, left to right") and _image(at, "predicted x0")
+    _stays_then_closes(at, "img32_film", "img32_points", lambda at: len(at.get("image")))
+
+
+def test_guidance_sweep_and_histogram_on_demand():
+    at = _page("cond")
+    at.select_slider(key="cond_sweep_n").set_value(20).run()
+    _open(at, "cond_sweep")
+    assert _charts(at) == 1 and any("n = 20" in c.value for c in at.caption)     # FID of the 20 samples per w
+    _open(at, "cond_hist")
+    assert _charts(at) == 2
+    _stays_then_closes(at, "cond_sweep", "cond_points", _charts)
 
 
 def _train(at: AppTest, prefix: str) -> None:
+    if any(toggle.key == f"{prefix}_train_open" for toggle in at.toggle):     # pages with a shipped run
+        at.toggle(key=f"{prefix}_train_open").set_value(True).run()
     at.selectbox(key=f"{prefix}_preset").set_value("tiny")
     at.slider(key=f"{prefix}_steps").set_value(50)
     at.select_slider(key=f"{prefix}_batch").set_value(16)
@@ -111,14 +167,17 @@ def test_a_tiny_training_draws_loss_fid_and_samples(name):
     assert any(run.step == 50 for run in at.session_state["session_runs"].values())   # listed for other pages
 
 
-def test_guidance_slider_changes_the_samples():
+def test_guidance_slider_changes_the_grid_and_the_sections_that_follow_it():
     at = _page("cond")
-    before = _image_urls(at)
+    _open(at, "cond_film")                   # follows the grid's sampler and w
+    _open(at, "cond_label_path")             # has its own w
+    grid, film, path = (_image(at, caption) for caption in ("Row c", "x_t, left", "One x_T"))
     at.slider(key="cond_grid_w").set_value(4.0).run()
     assert not at.exception, at.exception
-    after = _image_urls(at)
-    assert before[0] != after[0]             # the per-class grid
-    assert before[1:] == after[1:]           # the other sections use their own settings
+    assert _image(at, "Row c") != grid and _image(at, "x_t, left") != film
+    assert _image(at, "One x_T") == path
+    at.slider(key="cond_label_w").set_value(3.0).run()
+    assert _image(at, "One x_T") != path
 
 
 def test_cifar10_offline_or_a_bad_folder_shows_an_error_box_and_the_page_goes_on():

@@ -35,7 +35,11 @@ def _shot(pg, name: str, tmp_path: Path) -> None:
     folder = Path(os.environ.get("SCREENSHOTS_DIR", tmp_path))
     folder = folder if folder.is_absolute() else ROOT / folder
     folder.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+    size = pg.viewport_size
+    pg.set_viewport_size({"width": size["width"], "height": 2000})  # the app scrolls inside its main block
+    pg.wait_for_timeout(1000)
+    pg.screenshot(path=str(folder / f"{name}.png"))
+    pg.set_viewport_size(size)
     assert (folder / f"{name}.png").stat().st_size > 10_000
 
 
@@ -60,6 +64,7 @@ def test_overview_then_train_on_the_2d_page(page, app_url, tmp_path):
     _shot(page, "toy2d", tmp_path)
 
 
+IMAGE_PAGES = ("app_pages/mnist_digit.py", "app_pages/mnist_conditional.py", "app_pages/images32.py")
 OTHER_PAGES = [p for p in PAGES if p.path not in ("app_pages/overview.py", "app_pages/toy2d.py")]
 
 
@@ -71,6 +76,14 @@ def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
     page.get_by_test_id("stSidebarNav").get_by_text(info.title, exact=True).click()
     main = page.get_by_test_id("stMainBlockContainer")
     expect(main.locator("h1").first).to_be_visible(timeout=60_000)
-    expect(page.get_by_test_id("stStatusWidget").get_by_text("Running")).to_have_count(0, timeout=120_000)
+    page.wait_for_timeout(1000)                        # the script starts
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=120_000)
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    if info.path in IMAGE_PAGES:                       # the shipped run's sample grid is drawn on arrival
+        expect(main.get_by_test_id("stImage").first).to_be_visible(timeout=60_000)
+    if info.path == "app_pages/study.py":              # the default sweep (moons, seconds) draws its charts
+        main.get_by_role("button", name="Run the sweep").click()
+        expect(main.get_by_test_id("stVegaLiteChart").first).to_be_visible(timeout=180_000)
+        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=180_000)
+        expect(page.locator("[data-testid=stException]")).to_have_count(0)
     _shot(page, Path(info.path).stem, tmp_path)

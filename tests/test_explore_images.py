@@ -76,10 +76,21 @@ def test_metrics_frame_carries_the_floor_for_fid_only():
     assert (fid["value"], fid["floor"]) == (50.0, 3.0) and math.isnan(acc["floor"])
 
 
-def test_class_histograms_sum_to_one(cond):
-    df = ei.class_histograms(cond, 20, steps=5)
+def test_unguided_counts_are_guidance_zero_at_half_the_cost(cond):
+    counts = ei.unguided_class_counts(cond, 20, steps=5)
+    assert counts.shape == (10,) and counts.sum() == 20
+    null = torch.full((6,), cond.net.null_label)
+    cheap = cond.sample(6, SAMPLER, y=null)                                # one evaluation per step
+    guided = cond.sample(6, SamplerConfig("ddim", steps=5, guidance=0.0), y=cond.balanced_labels(6))
+    assert torch.allclose(cheap, guided, atol=1e-5)                        # uncond + 0 (cond - uncond) = uncond
+    assert ei.network_evaluations(6, SAMPLER) * 2 == ei.network_evaluations(6, SamplerConfig("ddim", 5, guidance=0))
+
+
+def test_class_shares_sum_to_one(cond):
+    df = ei.class_shares(np.array([3, 1] + [0] * 8), cond.config.data)
     shares = df.groupby("source")["share"].sum()
     assert np.allclose(shares.values, 1.0) and len(df) == 20
+    assert df[df["source"] == "generated (w = 0)"]["share"].tolist()[:2] == [0.75, 0.25]
     train = df[df["source"] == "training set"]["share"]
     assert np.allclose(train.values, 0.1)                               # the fallback MNIST is balanced
 

@@ -3,10 +3,11 @@ visitor's trained model) and the inputs: grids, filmstrips, memorisation, divers
 The shipped runs' folders are named here once (DIFFUSION_CHECKPOINTS overrides their root, e.g. in tests)."""
 
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 import torch
 
@@ -34,40 +35,63 @@ def shipped_run(name: str) -> Run | None:
     return load_run(path) if (path / "config.json").is_file() else None
 
 
+def has_shipped(name: str) -> bool:
+    """Whether the shipped run SHIPPED[name] is in this copy (checked without loading it)."""
+    return (SHIPPED_ROOT / SHIPPED[name] / "config.json").is_file()
+
+
 def shipped_key(name: str) -> str:
     run = shipped_run(name)
     return f"shipped-{SHIPPED[name]}-{run.step if run else 0}"
 
 
-def _labels(run: Run, n: int, label: int | None) -> torch.Tensor | None:
-    if label is None:
-        return run.balanced_labels(n)
-    return torch.full((n,), label, dtype=torch.long)
+@st.cache_data(show_spinner="Sampling...", max_entries=PER_MODEL)
+def samples(run_key: str, _run: Run, n: int, sampler: SamplerConfig, seed: int = 0) -> torch.Tensor:
+    """n samples (float, [-1, 1]) of the run, labels balanced."""
+    return _run.sample(n, sampler, seed=seed, y=_run.balanced_labels(n))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A grid image of samples and what drawing them cost on this machine (measured when first computed)."""
+
+    image: np.ndarray
+    seconds: float
+    evaluations: int          # images through the network (ei.network_evaluations)
+
+
+
+@st.cache_data(show_spinner=False, max_entries=PER_MODEL)
+def seconds_per_evaluation(run_key: str, _run: Run, batch: int = 32) -> float:
+    """Seconds per image through the network in a batch of 32 (the costlier sections draw 16-200 at once), measured
+    on one DDIM step after the grid has warmed the network (its small per-class batches cost ~2x more per image)."""
+    start = time.perf_counter()
+    _run.sample(batch, SamplerConfig("ddim", steps=1), y=_run.balanced_labels(batch))
+    return (time.perf_counter() - start) / batch
 
 
 @st.cache_data(show_spinner="Sampling...", max_entries=PER_MODEL)
-def samples(run_key: str, _run: Run, n: int, sampler: SamplerConfig, seed: int = 0,
-            label: int | None = None) -> torch.Tensor:
-    """n samples (float, [-1, 1]) of the run, labels balanced or all `label`."""
-    return _run.sample(n, sampler, seed=seed, y=_labels(_run, n, label))
-
-
-def grid(run_key: str, run: Run, n: int, sampler: SamplerConfig, seed: int = 0, label: int | None = None
-         ) -> np.ndarray:
-    """A grid image of n samples (cached through `samples`)."""
-    return ei.image_grid(samples(run_key, run, n, sampler, seed, label), scale=scale_for(run))
+def grid(run_key: str, _run: Run, n: int, sampler: SamplerConfig, seed: int = 0) -> Grid:
+    """A grid of n samples (labels balanced for conditional runs), timed."""
+    start = time.perf_counter()
+    x = _run.sample(n, sampler, seed=seed, y=_run.balanced_labels(n))
+    seconds = time.perf_counter() - start
+    return Grid(ei.image_grid(x, scale=scale_for(_run)), seconds, ei.network_evaluations(n, sampler))
 
 
 @st.cache_data(show_spinner="Sampling one row per class...", max_entries=PER_MODEL)
-def class_grid(run_key: str, _run: Run, per_class: int, sampler: SamplerConfig, seed: int = 0) -> np.ndarray:
-    """Row c: class c, the same per_class initial noises in every row."""
-    return ei.image_grid(ei.class_grid(_run, per_class, sampler, seed), nrow=per_class, scale=scale_for(_run))
+def class_grid(run_key: str, _run: Run, per_class: int, sampler: SamplerConfig, seed: int = 0) -> Grid:
+    """Row c: class c, the same per_class initial noises in every row; timed."""
+    start = time.perf_counter()
+    x = ei.class_grid(_run, per_class, sampler, seed)
+    return Grid(ei.image_grid(x, nrow=per_class, scale=scale_for(_run)), time.perf_counter() - start,
+                ei.network_evaluations(len(x), sampler))
 
 
 @st.cache_data(show_spinner="Recording the denoising steps...", max_entries=PER_MODEL)
-def filmstrip(run_key: str, _run: Run, sampler: SamplerConfig, n: int, frames: int, seed: int = 0,
-              label: int | None = None) -> ei.Filmstrip:
-    return ei.filmstrip(_run, sampler, n, frames, seed, _labels(_run, n, label), scale=scale_for(_run))
+def filmstrip(run_key: str, _run: Run, sampler: SamplerConfig, n: int, frames: int, seed: int = 0) -> ei.Filmstrip:
+    """n samples (labels balanced) at `frames` steps of one sampling run."""
+    return ei.filmstrip(_run, sampler, n, frames, seed, _run.balanced_labels(n), scale=scale_for(_run))
 
 
 @st.cache_data(show_spinner="Searching the training set for each sample's nearest image...", max_entries=PER_MODEL)
@@ -101,9 +125,10 @@ def guidance_point(run_key: str, _run: Run, guidance: float, n: int, steps: int)
     return ei.guidance_point(_run, guidance, n, steps)
 
 
-@st.cache_data(show_spinner="Classifying unguided samples...", max_entries=PER_MODEL)
-def class_histograms(run_key: str, _run: Run, n: int, steps: int) -> pd.DataFrame:
-    return ei.class_histograms(_run, n, steps)
+@st.cache_data(show_spinner=False, max_entries=64)
+def unguided_class_counts(run_key: str, _run: Run, n: int, steps: int, seed: int) -> np.ndarray:
+    """Classified counts of n unguided samples (one chunk of a histogram: seed picks the chunk's noises)."""
+    return ei.unguided_class_counts(_run, n, steps, seed)
 
 
 @st.cache_data(show_spinner="Measuring FID (classifier features)...", max_entries=PER_MODEL)

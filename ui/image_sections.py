@@ -1,17 +1,48 @@
-"""Sections every image page shares, for one model (run_key, Run): which model, a grid of samples, the denoising
-filmstrip, memorisation (nearest training images), diversity, and interpolation between two noises."""
+"""Sections every image page shares, for one model (run_key, Run): which model, the sample grid (drawn at once,
+small), and on demand the denoising filmstrip, memorisation (nearest training images), diversity, and
+interpolation between two noises. The on-demand sections follow the grid's sampler (method, steps, w)."""
+
+from dataclasses import dataclass
 
 import streamlit as st
 
+from diffusion import explore_images as ei
 from diffusion.runs import Run, SamplerConfig
 
 from . import image_cache
+from .image_ondemand import opened
 from .layout import error_box
 
 Model = tuple[str, Run]
 STEP_OPTIONS = (10, 20, 50, 100, 250)
+GRID_IMAGES = (16, 25, 36, 64)        # unconditional grid sizes; the first render draws 25
+PER_CLASS = (1, 2, 3, 4, 8)           # conditional grid: images per class; the first render draws PER_CLASS_FIRST
+PER_CLASS_FIRST = {16: 3, 32: 2}      # first class grid: ~30 images at 16x16, 20 at 32x32 (4x the pixels)
+FIRST_STEPS = (20, 10)                # first grid's steps: unconditional (one batch) / conditional (one small batch
+                                      # per class; DDIM 10 looks as sharp as 20 on the shipped runs): ~1-2.5 s each
+MEMO_N, DIVERSITY_N, FILM_N = 16, 64, 4
+MEMO_SEARCH_S = 2                     # loading held-out images and the nearest-neighbour search (32x32 RGB: ~2 s)
 GUIDANCE_FORMULA = ("Classifier-free guidance (Ho & Salimans 2022): guided = uncond + w (cond − uncond); w = 1 is "
                     "the plain conditional model, w = 0 ignores the label, w > 1 pushes towards it.")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The grid's sampler (the on-demand sections follow it) and its measured cost per network evaluation."""
+
+    sampler: SamplerConfig
+    seconds_per_evaluation: float
+    conditional: bool
+
+    def seconds(self, n: int, steps: int | None = None, guidance: float | None = None) -> float:
+        """Expected seconds to draw n samples (by default with the grid's steps and w)."""
+        s = SamplerConfig("ddim", steps=steps or self.sampler.steps,
+                          guidance=self.sampler.guidance if guidance is None else guidance)
+        return ei.network_evaluations(n, s) * self.seconds_per_evaluation
+
+    def describe(self) -> str:
+        w = f", w = {self.sampler.guidance:g}" if self.conditional else ""
+        return f"{self.sampler.name.upper()} {self.sampler.steps} steps{w}"
 
 
 def choose_model(prefix: str, shipped: str | None, trained: Model | None) -> Model | None:
@@ -39,72 +70,98 @@ def model_caption(run: Run) -> None:
                f"step {run.step:,} (EMA weights)")
 
 
-def sampler_controls(prefix: str, run: Run, default_steps: int = 20) -> SamplerConfig:
+def guidance_slider(key: str, label: str = "Guidance scale w") -> float:
+    return st.slider(label, 0.0, 8.0, 1.0, 0.5, key=key, help=GUIDANCE_FORMULA)
+
+
+def sampler_controls(prefix: str, run: Run) -> SamplerConfig:
     """DDIM (eta 0) or DDPM with a number of steps, and the guidance scale for conditional runs."""
     cols = st.columns(3)
     name = cols[0].radio("Sampler", ("ddim", "ddpm"), format_func=str.upper, horizontal=True, key=f"{prefix}_sampler")
     options = [s for s in STEP_OPTIONS if s <= run.schedule.T]
-    steps = cols[1].select_slider("Sampling steps", options, default_steps, key=f"{prefix}_sample_steps")
-    w = 1.0
-    if run.num_classes:
-        w = cols[2].slider("Guidance scale w", 0.0, 8.0, 1.0, 0.5, key=f"{prefix}_w", help=GUIDANCE_FORMULA)
+    first = FIRST_STEPS[bool(run.num_classes)]
+    steps = cols[1].select_slider("Sampling steps", options, first, key=f"{prefix}_sample_steps")
+    with cols[2]:
+        w = guidance_slider(f"{prefix}_grid_w") if run.num_classes else 1.0
     return SamplerConfig(name, steps=steps, guidance=w)
 
 
-def samples_section(prefix: str, model: Model) -> SamplerConfig:
-    """A grid of samples; returns the sampler chosen (the sections below use it)."""
+def samples_section(prefix: str, model: Model) -> Sampling:
+    """The grid (conditional runs: one row per class from the same noises); returns its sampler and cost."""
     st.header("Samples")
     run_key, run = model
+    if run.num_classes:
+        st.markdown(f"**{GUIDANCE_FORMULA}**")
     sampler = sampler_controls(prefix, run)
     cols = st.columns(2)
-    n = cols[0].select_slider("Images", (16, 36, 64), 36, key=f"{prefix}_n")
     seed = int(cols[1].number_input("Seed", 0, 10_000, 0, key=f"{prefix}_seed"))
-    st.image(image_cache.grid(run_key, run, n, sampler, seed),
-             caption=f"{n} samples, {sampler.name.upper()} {sampler.steps} steps, seed {seed}"
-                     + (" (labels cycle through the classes)" if run.num_classes else ""))
-    return sampler
+    if run.num_classes:
+        first = PER_CLASS_FIRST.get(run.config.model.image_size, 2)
+        per_class = cols[0].select_slider("Images per class", PER_CLASS, first, key=f"{prefix}_per_class")
+        grid = image_cache.class_grid(run_key, run, per_class, sampler, seed)
+        caption = f"Row c: class c; column j: initial noise j (seed {seed})"
+    else:
+        n = cols[0].select_slider("Images", GRID_IMAGES, 25, key=f"{prefix}_n")
+        grid = image_cache.grid(run_key, run, n, sampler, seed)
+        caption = f"{n} samples, seed {seed}"
+    st.image(grid.image, caption=caption)
+    sampling = Sampling(sampler, image_cache.seconds_per_evaluation(run_key, run), bool(run.num_classes))
+    st.caption(f"Drawn in {grid.seconds:.1f} s on this machine ({grid.evaluations:,} images through the network; "
+               "w ≠ 1 doubles that); each setting is cached. The sections below run on demand, each button "
+               f"saying how long it expects, and sample with this sampler ({sampling.describe()}).")
+    return sampling
 
 
-def filmstrip_section(prefix: str, model: Model, sampler: SamplerConfig) -> None:
+def filmstrip_section(prefix: str, model: Model, sampling: Sampling) -> None:
     st.header("Denoising filmstrip")
     run_key, run = model
-    frames = st.slider("Frames", 3, min(10, sampler.steps + 1), min(6, sampler.steps + 1), key=f"{prefix}_frames")
-    strip = image_cache.filmstrip(run_key, run, sampler, 4, frames)
+    steps = sampling.sampler.steps
+    frames = st.slider("Frames", 3, min(10, steps + 1), min(6, steps + 1), key=f"{prefix}_frames")
+    if not opened(f"{prefix}_film", run_key, "Record the denoising steps", sampling.seconds(FILM_N)):
+        return
+    strip = image_cache.filmstrip(run_key, run, sampling.sampler, FILM_N, frames)
     ts = ", ".join(f"t={t}" if t else "output" for t in strip.timesteps)
     cols = st.columns(2)
     cols[0].image(strip.x_t, caption=f"x_t, left to right: {ts}")
     cols[1].image(strip.x0_hat, caption="predicted x0 (x̂_0) at the same steps: the model's guess of the end")
-    st.caption(f"Four samples ({sampler.name.upper()}, {sampler.steps} steps, seed 0): early x̂_0 is a blurry "
-               "average of plausible images; it sharpens as t falls.")
+    st.caption(f"Four samples ({sampling.describe()}, seed 0): early x̂_0 is a blurry average of plausible images; "
+               "it sharpens as t falls.")
 
 
-def memorisation_section(prefix: str, model: Model, sampler: SamplerConfig) -> None:
+def memorisation_section(prefix: str, model: Model, sampling: Sampling) -> None:
     st.header("Memorisation: each sample beside its nearest training image")
     run_key, run = model
+    if not opened(f"{prefix}_memo", run_key, f"Compare {MEMO_N} samples with the training set",
+                  sampling.seconds(MEMO_N) + MEMO_SEARCH_S):
+        return
     try:
-        memo = image_cache.memorisation(run_key, run, 16, sampler)
+        memo = image_cache.memorisation(run_key, run, MEMO_N, sampling.sampler)
     except (ValueError, OSError) as e:
         error_box("No memorisation check", e)
         return
-    st.image(memo.pairs, caption="Pairs: a sample, then its nearest training image (L2 in pixels)")
+    st.image(memo.pairs, caption=f"Pairs: a sample ({sampling.describe()}), then its nearest training image "
+                                 "(L2 in pixels)")
     ratios = sorted(memo.ratio)
     st.caption(f"Distance to the nearest training image over the typical distance of a held-out real image: "
                f"median {ratios[len(ratios) // 2]:.2f} (1 = as novel as fresh data, 0 = a copy); {memo.copies} of "
-               f"16 samples below 0.3 (held-out real images: {memo.copy_floor:.0%} flagged).")
+               f"{MEMO_N} samples below 0.3 (held-out real images: {memo.copy_floor:.0%} flagged).")
 
 
-def diversity_section(prefix: str, model: Model, sampler: SamplerConfig) -> None:
+def diversity_section(prefix: str, model: Model, sampling: Sampling) -> None:
     st.header("Diversity")
     run_key, run = model
-    d = image_cache.diversity(run_key, run, 64, sampler)
+    if not opened(f"{prefix}_diversity", run_key, f"Measure {DIVERSITY_N} samples",
+                  sampling.seconds(DIVERSITY_N)):
+        return
+    d = image_cache.diversity(run_key, run, DIVERSITY_N, sampling.sampler)
     cols = st.columns(2)
-    cols[0].metric("Mean pairwise distance, 64 samples", f"{d['samples']:.2f}")
-    cols[1].metric("Same, 64 real training images", f"{d['real']:.2f}")
-    st.caption("L2 distance between images in [-1, 1] pixels. Far below the real value: mode collapse or "
-               "memorisation; far above: noise.")
+    cols[0].metric(f"Mean pairwise distance, {DIVERSITY_N} samples", f"{d['samples']:.2f}")
+    cols[1].metric(f"Same, {DIVERSITY_N} real training images", f"{d['real']:.2f}")
+    st.caption(f"L2 distance between images in [-1, 1] pixels ({sampling.describe()}). Far below the real value: "
+               "mode collapse or memorisation; far above: noise.")
 
 
-def noise_interpolation_section(prefix: str, model: Model, sampler: SamplerConfig) -> None:
+def noise_interpolation_section(prefix: str, model: Model, sampling: Sampling) -> None:
     st.header("Interpolation between two noises")
     run_key, run = model
     cols = st.columns(4)
@@ -117,17 +174,17 @@ def noise_interpolation_section(prefix: str, model: Model, sampler: SamplerConfi
     if seed_a == seed_b:
         error_box("No path", f"seed A = seed B = {seed_a}: pick two different seeds")
         return
-    st.image(image_cache.noise_path(run_key, run, points, seed_a, seed_b, sampler.steps, label, sampler.guidance),
-             caption=f"slerp between the two initial noises x_T, each decoded by deterministic DDIM "
-                     f"({sampler.steps} steps)")
-
-
-def analysis_sections(prefix: str, model: Model | None) -> None:
-    """Samples, filmstrip, memorisation, diversity and noise interpolation of one model."""
-    if model is None:
+    steps, w = sampling.sampler.steps, sampling.sampler.guidance
+    if not opened(f"{prefix}_noise_path", run_key, "Interpolate", sampling.seconds(points)):
         return
-    sampler = samples_section(prefix, model)
-    filmstrip_section(prefix, model, sampler)
-    memorisation_section(prefix, model, sampler)
-    diversity_section(prefix, model, sampler)
-    noise_interpolation_section(prefix, model, sampler)
+    st.image(image_cache.noise_path(run_key, run, points, seed_a, seed_b, steps, label, w),
+             caption=f"slerp between the two initial noises x_T, each decoded by deterministic DDIM ({steps} steps"
+                     f"{f', w = {w:g}' if sampling.conditional else ''})")
+
+
+def analysis_sections(prefix: str, model: Model, sampling: Sampling) -> None:
+    """The on-demand sections every image page has: filmstrip, memorisation, diversity, noise interpolation."""
+    filmstrip_section(prefix, model, sampling)
+    memorisation_section(prefix, model, sampling)
+    diversity_section(prefix, model, sampling)
+    noise_interpolation_section(prefix, model, sampling)

@@ -15,6 +15,7 @@ from diffusion.runs import Run, SamplerConfig
 from diffusion.schedules import SCHEDULES
 
 from . import charts, image_cache, session_runs, training, training_view
+from .image_ondemand import run_parts
 from .layout import error_box
 from .training import Snapshot
 
@@ -120,6 +121,19 @@ def _widgets(prefix: str, default_preset: str, device: str) -> dict:
     return w
 
 
+def train_toggle(prefix: str, required: bool) -> bool:
+    """Whether to show the training section: always when there is no shipped run to look at (required), else when
+    the visitor asks (loading the data and timing a step cost ~1 s, so a first render skips them)."""
+    if required:
+        return True
+    return st.toggle("Train a model yourself (the shipped run below needs no training)", key=f"{prefix}_train_open")
+
+
+def trained_model(prefix: str) -> tuple[str, Run] | None:
+    """The model this visitor trained on the page, while the training section is closed."""
+    return training.current_run(f"{prefix}_job")
+
+
 def training_section(prefix: str, data: DataConfig, conditional: bool, conditioning: str = "add",
                      default_preset: str = "tiny", name: str = "") -> tuple[str, Run] | None:
     """Widgets, expected time, the Train button and the live job; returns this visitor's (run_key, Run), which is
@@ -169,9 +183,10 @@ def cost_configs(batch: int = 64) -> dict[str, RunConfig]:
 def cost_table(configs: dict[str, RunConfig]) -> pd.DataFrame:
     """Measured cost of each config (label -> config) on this machine: time per step, parameters, memory."""
     device = training.device_for(next(iter(configs.values())))
+    costs = run_parts("Timing training steps:", [(label, lambda config=config: image_cache.step_cost(config, device))
+                                                 for label, config in configs.items()])
     rows = []
-    for label, config in configs.items():
-        c = image_cache.step_cost(config, device)
+    for (label, config), c in zip(configs.items(), costs):
         rows.append({"model": label, "seconds per step": round(c["seconds_per_step"], 3),
                      "images per second": round(config.train.batch_size / c["seconds_per_step"]),
                      "parameters": int(c["parameters"]), "weights + Adam + EMA (MB)": round(c["weights_mb"], 1),

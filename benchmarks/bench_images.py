@@ -53,7 +53,8 @@ def _variants(device: str, size: int, channels: int):
     """(name, network, forward, autocast dtype or None, channels-last) to time; bf16 on CUDA only."""
     ours, peer = UNet(unet_preset("small-16", image_size=size, channels=channels)), _peer(size, channels)
     peer_forward = lambda x, t: peer(x, t).sample  # noqa: E731
-    rows = [("ours small-16", ours, ours, None, False), ("ours, channels-last", ours, ours, None, True),
+    rows = [("ours small-16, NCHW", ours, ours, None, False),
+            ("ours, channels-last (the CPU default)", ours, ours, None, True),
             ("diffusers UNet2DModel", peer, peer_forward, None, False)]
     if device == "cuda":
         rows += [("ours, bf16 autocast", ours, ours, torch.bfloat16, False),

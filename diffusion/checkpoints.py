@@ -20,7 +20,7 @@ from safetensors import safe_open
 
 from . import __version__
 from .config import RunConfig
-from .models import build_model
+from .models import build_model, memory_format
 from .runs import Run
 
 if TYPE_CHECKING:
@@ -130,7 +130,8 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     config, raw = _read_config(run_dir)
     net = build_model(config.model)
     step = _load_weights(run_dir, EMA, net)
-    return Run(config, config.schedule.build(), net.to(device).eval(), step, _read_history(run_dir, step),
+    net = net.to(device, memory_format=memory_format(config.model, device))
+    return Run(config, config.schedule.build(), net.eval(), step, _read_history(run_dir, step),
                raw.get("data_source", ""))
 
 

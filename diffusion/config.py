@@ -71,7 +71,7 @@ class TrainConfig:
     P_mean: float = -1.2             # edm only: ln sigma ~ N(P_mean, P_std^2) in training
     P_std: float = 1.2
     precision: str = "float32"       # "bfloat16": forward and loss under autocast (weights and optimizer stay fp32)
-    channels_last: bool = False      # U-Nets: NHWC memory layout (can help convolutions on CUDA)
+    channels_last: bool | None = None  # U-Nets: NHWC layout; None: NHWC on CPUs only (models.memory_format)
 
     def __post_init__(self):
         _check_range("train", "steps", self.steps, 1, 10_000_000, int)

@@ -15,7 +15,7 @@ from . import checkpoints, distributed
 from .config import RunConfig
 from .edm import EDMPrecond, edm_loss
 from .losses import diffusion_loss, drop_labels
-from .models import build_model
+from .models import build_model, memory_format
 from .runs import Run
 
 EXPLOSION_FACTOR = 100.0  # a loss this many times its running average means training has diverged
@@ -63,9 +63,8 @@ class Trainer:
         self.schedule = self.config.schedule.build()
         with torch.random.fork_rng(devices=[]):   # seeded weights without touching the caller's global RNG
             torch.manual_seed(tc.seed)
-            self.model = build_model(self.config.model).to(self.device)
-        if tc.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            layout = memory_format(self.config.model, self.device, tc.channels_last)
+            self.model = build_model(self.config.model).to(self.device, memory_format=layout)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self._params, self._ema_params = list(self.model.parameters()), list(self.ema.parameters())
         self._buffers = list(zip(self.ema.buffers(), self.model.buffers()))
@@ -74,8 +73,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self._params, lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
         self.generator = torch.Generator(self.device).manual_seed(tc.seed)
         self.x = self.x.to(self.device)
-        if tc.channels_last and self.x.dim() == 4:
-            self.x = self.x.contiguous(memory_format=torch.channels_last)
+        if self.x.dim() == 4:
+            self.x = self.x.contiguous(memory_format=layout)
         self.y = None if self.y is None else self.y.to(self.device)
         self.step, self.elapsed, self.loss_avg = 0, 0.0, math.nan
 

@@ -147,3 +147,14 @@ def test_channels_last_bf16_autocast_matches_fp32(conditioning):
     assert out.dtype == torch.float32 and out.shape == x.shape
     # bf16 keeps 8 significant bits (relative rounding 2**-9); ~20 layers compound to a few 1e-2 at most.
     assert (out.detach() - reference).norm() / reference.norm() < 0.05
+
+
+def test_u_nets_run_nhwc_on_cpu_by_default_and_mlps_never():
+    from diffusion.models import memory_format
+    from diffusion.models.mlp import MLPConfig
+    unet = unet_preset("tiny")
+    assert memory_format(unet, "cpu") == torch.channels_last
+    assert memory_format(unet, "cuda") == torch.contiguous_format
+    assert memory_format(unet, "cuda", channels_last=True) == torch.channels_last
+    assert memory_format(unet, "cpu", channels_last=False) == torch.contiguous_format
+    assert memory_format(MLPConfig(), "cpu") == torch.contiguous_format

@@ -9,6 +9,7 @@ import math
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -65,21 +66,28 @@ class Filmstrip:
     x0_hat: np.ndarray
 
 
-def filmstrip(run: Run, sampler: SamplerConfig, n: int, frames: int, seed: int = 0, y: Tensor | None = None,
+def even_frames(steps: int, frames: int) -> tuple[int, ...]:
+    """`frames` evenly spaced step indices of a `steps`-step sampling run, from its start (0) to its output (steps)."""
+    return tuple(sorted(set(np.linspace(0, steps, frames).round().astype(int).tolist())))
+
+
+def filmstrip(run: Run, sampler: SamplerConfig, n: int, picks: Sequence[int], seed: int = 0, y: Tensor | None = None,
               scale: int = 2) -> Filmstrip:
-    """n samples (rows) at `frames` evenly spaced steps of one sampling run (columns), ending at the output."""
-    if not 2 <= frames <= sampler.steps + 1:
-        raise ValueError(f"frames={frames!r} is out of range; allowed: 2 to steps + 1 = {sampler.steps + 1}")
+    """n samples (rows) at the chosen step indices of one sampling run (columns): index i is x_t before step i and
+    its x0_hat, index sampler.steps the output."""
+    picks = sorted(set(picks))
+    if not picks or picks[0] < 0 or picks[-1] > sampler.steps:
+        raise ValueError(f"filmstrip steps {picks} are out of range; allowed: 0 to {sampler.steps} (the output), "
+                         f"at least one")
     traj = Trajectory()
     out = run.sample(n, sampler, seed=seed, y=y, trajectory=traj)
-    picks = np.linspace(0, len(traj.timesteps), frames).round().astype(int)
     x_t = [traj.x_t[i] if i < len(traj.x_t) else out for i in picks]
     x0 = [traj.x0_hat[i] if i < len(traj.x0_hat) else out for i in picks]
     paper_t = [int(traj.timesteps[i]) + 1 if i < len(traj.timesteps) else 0 for i in picks]
 
     def grid(columns: list[Tensor]) -> np.ndarray:
         stacked = torch.stack(columns, dim=1).flatten(0, 1)          # (n * frames, C, H, W), row-major
-        return image_grid(stacked, nrow=frames, scale=scale)
+        return image_grid(stacked, nrow=len(picks), scale=scale)
     return Filmstrip(paper_t, grid(x_t), grid(x0))
 
 

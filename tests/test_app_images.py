@@ -120,6 +120,13 @@ def test_filmstrip_on_demand_at_32x32():
     at = _page("img32")
     _open(at, "img32_film")
     assert _image(at, "x_t, left to right") and _image(at, "predicted x0")
+    at.multiselect(key="img32_frames").set_value([0, 1]).run()      # the visitor's own steps: x_T and one step
+    assert not at.exception, at.exception
+    caption = next(c for c in _images(at) if c.startswith("x_t, left to right"))
+    assert caption.startswith("x_t, left to right: t=1000, t=") and caption.count("t=") == 2 and "output" not in caption
+    steps = at.select_slider(key="img32_sample_steps")
+    steps.set_value(next(v for v in steps.options if str(v) != str(steps.value))).run()
+    assert not at.exception, at.exception
     _stays_then_closes(at, "img32_film", "img32_points", lambda at: len(at.get("image")))
 
 

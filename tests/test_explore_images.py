@@ -10,7 +10,7 @@ import torch
 from diffusion import explore_images as ei
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.models.unet import unet_preset
-from diffusion.runs import SamplerConfig
+from diffusion.runs import SamplerConfig, Trajectory
 from diffusion.train import Trainer
 
 SAMPLER = SamplerConfig("ddim", steps=5)
@@ -52,12 +52,18 @@ def test_class_rows_share_their_noise(cond):
     assert torch.equal(plain[2], cond.sample(3, SAMPLER, y=torch.full((3,), 2)))
 
 
-def test_filmstrip_frames_end_at_the_output(digit0):
-    strip = ei.filmstrip(digit0, SAMPLER, n=2, frames=3, scale=1)
+def test_filmstrip_shows_the_chosen_steps_ending_at_the_output(digit0):
+    picks = ei.even_frames(SAMPLER.steps, 3)
+    assert picks[0] == 0 and picks[-1] == SAMPLER.steps and len(picks) == 3
+    strip = ei.filmstrip(digit0, SAMPLER, n=2, picks=picks, scale=1)
     assert strip.timesteps[0] > strip.timesteps[1] > strip.timesteps[2] == 0
     assert strip.x_t.shape == strip.x0_hat.shape == (2 + 2 * 18, 2 + 3 * 18, 3)
-    with pytest.raises(ValueError, match="frames=9"):
-        ei.filmstrip(digit0, SAMPLER, n=2, frames=9)
+    one = ei.filmstrip(digit0, SAMPLER, n=2, picks=[1], scale=1)
+    trajectory = Trajectory()
+    digit0.sample(2, SAMPLER, trajectory=trajectory)
+    assert one.timesteps == [trajectory.timesteps[1] + 1] and one.x_t.shape == (2 + 2 * 18, 2 + 18, 3)
+    with pytest.raises(ValueError, match="allowed: 0 to"):
+        ei.filmstrip(digit0, SAMPLER, n=2, picks=[SAMPLER.steps + 1])
 
 
 def test_fid_with_its_floor_at_the_same_n(cond, digit0):

@@ -89,9 +89,10 @@ def class_grid(run_key: str, _run: Run, per_class: int, sampler: SamplerConfig, 
 
 
 @st.cache_data(show_spinner="Recording the denoising steps...", max_entries=PER_MODEL)
-def filmstrip(run_key: str, _run: Run, sampler: SamplerConfig, n: int, frames: int, seed: int = 0) -> ei.Filmstrip:
-    """n samples (labels balanced) at `frames` steps of one sampling run."""
-    return ei.filmstrip(_run, sampler, n, frames, seed, _run.balanced_labels(n), scale=scale_for(_run))
+def filmstrip(run_key: str, _run: Run, sampler: SamplerConfig, n: int, picks: tuple[int, ...], seed: int = 0
+              ) -> ei.Filmstrip:
+    """n samples (labels balanced) at the chosen steps of one sampling run."""
+    return ei.filmstrip(_run, sampler, n, picks, seed, _run.balanced_labels(n), scale=scale_for(_run))
 
 
 @st.cache_data(show_spinner="Searching the training set for each sample's nearest image...", max_entries=PER_MODEL)

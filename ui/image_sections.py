@@ -116,10 +116,15 @@ def filmstrip_section(prefix: str, model: Model, sampling: Sampling) -> None:
     st.header("Denoising filmstrip")
     run_key, run = model
     steps = sampling.sampler.steps
-    frames = st.slider("Frames", 3, min(10, steps + 1), min(6, steps + 1), key=f"{prefix}_frames")
+    picks = st.multiselect("Steps to show (0: pure noise x_T; the last: the output)", range(steps + 1),
+                           default=ei.even_frames(steps, min(6, steps + 1)), key=f"{prefix}_frames",
+                           format_func=lambda i: "output" if i == steps else f"step {i}")
+    if not picks:
+        error_box("No step chosen", f"pick at least one of the steps 0 to {steps}")
+        return
     if not opened(f"{prefix}_film", run_key, "Record the denoising steps", sampling.seconds(FILM_N)):
         return
-    strip = image_cache.filmstrip(run_key, run, sampling.sampler, FILM_N, frames)
+    strip = image_cache.filmstrip(run_key, run, sampling.sampler, FILM_N, tuple(sorted(picks)))
     ts = ", ".join(f"t={t}" if t else "output" for t in strip.timesteps)
     cols = st.columns(2)
     cols[0].image(strip.x_t, caption=f"x_t, left to right: {ts}")

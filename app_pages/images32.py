@@ -42,14 +42,8 @@ if image_ondemand.opened("img32_cost", "cost", "Measure", COST_SECONDS):
         error_box("Could not measure", e)
 
 st.header("3. Train")
-if image_training.train_toggle("img32", required=shipped is None):
-    trained = image_training.training_section("img32", DataConfig(dataset=dataset, image_size=32),
-                                              conditional=True, name=f"Phase 4 · {dataset} 32x32")
-else:
-    trained = image_training.trained_model("img32")
+trained = image_training.train_or_trained("img32", shipped is None, DataConfig(dataset=dataset, image_size=32),
+                                          conditional=True, name=f"Phase 4 · {dataset} 32x32")
 
 st.header("4. The model")
-model = image_sections.choose_model("img32", shipped, trained)
-if model is not None:
-    sampling = image_sections.samples_section("img32", model)
-    image_sections.analysis_sections("img32", model, sampling)
+image_sections.model_sections("img32", shipped, trained)

@@ -18,14 +18,9 @@ digit = st.selectbox("Digit", range(10), key="digit_digit")
 shipped = "digit0" if digit == 0 and image_cache.has_shipped("digit0") else None
 if digit != 0:
     st.caption(f"The shipped run is of digit 0; for digit {digit}, train a model.")
-if image_training.train_toggle("digit", required=shipped is None):
-    data = DataConfig(dataset="mnist", image_size=16, classes=(digit,))
-    trained = image_training.training_section("digit", data, conditional=False, name=f"Phase 2 · digit {digit}")
-else:
-    trained = image_training.trained_model("digit")
+trained = image_training.train_or_trained("digit", shipped is None,
+                                          DataConfig(dataset="mnist", image_size=16, classes=(digit,)),
+                                          conditional=False, name=f"Phase 2 · digit {digit}")
 
 st.header("2. The model")
-model = image_sections.choose_model("digit", shipped, trained)
-if model is not None:
-    sampling = image_sections.samples_section("digit", model)
-    image_sections.analysis_sections("digit", model, sampling)
+image_sections.model_sections("digit", shipped, trained)

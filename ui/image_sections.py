@@ -193,3 +193,10 @@ def analysis_sections(prefix: str, model: Model, sampling: Sampling) -> None:
     memorisation_section(prefix, model, sampling)
     diversity_section(prefix, model, sampling)
     noise_interpolation_section(prefix, model, sampling)
+
+
+def model_sections(prefix: str, shipped: str | None, trained: Model | None) -> None:
+    """The model picker, then its sample grid and every on-demand analysis section (phases 2 and 4)."""
+    model = choose_model(prefix, shipped, trained)
+    if model is not None:
+        analysis_sections(prefix, model, samples_section(prefix, model))

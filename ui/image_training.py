@@ -134,6 +134,14 @@ def trained_model(prefix: str) -> tuple[str, Run] | None:
     return training.current_run(f"{prefix}_job")
 
 
+def train_or_trained(prefix: str, required: bool, data: DataConfig, conditional: bool, name: str
+                     ) -> tuple[str, Run] | None:
+    """The training section when it is open (train_toggle), else the model the visitor trained on this page."""
+    if train_toggle(prefix, required):
+        return training_section(prefix, data, conditional=conditional, name=name)
+    return trained_model(prefix)
+
+
 def training_section(prefix: str, data: DataConfig, conditional: bool, conditioning: str = "add",
                      default_preset: str = "tiny", name: str = "") -> tuple[str, Run] | None:
     """Widgets, expected time, the Train button and the live job; returns this visitor's (run_key, Run), which is

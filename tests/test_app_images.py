@@ -1,6 +1,5 @@
-"""The image pages (phases 2, 3, 4) through AppTest with the shipped runs (tiny stand-ins where a shipped run is not
-in this copy): a first render draws only the sample grid, quickly; each on-demand section runs when its button is
-pressed, stays shown on reruns and closes on Stop; a tiny training on each page draws its loss and FID charts; the
+"""The image pages (phases 2, 3, 4) through AppTest with the shipped runs: a first render draws only the sample
+grid, quickly; each on-demand section runs when its button is pressed, stays shown on reruns and closes on Stop; a tiny training on each page draws its loss and FID charts; the
 grid's guidance slider changes the grid and the sections that follow it, not those with their own w."""
 
 import math
@@ -10,54 +9,22 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from diffusion.config import DataConfig, RunConfig, TrainConfig
-from diffusion.data import load_data
-from diffusion.models.unet import unet_preset
-from diffusion.train import Trainer
 from ui import image_cache, image_conditional, image_training  # noqa: F401 - the pages' imports, before a page
 #                                                                  is timed
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {"digit": "app_pages/mnist_digit.py", "cond": "app_pages/mnist_conditional.py",
          "img32": "app_pages/images32.py"}
-STAND_INS = {"digit0": ("mnist", 16, (0,), False), "cond": ("mnist", 16, None, True),
-             "cross": ("mnist", 16, None, True), "mnist32": ("mnist", 32, None, True),
-             "shapes32": ("shapes", 32, None, True)}
 TIMEOUT, TRAIN_DEADLINE = 300, 240
 RENDER_TIMEOUT = 20      # a first render draws one small grid (1-3 s here); before the change it took ~39 s
 SHARED = ("film", "memo", "diversity", "noise_path")      # the on-demand sections of every image page
 
 
-def _stand_in(out: Path, name: str) -> None:
-    """A 3-step tiny U-Net in the shipped run's place (the pages only need a loadable run)."""
-    dataset, size, classes, conditional = STAND_INS[name]
-    data_cfg = DataConfig(dataset=dataset, image_size=size, classes=classes)
-    data = load_data(data_cfg)
-    model = unet_preset("tiny", image_size=size, channels=data.x.shape[1],
-                        num_classes=data.num_classes if conditional else 0,
-                        conditioning="cross" if name == "cross" else "add")
-    config = RunConfig(data=data_cfg, model=model, train=TrainConfig(steps=3, batch_size=8))
-    trainer = Trainer(config, data.x, data.y if conditional else None, data_source=data.source)
-    trainer.run()
-    trainer.save(out)
-
-
 @pytest.fixture(scope="module", autouse=True)
-def shipped_runs(tmp_path_factory):
-    """Point the pages at the shipped runs, with stand-ins for those this copy lacks."""
-    root = tmp_path_factory.mktemp("checkpoints")
-    for name, folder in image_cache.SHIPPED.items():
-        real = ROOT / "checkpoints" / folder
-        if (real / "config.json").is_file():
-            (root / folder).symlink_to(real)
-        else:
-            _stand_in(root / folder, name)
-    saved = image_cache.SHIPPED_ROOT
-    image_cache.SHIPPED_ROOT = root
-    image_cache.shipped_run.clear()
-    yield root
-    image_cache.SHIPPED_ROOT = saved
-    image_cache.shipped_run.clear()
+def shipped_runs():
+    """The pages show the runs shipped in checkpoints/: every one must be in this copy."""
+    missing = [f for f in image_cache.SHIPPED.values() if not (image_cache.SHIPPED_ROOT / f / "config.json").is_file()]
+    assert not missing, f"shipped runs missing from {image_cache.SHIPPED_ROOT}: {missing}"
 
 
 def _page(name: str) -> AppTest:

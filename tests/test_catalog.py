@@ -131,6 +131,7 @@ def test_folder_runs_accepts_a_run_or_a_folder_of_runs_and_names_a_bad_path(cli_
 def test_the_repository_checkpoints_skip_the_classifiers_and_shipped_runs_read():
     found = catalog.discover()
     assert all(p.parent.name != "classifiers" and p.name != "classifiers" for p in found)
+    assert set(catalog.SHIPPED_RUNS) <= {p.name for p in found}          # every shipped run is in this copy
     for path in found:
         summary = catalog.read_folder(path)
         if path.name in catalog.SHIPPED_RUNS:

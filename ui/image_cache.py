@@ -12,14 +12,15 @@ import streamlit as st
 import torch
 
 from diffusion import explore_images as ei
+from diffusion.catalog import CHECKPOINTS_DIR
 from diffusion.checkpoints import load_run
 from diffusion.config import RunConfig
 from diffusion.interpolation import interpolate_labels, interpolate_noise
 from diffusion.runs import Run, SamplerConfig
 
-SHIPPED_ROOT = Path(os.environ.get("DIFFUSION_CHECKPOINTS", Path(__file__).resolve().parents[1] / "checkpoints"))
+SHIPPED_ROOT = Path(os.environ.get("DIFFUSION_CHECKPOINTS", CHECKPOINTS_DIR))
 SHIPPED = {"digit0": "mnist16-digit0", "cond": "mnist16-cond", "cross": "mnist16-cond-cross",
-           "mnist32": "mnist32-cond", "shapes32": "shapes32-cond"}
+           "mnist32": "mnist32-cond", "shapes32": "shapes32-cond", "moons": "moons"}   # name -> run folder
 PER_MODEL = 8          # cached results kept per function, across models and visitors
 SCALE = {16: 3, 32: 2}  # grid enlargement per image size (nearest neighbour), so 16 px digits are legible
 

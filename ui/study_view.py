@@ -3,44 +3,34 @@ their inputs (shared: a DataFrame is never mutated), and Altair charts of qualit
 
 import math
 from collections import OrderedDict
-from pathlib import Path
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from diffusion import literature, study
-from diffusion.checkpoints import CONFIG, load_run
 from diffusion.runs import Run
 from diffusion.solvers import nfe as nfe_of
 
-from . import session_runs
+from . import image_cache, session_runs
 from .charts import METRIC_LABELS, STRETCH_HEIGHT
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = {"moons (2D MLP)": "checkpoints/moons", "MNIST digit 0, 16x16": "checkpoints/mnist16-digit0",
-           "MNIST 16x16, conditional": "checkpoints/mnist16-cond",
-           "MNIST 16x16, cross-attention": "checkpoints/mnist16-cond-cross",
-           "MNIST 32x32, conditional": "checkpoints/mnist32-cond", "shapes 32x32 RGB, conditional": "checkpoints/shapes32-cond"}
+SHIPPED = {"moons": "moons (2D MLP)", "digit0": "MNIST digit 0, 16x16", "cond": "MNIST 16x16, conditional",
+           "cross": "MNIST 16x16, cross-attention", "mnist32": "MNIST 32x32, conditional",
+           "shapes32": "shapes 32x32 RGB, conditional"}   # image_cache's shipped run names -> labels
 STORED_STUDIES = 64          # results kept per process (every visitor's)
 RATES = {"2d": 2e5, "image": 500.0}   # samples x network evaluations per second on 2 CPU cores (measured, rounded)
 SECONDS_PER_ROW = {"2d": 0.2, "image": 0.5}   # quality measurement of one row
 LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "label_accuracy": "label accuracy"}
 
 
-@st.cache_resource(show_spinner="Loading the run...")
-def _shipped(path: str, stamp: float) -> Run:
-    return load_run(ROOT / path)
-
-
 def runs() -> dict[str, tuple[str, Run]]:
     """label -> (key, Run): the shipped runs present on disk, then this visitor's session runs."""
     out = {}
-    for label, path in SHIPPED.items():
-        config = ROOT / path / CONFIG
-        if config.is_file():
-            run = _shipped(path, config.stat().st_mtime)
-            out[f"{label} · {path}"] = (f"{path}@{run.step}", run)
+    for name, label in SHIPPED.items():
+        if image_cache.has_shipped(name):
+            out[f"{label} · checkpoints/{image_cache.SHIPPED[name]}"] = (image_cache.shipped_key(name),
+                                                                         image_cache.shipped_run(name))
     for name, run in session_runs.session_runs().items():
         out[f"{name} (this session)"] = (f"session-{id(run)}@{run.step}", run)
     return out

@@ -6,7 +6,7 @@ import streamlit as st
 
 st.title("Compare runs")
 with st.spinner("Loading PyTorch (once per server start)..."):
-    from diffusion import catalog
+    from diffusion.explore import catalog
     from ui import compare
     from ui.layout import error_box
 

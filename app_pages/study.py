@@ -5,8 +5,8 @@ import streamlit as st
 
 st.title("Quality versus network evaluations")
 with st.spinner("Loading PyTorch (once per server start)..."):
-    from diffusion.runs import SAMPLERS
-    from diffusion.study import NFE_TARGETS, PRECISIONS, goal_line, best_at, quality_metrics
+    from diffusion.explore.study import NFE_TARGETS, PRECISIONS, best_at, goal_line, quality_metrics
+    from diffusion.sampling.registry import SAMPLERS
     from ui import study_view
     from ui.layout import error_box
 

@@ -9,10 +9,10 @@ with st.spinner("Loading PyTorch (once per server start)..."):
     # visitor should see the page start meanwhile.
     import pandas as pd
 
-    from diffusion.explore2d import METRIC_N
-    from diffusion.runs import SamplerConfig
-    from diffusion.schedules import SCHEDULES
-    from ui import charts, checkpoint_io, data2d, session_runs, training, training_view
+    from diffusion.core.schedules import SCHEDULES
+    from diffusion.metrics.evaluation import METRIC_N
+    from diffusion.sampling.config import SamplerConfig
+    from ui import charts, data2d, session_runs, toy2d_io, training, training_view
     from ui.layout import error_box
     from ui.settings2d import BATCHES, DEPTHS, LRS, MEASURE_EVERY, T_OPTIONS, WIDTHS, restore
 
@@ -175,8 +175,8 @@ def export_section(samples: pd.DataFrame | None) -> None:
     st.file_uploader("Load a checkpoint (.zip from this page; the current model is replaced)", type="zip",
                      key="toy2d_upload")
     st.button("Load checkpoint", key="toy2d_load", disabled=job is not None and job.running,
-              on_click=checkpoint_io.load_uploaded, args=("toy2d_upload", LOAD_MESSAGE))
-    checkpoint_io.show_load_result(LOAD_MESSAGE)
+              on_click=toy2d_io.load_uploaded, args=("toy2d_upload", LOAD_MESSAGE))
+    toy2d_io.show_load_result(LOAD_MESSAGE)
 
 
 def share_model(model) -> None:

@@ -21,12 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
 
-from diffusion.checkpoints import load_run  # noqa: E402
-from diffusion.cli import main as cli  # noqa: E402
-from diffusion.data import load_data  # noqa: E402
-from diffusion.evaluation import floor_metrics_2d, metrics_2d  # noqa: E402
-from diffusion.models.mlp import MLP  # noqa: E402
-from diffusion.runs import SamplerConfig  # noqa: E402
+from diffusion.cli import main as cli
+from diffusion.data import load_data
+from diffusion.metrics.evaluation import floor_metrics_2d, metrics_2d
+from diffusion.models.mlp import MLP
+from diffusion.sampling.config import SamplerConfig
+from diffusion.training.checkpoints import load_run
 
 
 def train_ours(seconds: float, out: Path):

@@ -22,9 +22,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from streamlit_server import chromium_page, serve_app  # noqa: E402
 
-from diffusion.config import DataConfig, RunConfig  # noqa: E402
-from diffusion.data import load_data  # noqa: E402
-from diffusion.train import Trainer  # noqa: E402
+from diffusion.config import DataConfig, RunConfig
+from diffusion.data import load_data
+from diffusion.training.trainer import Trainer
 from ui.pages import PAGES  # noqa: E402
 
 MAIN, RUNNING = "stMainBlockContainer", "[data-testid=stStatusWidget]"

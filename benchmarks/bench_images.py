@@ -20,13 +20,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusion.checkpoints import load_run  # noqa: E402
-from diffusion.classifier import load_classifier  # noqa: E402
-from diffusion.cli import main as cli  # noqa: E402
-from diffusion.data.images import load_images, to_uint8  # noqa: E402
-from diffusion.metrics_images import class_histogram, fid_floor, image_metrics, label_accuracy  # noqa: E402
-from diffusion.models.unet import UNet, unet_preset  # noqa: E402
-from diffusion.runs import SamplerConfig  # noqa: E402
+from diffusion.cli import main as cli
+from diffusion.data.images import load_images, to_uint8
+from diffusion.metrics.classifier import load_classifier
+from diffusion.metrics.images import class_histogram, fid_floor, image_metrics, label_accuracy
+from diffusion.models.config import unet_preset
+from diffusion.models.unet import UNet
+from diffusion.sampling.config import SamplerConfig
+from diffusion.training.checkpoints import load_run
 
 
 def _median_rate(fn, images: int, device: str, repeats: int = 5) -> float:

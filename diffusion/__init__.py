@@ -1,3 +1,33 @@
-"""Diffusion Explorer's package: noise schedules, forward process, samplers, models, training, metrics."""
+"""Diffusion Explorer's package: noise schedules, forward process, samplers, models, training, metrics.
 
-__version__ = "0.1.0"
+The stable public API is what this module exports (loaded on first use, so `import diffusion` stays light).
+Where code lives, one concept per subpackage, imports pointing one way (left to right may import leftwards):
+core (schedules, forward process, losses, denoisers, EDM, exact oracles) <- models, config, data <- sampling
+(the sampler registry, SamplerConfig, Run) <- training (trainer, checkpoints, distributed) <- metrics (2D and
+image metrics, evaluation, classifiers) <- explore (what the pages compute) <- cli.
+"""
+
+from importlib import import_module
+
+__version__ = "0.2.0"
+
+_API = {
+    "NoiseSchedule": "diffusion.core.schedules", "make_schedule": "diffusion.core.schedules",
+    "spaced_timesteps": "diffusion.core.schedules", "GaussianMixture": "diffusion.core.oracles",
+    "RunConfig": "diffusion.config", "DataConfig": "diffusion.config", "ScheduleConfig": "diffusion.config",
+    "TrainConfig": "diffusion.config", "MLPConfig": "diffusion.models.config", "UNetConfig": "diffusion.models.config",
+    "unet_preset": "diffusion.models.config", "build_model": "diffusion.models", "load_data": "diffusion.data",
+    "toy_dataset": "diffusion.data.toy2d", "SAMPLERS": "diffusion.sampling.registry",
+    "sampler_spec": "diffusion.sampling.registry", "nfe": "diffusion.sampling.registry",
+    "SamplerConfig": "diffusion.sampling.config", "Run": "diffusion.sampling.run",
+    "Trajectory": "diffusion.sampling.run", "Trainer": "diffusion.training.trainer",
+    "load_run": "diffusion.training.checkpoints", "evaluate_run_2d": "diffusion.metrics.evaluation",
+    "evaluate_run_images": "diffusion.metrics.evaluation", "study": "diffusion.explore.study",
+}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
+    raise AttributeError(f"module 'diffusion' has no attribute {name!r}")

@@ -7,10 +7,9 @@ and what is allowed.
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .forward import OBJECTIVES
-from .losses import WEIGHTINGS
-from .models.mlp import MLPConfig
-from .schedules import MAX_T, MIN_T, SCHEDULES, NoiseSchedule, make_schedule
+from diffusion.core.forward import OBJECTIVES, WEIGHTINGS
+from diffusion.core.schedules import MAX_T, MIN_T, SCHEDULES, NoiseSchedule, make_schedule
+from diffusion.models.config import MLPConfig, UNetConfig
 
 DECAYS = ("none", "cosine")
 TRAIN_OBJECTIVES = (*OBJECTIVES, "edm")
@@ -97,7 +96,6 @@ def model_config_from_dict(d: dict) -> Any:
     if kind == "mlp":
         return MLPConfig(**d)
     if kind == "unet":
-        from .models.unet import UNetConfig
         return UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
     raise ValueError(f"unknown model kind {kind!r}; allowed: mlp, unet")
 
@@ -112,6 +110,10 @@ class RunConfig:
         if self.schedule.zero_terminal_snr and self.train.objective == "eps":
             raise ValueError("zero terminal SNR makes eps-prediction undefined at t=T; use objective 'v' or 'x0' "
                              "(Lin et al. 2024)")
+        if self.schedule.zero_terminal_snr and self.train.objective == "edm":
+            raise ValueError("zero terminal SNR has alpha_bar_T = 0, i.e. sigma_T = infinity, where the EDM "
+                             "denoiser's input x_t / sqrt(alpha_bar_T) is undefined; the edm objective has its own "
+                             "noise levels: leave zero_terminal_snr off")
 
     def to_dict(self) -> dict:
         return asdict(self)

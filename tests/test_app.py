@@ -14,8 +14,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from diffusion import __version__
-from diffusion.data import load_data
-from diffusion.train import Trainer
+from diffusion.training.trainer import Trainer
 from ui.training import JOB_KEY, TrainingJob, run_config
 
 ROOT = Path(__file__).resolve().parents[1]

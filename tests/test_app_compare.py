@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from diffusion import catalog
 from diffusion.cli import main
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
-from diffusion.explore2d import live_metrics
-from diffusion.train import Trainer
+from diffusion.explore import catalog
+from diffusion.metrics.evaluation import live_metrics
+from diffusion.training.trainer import Trainer
 from ui.session_runs import KEY as SESSION_RUNS_KEY
 from ui.training import JOB_KEY, TrainingJob
 

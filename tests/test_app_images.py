@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ui import image_cache, image_conditional, image_training  # noqa: F401 - the pages' imports, before a page
+
 #                                                                  is timed
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 from streamlit_server import CHROMIUM, chromium_page, serve_app
+
 from ui.pages import PAGES
 
 if not Path(CHROMIUM).exists():

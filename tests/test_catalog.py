@@ -1,4 +1,4 @@
-"""diffusion.catalog: run folders found and read without their weights, a session Run giving the same row as its
+"""diffusion.explore.catalog: run folders found and read without their weights, a session Run giving the same row as its
 folder, final loss and metrics taken from the history, and broken folders listed with their error."""
 
 import json
@@ -8,15 +8,15 @@ import shutil
 import pandas as pd
 import pytest
 
-from diffusion import catalog
-from diffusion.checkpoints import load_run
 from diffusion.cli import main
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
-from diffusion.explore2d import live_metrics
+from diffusion.explore import catalog
+from diffusion.metrics.evaluation import live_metrics
 from diffusion.models import build_model
-from diffusion.models.unet import unet_preset
-from diffusion.train import Trainer
+from diffusion.models.config import unet_preset
+from diffusion.training.checkpoints import load_run
+from diffusion.training.trainer import Trainer
 
 CLI_STEPS, MEASURED_STEPS, MEASURE_EVERY = 20, 40, 20
 

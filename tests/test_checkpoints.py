@@ -8,15 +8,14 @@ import time
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT
 
-from diffusion import checkpoints
-from diffusion.checkpoints import load_run
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
-from diffusion.runs import SamplerConfig
-from diffusion.train import Trainer
-
-from conftest import ROOT
+from diffusion.sampling.config import SamplerConfig
+from diffusion.training import checkpoints
+from diffusion.training.checkpoints import load_run
+from diffusion.training.trainer import Trainer
 
 X = load_data(DataConfig("moons", n=2000)).x
 

@@ -5,11 +5,21 @@ import json
 import pytest
 import torch
 
-from diffusion import classifier as clf
-from diffusion.classifier import (ClassifierInfo, FeatureCNN, FeatureCNNConfig, accuracy, classifier_dir,
-                                  load_classifier, load_classifier_dir, main, random_shift, save_classifier,
-                                  train_classifier)
 from diffusion.data.images import load_images
+from diffusion.metrics import classifier as clf
+from diffusion.metrics.classifier import (
+    ClassifierInfo,
+    FeatureCNN,
+    FeatureCNNConfig,
+    accuracy,
+    classifier_dir,
+    load_classifier,
+    load_classifier_dir,
+    main,
+    random_shift,
+    save_classifier,
+    train_classifier,
+)
 
 SHIPPED = {("mnist", 16): 0.97, ("mnist", 28): 0.97, ("mnist", 32): 0.97, ("shapes", 16): 0.95,
            ("shapes", 32): 0.95, ("fashion-mnist", 16): 0.85}
@@ -21,7 +31,7 @@ def test_shipped_classifiers_load_offline_and_are_small(dataset, size):
     path = classifier_dir(dataset, size)
     assert (info.dataset, info.image_size, model.config.image_size) == (dataset, size, size)
     assert info.accuracy >= SHIPPED[dataset, size]
-    assert info.command.startswith("python -m diffusion.classifier ") and f"--image-size {size}" in info.command
+    assert info.command.startswith("python -m diffusion.metrics.classifier ") and f"--image-size {size}" in info.command
     assert info.n_train > 0 and info.n_test > 0 and info.source
     assert (path / "model.safetensors").stat().st_size < 1_000_000
     assert not any(p.name.startswith(".") for p in path.iterdir())       # no temp files left behind
@@ -40,7 +50,7 @@ def test_mnist16_accuracy_remeasured_on_the_test_split_matches_the_record():
 
 
 def test_missing_classifier_names_the_folder_and_the_command(tmp_path):
-    with pytest.raises(ValueError, match=r"mnist-12.*python -m diffusion\.classifier --dataset mnist "
+    with pytest.raises(ValueError, match=r"mnist-12.*python -m diffusion\.metrics\.classifier --dataset mnist "
                                          r"--image-size 12 --out"):
         load_classifier("mnist", 12, root=tmp_path)
 
@@ -48,7 +58,7 @@ def test_missing_classifier_names_the_folder_and_the_command(tmp_path):
 def test_save_load_round_trip_rebuilds_from_config(tmp_path):
     torch.manual_seed(0)
     model = FeatureCNN(FeatureCNNConfig(in_channels=3, image_size=8, num_classes=4, width=4, feature_dim=8)).eval()
-    info = ClassifierInfo("shapes", 8, 0.5, 10, 5, "test", 1, 0, 0.1, "python -m diffusion.classifier ...")
+    info = ClassifierInfo("shapes", 8, 0.5, 10, 5, "test", 1, 0, 0.1, "python -m diffusion.metrics.classifier ...")
     save_classifier(model, info, tmp_path / "c")
     loaded, loaded_info = load_classifier_dir(tmp_path / "c")
     x = torch.rand(3, 3, 8, 8) * 2 - 1

@@ -4,10 +4,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from diffusion.cli import main
-
-from conftest import ROOT
 
 
 def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -70,7 +69,7 @@ def test_resume_with_other_settings_is_refused(run_dir):
     (["train", "--steps", "abc", "--out", "X"], "invalid int value: 'abc'"),
     (["sample", "--checkpoint", "RUN", "--sampler", "plms", "--out", "x.npy"], "invalid choice: 'plms'"),
     (["sample", "--checkpoint", "RUN", "--steps", "5000", "--out", "x.npy"], "allowed: 1 to T=1000"),
-    (["sample", "--checkpoint", "RUN", "--eta", "2", "--out", "x.npy"], "eta=2.0 is out of range; allowed: 0 to 1"),
+    (["sample", "--checkpoint", "RUN", "--eta", "2", "--out", "x.npy"], "eta=2.0 is out of range; allowed: a number from 0 to 1"),
     (["sample", "--checkpoint", "RUN", "--n", "0", "--out", "x.npy"], "--n 0 is out of range"),
     (["sample", "--checkpoint", "RUN", "--label", "3", "--out", "x.npy"], "this run is unconditional"),
     (["sample", "--checkpoint", "RUN", "--out", "x.png"], "2D points are written as .npy or .csv"),

@@ -6,14 +6,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from test_cli import cli
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
-from diffusion.models.unet import unet_preset
-from diffusion.train import Trainer
-
-from test_cli import cli
+from diffusion.models.config import unet_preset
+from diffusion.training.trainer import Trainer
 
 
 def data_config() -> DataConfig:

@@ -13,13 +13,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-
 from conftest import ROOT
-from diffusion import distributed
-from diffusion.checkpoints import load_run
+
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
-from diffusion.train import Trainer
+from diffusion.training import distributed
+from diffusion.training.checkpoints import load_run
+from diffusion.training.trainer import Trainer
 
 RUN_FILES = {"config.json", "model.safetensors", "ema.safetensors", "optimizer.safetensors", "metrics.csv"}
 

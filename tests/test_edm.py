@@ -4,13 +4,25 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from diffusion.core.edm import (
+    C_NOISE_SCALE,
+    EDMPrecond,
+    alpha_bar_of_sigma,
+    edm_loss,
+    edm_loss_weight,
+    edm_scalings,
+    from_vp_denoiser,
+    karras_sigmas,
+    logsnr_sigmas,
+    nearest_timestep,
+    schedule_sigma_range,
+    to_vp_denoiser,
+)
+from diffusion.core.schedules import make_schedule
 from diffusion.data.toy2d import toy_dataset
-from diffusion.edm import (C_NOISE_SCALE, EDMPrecond, alpha_bar_of_sigma, edm_loss, edm_loss_weight, edm_scalings,
-                           from_vp_denoiser, karras_sigmas, logsnr_sigmas, nearest_timestep, schedule_sigma_range,
-                           to_vp_denoiser)
-from diffusion.models.mlp import MLP, MLPConfig
-from diffusion.presets import PRESETS, preset
-from diffusion.schedules import make_schedule
+from diffusion.explore.presets import PRESETS, preset
+from diffusion.models.config import MLPConfig
+from diffusion.models.mlp import MLP
 
 SIGMAS = [0.002, 0.05, 0.5, 1.0, 7.3, 80.0]
 
@@ -33,7 +45,7 @@ def test_scalings_match_table_1(sd):
 
 class _IdealNet(nn.Module):
     """The raw network F that outputs EDM's ideal target (x0 - c_skip x) / c_out, recovering sigma from the
-    time input and x from the scaled input with Table 1 written out independently of diffusion.edm."""
+    time input and x from the scaled input with Table 1 written out independently of diffusion.core.edm."""
 
     def __init__(self, x0: Tensor, sd: float):
         super().__init__()
@@ -180,3 +192,13 @@ def test_presets_match_the_papers():
     with pytest.raises(TypeError):
         edm.sampler["steps"] = 5                           # presets are read-only
     assert all(p.reference and p.name == name for name, p in PRESETS.items())
+
+
+@pytest.mark.parametrize("objective", ["edm", "eps"])
+def test_zero_terminal_snr_is_refused_where_it_has_no_meaning(objective):
+    """alpha_bar_T = 0: eps-prediction is undefined at t = T, and the EDM denoiser's input x_t / sqrt(alpha_bar_T)
+    divides by zero (it made DDIM and DDPM return NaN)."""
+    from diffusion.config import RunConfig, ScheduleConfig, TrainConfig
+    with pytest.raises(ValueError, match="zero terminal SNR"):
+        RunConfig(schedule=ScheduleConfig(zero_terminal_snr=True), train=TrainConfig(objective=objective))
+    RunConfig(schedule=ScheduleConfig(zero_terminal_snr=True), train=TrainConfig(objective="v"))   # allowed

@@ -1,4 +1,4 @@
-"""diffusion.explore2d against exact answers: schedule values, the forward process in closed form, and a
+"""diffusion.explore.toy2d against exact answers: schedule values, the forward process in closed form, and a
 "perfect model" (the exact mixture denoiser as the network) whose learned field must equal the exact one."""
 
 import math
@@ -8,11 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion import explore2d
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
+from diffusion.core.schedules import make_schedule
 from diffusion.data.toy2d import toy_dataset
-from diffusion.runs import Run, SamplerConfig
-from diffusion.schedules import make_schedule
+from diffusion.explore import toy2d as explore2d
+from diffusion.metrics import evaluation
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.run import Run
 
 K_SE = 5.0   # tolerance in Monte Carlo standard errors
 
@@ -121,8 +123,8 @@ def test_trajectory_frame_records_every_step_and_ends_at_the_sample():
 
 def test_live_metrics_of_a_perfect_model_sit_at_the_floor():
     run = _run("gaussian")
-    floor = explore2d.metric_floor("gaussian")
-    metrics = explore2d.live_metrics(run)
+    floor = evaluation.metric_floor("gaussian")
+    metrics = evaluation.live_metrics(run)
     assert set(explore2d.METRICS) <= set(metrics)
     assert metrics["w1"] < 2 * floor["w1"] and metrics["kl_true_model"] < 2 * floor["kl_true_model"]
 

@@ -1,4 +1,4 @@
-"""diffusion.explore_images on tiny real runs: grids, the same noise in every class row (exact at w = 0), the
+"""diffusion.explore.images on tiny real runs: grids, the same noise in every class row (exact at w = 0), the
 filmstrip's frames, FID with its floor at the same n, histograms, memorisation, diversity and the cost of a step."""
 
 import math
@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion import explore_images as ei
 from diffusion.config import DataConfig, RunConfig, TrainConfig
-from diffusion.models.unet import unet_preset
-from diffusion.runs import SamplerConfig, Trajectory
-from diffusion.train import Trainer
+from diffusion.explore import images as ei
+from diffusion.models.config import unet_preset
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.run import Trajectory
+from diffusion.training.trainer import Trainer
 
 SAMPLER = SamplerConfig("ddim", steps=5)
 
@@ -61,7 +62,7 @@ def test_filmstrip_shows_the_chosen_steps_ending_at_the_output(digit0):
     one = ei.filmstrip(digit0, SAMPLER, n=2, picks=[1], scale=1)
     trajectory = Trajectory()
     digit0.sample(2, SAMPLER, trajectory=trajectory)
-    assert one.timesteps == [trajectory.timesteps[1] + 1] and one.x_t.shape == (2 + 2 * 18, 2 + 18, 3)
+    assert one.timesteps == [trajectory.paper_timesteps()[1]] and one.x_t.shape == (2 + 2 * 18, 2 + 18, 3)
     with pytest.raises(ValueError, match="allowed: 0 to"):
         ei.filmstrip(digit0, SAMPLER, n=2, picks=[SAMPLER.steps + 1])
 

@@ -1,9 +1,20 @@
 import pytest
 import torch
 
-from diffusion.forward import (OBJECTIVES, at, eps_to_x0, posterior, predict_x0, q_sample, snr_weight, target,
-                               v_target, v_to_x0, x0_to_eps)
-from diffusion.schedules import make_schedule
+from diffusion.core.forward import (
+    OBJECTIVES,
+    at,
+    eps_to_x0,
+    posterior,
+    predict_x0,
+    q_sample,
+    snr_weight,
+    target,
+    v_target,
+    v_to_x0,
+    x0_to_eps,
+)
+from diffusion.core.schedules import make_schedule
 
 D64 = torch.float64
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from diffusion.config import RunConfig, TrainConfig
-from diffusion.interpolation import initial_noise, interpolate_labels, interpolate_noise, slerp
-from diffusion.models.mlp import MLPConfig
-from diffusion.runs import SamplerConfig
-from diffusion.train import Trainer
+from diffusion.explore.interpolation import initial_noise, interpolate_labels, interpolate_noise, slerp
+from diffusion.models.config import MLPConfig
+from diffusion.sampling.config import SamplerConfig
+from diffusion.training.trainer import Trainer
 
 
 def _angle(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -6,11 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion import metrics2d
+from diffusion.core.oracles import GaussianMixture
 from diffusion.data.toy2d import toy_dataset
-from diffusion.metrics2d import (data_scale, evaluate_2d, floor_2d, kl_divergences, nll, wasserstein,
-                                 wasserstein_method)
-from diffusion.oracles import GaussianMixture
+from diffusion.metrics import points2d as metrics2d
+from diffusion.metrics.points2d import (
+    data_scale,
+    evaluate_2d,
+    floor_2d,
+    kl_divergences,
+    nll,
+    wasserstein,
+    wasserstein_method,
+)
 
 K_SE = 5.0
 

@@ -7,12 +7,20 @@ import pytest
 import torch
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
-from diffusion import metrics_images
-from diffusion.classifier import load_classifier
 from diffusion.data.images import load_images, to_uint8
-from diffusion.metrics_images import (class_histogram, classifier_outputs, fid_floor, image_metrics,
-                                      label_accuracy, mean_pairwise_distance, memorisation_ratio,
-                                      nearest_neighbours, to_float)
+from diffusion.metrics import images as metrics_images
+from diffusion.metrics.classifier import load_classifier
+from diffusion.metrics.images import (
+    class_histogram,
+    classifier_outputs,
+    fid_floor,
+    image_metrics,
+    label_accuracy,
+    mean_pairwise_distance,
+    memorisation_ratio,
+    nearest_neighbours,
+    to_float,
+)
 
 MNIST = dict(extractor="classifier", dataset="mnist")
 
@@ -107,7 +115,7 @@ def test_inception_offline_and_bad_arguments_give_clear_errors(digits, tmp_path,
         image_metrics(test, test, ("ppl",), **MNIST)
     with pytest.raises(ValueError, match="must be uint8"):
         image_metrics(to_float(test), test, ("fid",), **MNIST)
-    with pytest.raises(ValueError, match="mnist-12.*python -m diffusion.classifier"):
+    with pytest.raises(ValueError, match="mnist-12.*python -m diffusion.metrics.classifier"):
         image_metrics(test[:, :, :12, :12], test[:, :, :12, :12], ("fid",), **MNIST)
     with pytest.raises(ValueError, match="equal size"):
         fid_floor(test[:4], test[:6], **MNIST)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from diffusion.oracles import GaussianMixture
-from diffusion.schedules import make_schedule
+from diffusion.core.oracles import GaussianMixture
+from diffusion.core.schedules import make_schedule
 
 K_SE = 5.0  # tolerance in Monte Carlo standard errors
 WEIGHTS = [0.5, 0.3, 0.2]

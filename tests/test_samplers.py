@@ -1,17 +1,16 @@
 import pytest
 import torch
-
 from conftest import N
 
 from diffusion.config import RunConfig, TrainConfig
+from diffusion.core.denoisers import clipped, guided
+from diffusion.core.schedules import make_schedule, spaced_timesteps
 from diffusion.data.toy2d import toy_dataset
-from diffusion.denoisers import clipped, guided
-from diffusion.metrics2d import wasserstein
-from diffusion.runs import SamplerConfig, Trajectory
-from diffusion.samplers import SeededNoise, ddim_sample, ddpm_sample
-from diffusion.schedules import make_schedule, spaced_timesteps
-from diffusion.train import Trainer
-
+from diffusion.metrics.points2d import wasserstein
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.run import Trajectory
+from diffusion.sampling.vp import SeededNoise, ddim_sample, ddpm_sample
+from diffusion.training.trainer import Trainer
 
 
 def _oracle(name="8gaussians", schedule="linear", T=1000):
@@ -90,7 +89,8 @@ def test_run_samples_depend_on_seed_not_batch(tiny_run, sampler):
 def test_trajectory_records_every_step(tiny_run):
     traj = Trajectory()
     out = tiny_run.sample(12, SamplerConfig("ddim", 25), trajectory=traj)
-    assert traj.timesteps == spaced_timesteps(1000, 25)
+    assert traj.space == "timesteps" and traj.times == spaced_timesteps(1000, 25)
+    assert traj.paper_timesteps() == [t + 1 for t in spaced_timesteps(1000, 25)]
     assert len(traj.x_t) == len(traj.x0_hat) == 25 and traj.x_t[0].shape == (12, 2)
     torch.testing.assert_close(traj.x0_hat[-1], out)  # the last DDIM step lands on x0_hat (alpha_bar_prev = 1)
 

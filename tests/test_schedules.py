@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion.schedules import SCHEDULES, make_schedule, spaced_timesteps
+from diffusion.core.schedules import SCHEDULES, make_schedule, spaced_timesteps
 
 
 def test_linear_matches_ddpm_paper():

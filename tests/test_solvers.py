@@ -2,16 +2,16 @@ import math
 
 import pytest
 import torch
-
 from conftest import N
 
+from diffusion.core.edm import alpha_bar_of_sigma, from_vp_denoiser, karras_sigmas, logsnr_sigmas, schedule_sigma_range
+from diffusion.core.schedules import make_schedule, spaced_timesteps
 from diffusion.data.toy2d import toy_dataset
-from diffusion.edm import alpha_bar_of_sigma, from_vp_denoiser, karras_sigmas, logsnr_sigmas, schedule_sigma_range
-from diffusion.metrics2d import wasserstein
-from diffusion.samplers import SeededNoise, ddim_sample
-from diffusion.schedules import make_schedule, spaced_timesteps
-from diffusion.solvers import (SIGMA_SAMPLERS, Churn, dpmpp_2m_sample, euler_sample, heun_sample, nfe, sample_sigma,
-                               steps_for_nfe)
+from diffusion.metrics.points2d import wasserstein
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.registry import nfe, steps_for_nfe
+from diffusion.sampling.sigma import Churn, dpmpp_2m_sample, euler_sample, heun_sample
+from diffusion.sampling.vp import SeededNoise, ddim_sample
 
 SCHEDULE = make_schedule("linear", 1000)
 MIXTURE = toy_dataset("8gaussians").mixture
@@ -25,6 +25,12 @@ def exact_sigma_denoiser(x, sigma, y):
 
 
 DENOISERS = {"exact": exact_sigma_denoiser, "vp": from_vp_denoiser(VP_ORACLE, SCHEDULE)}
+SIGMA_SAMPLERS = {"euler": euler_sample, "heun": heun_sample, "dpmpp2m": dpmpp_2m_sample}
+
+
+def sample_sigma(name, denoise, z, sigmas, **kwargs):
+    """Sampler `name` from x_T = sigma_max z (EDM Algorithm 2, line 1), as the registry runs it."""
+    return SIGMA_SAMPLERS[name](denoise, z * float(sigmas[0]), sigmas, **kwargs)
 
 
 def _karras(steps):
@@ -162,23 +168,8 @@ def test_nfe_of_named_samplers():
     assert steps_for_nfe("heun", 20) == 10 and nfe("heun", 10) == 19
 
 
-def test_sample_sigma_scales_x_T_and_returns_x0():
-    sigmas, first = karras_sigmas(5, 0.01, 40.0), []
-
-    def recording(x, sigma, y):
-        first.append(x.clone()) if not first else None
-        return torch.full_like(x, 0.25)
-
-    z = SeededNoise(range(4), (2,))()
-    out = sample_sigma("euler", recording, z, sigmas)
-    torch.testing.assert_close(first[0], 40.0 * z)
-    torch.testing.assert_close(out, torch.full_like(z, 0.25))   # the last Euler step to sigma = 0 lands on x0_hat
-
-
 @pytest.mark.parametrize("call,match", [
-    (lambda: sample_sigma("lms", DENOISERS["exact"], torch.zeros(2, 2), _karras(3)), "unknown sigma sampler 'lms'"),
-    (lambda: sample_sigma("dpmpp2m", DENOISERS["exact"], torch.zeros(2, 2), _karras(3), churn=Churn(1.0)),
-     "dpmpp2m is deterministic"),
+    (lambda: SamplerConfig("dpmpp2m", S_churn=1.0), "S_churn=1.0 does not apply to 'dpmpp2m'"),
     (lambda: heun_sample(DENOISERS["exact"], torch.zeros(2, 2), _karras(3), churn=Churn(1.0)), "pass noise"),
     (lambda: euler_sample(DENOISERS["exact"], torch.zeros(2, 2), torch.tensor([1.0, 2.0, 0.0])),
      "strictly decreasing"),

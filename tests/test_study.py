@@ -1,4 +1,4 @@
-"""diffusion.study and diffusion.literature: the quality-versus-NFE sweep on the exact Gaussian-mixture denoiser
+"""diffusion.explore.study and diffusion.explore.literature: the quality-versus-NFE sweep on the exact Gaussian-mixture denoiser
 (a perfect model, so every error is the sampler's), NFE bookkeeping, one noise bank for every sampler, non-finite
 detection, low-precision rows, the published reference points, and the CLI command."""
 
@@ -9,16 +9,28 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion import literature
 from diffusion.cli import main
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.data.toy2d import toy_dataset
-from diffusion.models.mlp import MLP, MLPConfig
-from diffusion.runs import Run, SamplerConfig, Trajectory
-from diffusion.solvers import nfe
-from diffusion.study import (GOAL_RATIO, LowPrecisionNet, best_at, goal_line, markdown_table, parse_sampler, plan,
-                             settings, study, with_precision)
-from diffusion.train import Trainer
+from diffusion.explore import literature
+from diffusion.explore.study import (
+    GOAL_RATIO,
+    LowPrecisionNet,
+    best_at,
+    goal_line,
+    markdown_table,
+    parse_sampler,
+    plan,
+    settings,
+    study,
+    with_precision,
+)
+from diffusion.models.config import MLPConfig
+from diffusion.models.mlp import MLP
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.registry import nfe
+from diffusion.sampling.run import Run, Trajectory
+from diffusion.training.trainer import Trainer
 
 T, N = 200, 400
 

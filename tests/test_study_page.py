@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data.toy2d import toy_dataset
-from diffusion.train import Trainer
+from diffusion.training.trainer import Trainer
 from ui.session_runs import KEY
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,9 +6,9 @@ import torch.nn.functional as F
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
-from diffusion.evaluation import metrics_2d
-from diffusion.runs import SamplerConfig
-from diffusion.train import Trainer
+from diffusion.metrics.evaluation import metrics_2d
+from diffusion.sampling.config import SamplerConfig
+from diffusion.training.trainer import Trainer
 
 
 def _moons(n=5000):

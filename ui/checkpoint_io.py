@@ -1,7 +1,8 @@
-"""Checkpoints as zip files: export a trainer's run folder, and load an uploaded zip back into a trainer.
+"""Checkpoints as zip files: export a trainer's run folder, and load an uploaded zip back into a trainer (the 2D
+page's Load button is ui.toy2d_io).
 
 Anything wrong with an upload raises ValueError with a message for an error box; nothing in it is executed
-or unpickled (diffusion.checkpoints reads JSON and safetensors only).
+or unpickled (diffusion.training.checkpoints reads JSON and safetensors only).
 """
 
 import io
@@ -9,13 +10,9 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-import streamlit as st
-
-from diffusion.checkpoints import CONFIG, load_run
 from diffusion.data import is_toy
-from diffusion.train import Trainer
-
-from .layout import error_box
+from diffusion.training.checkpoints import CONFIG, load_run
+from diffusion.training.trainer import Trainer
 
 MAX_UNZIPPED = 256 * 2**20   # bytes: a 2D checkpoint is well under 10 MB; refuse zip bombs
 
@@ -70,34 +67,3 @@ def load_trainer_zip(data: bytes, training_data) -> Trainer:
             return Trainer.resume(run_dir, training_data(run.config.data).x)
         except ValueError as e:            # name the zip, not the temporary folder it was unpacked into
             raise ValueError(str(e).replace(f"{str(run_dir)!r}", "the zip")) from None
-
-
-def load_uploaded(upload_key: str, message_key: str) -> None:
-    """on_click of Load: resume the uploaded zip as this visitor's model, or leave an error message to show.
-
-    Any failure is reported, never raised: the current model stays as it was."""
-    from . import data2d, settings2d, training
-    upload = st.session_state.get(upload_key)
-    if upload is None:
-        st.session_state[message_key] = ("error", "choose a .zip file first")
-        return
-    try:
-        trainer = load_trainer_zip(upload.getvalue(), data2d.training_data)
-    except Exception as e:  # noqa: BLE001 - a bad upload must show an error box, whatever broke
-        st.session_state[message_key] = ("error", f"{upload.name}: {e}")
-        return
-    training.set_job(training.TrainingJob(trainer))
-    settings2d.apply(trainer.config)
-    cfg = trainer.config
-    st.session_state[message_key] = ("success", f"Loaded {upload.name}: {cfg.data.dataset}, {cfg.schedule.name} "
-                                                f"T={cfg.schedule.timesteps}, step {trainer.step:,}.")
-
-
-def show_load_result(message_key: str) -> None:
-    """The outcome load_uploaded left, shown once."""
-    if message_key in st.session_state:
-        kind, text = st.session_state.pop(message_key)
-        if kind == "success":
-            st.success(text, icon=":material/check:")
-        else:
-            error_box("Could not load the checkpoint", text)

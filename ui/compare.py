@@ -1,5 +1,5 @@
 """The compare page's loaders and charts: every run (shipped, in checkpoints/, in folders the visitor added, trained
-in this session) summarised by diffusion.catalog, folders re-read only when their files change; overlays of
+in this session) summarised by diffusion.explore.catalog, folders re-read only when their files change; overlays of
 loss and metric curves; one metric against one hyperparameter."""
 
 from dataclasses import dataclass, replace
@@ -9,9 +9,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from diffusion import catalog
-from diffusion.checkpoints import CONFIG, EMA, METRICS
-from diffusion.runs import Run
+from diffusion.explore import catalog
+from diffusion.sampling.run import Run
+from diffusion.training.checkpoints import CONFIG, EMA, METRICS
 
 from .charts import METRIC_LABELS, STRETCH_HEIGHT
 from .session_runs import session_runs

@@ -6,12 +6,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from diffusion import explore2d
 from diffusion.config import DataConfig
+from diffusion.core.schedules import NoiseSchedule, make_schedule, spaced_timesteps
 from diffusion.data import TrainingData, load_data
 from diffusion.data.toy2d import TOY_DATASETS
-from diffusion.runs import Run, SamplerConfig
-from diffusion.schedules import NoiseSchedule, make_schedule, spaced_timesteps
+from diffusion.explore import toy2d as explore2d
+from diffusion.metrics import evaluation
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.run import Run
 
 from . import charts
 
@@ -73,11 +75,11 @@ def timesteps_used(T: int, steps: int) -> list[int]:
 @st.cache_data(show_spinner=False)
 def floor(dataset: str) -> dict[str, float]:
     """The metric floor (an independent true sample) of the page's measurement protocol."""
-    return explore2d.metric_floor(dataset)
+    return evaluation.metric_floor(dataset)
 
 
 @st.cache_data(show_spinner="Sampling...", max_entries=PER_MODEL)
-def samples(run_key: str, _run: Run, sampler: SamplerConfig, n: int = explore2d.METRIC_N) -> pd.DataFrame:
+def samples(run_key: str, _run: Run, sampler: SamplerConfig, n: int = evaluation.METRIC_N) -> pd.DataFrame:
     """n samples as a frame (x, y); seed 0: the same x_T for every sampler choice."""
     return pd.DataFrame(_run.sample(n, sampler, seed=0).numpy(), columns=["x", "y"])
 
@@ -85,7 +87,7 @@ def samples(run_key: str, _run: Run, sampler: SamplerConfig, n: int = explore2d.
 @st.cache_data(show_spinner="Measuring...", max_entries=PER_MODEL)
 def metrics(run_key: str, _run: Run, sampler: SamplerConfig) -> dict[str, float]:
     """The metrics of samples(run_key, sampler); ValueError if they are not finite."""
-    return explore2d.sample_metrics(samples(run_key, _run, sampler).to_numpy(), _run.config.data.dataset)
+    return evaluation.sample_metrics(samples(run_key, _run, sampler).to_numpy(), _run.config.data.dataset)
 
 
 def metrics_table(metrics: dict[str, float], floor: dict[str, float]) -> pd.DataFrame:

@@ -11,12 +11,13 @@ import numpy as np
 import streamlit as st
 import torch
 
-from diffusion import explore_images as ei
-from diffusion.catalog import CHECKPOINTS_DIR
-from diffusion.checkpoints import load_run
 from diffusion.config import RunConfig
-from diffusion.interpolation import interpolate_labels, interpolate_noise
-from diffusion.runs import Run, SamplerConfig
+from diffusion.explore import images as ei
+from diffusion.training.checkpoints import CHECKPOINTS_DIR
+from diffusion.explore.interpolation import interpolate_labels, interpolate_noise
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.run import Run
+from diffusion.training.checkpoints import load_run
 
 SHIPPED_ROOT = Path(os.environ.get("DIFFUSION_CHECKPOINTS", CHECKPOINTS_DIR))
 SHIPPED = {"digit0": "mnist16-digit0", "cond": "mnist16-cond", "cross": "mnist16-cond-cross",

@@ -6,8 +6,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from diffusion import explore_images as ei
-from diffusion.runs import SamplerConfig
+from diffusion.explore import images as ei
+from diffusion.sampling.config import SamplerConfig
 
 from . import charts, image_cache
 from .image_ondemand import opened, run_parts

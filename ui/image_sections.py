@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from diffusion import explore_images as ei
-from diffusion.runs import Run, SamplerConfig
+from diffusion.explore import images as ei
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.run import Run
 
 from . import image_cache
 from .image_ondemand import opened

@@ -7,12 +7,13 @@ import math
 import pandas as pd
 import streamlit as st
 
-from diffusion import explore_images as ei
-from diffusion.classifier import classifier_dir
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
-from diffusion.models.unet import UNET_PRESETS, unet_preset
-from diffusion.runs import Run, SamplerConfig
-from diffusion.schedules import SCHEDULES
+from diffusion.core.schedules import SCHEDULES
+from diffusion.explore import images as ei
+from diffusion.metrics.classifier import classifier_dir
+from diffusion.models.config import UNET_PRESETS, unet_preset
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.run import Run
 
 from . import charts, image_cache, session_runs, training, training_view
 from .image_ondemand import run_parts

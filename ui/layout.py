@@ -30,7 +30,7 @@ def device_label() -> str:
 
 def finish(device_slot: DeltaGenerator) -> None:
     """After the page: import the heavy modules (a no-op once done) and show the device in the sidebar."""
-    import diffusion.evaluation  # noqa: F401 - warms the POT import the 2D metrics need
+    import diffusion.metrics.evaluation  # noqa: F401 - warms the POT import the 2D metrics need
     device_slot.caption(f"Device: {device_label()} · 2D models train on the CPU, 1 thread each")
 
 

@@ -3,7 +3,7 @@ page). A page registers its run whenever the run changes; nothing here is shared
 
 import streamlit as st
 
-from diffusion.runs import Run
+from diffusion.sampling.run import Run
 
 KEY = "session_runs"
 

@@ -8,6 +8,8 @@ import streamlit as st
 
 from diffusion.config import RunConfig
 
+from .training import current_job
+
 T_OPTIONS = (10, 20, 50, 100, 200, 500, 1000, 2000, 4000)
 WIDTHS = (32, 64, 128, 256, 512)
 DEPTHS = (1, 6)
@@ -32,7 +34,6 @@ def model_settings(config: RunConfig) -> dict:
 def restore() -> None:
     """Give each settings widget without a value the visitor's model's setting (else the default); call before
     drawing them."""
-    from .training import current_job
     job = current_job()
     for key, value in {**DEFAULTS, **(model_settings(job.config) if job is not None else {})}.items():
         st.session_state.setdefault(key, value)

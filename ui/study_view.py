@@ -8,9 +8,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from diffusion import literature, study
-from diffusion.runs import Run
-from diffusion.solvers import nfe as nfe_of
+from diffusion.explore import literature, study
+from diffusion.sampling.registry import nfe as nfe_of
+from diffusion.sampling.run import Run
 
 from . import image_cache, session_runs
 from .charts import METRIC_LABELS, STRETCH_HEIGHT

@@ -12,13 +12,16 @@ from typing import Any, Protocol
 import streamlit as st
 import torch
 
-from diffusion import explore2d
-from diffusion.cli import MODEL_DEFAULTS, UNBOUNDED_STEPS
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.data import TrainingData
-from diffusion.models.mlp import MLPConfig
-from diffusion.runs import Run
-from diffusion.train import RunResult, StepInfo, Trainer
+from diffusion.explore import toy2d as explore2d
+from diffusion.metrics import evaluation
+from diffusion.models.config import MLPConfig
+from diffusion.sampling.run import Run
+from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS
+from diffusion.training.trainer import RunResult, StepInfo, Trainer
+
+from .checkpoint_io import zip_trainer
 
 JOB_KEY = "toy2d_job"
 
@@ -41,10 +44,10 @@ class Metrics2D:
     names = explore2d.METRICS
 
     def prepare(self, config: RunConfig) -> None:
-        explore2d.metric_floor(config.data.dataset)    # once per process; the charts draw it
+        evaluation.metric_floor(config.data.dataset)    # once per process; the charts draw it
 
     def __call__(self, run: Run) -> tuple[dict[str, float], Any]:
-        return explore2d.live_metrics(run), None
+        return evaluation.live_metrics(run), None
 
 
 METRICS_2D = Metrics2D()
@@ -202,7 +205,6 @@ class TrainingJob:
 
     def checkpoint_zip(self) -> bytes:
         """The run folder trainer.save writes, zipped (waits if the model is training)."""
-        from .checkpoint_io import zip_trainer
         with self._trainer_lock:
             return zip_trainer(self.trainer)
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from diffusion import explore2d
 from diffusion.config import DataConfig, RunConfig
 from diffusion.data import TrainingData
+from diffusion.explore import toy2d as explore2d
 
 from . import charts, data2d, training
 from .layout import error_box

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..config import DataConfig
-from .toy2d import TOY_DATASETS, toy_dataset
+from diffusion.config import DataConfig
+from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
 
 TOY_TRAIN_SIZE = 100_000  # default number of points drawn once for a 2D training set
 
@@ -30,7 +30,7 @@ def load_data(cfg: DataConfig) -> TrainingData:
         n = cfg.n or TOY_TRAIN_SIZE
         x = toy_dataset(cfg.dataset).sample(n, torch.Generator().manual_seed(cfg.seed))
         return TrainingData(x, None, 0, f"{n:,} points of {cfg.dataset} drawn with seed {cfg.seed}")
-    from .images import load_images
+    from diffusion.data.images import load_images
     if cfg.image_size is None:
         raise ValueError(f"dataset {cfg.dataset!r} is an image dataset: give an image size")
     images = load_images(cfg.dataset, cfg.image_size, classes=cfg.classes, class_weights=cfg.class_weights,

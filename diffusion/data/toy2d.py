@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..oracles import GaussianMixture
+from diffusion.core.oracles import GaussianMixture
 
 Sampler = Callable[[int, torch.Generator], Tensor]
 MOONS_NOISE, CIRCLES_NOISE, SWISSROLL_NOISE, SPIRALS_NOISE = 0.05, 0.05, 0.5, 0.3

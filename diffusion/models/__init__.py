@@ -3,15 +3,16 @@
 import torch
 from torch import nn
 
-from .mlp import MLP, MLPConfig
+from diffusion.models.config import MLPConfig, UNetConfig
 
 
-def build_model(config) -> nn.Module:
+def build_model(config: MLPConfig | UNetConfig) -> nn.Module:
     """The network a model config describes (MLPConfig or UNetConfig)."""
     if isinstance(config, MLPConfig):
+        from diffusion.models.mlp import MLP
         return MLP(config)
-    from .unet import UNet, UNetConfig
     if isinstance(config, UNetConfig):
+        from diffusion.models.unet import UNet
         return UNet(config)
     raise ValueError(f"unknown model config {type(config).__name__}; allowed: MLPConfig, UNetConfig")
 

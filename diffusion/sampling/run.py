@@ -1,68 +1,52 @@
-"""A trained run (config, schedule, EMA network) and how to draw samples from it with any sampler."""
+"""A trained run (config, schedule, EMA network) and how to draw samples from it with any registered sampler."""
 
 from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor, nn
 
-import math
+from diffusion.config import RunConfig
+from diffusion.core.denoisers import Denoiser, clipped, guided, model_denoiser
+from diffusion.core.edm import (
+    EDM_SIGMA_MAX,
+    EDM_SIGMA_MIN,
+    EDMPrecond,
+    SigmaDenoiser,
+    from_vp_denoiser,
+    karras_sigmas,
+    logsnr_sigmas,
+    schedule_sigma_range,
+    to_vp_denoiser,
+)
+from diffusion.core.schedules import NoiseSchedule, spaced_timesteps
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.registry import Space, sampler_spec
+from diffusion.sampling.vp import SeededNoise, StepCallback
 
-from .config import RunConfig
-from .denoisers import Denoiser, clipped, guided, model_denoiser
-from .edm import (EDM_SIGMA_MAX, EDM_SIGMA_MIN, EDMPrecond, SigmaDenoiser, from_vp_denoiser, karras_sigmas,
-                  logsnr_sigmas, schedule_sigma_range, to_vp_denoiser)
-from .samplers import SeededNoise, StepCallback, ddim_sample, ddpm_sample
-from .schedules import NoiseSchedule, spaced_timesteps
-from .solvers import SIGMA_SAMPLERS, Churn, sample_sigma
-
-SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", *SIGMA_SAMPLERS)
-GRIDS: tuple[str, ...] = ("karras", "logsnr")
 SEED_STRIDE = 1_000_000  # sample i of seed s draws from seed s * SEED_STRIDE + i
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """How to sample: which sampler, how many network evaluations, on which timestep grid."""
-
-    name: str = "ddim"
-    steps: int = 50
-    eta: float = 0.0                 # DDIM only
-    spacing: str = "trailing"
-    variance: str = "beta_tilde"     # DDPM only
-    clip: bool | None = None         # None: on for images, off for 2D data
-    guidance: float = 1.0            # classifier-free guidance scale w; 1 = plain conditional
-    grid: str | None = None          # euler/heun/dpmpp2m sigma grid; None: karras (rho), logsnr for dpmpp2m
-    rho: float = 7.0                 # Karras et al. eq. 5
-    sigma_min: float | None = None   # None: EDM's 0.002 and 80, clamped to the schedule's range
-    sigma_max: float | None = None
-    S_churn: float = 0.0             # EDM Algorithm 2 stochasticity (euler, heun)
-    S_min: float = 0.0
-    S_max: float | None = None      # None: no upper bound
-    S_noise: float = 1.0
-
-    def __post_init__(self):
-        if self.name not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.name!r}; allowed: {', '.join(SAMPLERS)}")
-        if self.grid is not None and self.grid not in GRIDS:
-            raise ValueError(f"unknown sigma grid {self.grid!r}; allowed: {', '.join(GRIDS)}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta={self.eta!r} is out of range; allowed: 0 to 1")
-        if not 0.0 <= self.guidance <= 50.0:
-            raise ValueError(f"guidance={self.guidance!r} is out of range; allowed: 0 to 50")
 
 
 @dataclass
 class Trajectory:
-    """What a sampler visited: its timesteps (code t for ddpm/ddim, the noise level sigma for the EDM samplers),
-    x_t (K, B, ...) before each step and x0_hat (K, B, ...)."""
+    """What a sampler visited, one entry per network evaluation it showed: `times` are code timesteps t (ints) when
+    space is "timesteps" (ddpm, ddim) and noise levels sigma (floats) when it is "sigmas" (euler, heun, dpmpp2m);
+    x_t (K, B, ...) before each step, in the sampler's own space, and x0_hat (K, B, ...)."""
 
-    timesteps: list[int] = field(default_factory=list)
+    space: Space = "timesteps"
+    times: list[int | float] = field(default_factory=list)
     x_t: list[Tensor] = field(default_factory=list)
     x0_hat: list[Tensor] = field(default_factory=list)
 
-    def record(self, i: int, t: int, x_t: Tensor, x0_hat: Tensor) -> None:
-        self.timesteps.append(t)
+    def record(self, i: int, time: int | float, x_t: Tensor, x0_hat: Tensor) -> None:
+        self.times.append(time)
         self.x_t.append(x_t.detach().cpu())
         self.x0_hat.append(x0_hat.detach().cpu())
+
+    def paper_timesteps(self) -> list[int]:
+        """The paper timestep t + 1 of each entry (discrete samplers only)."""
+        if self.space != "timesteps":
+            raise ValueError(f"a trajectory in the {self.space!r} space has noise levels, not timesteps")
+        return [int(t) + 1 for t in self.times]
 
 
 @dataclass
@@ -123,8 +107,7 @@ class Run:
         """The decreasing noise levels (ending with 0) an EDM sampler visits."""
         low, high = (EDM_SIGMA_MIN, EDM_SIGMA_MAX) if self.is_edm else schedule_sigma_range(self.schedule)
         low, high = sampler.sigma_min or low, sampler.sigma_max or high
-        grid = sampler.grid or ("logsnr" if sampler.name == "dpmpp2m" else "karras")
-        if grid == "logsnr":
+        if sampler.sigma_grid == "logsnr":
             return logsnr_sigmas(sampler.steps, low, high)
         return karras_sigmas(sampler.steps, low, high, sampler.rho)
 
@@ -142,7 +125,8 @@ class Run:
             raise ValueError(f"a trajectory is recorded for one batch: n={n} must be <= batch_size={batch_size}")
         if trajectory is not None and callback is not None:
             raise ValueError("pass a trajectory or a callback, not both")
-        callback = trajectory.record if trajectory is not None else callback
+        if trajectory is not None:
+            trajectory.space, callback = sampler.space, trajectory.record
         device = next(self.net.parameters()).device
         out = []
         for start in range(0, n, batch_size):
@@ -154,14 +138,4 @@ class Run:
     def _sample_batch(self, seeds: list[int], sampler: SamplerConfig, y: Tensor | None,
                       callback: StepCallback | None, device: torch.device) -> Tensor:
         noise = SeededNoise(seeds, self.sample_shape, device)
-        x_T = noise()
-        if sampler.name in SIGMA_SAMPLERS:
-            churn = Churn(sampler.S_churn, sampler.S_min, math.inf if sampler.S_max is None else sampler.S_max,
-                          sampler.S_noise)
-            return sample_sigma(sampler.name, self.sigma_denoiser(sampler), x_T, self.sigmas(sampler), y=y,
-                                noise=noise, callback=callback, churn=churn)
-        denoise, ts = self.denoiser(sampler), self.timesteps(sampler)
-        if sampler.name == "ddpm":
-            return ddpm_sample(denoise, self.schedule, x_T, ts, noise=noise, y=y, variance=sampler.variance,
-                               callback=callback)
-        return ddim_sample(denoise, self.schedule, x_T, ts, eta=sampler.eta, noise=noise, y=y, callback=callback)
+        return sampler_spec(sampler.name).run(self, sampler, noise(), y=y, noise=noise, callback=callback)

@@ -9,9 +9,9 @@ from typing import Callable, Literal, Sequence
 import torch
 from torch import Tensor
 
-from .denoisers import Denoiser
-from .forward import posterior, x0_to_eps
-from .schedules import NoiseSchedule
+from diffusion.core.denoisers import Denoiser
+from diffusion.core.forward import posterior, x0_to_eps
+from diffusion.core.schedules import NoiseSchedule
 
 Noise = Callable[[], Tensor]
 StepCallback = Callable[[int, int, Tensor, Tensor], None]  # (i, t, x_t, x0_hat)

@@ -1,16 +1,11 @@
 """The training objective: per-example regression on eps (Ho et al. 2020, eq. 14), x0 or v, with optional
 min-SNR weighting and label dropout for classifier-free guidance (Ho & Salimans 2022)."""
 
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 
-from .forward import Objective, at, q_sample, snr_weight, target
-from .schedules import NoiseSchedule
-
-Weighting = Literal["none", "min_snr"]
-WEIGHTINGS: tuple[str, ...] = ("none", "min_snr")
+from diffusion.core.forward import WEIGHTINGS, Objective, Weighting, at, q_sample, snr_weight, target
+from diffusion.core.schedules import NoiseSchedule
 
 
 def drop_labels(y: Tensor, p: float, null_label: int, generator: torch.Generator) -> Tensor:

@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
-from .classifier import FeatureCNN, load_classifier
+from diffusion.metrics.classifier import FeatureCNN, load_classifier
 
 Metric = Literal["fid", "isc", "kid", "prc"]
 METRICS: tuple[str, ...] = ("fid", "isc", "kid", "prc")

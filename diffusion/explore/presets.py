@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .edm import EDM_P_MEAN, EDM_P_STD, EDM_RHO, EDM_SIGMA_DATA, EDM_SIGMA_MAX, EDM_SIGMA_MIN
-from .solvers import nfe
+from diffusion.core.edm import EDM_P_MEAN, EDM_P_STD, EDM_RHO, EDM_SIGMA_DATA, EDM_SIGMA_MAX, EDM_SIGMA_MIN
+from diffusion.sampling.registry import nfe
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,7 +1,7 @@
 """Exact laws and exact denoisers for Gaussian-mixture data: the analytic truth samplers are tested against.
 
 Notation (Ho et al. 2020, eq. 4): x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps, eps ~ N(0, I).
-Standalone on purpose (no import of diffusion.schedules): tests can drive any schedule through it.
+Standalone on purpose (no import of diffusion.core.schedules): tests can drive any schedule through it.
 """
 
 import math
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-Denoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # same contract as diffusion.denoisers.Denoiser
+Denoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # same contract as diffusion.core.denoisers.Denoiser
 WEIGHT_TOL = 1e-6  # weights must sum to 1 within this
 
 

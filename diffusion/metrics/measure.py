@@ -3,19 +3,19 @@ against the fixed reference for 2D runs; for images, the FID on the dataset clas
 against n training images (fid_n says n; fid_floor is the FID of two disjoint halves of those real images) and,
 for conditional runs, the share of samples the classifier reads as the requested label."""
 
-from .runs import Run, SamplerConfig
-from .train import Callback, StepInfo, Trainer
-from . import distributed
+from diffusion.metrics.evaluation import evaluate_run_images, live_metrics
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.run import Run
+from diffusion.training import distributed
+from diffusion.training.trainer import Callback, StepInfo, Trainer
 
 IMAGE_SAMPLER = SamplerConfig("ddim", 50)
 
 
 def measure(run: Run, n: int = 500, seed: int = 0) -> dict[str, float]:
-    """The quality columns of one measurement (n: image samples; 2D runs use explore2d.METRIC_N points)."""
+    """The quality columns of one measurement (n: image samples; 2D runs use evaluation.METRIC_N points)."""
     if not run.is_image:
-        from .explore2d import live_metrics
         return live_metrics(run, seed)
-    from .evaluation_images import evaluate_run_images
     report = evaluate_run_images(run, n, IMAGE_SAMPLER, ("fid",), seed=seed)
     row = {"fid": report["metrics"]["fid"], "fid_n": float(n), "fid_floor": report["floor"]["fid"]}
     if "label_accuracy" in report:

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .denoisers import Denoiser
-from .runs import SEED_STRIDE, Run, SamplerConfig
-from .samplers import SeededNoise, ddim_sample
+from diffusion.core.denoisers import Denoiser
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.run import SEED_STRIDE, Run
+from diffusion.sampling.vp import SeededNoise, ddim_sample
 
 PARALLEL_COS = 0.9995  # above this cosine, slerp's 1 / sin(theta) is ill-conditioned: use lerp
 

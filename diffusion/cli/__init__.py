@@ -10,24 +10,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, distributed
-from .checkpoints import CONFIG, load_run
-from .config import PRECISIONS, TRAIN_OBJECTIVES, DataConfig, RunConfig, ScheduleConfig, TrainConfig
-from .data import is_toy, load_data
-from .data.toy2d import TOY_DATASETS, toy_dataset
-from .measure import measure_every
-from .models.unet import CONDITIONINGS
-from .runs import GRIDS, SAMPLERS, SamplerConfig
-from .samplers import VARIANCES
-from .schedules import SCHEDULES, SPACINGS
-from .solvers import nfe
-from .train import Trainer
-
-MODEL_DEFAULTS = {  # per model kind: training defaults tuned for 2 CPU cores
-    "mlp": {"batch_size": 256, "lr": 1e-3, "ema_decay": 0.999, "steps": 4000, "threads": 1},
-    "unet": {"batch_size": 64, "lr": 5e-4, "ema_decay": 0.999, "steps": 20_000, "threads": 0},
-}
-UNBOUNDED_STEPS = 10_000_000
+from diffusion import __version__
+from diffusion.config import PRECISIONS, TRAIN_OBJECTIVES, DataConfig, RunConfig, ScheduleConfig, TrainConfig
+from diffusion.core.schedules import SCHEDULES, SPACINGS
+from diffusion.data import is_toy, load_data
+from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
+from diffusion.metrics.measure import measure_every
+from diffusion.models.config import CONDITIONINGS
+from diffusion.sampling.config import GRIDS, SamplerConfig
+from diffusion.sampling.registry import SAMPLERS, nfe
+from diffusion.sampling.vp import VARIANCES
+from diffusion.training import distributed
+from diffusion.training.checkpoints import CONFIG, load_run
+from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS
+from diffusion.training.trainer import Trainer
 
 
 class _Parser(argparse.ArgumentParser):
@@ -141,11 +137,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _model_config(kind: str, args, data_cfg: DataConfig, num_classes: int, channels: int):
     if kind == "mlp":
-        from .models.mlp import MLPConfig
+        from diffusion.models.config import MLPConfig
         if not is_toy(data_cfg.dataset):
             raise ValueError(f"model 'mlp' is for 2D data; dataset {data_cfg.dataset!r} needs --model unet")
         return MLPConfig(num_classes=num_classes)
-    from .models.unet import unet_preset
+    from diffusion.models.config import unet_preset
     if is_toy(data_cfg.dataset):
         raise ValueError(f"model 'unet' is for images; 2D dataset {data_cfg.dataset!r} needs --model mlp")
     preset = args.preset or ("small-16" if data_cfg.image_size <= 16 else "small-32")
@@ -154,7 +150,7 @@ def _model_config(kind: str, args, data_cfg: DataConfig, num_classes: int, chann
 
 
 def _check_dataset(name: str) -> None:
-    from .data.images import IMAGE_DATASETS
+    from diffusion.data.images import IMAGE_DATASETS
     if not (is_toy(name) or name in IMAGE_DATASETS or name.startswith("folder:")):
         raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(TOY_DATASETS)}, "
                          f"{', '.join(IMAGE_DATASETS)}, folder:PATH")
@@ -281,7 +277,7 @@ def _write(samples: torch.Tensor, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if samples.dim() == 4:
-        from .data.images import save_grid_png, to_uint8
+        from diffusion.data.images import save_grid_png, to_uint8
         images = to_uint8(samples)
         if suffix == ".png":
             return save_grid_png(images, path)
@@ -318,12 +314,12 @@ def _evaluate(args) -> int:
     _set_threads(run.config.model.kind, args.threads)
     start = time.perf_counter()
     if run.is_image:
-        from .evaluation_images import evaluate_run_images
+        from diffusion.metrics.evaluation import evaluate_run_images
         result = evaluate_run_images(run, args.n, sampler, args.metrics.split(","), seed=args.seed,
                                      y=_labels(args, run, args.n), extractor=args.extractor,
                                      inception_weights=args.inception_weights)
     else:
-        from .evaluation import evaluate_run_2d
+        from diffusion.metrics.evaluation import evaluate_run_2d
         evaluation = evaluate_run_2d(run, args.n, sampler, seed=args.seed)
         result = {"metrics": evaluation.metrics, "floor": evaluation.floor}
     report = {"checkpoint": args.checkpoint, "step": run.step, "dataset": run.config.data.dataset, "n": args.n,
@@ -350,7 +346,7 @@ def _data(args) -> int:
 
 
 def _study(args) -> int:
-    from .study import study_checkpoint
+    from diffusion.explore.study import study_checkpoint
     _check_n(args.n)
     print(study_checkpoint(args.checkpoint, args.samplers.split(","), args.nfe, args.out, n=args.n,
                            precisions=args.precision.split(","), seed=args.seed, device=args.device))

@@ -11,24 +11,37 @@ config.json; nothing is unpickled.
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
-from . import __version__
-from .config import RunConfig
-from .models import build_model, memory_format
-from .runs import Run
+from diffusion import __version__
+from diffusion.config import RunConfig
+from diffusion.models import build_model, memory_format
+from diffusion.sampling.run import Run
 
-if TYPE_CHECKING:
-    from .train import Trainer
+
+class TrainerState(Protocol):
+    """What a checkpoint holds of a trainer (training.trainer.Trainer has it all; this module does not import it)."""
+
+    config: RunConfig
+    model: torch.nn.Module
+    ema: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    step: int
+    elapsed: float
+    loss_avg: float
+    history: list[dict]
+    data_source: str
 
 CONFIG, MODEL, EMA, OPTIMIZER, METRICS = "config.json", "model.safetensors", "ema.safetensors", \
     "optimizer.safetensors", "metrics.csv"
 COMMIT, PENDING = "commit.json", ".pending"
+CHECKPOINTS_DIR = Path(__file__).resolve().parents[2] / "checkpoints"   # the repository's shipped runs and classifiers
 
 
 def atomic_write(path: Path, write) -> None:
@@ -45,7 +58,7 @@ def _save_tensors(path: Path, tensors: dict, step: int, **meta: str) -> None:
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"step": str(step), **meta}))
 
 
-def _optimizer_tensors(trainer: "Trainer") -> tuple[dict, str]:
+def _optimizer_tensors(trainer: TrainerState) -> tuple[dict, str]:
     sd = trainer.optimizer.state_dict()
     tensors = {f"state.{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items()}
     tensors["rng"] = trainer.generator.get_state()
@@ -53,7 +66,7 @@ def _optimizer_tensors(trainer: "Trainer") -> tuple[dict, str]:
     return tensors, json.dumps(meta)
 
 
-def save(run_dir: str | Path, trainer: "Trainer") -> None:
+def save(run_dir: str | Path, trainer: TrainerState) -> None:
     """Write the trainer's checkpoint into run_dir (created if needed), all files or none."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +148,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
                raw.get("data_source", ""))
 
 
-def load_trainer(cls, run_dir: str | Path, x: torch.Tensor, y: torch.Tensor | None, device: str) -> "Trainer":
+def load_trainer(cls, run_dir: str | Path, x: torch.Tensor, y: torch.Tensor | None, device: str) -> TrainerState:
     """Rebuild a Trainer from run_dir exactly as it was at its last checkpoint."""
     run_dir = Path(run_dir)
     config, raw = _read_config(run_dir)

@@ -5,10 +5,9 @@ sigma_t is alpha_t here; sigma below is the EDM noise level sqrt((1 - alpha_bar)
 Code index t in 0..T-1 is the paper's timestep t+1 (so alpha_bar[0] = alpha_1 = 1 - beta_1).
 """
 
+import math
 from dataclasses import dataclass
 from typing import Literal
-
-import math
 
 import numpy as np
 import torch
@@ -112,11 +111,15 @@ def spaced_timesteps(T: int, n_steps: int, spacing: Spacing = "trailing") -> lis
 
     trailing: round(T - k T/n) - 1, always starts at T-1 (Lin et al. 2024, Table 2);
     linspace: round(linspace(0, T-1, n)); leading: k * (T // n), never reaches T-1 (as in DDIM's code).
+    One step is [T-1] whatever the spacing: the one denoising step must start from x_T (linspace and leading
+    would give [0], one step at t = 1 from pure noise).
     """
     if spacing not in SPACINGS:
         raise ValueError(f"unknown timestep spacing {spacing!r}; allowed: {', '.join(SPACINGS)}")
     if not (isinstance(n_steps, int) and 1 <= n_steps <= T):
         raise ValueError(f"number of steps {n_steps!r} is out of range; allowed: 1 to T={T}")
+    if n_steps == 1:
+        return [T - 1]
     if spacing == "trailing":
         ts = np.round(T - np.arange(n_steps) * T / n_steps).astype(np.int64) - 1
     elif spacing == "linspace":

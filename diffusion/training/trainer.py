@@ -11,12 +11,12 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor
 
-from . import checkpoints, distributed
-from .config import RunConfig
-from .edm import EDMPrecond, edm_loss
-from .losses import diffusion_loss, drop_labels
-from .models import build_model, memory_format
-from .runs import Run
+from diffusion.config import RunConfig
+from diffusion.core.edm import EDMPrecond, edm_loss
+from diffusion.core.losses import diffusion_loss, drop_labels
+from diffusion.models import build_model, memory_format
+from diffusion.sampling.run import Run
+from diffusion.training import checkpoints, distributed
 
 EXPLOSION_FACTOR = 100.0  # a loss this many times its running average means training has diverged
 StopReason = Literal["steps", "time", "callback", "diverged"]

@@ -8,8 +8,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .forward import Objective, at, predict_x0
-from .schedules import NoiseSchedule
+from diffusion.core.forward import Objective, at, predict_x0
+from diffusion.core.schedules import NoiseSchedule
 
 Denoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # (x_t (B, ...), t (B,) long, y (B,) | None) -> x0_hat
 

@@ -2,7 +2,7 @@
 (penultimate layer for FID/KID/precision-recall, logits for the Inception Score) and the judge of labels.
 
 A classifier is a folder checkpoints/classifiers/<dataset>-<size>/: config.json + model.safetensors.
-python -m diffusion.classifier --dataset mnist --image-size 16 --out checkpoints/classifiers/mnist-16
+python -m diffusion.metrics.classifier --dataset mnist --image-size 16 --out checkpoints/classifiers/mnist-16
 """
 
 import argparse
@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from . import __version__
-from .checkpoints import atomic_write
-from .data.images import IMAGE_DATASETS, load_images
+from diffusion import __version__
+from diffusion.data.images import IMAGE_DATASETS, load_images
+from diffusion.training.checkpoints import CHECKPOINTS_DIR, atomic_write
 
-CLASSIFIERS_ROOT = Path(__file__).resolve().parent.parent / "checkpoints" / "classifiers"
+CLASSIFIERS_ROOT = CHECKPOINTS_DIR / "classifiers"
 CONFIG, MODEL = "config.json", "model.safetensors"
 MAX_SHIFT = 2  # augmentation: random translations of up to 2 pixels
 
@@ -187,7 +187,7 @@ def load_classifier(dataset: str, image_size: int, root: str | Path | None = Non
     path = classifier_dir(dataset, image_size, root)
     if not path.is_dir():
         raise ValueError(f"no classifier for {dataset!r} at {image_size}x{image_size}: folder {str(path)!r} is "
-                         f"missing; create it with: python -m diffusion.classifier --dataset {dataset} "
+                         f"missing; create it with: python -m diffusion.metrics.classifier --dataset {dataset} "
                          f"--image-size {image_size} --out {path}")
     return load_classifier_dir(path)
 
@@ -200,7 +200,7 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     """Train, report and save one classifier folder."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    p = _Parser(prog="python -m diffusion.classifier", description="Train the classifier the image metrics use.")
+    p = _Parser(prog="python -m diffusion.metrics.classifier", description="Train the classifier the image metrics use.")
     p.add_argument("--dataset", required=True, choices=IMAGE_DATASETS)
     p.add_argument("--image-size", type=int, required=True)
     p.add_argument("--epochs", type=int, default=15)
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                                        max_seconds=args.max_seconds, seed=args.seed, width=args.width)
     except ValueError as err:
         p.exit(2, f"{p.prog}: error: {err}\n")
-    info = replace(info, command=shlex.join(["python", "-m", "diffusion.classifier", *argv]))
+    info = replace(info, command=shlex.join(["python", "-m", "diffusion.metrics.classifier", *argv]))
     save_classifier(model, info, args.out)
     print(f"{args.out}: held-out accuracy {info.accuracy:.4f} on {info.n_test} test images "
           f"({info.epochs} epochs, {info.train_seconds:.1f} s, {info.n_train} train images)")

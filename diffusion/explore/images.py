@@ -17,14 +17,20 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from .classifier import load_classifier
-from .config import DataConfig, RunConfig
-from .data import TrainingData, load_data
-from .data.images import load_images, to_uint8
-from .metrics_images import (class_histogram, image_metrics, label_accuracy, mean_pairwise_distance,
-                             memorisation_ratio)
-from .runs import Run, SamplerConfig, Trajectory
-from .train import Trainer
+from diffusion.config import DataConfig, RunConfig
+from diffusion.data import TrainingData, load_data
+from diffusion.data.images import load_images, to_uint8
+from diffusion.metrics.classifier import load_classifier
+from diffusion.metrics.images import (
+    class_histogram,
+    image_metrics,
+    label_accuracy,
+    mean_pairwise_distance,
+    memorisation_ratio,
+)
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.run import Run, Trajectory
+from diffusion.training.trainer import Trainer
 
 LIVE_N = 100          # samples per FID measurement while training on a CPU (the floor uses the same n)
 LIVE_STEPS = 20       # DDIM steps of those samples
@@ -83,7 +89,8 @@ def filmstrip(run: Run, sampler: SamplerConfig, n: int, picks: Sequence[int], se
     out = run.sample(n, sampler, seed=seed, y=y, trajectory=traj)
     x_t = [traj.x_t[i] if i < len(traj.x_t) else out for i in picks]
     x0 = [traj.x0_hat[i] if i < len(traj.x0_hat) else out for i in picks]
-    paper_t = [int(traj.timesteps[i]) + 1 if i < len(traj.timesteps) else 0 for i in picks]
+    times = traj.paper_timesteps()
+    paper_t = [times[i] if i < len(times) else 0 for i in picks]
 
     def grid(columns: list[Tensor]) -> np.ndarray:
         stacked = torch.stack(columns, dim=1).flatten(0, 1)          # (n * frames, C, H, W), row-major

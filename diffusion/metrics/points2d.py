@@ -16,7 +16,7 @@ from scipy.spatial.distance import cdist
 from scipy.special import rel_entr
 from torch import Tensor
 
-from .oracles import GaussianMixture
+from diffusion.core.oracles import GaussianMixture
 
 Points = np.ndarray | Tensor
 MAX_EXACT = 5000              # exact optimal transport up to this many points per side (O(n m) memory)

@@ -12,9 +12,9 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .denoisers import Denoiser
-from .forward import at
-from .schedules import NoiseSchedule
+from diffusion.core.denoisers import Denoiser
+from diffusion.core.forward import at
+from diffusion.core.schedules import NoiseSchedule
 
 SigmaDenoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # (x (B, ...), sigma (B,), y) -> x0_hat
 EDM_SIGMA_MIN, EDM_SIGMA_MAX, EDM_RHO = 0.002, 80.0, 7.0            # EDM sec. 3 / Table 1, "Sampling"

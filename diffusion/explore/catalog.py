@@ -15,17 +15,17 @@ import pandas as pd
 import torch
 from safetensors import safe_open
 
-from .checkpoints import CONFIG, EMA, METRICS
-from .config import RunConfig
-from .explore2d import METRICS as METRICS_2D, loss_frame
-from .models import build_model
-from .runs import Run
+from diffusion.config import RunConfig
+from diffusion.explore.toy2d import METRICS as METRICS_2D
+from diffusion.explore.toy2d import loss_frame
+from diffusion.models import build_model
+from diffusion.sampling.run import Run
+from diffusion.training.checkpoints import CHECKPOINTS_DIR, CONFIG, EMA, METRICS
 
-CHECKPOINTS_DIR = Path(__file__).resolve().parents[1] / "checkpoints"   # the repository's run folders
 SKIPPED = ("classifiers",)       # folders under CHECKPOINTS_DIR that hold feature networks, not diffusion runs
 SHIPPED_RUNS = ("moons", "mnist16-digit0", "mnist16-cond", "mnist16-cond-cross", "mnist32-cond", "shapes32-cond")
 LOSS_WINDOW = 100                # final loss: mean of the last LOSS_WINDOW logged losses (one is noisy)
-METRIC_ORDER = (*METRICS_2D, "fid", "fid_floor", "fid_n", "accuracy")  # columns diffusion.measure logs
+METRIC_ORDER = (*METRICS_2D, "fid", "fid_floor", "fid_n", "accuracy")  # columns diffusion.metrics.measure logs
 QUALIFIERS = ("fid_floor", "fid_n")   # say how a metric was measured (its floor, its sample count): not curves
 NOT_METRICS = ("step", "time", "loss", "lr")
 MAX_DEPTH = 3                    # how deep discover looks for run folders below its root
@@ -140,7 +140,7 @@ def architecture(model_config: Any) -> str:
     """A short description: "MLP 128x3 gelu", "U-Net small-16" (a preset) or "U-Net 32x(1, 2), attn (1,)"."""
     if model_config.kind == "mlp":
         return f"MLP {model_config.width}x{model_config.depth} {model_config.activation}"
-    from .models.unet import UNET_PRESETS
+    from diffusion.models.config import UNET_PRESETS
     for preset, settings in UNET_PRESETS.items():
         if all(getattr(model_config, k) == v for k, v in settings.items() if k not in ("image_size", "channels")):
             return f"U-Net {preset}"

@@ -4,12 +4,10 @@ denoising fields, live metrics and sampler sweeps, returned as numpy arrays and 
 Timesteps: arguments named t are code timesteps 0..T-1 (paper t+1); paper_t arguments and every frame's "t"
 column are paper timesteps. Metrics follow one protocol cheap enough to run during training: METRIC_N samples
 against a fixed METRIC_N-point reference, beside the floor (an independent true sample of the same size).
-diffusion.evaluation is imported on first use: POT pulls in scikit-learn, seconds of start-up on a small CPU.
 """
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -17,14 +15,14 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .data.toy2d import toy_dataset
-from .forward import q_sample
-from .oracles import GaussianMixture
-from .runs import Run, SamplerConfig, Trajectory
-from .schedules import NoiseSchedule
+from diffusion.core.forward import q_sample
+from diffusion.core.oracles import GaussianMixture
+from diffusion.core.schedules import NoiseSchedule
+from diffusion.data.toy2d import toy_dataset
+from diffusion.metrics.evaluation import METRIC_N, sample_metrics
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.run import Run, Trajectory
 
-METRIC_N = 1000                 # samples per measurement, and points in the reference they are compared with
-LIVE_STEPS = 50                 # DDIM steps of the cheap sampler used while training
 METRICS = ("w1", "w2", "kl_model_true", "kl_true_model")
 SWEEP_STEPS = (5, 10, 20, 50, 100, 250, 1000)
 FAR_FROM_NORMAL = 1e-3          # alpha_bar_T above this: x_T keeps > 3% of x0's amplitude (Lin et al. 2024)
@@ -81,36 +79,6 @@ def noised_points(x0: np.ndarray, schedule: NoiseSchedule, paper_t: int, seed: i
     return q_sample(x, schedule.alpha_bar[paper_t - 1], eps).numpy()
 
 
-def live_sampler(T: int) -> SamplerConfig:
-    """The cheap sampler used to measure a model while it trains: DDIM with min(LIVE_STEPS, T) steps, eta 0."""
-    return SamplerConfig("ddim", steps=min(LIVE_STEPS, T))
-
-
-@lru_cache(maxsize=32)
-def metric_floor(dataset: str) -> dict[str, float]:
-    """The metrics of an independent true sample of METRIC_N points: what a perfect model scores here."""
-    from .evaluation import FLOOR_SEED, reference_2d
-    from .metrics2d import floor_2d
-    toy = toy_dataset(dataset)
-    return floor_2d(toy.sample, METRIC_N, reference_2d(dataset, METRIC_N), FLOOR_SEED, mixture=toy.mixture)
-
-
-def sample_metrics(samples: Tensor | np.ndarray, dataset: str) -> dict[str, float]:
-    """w1, w2 (data-scale units), kl_model_true, kl_true_model (and nll for mixtures) against the reference.
-
-    ValueError (from diffusion.metrics2d) when samples hold NaN or inf: a diverged sampler has no metrics.
-    """
-    from .evaluation import reference_2d
-    from .metrics2d import evaluate_2d
-    return evaluate_2d(samples, reference_2d(dataset, METRIC_N), mixture=toy_dataset(dataset).mixture)
-
-
-def live_metrics(run: Run, seed: int = 0) -> dict[str, float]:
-    """sample_metrics of METRIC_N samples drawn with live_sampler: what the page plots during training."""
-    samples = run.sample(METRIC_N, live_sampler(run.schedule.T), seed=seed)
-    return sample_metrics(samples, run.config.data.dataset)
-
-
 def sampler_sweep(run: Run, name: str, eta: float = 0.0, steps: tuple[int, ...] = SWEEP_STEPS,
                   seed: int = 0) -> pd.DataFrame:
     """Metrics of METRIC_N samples (same seed, so the same x_T) against the number of steps (capped at T).
@@ -134,7 +102,7 @@ def trajectory_frame(run: Run, sampler: SamplerConfig, n: int, seed: int = 0) ->
     out = run.sample(n, sampler, seed=seed, trajectory=traj)
     x_t = torch.stack(traj.x_t + [out]).numpy()                      # (K + 1, n, 2)
     x0 = torch.stack(traj.x0_hat + [out]).numpy()
-    ts = np.array([t + 1 for t in traj.timesteps] + [0])
+    ts = np.array(traj.paper_timesteps() + [0])
     frames = len(ts)
     return pd.DataFrame({"frame": np.repeat(np.arange(frames), n), "t": np.repeat(ts, n),
                          "point": np.tile(np.arange(n), frames), "x": x_t[..., 0].ravel(), "y": x_t[..., 1].ravel(),

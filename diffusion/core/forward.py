@@ -11,6 +11,8 @@ from torch import Tensor
 
 Objective = Literal["eps", "x0", "v"]
 OBJECTIVES: tuple[str, ...] = ("eps", "x0", "v")
+Weighting = Literal["none", "min_snr"]
+WEIGHTINGS: tuple[str, ...] = ("none", "min_snr")
 
 
 def at(values: Tensor, t: Tensor, x: Tensor) -> Tensor:

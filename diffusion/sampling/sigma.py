@@ -1,24 +1,22 @@
 """Samplers over a sigma grid (VE space x = x0 + sigma n): Euler and Heun with EDM's stochastic churn
 (Karras et al. 2022, Algorithm 2) and DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2).
 
-Same conventions as samplers.py: pure functions of a SigmaDenoiser, x_T (already scaled: sigma_max z), an explicit
+Same conventions as sampling.vp: pure functions of a SigmaDenoiser, x_T (already scaled: sigma_max z), an explicit
 decreasing grid `sigmas` ending with 0 (see edm.karras_sigmas), per-sample noise through a `Noise` callable, and
 an optional callback (i, sigma, x, x0_hat) at each point where the step evaluates the denoiser first.
 """
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 from torch import Tensor
 
-from .edm import SigmaDenoiser
-from .samplers import Noise
+from diffusion.core.edm import SigmaDenoiser
+from diffusion.sampling.vp import Noise
 
 SigmaCallback = Callable[[int, float, Tensor, Tensor], None]  # (i, sigma, x, x0_hat)
-SigmaSamplerName = Literal["euler", "heun", "dpmpp2m"]
-VP_SAMPLERS: tuple[str, ...] = ("ddpm", "ddim")               # samplers.py: one evaluation per step
 
 
 @dataclass(frozen=True)
@@ -122,38 +120,3 @@ def dpmpp_2m_sample(denoise: SigmaDenoiser, x_T: Tensor, sigmas: Tensor, *, y: T
         x = (sigma_next / sigma) * x + (1 - sigma_next / sigma) * d            # -expm1(-h) = 1 - sigma_next/sigma
         x0_prev, h_prev = x0, h
     return x
-
-
-SIGMA_SAMPLERS: dict[str, Callable[..., Tensor]] = {"euler": euler_sample, "heun": heun_sample,
-                                                   "dpmpp2m": dpmpp_2m_sample}
-
-
-def nfe(name: str, steps: int) -> int:
-    """Network evaluations of a sampler over `steps` steps (len(sigmas) - 1 or len(timesteps)): Heun 2N - 1
-    (no correction on the step to sigma = 0, EDM sec. 3: 18 steps = 35 NFE); every other sampler N."""
-    if name not in SIGMA_SAMPLERS and name not in VP_SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; allowed: {', '.join([*SIGMA_SAMPLERS, *VP_SAMPLERS])}")
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"number of steps {steps!r} is invalid; allowed: an integer >= 1")
-    return 2 * steps - 1 if name == "heun" else steps
-
-
-def steps_for_nfe(name: str, budget: int) -> int:
-    """The most steps whose nfe(name, steps) fits in `budget` evaluations (Heun: (budget + 1) // 2)."""
-    nfe(name, budget)  # validates the name and the budget
-    return (budget + 1) // 2 if name == "heun" else budget
-
-
-def sample_sigma(name: SigmaSamplerName, denoise: SigmaDenoiser, x_T_unit: Tensor, sigmas: Tensor, *,
-                 y: Tensor | None = None, noise: Noise | None = None, callback: SigmaCallback | None = None,
-                 churn: Churn = Churn()) -> Tensor:
-    """Dispatch by name from a standard normal x_T_unit, scaled to x_T = sigmas[0] z (EDM Algorithm 2, line 1);
-    returns x at sigma = 0, i.e. samples of x0. Churn is for euler and heun only."""
-    if name not in SIGMA_SAMPLERS:
-        raise ValueError(f"unknown sigma sampler {name!r}; allowed: {', '.join(SIGMA_SAMPLERS)}")
-    x_T = x_T_unit * float(torch.as_tensor(sigmas)[0])
-    if name == "dpmpp2m":
-        if churn != Churn():
-            raise ValueError(f"dpmpp2m is deterministic: churn must be the default, got {churn}")
-        return dpmpp_2m_sample(denoise, x_T, sigmas, y=y, noise=noise, callback=callback)
-    return SIGMA_SAMPLERS[name](denoise, x_T, sigmas, y=y, noise=noise, callback=callback, churn=churn)

@@ -15,17 +15,17 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from .checkpoints import load_run
-from .runs import SAMPLERS, Run, SamplerConfig
-from .solvers import VP_SAMPLERS, nfe as nfe_of, steps_for_nfe
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.registry import SAMPLERS, sampler_spec, steps_for_nfe
+from diffusion.sampling.registry import nfe as nfe_of
+from diffusion.sampling.run import Run
+from diffusion.training.checkpoints import load_run
 
 Precision = Literal["float32", "bfloat16", "float16"]
 PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 NFE_TARGETS: tuple[int, ...] = (5, 10, 20, 50, 100, 250, 1000)
 QUALITY_2D: tuple[str, ...] = ("w1", "kl_model_true", "kl_true_model")
 ALIASES = {"churn": "S_churn", "s_min": "S_min", "s_max": "S_max", "s_noise": "S_noise"}
-KEY_SETTINGS = {"ddpm": ("variance",), "ddim": ("eta",), "euler": ("grid", "rho"), "heun": ("grid", "rho"),
-                "dpmpp2m": ("grid",)}
 Progress = Callable[[int, int, dict], None]   # (rows done, rows planned, the last row)
 
 
@@ -51,10 +51,10 @@ def parse_sampler(text: str) -> SamplerConfig:
 
 def settings(config: SamplerConfig) -> str:
     """The settings that tell this sampler apart: its key ones (eta, variance, grid...) and any non-default one."""
-    default = SamplerConfig(config.name)
-    shown = {"grid": config.grid or ("logsnr" if config.name == "dpmpp2m" else "karras")}
+    default, key = SamplerConfig(config.name), sampler_spec(config.name).shown
+    shown = {"grid": config.sigma_grid}
     names = [f.name for f in fields(config) if f.name not in ("name", "steps") and (
-        f.name in KEY_SETTINGS[config.name] or getattr(config, f.name) != getattr(default, f.name))]
+        f.name in key or getattr(config, f.name) != getattr(default, f.name))]
     return ", ".join(f"{k}={shown.get(k, getattr(config, k))}" for k in names)
 
 
@@ -72,7 +72,7 @@ def plan(run: Run, samplers: Sequence[str | SamplerConfig], nfe_targets: Sequenc
     for template in templates:
         for target in sorted(set(nfe_targets)):
             steps = steps_for_nfe(template.name, target)
-            steps = min(steps, run.schedule.T) if template.name in VP_SAMPLERS else steps
+            steps = min(steps, run.schedule.T) if template.space == "timesteps" else steps
             configs.append(replace(template, steps=steps))
     if reference:
         configs.append(SamplerConfig("ddpm", steps=run.schedule.T))
@@ -134,9 +134,9 @@ Judge = Callable[[Tensor], dict[str, float]]
 def _judge_2d(run: Run, n: int) -> tuple[Judge, dict[str, float]]:
     """W1 (data-scale units) and KL both ways against n fixed true points (the reference_2d protocol at the study's
     size: exact transport stays cheap), and the floor: the same metrics of an independent true sample of n."""
-    from .data.toy2d import toy_dataset
-    from .evaluation import FLOOR_SEED, reference_2d   # POT: imported when a 2D study runs
-    from .metrics2d import data_scale, kl_divergences, wasserstein
+    from diffusion.data.toy2d import toy_dataset
+    from diffusion.metrics.evaluation import FLOOR_SEED, reference_2d
+    from diffusion.metrics.points2d import data_scale, kl_divergences, wasserstein
     dataset = run.config.data.dataset
     reference = reference_2d(dataset, n)
     scale = data_scale(reference)
@@ -150,10 +150,10 @@ def _judge_2d(run: Run, n: int) -> tuple[Judge, dict[str, float]]:
 def _judge_images(run: Run, n: int, seed: int, y: Tensor | None) -> tuple[Judge, dict[str, float]]:
     """FID on the shipped classifier's features against min(n, N) real training images, the floor between two
     disjoint real sets of min(n, N // 2) images, and label accuracy for conditional runs."""
-    from .classifier import load_classifier
-    from .data import load_data
-    from .data.images import to_uint8
-    from .metrics_images import image_metrics, label_accuracy
+    from diffusion.data import load_data
+    from diffusion.data.images import to_uint8
+    from diffusion.metrics.classifier import load_classifier
+    from diffusion.metrics.images import image_metrics, label_accuracy
     data_cfg = run.config.data
     real = load_data(data_cfg).x
     real = to_uint8(real[torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))])

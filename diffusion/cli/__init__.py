@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from diffusion import __version__
-from diffusion.config import PRECISIONS, TRAIN_OBJECTIVES, DataConfig, RunConfig, ScheduleConfig, TrainConfig
+from diffusion.config import DECAYS, PRECISIONS, TRAIN_OBJECTIVES, DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.core.schedules import SCHEDULES, SPACINGS
 from diffusion.data import is_toy, load_data
 from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--ema-decay", type=float)
+    t.add_argument("--decay", choices=DECAYS, help="learning rate after warm-up: none (constant, default) or cosine "
+                   "(to 10%% of --lr at --steps)")
     t.add_argument("--seed", type=int)
     t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     t.add_argument("--precision", choices=PRECISIONS, help="bfloat16: autocast forward and loss (default float32)")
@@ -177,6 +179,7 @@ def _new_config(args) -> tuple[RunConfig, object]:
     steps = args.steps or (UNBOUNDED_STEPS if args.minutes is not None else d["steps"])
     train = TrainConfig(steps=steps, batch_size=args.batch_size or d["batch_size"], lr=args.lr or d["lr"],
                         ema_decay=args.ema_decay if args.ema_decay is not None else d["ema_decay"],
+                        decay=args.decay or "none",
                         objective=args.objective or "eps", seed=args.seed or 0,
                         checkpoint_every=args.checkpoint_every or 1000,
                         sigma_data=1.0 if is_toy(dataset) else 0.5,  # the 2D sets have unit std
@@ -190,7 +193,7 @@ def _resumed_config(args, saved: RunConfig) -> RunConfig:
     asked = {"dataset": (args.dataset, saved.data.dataset), "model": (args.model, saved.model.kind),
              "schedule": (args.schedule, saved.schedule.name), "timesteps": (args.timesteps, saved.schedule.timesteps),
              "batch-size": (args.batch_size, saved.train.batch_size), "lr": (args.lr, saved.train.lr),
-             "seed": (args.seed, saved.train.seed), "objective": (args.objective, saved.train.objective),
+             "seed": (args.seed, saved.train.seed), "objective": (args.objective, saved.train.objective), "decay": (args.decay, saved.train.decay),
              "image-size": (args.image_size, saved.data.image_size), "classes": (args.classes, saved.data.classes)}
     clash = [f"--{k} {new} (the run has {old})" for k, (new, old) in asked.items() if new is not None and new != old]
     if clash:

@@ -25,10 +25,17 @@ def _free_port() -> int:
 @contextmanager
 def serve_app(timeout: float = 60) -> Iterator[str]:
     """The app's URL while `streamlit run app.py` serves it."""
+    with app_server(timeout) as (url, _):
+        yield url
+
+
+@contextmanager
+def app_server(timeout: float = 60) -> Iterator[tuple[str, subprocess.Popen]]:
+    """(URL, server process) while `streamlit run app.py` serves the app, started as the README starts it (the
+    settings in .streamlit/config.toml) on a free port of 127.0.0.1."""
     port = _free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
-           "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+           "127.0.0.1", "--server.port", str(port)]
     server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url, deadline = f"http://127.0.0.1:{port}", time.time() + timeout
     try:
@@ -41,7 +48,7 @@ def serve_app(timeout: float = 60) -> Iterator[str]:
                 if time.time() > deadline or server.poll() is not None:
                     raise RuntimeError("streamlit did not start") from None
                 time.sleep(0.5)
-        yield url
+        yield url, server
     finally:
         server.terminate()
         server.wait(timeout=20)

@@ -1,5 +1,5 @@
-"""Overview: what diffusion does, the corrected DDPM equations in the design notes' notation mapped to the
-papers', and a link to each phase."""
+"""Overview: what diffusion does, the DDPM equations with the slips they are often written with corrected, the
+notation, and a link to each phase."""
 
 import streamlit as st
 
@@ -15,28 +15,33 @@ st.markdown(
 )
 
 st.info(
-    "**Notation.** The design notes write $\\sigma_t$ for what Ho et al. (2020) call $\\alpha_t$: "
-    "*sigma_t in the design notes = alpha_t in Ho et al.*, and $\\bar\\sigma_t = \\prod_{i \\le t} \\sigma_i$ "
-    "is $\\bar\\alpha_t$. The app uses $\\alpha, \\beta$ throughout; $\\sigma$ is kept for noise levels "
+    "**Notation.** We write what Ho et al. (2020) write: $\\alpha_t = 1 - \\beta_t$ and "
+    "$\\bar\\alpha_t = \\prod_{s \\le t} \\alpha_s$. Some course notes (this project's first design notes "
+    "among them) call these $\\sigma_t$ and $\\bar\\sigma_t$; here $\\sigma$ is kept for noise levels "
     "(sampling standard deviations, and EDM's $\\sigma = \\sqrt{(1-\\bar\\alpha)/\\bar\\alpha}$).",
     icon=":material/translate:",
 )
 
-st.header("The DDPM equations (Ho et al. 2020), corrected")
+st.header("The DDPM equations (Ho et al. 2020)")
+st.caption("Under each equation: the slip it is most often written with, and why the version here is right. The "
+           "package implements these versions, and its tests pin them against the papers.")
 st.markdown("**Forward process.** One step adds a little Gaussian noise; it is stochastic, but every marginal "
             "is known in closed form (eq. 4), which is what makes training simulation-free:")
 st.latex(r"q(x_t \mid x_{t-1}) = \mathcal N\!\left(\sqrt{\alpha_t}\,x_{t-1},\ \beta_t I\right),\qquad "
          r"\alpha_t = 1-\beta_t,\qquad \bar\alpha_t = \prod_{s=1}^{t}\alpha_s")
 st.latex(r"x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\qquad "
          r"\varepsilon\sim\mathcal N(0, I)")
-st.caption("Erratum 1: the coefficient is the cumulative product ᾱ_t, not the single-step α_t.")
+st.caption("ᾱ_t, not α_t: the noise of all t steps accumulates, so the signal left is the product of every α_s. "
+           "With the single-step α_t (close to 1), x_t would still be almost x_0 at every t.")
 
 st.markdown("**Reverse step.** The network $\\varepsilon_\\theta$ predicts the noise; the mean of "
             "$p_\\theta(x_{t-1}\\mid x_t)$ is the posterior mean with that prediction plugged in (eq. 11):")
 st.latex(r"\mu_\theta(x_t, t) = \frac{1}{\sqrt{\alpha_t}}\left(x_t - "
          r"\frac{1-\alpha_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon_\theta(x_t, t)\right),\qquad "
          r"\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t")
-st.caption("Erratum 2: the factor 1/√α_t multiplies both terms and the denominator is √(1−ᾱ_t).")
+st.caption("The factor 1/√α_t multiplies both terms, and the predicted noise is weighted by β_t / √(1−ᾱ_t): "
+           "ε_θ estimates all the noise in x_t, of standard deviation √(1−ᾱ_t), of which one step removes a share "
+           "β_t.")
 
 left, right = st.columns(2)
 with left:
@@ -50,7 +55,8 @@ with left:
         "\\sqrt{1-\\bar\\alpha_t}\\,\\varepsilon,\\ t) \\big\\|^2$\n"
         "4. **until** the step budget is spent (the loss is noisy: watch sample metrics)"
     )
-    st.caption("Erratum 4: x_0, t and ε are sampled inside the loop; a loss threshold is a poor stopping rule.")
+    st.caption("x_0, t and ε are drawn afresh at every step (inside the loop), and training stops on a budget: "
+               "the loss is an average over noise levels and stays noisy, so a threshold is a poor stopping rule.")
 with right:
     st.markdown("**Algorithm 2: sampling**")
     st.markdown(
@@ -60,8 +66,8 @@ with right:
         "\\,\\varepsilon_\\theta(x_t, t)\\Big) + \\sigma_t z$, $\\ \\sigma_t^2 = \\beta_t$ or $\\tilde\\beta_t$\n"
         "4. **return** $x_0$"
     )
-    st.caption("Erratum 3: same denominator as eq. 11, and the noise term is σ_t z, a standard deviation "
-               "(not β_t z).")
+    st.caption("The same coefficients as the reverse step above, and the added noise is σ_t z with σ_t a standard "
+               "deviation (σ_t² = β_t or β̃_t): β_t z would add far too little noise.")
 
 st.markdown("**DDIM** (Song et al. 2021, eq. 12) reuses the same network with fewer steps: with "
             "$\\hat x_0$ the prediction of $x_0$ and $\\eta \\in [0, 1]$ ($\\eta = 0$: deterministic),")

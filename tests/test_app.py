@@ -86,7 +86,10 @@ def test_overview_shows_the_corrected_equations_and_links_each_phase():
     formulas = " ".join(latex.value for latex in at.latex)
     assert r"\frac{1}{\sqrt{\alpha_t}}\left(x_t - \frac{1-\alpha_t}{\sqrt{1-\bar\alpha_t}}" in formulas   # eq. 11
     assert r"x_t = \sqrt{\bar\alpha_t}\,x_0" in formulas                                                      # eq. 4
-    assert "sigma_t in the design notes = alpha_t in Ho et al." in " ".join(i.value for i in at.info)
+    notation = " ".join(i.value for i in at.info)
+    assert r"call these $\sigma_t$ and $\bar\sigma_t$" in notation and r"$\alpha_t = 1 - \beta_t$" in notation
+    text = " ".join(e.value for e in [*at.markdown, *at.caption, *at.info])
+    assert "Erratum" not in text            # no pointer to a document the visitor cannot see
     assert "Phase 1 · 2D toy data" in [link.value for link in at.get("page_link")]
 
 

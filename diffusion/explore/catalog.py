@@ -7,18 +7,16 @@ A folder that cannot be read (corrupt, half-written) is listed with its error; r
 import json
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from safetensors import safe_open
 
 from diffusion.config import RunConfig
 from diffusion.explore.toy2d import METRICS as METRICS_2D
 from diffusion.explore.toy2d import loss_frame
-from diffusion.models import build_model
+from diffusion.models import parameter_count
 from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import CHECKPOINTS_DIR, CONFIG, EMA, METRICS
 
@@ -126,14 +124,6 @@ def read_run(name: str, run: Run, source: str = "session") -> RunSummary:
     """The summary of an in-memory Run (e.g. one trained in this app session): the row its folder would give."""
     return RunSummary(name, source, "", "", run.config, run.step,
                       _clean(pd.DataFrame(run.history or {"step": []})))
-
-
-@lru_cache(maxsize=256)
-def parameter_count(model_config: Any) -> int:
-    """Parameters of the network a model config describes, built on the meta device (no memory, no init)."""
-    with torch.device("meta"):
-        net = build_model(model_config)
-    return sum(p.numel() for p in net.parameters())
 
 
 def architecture(model_config: Any) -> str:

@@ -11,7 +11,9 @@ from diffusion.config import DataConfig, RunConfig
 from diffusion.data import TrainingData
 from diffusion.explore import toy2d as explore2d
 
-from . import charts, data2d, training
+from diffusion.training.cost import step_seconds
+
+from . import budget, charts, data2d, training
 from .layout import error_box
 from .training import Measurement, Snapshot, TrainingJob
 
@@ -52,28 +54,46 @@ class TrainingPanel:
 
 
 TOY2D = TrainingPanel("toy2d", data2d.training_data, lambda config: training.METRICS_2D, _curves_2d, _summary_2d)
+MEASURE_2D_S = 0.5   # seconds one 2D measurement takes (DDIM-50 samples and three metrics, on 2 cores)
+
+
+@st.cache_data(show_spinner="Timing a few training steps...", max_entries=32)
+def _step_seconds(config: RunConfig) -> float:
+    return step_seconds(config)
+
+
+def expected_2d(config: RunConfig, steps: int | None, seconds: float | None, every: int) -> tuple[float, float]:
+    """(expected seconds, seconds per step) of a 2D training: its steps at a measured step, plus measurements."""
+    per_step = _step_seconds(config)
+    if seconds is not None:
+        return float(seconds), per_step
+    return steps * per_step + (steps // every + 1 if every else 0) * MEASURE_2D_S, per_step
 
 
 def _start(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int,
-           panel: TrainingPanel) -> None:
+           panel: TrainingPanel, expected: tuple[float, float] | None) -> None:
     job = training.current_job(panel.key)
     if job is not None and job.running:
         return
     try:
+        budget.check_config(config)              # before a network is built, even to time a step
+        total, per_step = expected or expected_2d(config, steps, seconds, measure_every)
+        budget.check_time(total, "this training", per_step)
         training.start_training(config, panel.data(config.data), steps, seconds, measure_every, panel.key,
-                                panel.measurement(config))
+                                panel.measurement(config), total)
     except ValueError as e:
         error_box("Could not start training", e)
 
 
 def train_buttons(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int,
-                  panel: TrainingPanel = TOY2D) -> None:
-    """Train (continuing the current model when only the budget changed) and Discard.
+                  panel: TrainingPanel = TOY2D, expected: tuple[float, float] | None = None) -> None:
+    """Train (continuing the current model when only the budget changed) and Discard. expected: (seconds, seconds
+    per step) when the page has measured them (default: timed here on a click, for a 2D model).
 
     A click is handled before the button is drawn (its value is already in session_state), with this run's
     widget values, so the button is drawn disabled in the same run."""
     if st.session_state.get(f"{panel.prefix}_train"):
-        _start(config, steps, seconds, measure_every, panel)
+        _start(config, steps, seconds, measure_every, panel, expected)
     job = training.current_job(panel.key)
     running = job is not None and job.running
     if running:
@@ -109,7 +129,10 @@ def _live_panel(panel: TrainingPanel) -> None:
     snap = job.snapshot() if job is not None else None
     if snap is None or not snap.running:
         st.rerun()          # once: the whole page redraws with the finished model
-    text = f"Training: step {snap.step:,} · {snap.elapsed:.1f} s · {snap.rate:.0f} steps/s"
+    if snap.place is not None and snap.place.position > 0:
+        text = f"Queued, {snap.place.describe()}"
+    else:
+        text = f"Training: step {snap.step:,} · {snap.elapsed:.1f} s · {snap.rate:.0f} steps/s"
     left, right = st.columns([5, 1])
     left.progress(snap.progress, text=text)
     right.button("Stop", key=f"{panel.prefix}_stop", icon=":material/stop:", on_click=job.stop,
@@ -136,6 +159,10 @@ def _outcome(snap: Snapshot, config: RunConfig, panel: TrainingPanel) -> None:
         error_box("Training diverged", result.message)
     elif result is not None and result.reason == "callback":
         st.info(f"Stopped at step {snap.step:,}: the model keeps what it learned.", icon=":material/stop:")
+    elif result is not None and result.reason == "time" and snap.capped:
+        st.warning(f"Stopped at this server's time budget for one job ({budget.budget().job_seconds:,} s), at step "
+                   f"{snap.step:,}; the model keeps what it learned, and Continue training queues another job.",
+                   icon=":material/timer:")
     elif result is not None:
         st.success(f"Done: {result.steps:,} steps in this run, {snap.step:,} in all, {snap.elapsed:.1f} s of "
                    f"training ({snap.rate:.0f} steps/s).", icon=":material/check:")

@@ -213,6 +213,11 @@ def _load_weights(run_dir: Path, name: str, module: torch.nn.Module) -> int:
                          f"({' '.join(str(e).split())[:300]})") from None
 
 
+def read_config(run_dir: str | Path) -> RunConfig:
+    """The run's config alone (no network is built); ValueError when it is missing or invalid."""
+    return _read_config(Path(run_dir))[0]
+
+
 def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     """The run's config, schedule and EMA network, ready for sampling."""
     run_dir = Path(run_dir)

@@ -165,12 +165,14 @@ def _read_config(run_dir: Path) -> tuple[RunConfig, dict]:
         raise ValueError(f"no checkpoint in {str(run_dir)!r}: {CONFIG} is missing")
     try:
         raw = json.loads((run_dir / CONFIG).read_text())
-        if not isinstance(raw, dict):
-            raise ValueError(f"a JSON object expected, got {type(raw).__name__}")
-        sections = {k: raw.get(k) for k in ("data", "schedule", "model", "train")}
-        return RunConfig.from_dict(sections), raw
     except (OSError, ValueError) as e:   # JSONDecodeError is a ValueError
         raise ValueError(f"corrupt checkpoint {str(run_dir)!r}: {CONFIG} is unreadable ({e})") from None
+    try:
+        if not isinstance(raw, dict):
+            raise ValueError(f"a JSON object expected, got {type(raw).__name__}")
+        return RunConfig.from_dict({k: raw.get(k) for k in ("data", "schedule", "model", "train")}), raw
+    except ValueError as e:
+        raise ValueError(f"invalid {CONFIG} in {str(run_dir)!r}: {e}") from None
 
 
 def _read_history(run_dir: Path, step: int) -> list[dict]:

@@ -1,9 +1,11 @@
-"""The server-wide limit on long work: at most `slots` jobs (trainings, sweeps, costly sections) run at once, in
-every session together; the others wait in one first-come queue and can say where they stand ("you are 2nd; about
-40 s"). One Scheduler per server process (`scheduler()`); its size comes from the machine (half the CPU cores,
-plus two per GPU) unless $DIFFUSION_MAX_JOBS sets it.
+"""The server-wide limit on long work: at most `slots` jobs (trainings, sweeps) run at once, in every session
+together; the others wait in one first-come queue and can say where they stand ("you are 2nd; about 40 s"). One
+Scheduler per server process (`scheduler()`); its size comes from the machine (half the CPU cores, plus two per GPU)
+unless $DIFFUSION_MAX_JOBS sets it. With $DIFFUSION_JOB_LOG set, every job's start and end is appended to that file
+as a JSON line (time, event, job, running and waiting counts): the operator's record, and the load test's.
 """
 
+import json
 import os
 import threading
 import time
@@ -60,10 +62,10 @@ def ordinal(n: int) -> str:
 class Scheduler:
     """A counting semaphore with a visible FIFO queue (thread-safe)."""
 
-    def __init__(self, slots: int):
+    def __init__(self, slots: int, log: str | None = None):
         if slots < 1:
             raise ValueError(f"slots={slots} must be at least 1")
-        self.slots = slots
+        self.slots, self.log = slots, log
         self._cond = threading.Condition()
         self._running: list[Ticket] = []
         self._waiting: list[Ticket] = []
@@ -81,6 +83,7 @@ class Scheduler:
                         self._waiting.pop(0)
                         ticket.started = time.monotonic()
                         self._running.append(ticket)
+                        self._record("started", ticket)
                         return True
                     self._cond.wait(POLL_S)
                 if cancelled():
@@ -93,9 +96,19 @@ class Scheduler:
         with self._cond:
             if ticket in self._running:
                 self._running.remove(ticket)
+                self._record("finished", ticket)
             elif ticket in self._waiting:
                 self._waiting.remove(ticket)
+                self._record("left the queue", ticket)
             self._cond.notify_all()
+
+    def _record(self, event: str, ticket: Ticket) -> None:
+        """One JSON line in the job log (called with the lock held, so lines come in the order of events)."""
+        if self.log:
+            line = {"time": time.time(), "event": event, "job": ticket.id, "label": ticket.label,
+                    "running": len(self._running), "waiting": len(self._waiting)}
+            with open(self.log, "a") as f:
+                f.write(json.dumps(line) + "\n")
 
     def place(self, ticket: Ticket) -> Place | None:
         """Where the ticket stands (None once released): the wait assumes each job runs its expected time."""
@@ -146,5 +159,5 @@ def scheduler() -> Scheduler:
     global _instance
     with _instance_lock:
         if _instance is None:
-            _instance = Scheduler(default_slots())
+            _instance = Scheduler(default_slots(), os.environ.get("DIFFUSION_JOB_LOG") or None)
         return _instance

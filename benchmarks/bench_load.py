@@ -31,12 +31,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         r = run_load(args.visitors, args.slots, Path(tmp) / "jobs.jsonl", args.overviews)
     load = os.getloadavg()[0]
-    print(f"| visitors | job slots | most jobs at once | queue positions shown | Overview, new visitor (s) | "
-          f"page closed -> job ended (s) | jobs started | short jobs done | whole run (s) | load average |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| visitors | job slots | most jobs at once | queue positions shown | Overview, new visitor, before "
+          f"Train (s) | the same while the jobs run (s) | page closed -> job ended (s) | jobs started | short jobs "
+          f"done | whole run (s) | load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {r.visitors} | {r.slots} | {r.max_running} | {', '.join(map(str, sorted(set(r.positions))))} | "
-          f"{', '.join(f'{s:.2f}' for s in r.overview_seconds)} (median {statistics.median(r.overview_seconds):.2f})"
-          f" | {r.close_to_stop:.1f} | {r.started} | {r.finished_short} | {r.seconds:.0f} | {load:.1f} |")
+          f"{_times(r.overview_before)} | {_times(r.overview_seconds)} | {r.close_to_stop:.1f} | {r.started} | "
+          f"{r.finished_short} | {r.seconds:.0f} | {load:.1f} |")
+
+
+def _times(seconds: list[float]) -> str:
+    return f"{', '.join(f'{s:.2f}' for s in seconds)} (median {statistics.median(seconds):.2f})"
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ class LoadResult:
     max_running: int           # most jobs the server ran at once (its job log)
     positions: list[int]       # queue positions the waiting pages showed
     overview_seconds: list[float]  # new visitors' Overview, from navigation to its title, while the jobs run
+    overview_before: list[float]   # the same before anyone pressed Train (the pages open): the machine's own speed
     close_to_stop: float       # seconds from closing a training visitor's page to the end of its job
     closed_job_ran: float      # how long that job had trained (far under LONG_SECONDS: the close stopped it)
     started: int               # jobs the server started
@@ -103,6 +104,7 @@ def run_load(visitors: int, slots: int, log: Path, overviews: int = 2, timeout: 
         try:
             contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(visitors)]
             opened = _open_training(contexts, url)
+            before = [_overview_seconds(browser.new_context(), url) for _ in range(overviews)]
             for i, (_, main) in enumerate(opened[:slots]):          # fill every slot with a long job
                 _press_train(main, True)
                 _wait_for(lambda i=i: sum(e["event"] == "started" for e in _events(log)) == i + 1, 60,
@@ -125,7 +127,7 @@ def run_load(visitors: int, slots: int, log: Path, overviews: int = 2, timeout: 
             events = _events(log)
         finally:
             browser.close()
-    return LoadResult(visitors, slots, max(e["running"] for e in events), positions, overview,
+    return LoadResult(visitors, slots, max(e["running"] for e in events), positions, overview, before,
                       ends["finished"] - closed_at, ends["finished"] - ends["started"],
                       sum(e["event"] == "started" for e in events), len(short),
                       time.perf_counter() - start)

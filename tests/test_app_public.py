@@ -212,7 +212,8 @@ def test_a_queued_job_says_where_it_stands_then_runs():
         at.run()
         assert not at.exception
         texts = " ".join(p.proto.text for p in at.get("progress"))
-        assert re.search(r"Queued, waiting for a free slot: you are 1st in line; about (29|30) s", texts), texts
+        wait = re.search(r"Queued, waiting for a free slot: you are 1st in line; about (\d+) s", texts)
+        assert wait and 0 < int(wait.group(1)) <= 30, texts          # the other job's 30 s, less what it ran
         assert job.running and job.trainer.step == 0
     finally:
         for ticket in held:

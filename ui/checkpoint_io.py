@@ -18,7 +18,7 @@ from diffusion.training.trainer import Trainer
 
 from .budget import check_config
 
-MAX_UNZIPPED = 256 * 2**20   # bytes: a 2D checkpoint is well under 10 MB; refuse zip bombs
+MAX_UNZIPPED = 64 * 2**20    # bytes: a 2D checkpoint is well under 10 MB; refuse zip bombs
 
 
 def zip_trainer(trainer: Trainer) -> bytes:

@@ -18,6 +18,7 @@ from .layout import error_box
 from .training import Measurement, Snapshot, TrainingJob
 
 REFRESH_S = 0.8  # at least one redraw a second (the goal), each costing the trainer little
+QUEUE_REFRESH_S = 2.0   # a waiting job's line is redrawn less often: many waiting pages must not load the server
 
 
 def _curves_2d(snap: Snapshot, config: RunConfig) -> tuple[Callable, object] | None:
@@ -116,11 +117,29 @@ def show_training(job: TrainingJob | None, panel: TrainingPanel = TOY2D) -> None
     if job is None:
         return
     if job.running:
-        _live_panel(panel)
+        place = job.snapshot().place
+        _queued_panel(panel) if place is not None and place.position > 0 else _live_panel(panel)
     else:
         snap = job.snapshot()
         _outcome(snap, job.config, panel)
         _curves(snap, job.config, panel, live=False)
+
+
+def _progress_line(job: TrainingJob, snap: Snapshot, text: str, panel: TrainingPanel) -> None:
+    left, right = st.columns([5, 1])
+    left.progress(snap.progress, text=text)
+    right.button("Stop", key=f"{panel.prefix}_stop", icon=":material/stop:", on_click=job.stop,
+                 help="Stops after the current step (or leaves the queue); the model keeps what it learned")
+
+
+@st.fragment(run_every=QUEUE_REFRESH_S)
+def _queued_panel(panel: TrainingPanel) -> None:
+    """The job's place in the server's queue, until it gets a slot (then the page redraws with the live panel)."""
+    job = training.current_job(panel.key)
+    snap = job.snapshot() if job is not None else None
+    if snap is None or not snap.running or snap.place is None or snap.place.position == 0:
+        st.rerun()
+    _progress_line(job, snap, f"Queued, {snap.place.describe()}", panel)
 
 
 @st.fragment(run_every=REFRESH_S)
@@ -129,14 +148,7 @@ def _live_panel(panel: TrainingPanel) -> None:
     snap = job.snapshot() if job is not None else None
     if snap is None or not snap.running:
         st.rerun()          # once: the whole page redraws with the finished model
-    if snap.place is not None and snap.place.position > 0:
-        text = f"Queued, {snap.place.describe()}"
-    else:
-        text = f"Training: step {snap.step:,} · {snap.elapsed:.1f} s · {snap.rate:.0f} steps/s"
-    left, right = st.columns([5, 1])
-    left.progress(snap.progress, text=text)
-    right.button("Stop", key=f"{panel.prefix}_stop", icon=":material/stop:", on_click=job.stop,
-                 help="Stops after the current step; the model keeps what it learned")
+    _progress_line(job, snap, f"Training: step {snap.step:,} · {snap.elapsed:.1f} s · {snap.rate:.0f} steps/s", panel)
     _curves(snap, job.config, panel, live=True)
 
 

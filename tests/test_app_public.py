@@ -183,7 +183,7 @@ def test_phase_4_names_an_imageless_folder_without_listing_it(roots):
     (roots / "data" / "empty" / "sub").mkdir(parents=True)
     (roots / "data" / "empty" / "sub" / "notes.txt").write_text("no images here")
     at = _folder(_app(IMAGES32), "empty")
-    assert "has no readable images in class subfolders" in _error(at)
+    assert "has no images in class subfolders" in _error(at)
     assert "'sub'" not in _error(at) and "notes" not in _error(at)
 
 

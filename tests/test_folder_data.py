@@ -92,7 +92,7 @@ def test_walks_are_bounded(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("typed, message", [
-    ("/proc/self", "image folder '/proc/self' has no readable images in class subfolders"),
+    ("/proc/self", "image folder '/proc/self' has no images in class subfolders"),
     ("/no/such/folder", "image folder '/no/such/folder' does not exist"),
 ])
 def test_missing_or_imageless_folders_are_one_message_naming_only_the_typed_path(typed, message):

@@ -143,8 +143,8 @@ def _index(root: Path, typed: str, stamp: tuple) -> FolderIndex:
             raise ValueError(f"image folder {typed!r} holds more than {MAX_FILES:,} images; allowed: at most "
                              f"{MAX_FILES:,}")
     if not files:
-        raise ValueError(f"image folder {typed!r} has no readable images in class subfolders ({len(walk.skipped)} "
-                         "skipped); expected folder:PATH with one subfolder of images per class")
+        raise ValueError(f"image folder {typed!r} has no images in class subfolders ({len(walk.skipped)} unreadable "
+                         "files skipped); expected folder:PATH with one subfolder of images per class")
     return FolderIndex(root, tuple(classes), tuple(files), tuple(labels), tuple(walk.skipped))
 
 

@@ -144,8 +144,9 @@ def test_no_room_for_one_checkpoint_is_refused_before_training(tmp_path, capsys,
     assert not (tmp_path / "run" / "config.json").exists()
 
 
-@pytest.mark.parametrize("root", ["/proc/self", "/proc"])
-def test_a_folder_dataset_of_proc_ends_quickly(tmp_path, root):
+def test_a_folder_dataset_of_proc_ends_quickly(tmp_path):
+    """Issue 14: this walked /proc's links forever (100% of a core, memory growing, SIGTERM ignored)."""
+    root = "/proc/self"
     start = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "diffusion", "data", "--dataset", f"folder:{root}", "--n", "5",
                            "--out", str(tmp_path / "d.npy")], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -24,10 +24,9 @@ st.header("1. Data")
 choice = st.selectbox("Dataset", list(DATASETS), format_func=DATASETS.get, key="img32_dataset")
 dataset = choice
 if choice == "folder":
-    path = st.text_input("Folder (its subfolders are the classes)", key="img32_folder").strip()
-    dataset = f"folder:{path}" if path else ""
+    dataset = image_training.folder_dataset(st.text_input("Folder (its subfolders are the classes)",
+                                                          key="img32_folder", help=image_training.FOLDER_HELP))
 if not dataset:
-    st.info("Type a folder path to train on your images.", icon=":material/info:")
     st.stop()
 shipped = SHIPPED.get(choice) if choice in SHIPPED and image_cache.has_shipped(SHIPPED[choice]) else None
 

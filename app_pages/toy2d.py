@@ -170,7 +170,7 @@ def export_section(samples: pd.DataFrame | None) -> None:
                                 key="toy2d_dl_samples", icon=":material/download:")
     if job is not None and job.run is not None:
         cols[1].download_button("Checkpoint (zip)", job.checkpoint_zip, f"toy2d-{job.run_key}.zip",
-                                "application/zip", key="toy2d_dl_ckpt", disabled=job.running,
+                                "application/zip", key="toy2d_dl_ckpt", disabled=job.running or bool(job.unhealthy),
                                 icon=":material/download:", on_click="ignore")
     st.file_uploader("Load a checkpoint (.zip from this page; the current model is replaced)", type="zip",
                      key="toy2d_upload")

@@ -9,17 +9,14 @@ from typing import Any
 
 from diffusion.core.forward import OBJECTIVES, WEIGHTINGS
 from diffusion.core.schedules import MAX_T, MIN_T, SCHEDULES, NoiseSchedule, make_schedule
-from diffusion.models.config import MLPConfig, UNetConfig
+from diffusion.models.config import MAX_CLASSES, MAX_IMAGE_SIZE, MLPConfig, UNetConfig, check_choice
+from diffusion.models.config import check_range as _check_range
 
 DECAYS = ("none", "cosine")
 TRAIN_OBJECTIVES = (*OBJECTIVES, "edm")
 PRECISIONS = ("float32", "bfloat16")
-
-def _check_range(owner: str, name: str, value: Any, low: float, high: float, kind: type = float) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
-    if not (ok and low <= value <= high):
-        what = "integers" if kind is int else "numbers"
-        raise ValueError(f"{owner} {name}={value!r} is out of range; allowed: {what} from {low} to {high}")
+MAX_SEED = 2**32 - 1        # every seed (numpy's range; sample i of seed s draws from seed s * 10^6 + i)
+MAX_POINTS = 10_000_000     # data n: 2D points drawn, or images kept
 
 @dataclass(frozen=True)
 class ScheduleConfig:
@@ -28,9 +25,10 @@ class ScheduleConfig:
     zero_terminal_snr: bool = False
 
     def __post_init__(self):
-        if self.name not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.name!r}; allowed: {', '.join(SCHEDULES)}")
+        check_choice("schedule", "name", self.name, SCHEDULES)
         _check_range("schedule", "timesteps", self.timesteps, MIN_T, MAX_T, int)
+        if not isinstance(self.zero_terminal_snr, bool):
+            raise ValueError(f"schedule zero_terminal_snr={self.zero_terminal_snr!r} must be true or false")
 
     def build(self) -> NoiseSchedule:
         return make_schedule(self.name, self.timesteps, self.zero_terminal_snr)
@@ -47,8 +45,21 @@ class DataConfig:
     class_weights: tuple[float, ...] | None = None
 
     def __post_init__(self):
+        if not isinstance(self.dataset, str) or not self.dataset.strip() or self.dataset.strip() == "folder:":
+            raise ValueError(f"data dataset={self.dataset!r} is empty; allowed: a dataset name or folder:PATH")
         if self.n is not None:
-            _check_range("data", "n", self.n, 1, 10_000_000, int)
+            _check_range("data", "n", self.n, 1, MAX_POINTS, int)
+        _check_range("data", "seed", self.seed, 0, MAX_SEED, int)
+        if self.image_size is not None:
+            _check_range("data", "image_size", self.image_size, 1, MAX_IMAGE_SIZE, int)
+        for name, kind, low in (("classes", int, 0), ("class_weights", float, 0.0)):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            if not isinstance(values, tuple) or not 1 <= len(values) <= MAX_CLASSES:
+                raise ValueError(f"data {name}={values!r} must be a list of 1 to {MAX_CLASSES} numbers")
+            for value in values:
+                _check_range("data", name, value, low, MAX_CLASSES - 1 if kind is int else 1e6, kind)
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -84,19 +95,36 @@ class TrainConfig:
         _check_range("train", "checkpoint_every", self.checkpoint_every, 1, 10_000_000, int)
         _check_range("train", "sigma_data", self.sigma_data, 1e-3, 1e3)
         _check_range("train", "P_std", self.P_std, 1e-3, 10.0)
+        _check_range("train", "P_mean", self.P_mean, -10.0, 10.0)
+        _check_range("train", "min_snr_gamma", self.min_snr_gamma, 1e-3, 1e3)
+        _check_range("train", "seed", self.seed, 0, MAX_SEED, int)
         for name, value, allowed in (("decay", self.decay, DECAYS), ("objective", self.objective, TRAIN_OBJECTIVES),
                                      ("weighting", self.weighting, WEIGHTINGS),
                                      ("precision", self.precision, PRECISIONS)):
-            if value not in allowed:
+            if not (isinstance(value, str) and value in allowed):
                 raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
+        if self.channels_last not in (None, True, False):
+            raise ValueError(f"train channels_last={self.channels_last!r} must be true, false or null")
 
-def model_config_from_dict(d: dict) -> Any:
+def _section(cls: type, name: str, d: Any, lists_as_tuples: bool = False) -> Any:
+    """cls(**d) for a config section read from JSON; ValueError naming the section when d is not an object with
+    cls's fields."""
+    if not isinstance(d, dict):
+        raise ValueError(f"config section {name!r} must be an object of settings, got {type(d).__name__}")
+    allowed = [f.name for f in fields(cls)]
+    unknown = sorted(set(d) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown settings {unknown} in config section {name!r}; allowed: {', '.join(allowed)}")
+    return cls(**{k: tuple(v) if lists_as_tuples and isinstance(v, list) else v for k, v in d.items()})
+
+
+def model_config_from_dict(d: Any) -> Any:
     """Rebuild a model config from its dict; its `kind` says which class."""
-    kind = d.get("kind")
+    kind = d.get("kind") if isinstance(d, dict) else None
     if kind == "mlp":
-        return MLPConfig(**d)
+        return _section(MLPConfig, "model", d)
     if kind == "unet":
-        return UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return _section(UNetConfig, "model", d, lists_as_tuples=True)
     raise ValueError(f"unknown model kind {kind!r}; allowed: mlp, unet")
 
 @dataclass(frozen=True)
@@ -107,6 +135,11 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
+        for name, cls in (("data", DataConfig), ("schedule", ScheduleConfig), ("model", (MLPConfig, UNetConfig)),
+                          ("train", TrainConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"RunConfig {name} is a {type(getattr(self, name)).__name__}; allowed: "
+                                 f"{' or '.join(c.__name__ for c in (cls if isinstance(cls, tuple) else (cls,)))}")
         if self.schedule.zero_terminal_snr and self.train.objective == "eps":
             raise ValueError("zero terminal SNR makes eps-prediction undefined at t=T; use objective 'v' or 'x0' "
                              "(Lin et al. 2024)")
@@ -119,11 +152,12 @@ class RunConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
-        data = {k: tuple(v) if isinstance(v, list) else v for k, v in d["data"].items()}
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown config sections {sorted(unknown)}; allowed: {sorted(known)}")
-        return cls(data=DataConfig(**data), schedule=ScheduleConfig(**d["schedule"]),
-                   model=model_config_from_dict(d["model"]), train=TrainConfig(**d["train"]))
+    def from_dict(cls, d: Any) -> "RunConfig":
+        """The config a dict read from JSON describes; ValueError naming the first bad section or value."""
+        known = [f.name for f in fields(cls)]
+        if not isinstance(d, dict) or set(d) != set(known):
+            got = sorted(d) if isinstance(d, dict) else type(d).__name__
+            raise ValueError(f"a run config has the sections {', '.join(known)}; got {got}")
+        return cls(data=_section(DataConfig, "data", d["data"], lists_as_tuples=True),
+                   schedule=_section(ScheduleConfig, "schedule", d["schedule"]),
+                   model=model_config_from_dict(d["model"]), train=_section(TrainConfig, "train", d["train"]))

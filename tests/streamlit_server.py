@@ -1,6 +1,7 @@
 """Start the app with `streamlit run` on 127.0.0.1 and open it in Debian's headless Chromium (Playwright never
 downloads a browser here). Shared by the browser test and benchmarks/bench_app.py."""
 
+import os
 import socket
 import subprocess
 import sys
@@ -23,20 +24,22 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve_app(timeout: float = 60) -> Iterator[str]:
-    """The app's URL while `streamlit run app.py` serves it."""
-    with app_server(timeout) as (url, _):
+def serve_app(timeout: float = 60, env: dict[str, str] | None = None) -> Iterator[str]:
+    """The app's URL while `streamlit run app.py` serves it (env: extra environment variables, e.g. limits)."""
+    with app_server(timeout, env) as (url, _):
         yield url
 
 
 @contextmanager
-def app_server(timeout: float = 60) -> Iterator[tuple[str, subprocess.Popen]]:
+def app_server(timeout: float = 60, env: dict[str, str] | None = None
+               ) -> Iterator[tuple[str, subprocess.Popen]]:
     """(URL, server process) while `streamlit run app.py` serves the app, started as the README starts it (the
-    settings in .streamlit/config.toml) on a free port of 127.0.0.1."""
+    settings in .streamlit/config.toml) on a free port of 127.0.0.1; env: extra environment variables."""
     port = _free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
            "127.0.0.1", "--server.port", str(port)]
-    server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, **(env or {})})
     url, deadline = f"http://127.0.0.1:{port}", time.time() + timeout
     try:
         while True:

@@ -23,6 +23,12 @@ TIMEOUT = 120
 STEPS = 20
 
 
+@pytest.fixture(autouse=True)
+def allowed_roots(tmp_path_factory, monkeypatch):
+    """The app confines typed folders to its run roots (ui.roots): here, pytest's temporary folders."""
+    monkeypatch.setenv("DIFFUSION_RUNS_DIRS", str(tmp_path_factory.getbasetemp()))
+
+
 @pytest.fixture(scope="module")
 def trainer() -> Trainer:
     """A 2D moons run trained in this process, with W1/W2/KL measured at its last step."""

@@ -24,7 +24,7 @@ def test_round_trip_gives_identical_samples(tmp_path):
     trainer = Trainer(RunConfig(train=TrainConfig(steps=50)), X)
     trainer.run(run_dir=tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {"config.json", "model.safetensors", "ema.safetensors",
-                                                     "optimizer.safetensors", "metrics.csv"}
+                                                     "optimizer.safetensors", "metrics.csv", ".lock"}
     sampler = SamplerConfig("ddpm", 100)
     loaded = load_run(tmp_path)
     assert loaded.step == 50 and len(loaded.history) == 50

@@ -45,7 +45,7 @@ def test_cli_train_and_resume_under_torchrun(tmp_path):
     done = torchrun(*train, "--steps", "60")
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("step 60, loss") == 1, done.stdout  # printed by rank 0 only
-    assert {p.name for p in out.iterdir()} == RUN_FILES  # one checkpoint, nothing pending
+    assert {p.name for p in out.iterdir()} == RUN_FILES | {".lock"}  # one checkpoint (and its lock), nothing pending
     run = load_run(out)
     assert run.step == 60 and run.config.train.batch_size == 64
     assert list(pd.read_csv(out / "metrics.csv")["step"]) == list(range(1, 61))

@@ -62,7 +62,7 @@ def test_nan_data_stops_training_and_keeps_last_good_weights():
     trainer = Trainer(RunConfig(train=TrainConfig(batch_size=64)), x)
     before = copy.deepcopy(trainer.model.state_dict())
     result = trainer.run(steps=10)
-    assert result.reason == "diverged" and "loss=nan" in result.message and "kept" in result.message
+    assert result.reason == "diverged" and "loss=nan" in result.message and "no good checkpoint" in result.message
     assert trainer.step == 0
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(v, before[k])

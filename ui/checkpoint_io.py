@@ -2,7 +2,9 @@
 page's Load button is ui.toy2d_io).
 
 Anything wrong with an upload raises ValueError with a message for an error box; nothing in it is executed
-or unpickled (diffusion.training.checkpoints reads JSON and safetensors only).
+or unpickled (diffusion.training.checkpoints reads JSON and safetensors only). A zip may hold only the files of a
+run folder (checkpoints.RUN_FILES, at its top or in one folder): never a commit marker, a pending file or a path.
+Its config is validated, and checked against this server's budget (ui.budget), before any network is built.
 """
 
 import io
@@ -11,10 +13,12 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from diffusion.data import is_toy
-from diffusion.training.checkpoints import CONFIG, load_run
+from diffusion.training.checkpoints import CONFIG, RUN_FILES, load_run, read_config
 from diffusion.training.trainer import Trainer
 
-MAX_UNZIPPED = 256 * 2**20   # bytes: a 2D checkpoint is well under 10 MB; refuse zip bombs
+from .budget import check_config
+
+MAX_UNZIPPED = 64 * 2**20    # bytes: a 2D checkpoint is well under 10 MB; refuse zip bombs
 
 
 def zip_trainer(trainer: Trainer) -> bytes:
@@ -23,8 +27,8 @@ def zip_trainer(trainer: Trainer) -> bytes:
         trainer.save(tmp)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted(Path(tmp).iterdir()):
-                zf.write(path, path.name)
+            for name in RUN_FILES:
+                zf.write(Path(tmp) / name, name)
         return buffer.getvalue()
 
 
@@ -40,8 +44,9 @@ def _extract(data: bytes, into: Path) -> Path:
             raise ValueError(f"the zip unpacks to more than {MAX_UNZIPPED // 2**20} MB; a 2D checkpoint is far smaller")
         for info in infos:
             parts = PurePosixPath(info.filename).parts
-            if info.filename.startswith("/") or ".." in parts or len(parts) > 2:
-                raise ValueError(f"unexpected path {info.filename!r} in the zip; expected a run folder's files")
+            if info.filename.startswith("/") or ".." in parts or len(parts) > 2 or parts[-1] not in RUN_FILES:
+                raise ValueError(f"unexpected file {info.filename!r} in the zip; allowed: a run folder's files "
+                                 f"({', '.join(RUN_FILES)})")
             try:
                 zf.extract(info, into)
             except (zipfile.BadZipFile, OSError, EOFError) as e:   # CRC error, truncated member
@@ -60,10 +65,12 @@ def load_trainer_zip(data: bytes, training_data) -> Trainer:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = _extract(data, Path(tmp))
         try:
-            run = load_run(run_dir)        # validates config.json and the EMA weights
-            if run.is_image or not is_toy(run.config.data.dataset):
-                raise ValueError(f"this checkpoint is a model of {run.config.data.dataset!r}; this page loads "
+            config = read_config(run_dir)  # validated, nothing built yet
+            if not is_toy(config.data.dataset) or config.model.kind != "mlp":
+                raise ValueError(f"this checkpoint is a model of {config.data.dataset!r}; this page loads "
                                  "2D toy-data checkpoints only")
-            return Trainer.resume(run_dir, training_data(run.config.data).x)
+            check_config(config)           # this server's limits, counted on the meta device
+            load_run(run_dir)              # the EMA weights can be read and fit the config
+            return Trainer.resume(run_dir, training_data(config.data).x)
         except ValueError as e:            # name the zip, not the temporary folder it was unpacked into
             raise ValueError(str(e).replace(f"{str(run_dir)!r}", "the zip")) from None

@@ -14,12 +14,14 @@ from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import CONFIG, EMA, METRICS
 
 from .charts import METRIC_LABELS, STRETCH_HEIGHT
+from .roots import confine, run_roots
 from .session_runs import session_runs
 
 FOLDERS_KEY, PATH_KEY, ADD_ERROR_KEY = "compare_folders", "compare_path", "compare_add_error"
 LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy", "nll": "NLL (exact density)",
           "final_loss": f"final loss (mean of last {catalog.LOSS_WINDOW})", "train_seconds": "training time (s)"}
 HIGHER_IS_BETTER = ("accuracy",)
+SCAN_TTL_S = 30      # a folder's list of runs is scanned again after this many seconds, not on every rerun
 X_AXES = {"step": "step", "time": "training time (s)"}
 
 
@@ -58,10 +60,21 @@ def _folder(path: Path, source: str | None = None) -> catalog.RunSummary:
     return _read_folder(str(path), source, _stamp(path))
 
 
+@st.cache_data(show_spinner=False, ttl=SCAN_TTL_S, max_entries=64)
+def _runs_in(path: str) -> list[Path]:
+    """catalog.folder_runs, cached for SCAN_TTL_S seconds (a deep scan per rerun would cost seconds)."""
+    return catalog.folder_runs(path)
+
+
+@st.cache_data(show_spinner=False, ttl=SCAN_TTL_S, max_entries=4)
+def _discovered(root: str) -> list[Path]:
+    return catalog.discover(root)
+
+
 def _added(path: str) -> list[catalog.RunSummary]:
     """The runs of a folder the visitor added; one error row if it has gone since."""
     try:
-        return [_folder(p, "folder") for p in catalog.folder_runs(path)]
+        return [_folder(p, "folder") for p in _runs_in(path)]
     except ValueError as e:
         return [catalog.RunSummary(Path(path).name or path, "folder", path, str(e))]
 
@@ -83,7 +96,7 @@ def _unique(summaries: list[catalog.RunSummary]) -> list[catalog.RunSummary]:
 def all_runs() -> list[catalog.RunSummary]:
     """Shipped and checkpoints/ runs, the visitor's added folders, then this session's runs; folders first seen
     once (an added folder under checkpoints/ is not listed twice)."""
-    listed = [_folder(p) for p in catalog.discover()]
+    listed = [_folder(p) for p in _discovered(str(catalog.CHECKPOINTS_DIR))]
     paths = {s.path for s in listed}
     for folder in st.session_state.get(FOLDERS_KEY, []):
         listed += [s for s in _added(folder) if s.path not in paths]
@@ -93,13 +106,15 @@ def all_runs() -> list[catalog.RunSummary]:
 
 
 def add_folder() -> None:
-    """Callback of the Add button: remember the typed folder if it holds runs, else keep the error to show."""
-    path = st.session_state.get(PATH_KEY, "").strip()
+    """Callback of the Add button: remember the typed folder if it lies inside the allowed roots (ui.roots) and
+    holds runs, else keep the error to show."""
+    typed = st.session_state.get(PATH_KEY, "").strip()
     st.session_state[ADD_ERROR_KEY] = None
-    if not path:
+    if not typed:
         return
     try:
-        catalog.folder_runs(path)
+        path = str(confine(typed, run_roots(), "run folder"))
+        _runs_in(path)
     except ValueError as e:
         st.session_state[ADD_ERROR_KEY] = str(e)
         return

@@ -15,9 +15,10 @@ from diffusion.models.config import UNET_PRESETS, unet_preset
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 
-from . import charts, image_cache, session_runs, training, training_view
+from . import budget, charts, image_cache, session_runs, training, training_view
 from .image_ondemand import run_parts
 from .layout import error_box
+from .roots import confine, data_roots, describe
 from .training import Snapshot
 
 T_OPTIONS = (100, 200, 500, 1000)
@@ -50,6 +51,24 @@ class ImageMeasurement:
             y = run.balanced_labels(ei.PREVIEW_N)
             metrics, images = {}, run.sample(ei.PREVIEW_N, SamplerConfig("ddim", ei.LIVE_STEPS), y=y)
         return metrics, ei.image_grid(images[:ei.PREVIEW_N], scale=self.scale)
+
+
+FOLDER_HELP = ("A folder on this server, under the data folder it allows (data/ or $DIFFUSION_DATA_DIR): one "
+               "subfolder of images per class.")
+
+
+def folder_dataset(typed: str) -> str:
+    """'folder:PATH' for a typed image folder inside the allowed data roots (ui.roots); "" with an info or an error
+    box when none is typed or it is refused."""
+    if not typed.strip():
+        st.info(f"Type a folder to train on your images ({describe(data_roots())} on this server).",
+                icon=":material/info:")
+        return ""
+    try:
+        return f"folder:{confine(typed, data_roots(), 'image folder')}"
+    except ValueError as e:
+        error_box("Cannot use this folder", e)
+        return ""
 
 
 def has_classifier(data: DataConfig) -> bool:
@@ -163,6 +182,7 @@ def training_section(prefix: str, data: DataConfig, conditional: bool, condition
     try:
         config = run_config(data, train_set.x.shape[1], train_set.num_classes if conditional else 0, conditioning,
                             w["preset"], w["schedule"], w["T"], w["lr"], w["batch"], w["steps"])
+        budget.check_config(config)
     except ValueError as e:
         error_box("These settings do not make a model", e)
         return None
@@ -172,7 +192,8 @@ def training_section(prefix: str, data: DataConfig, conditional: bool, condition
                f"{cost['seconds_per_step']:.2f} s per step (measured), so about **{total:.0f} s** for "
                f"{w['steps']:,} steps with measurements. {int(cost['parameters']):,} parameters.")
     job_panel = panel(prefix, fid_n, image_cache.SCALE.get(data.image_size, 1))
-    training_view.train_buttons(config, w["steps"], None, w["every"], job_panel)
+    training_view.train_buttons(config, w["steps"], None, w["every"], job_panel,
+                                expected=(total, cost["seconds_per_step"]))
     training_view.show_training(training.current_job(job_panel.key), job_panel)
     model = training.current_run(job_panel.key)
     if model is not None and name:

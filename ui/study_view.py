@@ -12,7 +12,7 @@ from diffusion.explore import literature, study
 from diffusion.sampling.registry import nfe as nfe_of
 from diffusion.sampling.run import Run
 
-from . import image_cache, session_runs
+from . import budget, image_cache, scheduler, session_runs
 from .charts import METRIC_LABELS, STRETCH_HEIGHT
 
 SHIPPED = {"moons": "moons (2D MLP)", "digit0": "MNIST digit 0, 16x16", "cond": "MNIST 16x16, conditional",
@@ -47,9 +47,13 @@ def stored(key: tuple) -> pd.DataFrame | None:
 
 
 def run_study(key: tuple, run: Run, progress, **inputs) -> pd.DataFrame:
-    """study.study(run, **inputs), with progress(fraction, text) after every row, kept under key."""
-    frame = study.study(run, progress=lambda done, total, row: progress(
-        done / total, f"{done}/{total}: {row['precision']} {row['sampler']} at {row['nfe']} NFE"), **inputs)
+    """study.study(run, **inputs) in a slot of the server's scheduler (ValueError when it would exceed a job's
+    budget), with progress(fraction, text) while it waits and after every row, kept under key."""
+    expected = expected_seconds(run, **inputs)
+    budget.check_time(expected, "this sweep")
+    with scheduler.turn("study sweep", expected, lambda place: progress(0.0, f"Queued, {place.describe()}")):
+        frame = study.study(run, progress=lambda done, total, row: progress(
+            done / total, f"{done}/{total}: {row['precision']} {row['sampler']} at {row['nfe']} NFE"), **inputs)
     store = _store()
     store[key] = frame
     while len(store) > STORED_STUDIES:

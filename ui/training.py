@@ -1,6 +1,10 @@
 """A visitor's live training job: a background thread doing torch work only (no st.* calls), a lock-protected
 copy of the history for the page to draw, and a stop event. The job lives in st.session_state, per visitor and
 per page (its key). What it measures while training is a Measurement: the 2D metrics, or FID for images.
+
+The thread first waits for a slot of the server's scheduler (ui.scheduler: the snapshot says where it stands in
+line), then trains for at most the server's job budget (ui.budget), and stops early when its visitor has gone
+(ui.visitor: the page closed) or asks it to.
 """
 
 import math
@@ -21,7 +25,10 @@ from diffusion.sampling.run import Run
 from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS
 from diffusion.training.trainer import RunResult, StepInfo, Trainer
 
+from . import visitor
+from .budget import budget, check_config
 from .checkpoint_io import zip_trainer
+from .scheduler import Place, Ticket, scheduler
 
 JOB_KEY = "toy2d_job"
 
@@ -69,6 +76,8 @@ class Snapshot:
     error: str | None
     metric_note: str | None      # why a measurement is missing (e.g. NaN samples)
     preview: Any = None          # what the last measurement showed (image pages: a sample grid)
+    place: Place | None = None   # where the job stands in the server's queue (position 0: training)
+    capped: bool = False         # the server's job budget, not the visitor's, set the time limit
 
 
 def run_config(dataset: str, schedule: str, timesteps: int, width: int, depth: int, lr: float,
@@ -107,6 +116,10 @@ class TrainingJob:
         self._preview: Any = None
         self.run: Run | None = trainer.as_run() if trainer.step else None
         self.measure_every = 0
+        self.unhealthy = ""                       # why the trainer's weights failed the last check (guard.health)
+        self._ticket: Ticket | None = None
+        self._presence = visitor.Presence(None)
+        self._capped = False
 
     @property
     def config(self) -> RunConfig:
@@ -121,18 +134,29 @@ class TrainingJob:
         """Identifies the finished model the sections below training use (changes whenever it does)."""
         return f"{self.id}-{self.run.step if self.run else 0}"
 
-    def start(self, steps: int | None, seconds: float | None, measure_every: int) -> None:
-        """Train in the background for `steps` more steps or `seconds`, measuring every measure_every steps."""
+    def start(self, steps: int | None, seconds: float | None, measure_every: int, expected: float | None = None
+              ) -> None:
+        """Train in the background for `steps` more steps or `seconds` (at most the server's job budget), measuring
+        every measure_every steps, once the server's scheduler gives a slot; expected: the estimated seconds."""
         if self.running:
             raise RuntimeError("this model is already training")
+        limit = budget().job_seconds
+        self._capped = seconds is None or seconds > limit
+        seconds = limit if self._capped else seconds
         self._stop.clear()
         self.measure_every = measure_every
+        self._presence = visitor.Presence(visitor.session_id())
+        self._ticket = Ticket(f"training ({self.config.model.kind})", min(expected or seconds, seconds))
         with self._lock:
             self._result, self._error, self._metric_note = None, None, None
-            self._budget = (self.trainer.step, self.trainer.elapsed, steps, seconds)
+            self._budget = (self.trainer.step, self.trainer.elapsed, steps, seconds if not self._capped else None)
         self._thread = threading.Thread(target=self._work, args=(steps, seconds), daemon=True,
                                         name=f"train-{self.id}")
         self._thread.start()
+
+    def _cancelled(self) -> bool:
+        """Stop asked by the visitor, or the visitor has gone (their page closed)."""
+        return self._stop.is_set() or self._presence.gone()
 
     def stop(self) -> None:
         """Ask the thread to stop after the current step; what was learned is kept."""
@@ -144,7 +168,19 @@ class TrainingJob:
             self._thread.join(timeout)
         return not self.running
 
-    def _work(self, steps: int | None, seconds: float | None) -> None:
+    def _work(self, steps: int | None, seconds: float) -> None:
+        """Wait for a slot, train, give the slot back."""
+        slots = scheduler()
+        if not slots.acquire(self._ticket, self._cancelled):
+            with self._lock:
+                self._result = RunResult("callback", 0)
+            return
+        try:
+            self._train(steps, seconds)
+        finally:
+            slots.release(self._ticket)
+
+    def _train(self, steps: int | None, seconds: float) -> None:
         threads = MODEL_DEFAULTS[self.config.model.kind]["threads"]
         if threads:
             torch.set_num_threads(threads)   # the small MLP: 1, it loses time to OpenMP sync; U-Nets: all cores
@@ -156,13 +192,14 @@ class TrainingJob:
                 result = self.trainer.run(steps=steps if steps is not None else UNBOUNDED_STEPS, seconds=seconds,
                                           callback=self._on_step)
                 measured = bool(self._metrics) and self._metrics[-1]["step"] == self.trainer.step
-                if self.measure_every and self.trainer.step and not measured:
+                if self.measure_every and self.trainer.step and not measured and result.reason != "diverged":
                     self._measure()     # the curves end at the model the sections below use
             except Exception as e:  # noqa: BLE001 - any failure must reach the page as an error box
                 error = f"training failed at step {self.trainer.step}: {type(e).__name__}: {e}"
-            run = self.trainer.as_run() if self.trainer.step else self.run
+            unhealthy = self.trainer.health() if result is not None and result.reason == "diverged" else ""
+            run = self.trainer.as_run() if self.trainer.step and not unhealthy else self.run  # the last good model
         with self._lock:
-            self._result, self._error, self.run = result, error, run
+            self._result, self._error, self.run, self.unhealthy = result, error, run, unhealthy
 
     def _on_step(self, trainer: Trainer, info: StepInfo) -> bool:
         with self._lock:
@@ -170,7 +207,7 @@ class TrainingJob:
             self._loss.append(info.loss)
         if self.measure_every and info.step % self.measure_every == 0:
             self._measure()
-        return self._stop.is_set()
+        return self._cancelled()
 
     def _measure(self) -> None:
         """Measure the current EMA model cheaply and log its metrics (NaN with a note if it has none)."""
@@ -199,9 +236,10 @@ class TrainingJob:
                 progress = 1.0
             running = self.running
             rate = (step - start_step) / max(elapsed - start_elapsed, 1e-9) if step > start_step else 0.0
+            place = scheduler().place(self._ticket) if running and self._ticket is not None else None
             return Snapshot(list(self._steps), list(self._loss), list(self._metrics), step, elapsed,
                             min(1.0, max(0.0, progress)) if running else 1.0, rate, running, self._result,
-                            self._error, self._metric_note, self._preview)
+                            self._error, self._metric_note, self._preview, place, self._capped)
 
     def checkpoint_zip(self) -> bytes:
         """The run folder trainer.save writes, zipped (waits if the model is training)."""
@@ -224,8 +262,11 @@ def device_for(config: RunConfig) -> str:
 
 
 def start_training(config: RunConfig, data: TrainingData, steps: int | None, seconds: float | None,
-                   measure_every: int, key: str = JOB_KEY, measurement: Measurement = METRICS_2D) -> TrainingJob:
-    """Continue the current model when config only changes the budget, else start a new one; returns the job."""
+                   measure_every: int, key: str = JOB_KEY, measurement: Measurement = METRICS_2D,
+                   expected: float | None = None) -> TrainingJob:
+    """Continue the current model when config only changes the budget, else start a new one (checked against the
+    server's budget before anything is built); returns the job."""
+    check_config(config)
     job = current_job(key)
     if job is None or not same_model(job.config, config):
         y = data.y if getattr(config.model, "num_classes", 0) else None
@@ -233,7 +274,7 @@ def start_training(config: RunConfig, data: TrainingData, steps: int | None, sec
         job = TrainingJob(trainer, measurement)
         set_job(job, key)
     job.measurement = measurement
-    job.start(steps, seconds, measure_every)
+    job.start(steps, seconds, measure_every, expected)
     return job
 
 

@@ -11,11 +11,14 @@ from diffusion.config import DataConfig, RunConfig
 from diffusion.data import TrainingData
 from diffusion.explore import toy2d as explore2d
 
-from . import charts, data2d, training
+from diffusion.training.cost import step_seconds
+
+from . import budget, charts, data2d, training
 from .layout import error_box
 from .training import Measurement, Snapshot, TrainingJob
 
 REFRESH_S = 0.8  # at least one redraw a second (the goal), each costing the trainer little
+QUEUE_REFRESH_S = 2.0   # a waiting job's line is redrawn less often: many waiting pages must not load the server
 
 
 def _curves_2d(snap: Snapshot, config: RunConfig) -> tuple[Callable, object] | None:
@@ -52,28 +55,46 @@ class TrainingPanel:
 
 
 TOY2D = TrainingPanel("toy2d", data2d.training_data, lambda config: training.METRICS_2D, _curves_2d, _summary_2d)
+MEASURE_2D_S = 0.5   # seconds one 2D measurement takes (DDIM-50 samples and three metrics, on 2 cores)
+
+
+@st.cache_data(show_spinner="Timing a few training steps...", max_entries=32)
+def _step_seconds(config: RunConfig) -> float:
+    return step_seconds(config)
+
+
+def expected_2d(config: RunConfig, steps: int | None, seconds: float | None, every: int) -> tuple[float, float]:
+    """(expected seconds, seconds per step) of a 2D training: its steps at a measured step, plus measurements."""
+    per_step = _step_seconds(config)
+    if seconds is not None:
+        return float(seconds), per_step
+    return steps * per_step + (steps // every + 1 if every else 0) * MEASURE_2D_S, per_step
 
 
 def _start(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int,
-           panel: TrainingPanel) -> None:
+           panel: TrainingPanel, expected: tuple[float, float] | None) -> None:
     job = training.current_job(panel.key)
     if job is not None and job.running:
         return
     try:
+        budget.check_config(config)              # before a network is built, even to time a step
+        total, per_step = expected or expected_2d(config, steps, seconds, measure_every)
+        budget.check_time(total, "this training", per_step)
         training.start_training(config, panel.data(config.data), steps, seconds, measure_every, panel.key,
-                                panel.measurement(config))
+                                panel.measurement(config), total)
     except ValueError as e:
         error_box("Could not start training", e)
 
 
 def train_buttons(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int,
-                  panel: TrainingPanel = TOY2D) -> None:
-    """Train (continuing the current model when only the budget changed) and Discard.
+                  panel: TrainingPanel = TOY2D, expected: tuple[float, float] | None = None) -> None:
+    """Train (continuing the current model when only the budget changed) and Discard. expected: (seconds, seconds
+    per step) when the page has measured them (default: timed here on a click, for a 2D model).
 
     A click is handled before the button is drawn (its value is already in session_state), with this run's
     widget values, so the button is drawn disabled in the same run."""
     if st.session_state.get(f"{panel.prefix}_train"):
-        _start(config, steps, seconds, measure_every, panel)
+        _start(config, steps, seconds, measure_every, panel, expected)
     job = training.current_job(panel.key)
     running = job is not None and job.running
     if running:
@@ -96,11 +117,29 @@ def show_training(job: TrainingJob | None, panel: TrainingPanel = TOY2D) -> None
     if job is None:
         return
     if job.running:
-        _live_panel(panel)
+        place = job.snapshot().place
+        _queued_panel(panel) if place is not None and place.position > 0 else _live_panel(panel)
     else:
         snap = job.snapshot()
         _outcome(snap, job.config, panel)
         _curves(snap, job.config, panel, live=False)
+
+
+def _progress_line(job: TrainingJob, snap: Snapshot, text: str, panel: TrainingPanel) -> None:
+    left, right = st.columns([5, 1])
+    left.progress(snap.progress, text=text)
+    right.button("Stop", key=f"{panel.prefix}_stop", icon=":material/stop:", on_click=job.stop,
+                 help="Stops after the current step (or leaves the queue); the model keeps what it learned")
+
+
+@st.fragment(run_every=QUEUE_REFRESH_S)
+def _queued_panel(panel: TrainingPanel) -> None:
+    """The job's place in the server's queue, until it gets a slot (then the page redraws with the live panel)."""
+    job = training.current_job(panel.key)
+    snap = job.snapshot() if job is not None else None
+    if snap is None or not snap.running or snap.place is None or snap.place.position == 0:
+        st.rerun()
+    _progress_line(job, snap, f"Queued, {snap.place.describe()}", panel)
 
 
 @st.fragment(run_every=REFRESH_S)
@@ -109,11 +148,7 @@ def _live_panel(panel: TrainingPanel) -> None:
     snap = job.snapshot() if job is not None else None
     if snap is None or not snap.running:
         st.rerun()          # once: the whole page redraws with the finished model
-    text = f"Training: step {snap.step:,} · {snap.elapsed:.1f} s · {snap.rate:.0f} steps/s"
-    left, right = st.columns([5, 1])
-    left.progress(snap.progress, text=text)
-    right.button("Stop", key=f"{panel.prefix}_stop", icon=":material/stop:", on_click=job.stop,
-                 help="Stops after the current step; the model keeps what it learned")
+    _progress_line(job, snap, f"Training: step {snap.step:,} · {snap.elapsed:.1f} s · {snap.rate:.0f} steps/s", panel)
     _curves(snap, job.config, panel, live=True)
 
 
@@ -136,6 +171,10 @@ def _outcome(snap: Snapshot, config: RunConfig, panel: TrainingPanel) -> None:
         error_box("Training diverged", result.message)
     elif result is not None and result.reason == "callback":
         st.info(f"Stopped at step {snap.step:,}: the model keeps what it learned.", icon=":material/stop:")
+    elif result is not None and result.reason == "time" and snap.capped:
+        st.warning(f"Stopped at this server's time budget for one job ({budget.budget().job_seconds:,} s), at step "
+                   f"{snap.step:,}; the model keeps what it learned, and Continue training queues another job.",
+                   icon=":material/timer:")
     elif result is not None:
         st.success(f"Done: {result.steps:,} steps in this run, {snap.step:,} in all, {snap.elapsed:.1f} s of "
                    f"training ({snap.rate:.0f} steps/s).", icon=":material/check:")

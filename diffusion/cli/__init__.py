@@ -1,29 +1,29 @@
-"""python -m diffusion train | sample | evaluate | data. Bad input: one line naming the value, exit code 2."""
+"""python -m diffusion train | sample | evaluate | data | study. Bad input: one line naming the value, exit code 2,
+checked before any work (diffusion.cli.checks); an I/O failure during the work (a full disk): one line, exit 1."""
 
 import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from diffusion import __version__
-from diffusion.config import DECAYS, PRECISIONS, TRAIN_OBJECTIVES, DataConfig, RunConfig, ScheduleConfig, TrainConfig
+from diffusion.cli.checks import MAX_N, check_device, check_int, check_output_file, check_seed, check_threads
+from diffusion.cli.train import check_dataset, set_threads, train
+from diffusion.config import DECAYS, PRECISIONS, TRAIN_OBJECTIVES, DataConfig
 from diffusion.core.schedules import SCHEDULES, SPACINGS
 from diffusion.data import is_toy, load_data
 from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
-from diffusion.metrics.measure import measure_every
 from diffusion.models.config import CONDITIONINGS
 from diffusion.sampling.config import GRIDS, SamplerConfig
 from diffusion.sampling.registry import SAMPLERS, nfe
 from diffusion.sampling.vp import VARIANCES
 from diffusion.training import distributed
-from diffusion.training.checkpoints import CONFIG, load_run
-from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS
-from diffusion.training.trainer import Trainer
+from diffusion.training.checkpoints import load_run
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,121 +137,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _model_config(kind: str, args, data_cfg: DataConfig, num_classes: int, channels: int):
-    if kind == "mlp":
-        from diffusion.models.config import MLPConfig
-        if not is_toy(data_cfg.dataset):
-            raise ValueError(f"model 'mlp' is for 2D data; dataset {data_cfg.dataset!r} needs --model unet")
-        return MLPConfig(num_classes=num_classes)
-    from diffusion.models.config import unet_preset
-    if is_toy(data_cfg.dataset):
-        raise ValueError(f"model 'unet' is for images; 2D dataset {data_cfg.dataset!r} needs --model mlp")
-    preset = args.preset or ("small-16" if data_cfg.image_size <= 16 else "small-32")
-    return unet_preset(preset, image_size=data_cfg.image_size, channels=channels, num_classes=num_classes,
-                       conditioning=args.conditioning or "add")
-
-
-def _check_dataset(name: str) -> None:
-    from diffusion.data.images import IMAGE_DATASETS
-    if not (is_toy(name) or name in IMAGE_DATASETS or name.startswith("folder:")):
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(TOY_DATASETS)}, "
-                         f"{', '.join(IMAGE_DATASETS)}, folder:PATH")
-
-
-def _set_threads(kind: str, threads: int | None) -> None:
-    """One thread for the small MLP (two threads cost more in synchronisation than they gain), all for U-Nets."""
-    threads = threads if threads is not None else MODEL_DEFAULTS[kind]["threads"]
-    if threads:
-        torch.set_num_threads(threads)
-
-
-def _new_config(args) -> tuple[RunConfig, object]:
-    dataset = args.dataset or "moons"
-    _check_dataset(dataset)
-    image_size = args.image_size if args.image_size is not None else (None if is_toy(dataset) else 16)
-    data_cfg = DataConfig(dataset, seed=args.seed or 0, image_size=image_size, classes=args.classes,
-                          class_weights=args.class_weights)
-    data = load_data(data_cfg)
-    kind = args.model or ("mlp" if is_toy(dataset) else "unet")
-    num_classes = data.num_classes if args.conditional else 0
-    model = _model_config(kind, args, data_cfg, num_classes, int(data.x.shape[1]) if data.x.dim() == 4 else 1)
-    d = MODEL_DEFAULTS[kind]
-    steps = args.steps or (UNBOUNDED_STEPS if args.minutes is not None else d["steps"])
-    train = TrainConfig(steps=steps, batch_size=args.batch_size or d["batch_size"], lr=args.lr or d["lr"],
-                        ema_decay=args.ema_decay if args.ema_decay is not None else d["ema_decay"],
-                        decay=args.decay or "none",
-                        objective=args.objective or "eps", seed=args.seed or 0,
-                        checkpoint_every=args.checkpoint_every or 1000,
-                        sigma_data=1.0 if is_toy(dataset) else 0.5,  # the 2D sets have unit std
-                        precision=args.precision or "float32", channels_last=args.channels_last)
-    schedule = ScheduleConfig(args.schedule or "linear", args.timesteps or 1000, bool(args.zero_terminal_snr))
-    return RunConfig(data_cfg, schedule, model, train), data
-
-
-def _resumed_config(args, saved: RunConfig) -> RunConfig:
-    """The saved config, with a new step target; any other flag that disagrees is an error."""
-    asked = {"dataset": (args.dataset, saved.data.dataset), "model": (args.model, saved.model.kind),
-             "schedule": (args.schedule, saved.schedule.name), "timesteps": (args.timesteps, saved.schedule.timesteps),
-             "batch-size": (args.batch_size, saved.train.batch_size), "lr": (args.lr, saved.train.lr),
-             "seed": (args.seed, saved.train.seed), "objective": (args.objective, saved.train.objective), "decay": (args.decay, saved.train.decay),
-             "image-size": (args.image_size, saved.data.image_size), "classes": (args.classes, saved.data.classes)}
-    clash = [f"--{k} {new} (the run has {old})" for k, (new, old) in asked.items() if new is not None and new != old]
-    if clash:
-        raise ValueError(f"{args.out} holds a run with other settings: {'; '.join(clash)}; use a new --out")
-    steps = args.steps or (UNBOUNDED_STEPS if args.minutes is not None else saved.train.steps)
-    return replace(saved, train=replace(saved.train, steps=steps))
-
-
-def _say(*args, **kwargs) -> None:
-    """print, on rank 0 only under torchrun."""
-    if distributed.is_main():
-        print(*args, **kwargs)
-
-
-def _train(args) -> int:
-    """Train in this process, or under torchrun as one rank of a data-parallel run."""
-    device = distributed.setup()
-    try:
-        return _train_on(args, device)
-    finally:
-        distributed.teardown()
-
-
-def _train_on(args, device: str) -> int:
-    out = Path(args.out)
-    if args.minutes is not None and not args.minutes > 0:
-        raise ValueError(f"--minutes {args.minutes} is out of range; allowed: a positive number (0.5 = 30 s)")
-    if (out / CONFIG).exists():
-        saved = load_run(out).config
-        config = _resumed_config(args, saved)
-        with distributed.main_first():
-            data = load_data(config.data)
-        trainer = Trainer.resume(out, data.x, data.y, device=device)
-        trainer.config = config
-        _say(f"resuming {out} from step {trainer.step}")
-    else:
-        with distributed.main_first():  # a dataset download or cache is written once
-            config, data = _new_config(args)
-        trainer = Trainer(config, data.x, data.y, device=device, data_source=data.source)
-    if data.notice:
-        _say(f"notice: {data.notice}")
-    _set_threads(config.model.kind, args.threads)
-    seconds = args.minutes * 60 if args.minutes is not None else None
-    try:
-        callback = measure_every(args.measure_every, args.measure_n) if args.measure_every else None
-        result = trainer.run(seconds=seconds, run_dir=out, callback=callback)
-    except KeyboardInterrupt:
-        trainer.save(out)
-        _say(f"interrupted at step {trainer.step}; checkpoint saved in {out}")
-        return 130
-    loss = trainer.history[-1].get("loss", float("nan")) if trainer.history else float("nan")
-    _say(f"step {trainer.step}, loss {loss:.4f}, {trainer.elapsed:.1f} s of training; saved in {out}")
-    if result.reason == "diverged":
-        _say(f"error: {result.message}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def _sampler_config(args) -> SamplerConfig:
     return SamplerConfig(args.sampler, args.steps, args.eta, args.spacing, args.variance, args.clip, args.guidance,
                          args.grid, args.rho, args.sigma_min, args.sigma_max, args.churn, args.s_min, args.s_max,
@@ -275,46 +160,52 @@ def _labels(args, run, n: int) -> torch.Tensor | None:
     return torch.full((n,), args.label, dtype=torch.long)
 
 
+SUFFIXES = {"images": (".npy", ".png"), "2D points": (".npy", ".csv")}
+
+
 def _write(samples: torch.Tensor, path: Path) -> None:
-    """2D points as float32 (.npy/.csv); images as uint8 (N, C, H, W) (.npy) or a PNG grid."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """2D points as float32 (.npy/.csv); images as uint8 (N, C, H, W) (.npy) or a PNG grid (suffix checked before)."""
     suffix = path.suffix.lower()
     if samples.dim() == 4:
         from diffusion.data.images import save_grid_png, to_uint8
         images = to_uint8(samples)
-        if suffix == ".png":
-            return save_grid_png(images, path)
-        if suffix == ".npy":
-            return np.save(path, images.numpy())
-        raise ValueError(f"output {str(path)!r}: images are written as .npy or .png")
+        return save_grid_png(images, path) if suffix == ".png" else np.save(path, images.numpy())
     if suffix == ".npy":
         return np.save(path, samples.numpy().astype(np.float32))
-    if suffix == ".csv":
-        return np.savetxt(path, samples.numpy(), delimiter=",", header="x,y", comments="", fmt="%.6f")
-    raise ValueError(f"output {str(path)!r}: 2D points are written as .npy or .csv")
+    return np.savetxt(path, samples.numpy(), delimiter=",", header="x,y", comments="", fmt="%.6f")
 
 
-def _check_n(n: int) -> None:
-    if not 1 <= n <= 1_000_000:
-        raise ValueError(f"--n {n} is out of range; allowed: 1 to 1000000")
+def _check_sampling(args, low_n: int) -> None:
+    """The flags sample, evaluate and study share, checked before the run is loaded."""
+    check_int("--n", args.n, low_n, MAX_N, " (a metric compares at least two samples)" if low_n > 1 else "")
+    check_seed(args.seed)
+    check_threads(getattr(args, "threads", None))
+
+
+def _load(args):
+    """(run, sampler) of sample and evaluate, the threads set for the run's kind."""
+    sampler = _sampler_config(args)
+    run = load_run(args.checkpoint, distributed.default_device())
+    set_threads(run.config.model.kind, args.threads)
+    return run, sampler
 
 
 def _sample(args) -> int:
-    _check_n(args.n)
-    run, sampler = load_run(args.checkpoint, distributed.default_device()), _sampler_config(args)
-    _set_threads(run.config.model.kind, args.threads)
+    _check_sampling(args, 1)
+    run, sampler = _load(args)
+    what = "images" if run.is_image else "2D points"
+    out = check_output_file(args.out, SUFFIXES[what], what)
     start = time.perf_counter()
     samples = run.sample(args.n, sampler, seed=args.seed, y=_labels(args, run, args.n))
-    _write(samples, Path(args.out))
+    _write(samples, out)
     print(f"{args.n} samples ({sampler.name}, {sampler.steps} steps = {nfe(sampler.name, sampler.steps)} network "
           f"evaluations) in {time.perf_counter() - start:.1f} s -> {args.out}")
     return 0
 
 
 def _evaluate(args) -> int:
-    _check_n(args.n)
-    run, sampler = load_run(args.checkpoint, distributed.default_device()), _sampler_config(args)
-    _set_threads(run.config.model.kind, args.threads)
+    _check_sampling(args, 2)
+    run, sampler = _load(args)
     start = time.perf_counter()
     if run.is_image:
         from diffusion.metrics.evaluation import evaluate_run_images
@@ -332,31 +223,38 @@ def _evaluate(args) -> int:
 
 
 def _data(args) -> int:
-    _check_n(args.n)
-    dataset = args.dataset or "moons"
-    _check_dataset(dataset)
+    check_int("--n", args.n, 1, MAX_N)
+    check_seed(args.seed)
+    dataset = "moons" if args.dataset is None else args.dataset
+    check_dataset(dataset)
+    what = "2D points" if is_toy(dataset) else "images"
+    out = check_output_file(args.out, SUFFIXES[what], what)
     if is_toy(dataset):
+        if args.image_size is not None or args.classes is not None or args.class_weights is not None:
+            raise ValueError(f"--image-size, --classes and --class-weights are for image datasets; {dataset!r} is 2D")
         samples = toy_dataset(dataset).sample(args.n, torch.Generator().manual_seed(args.seed))
     else:
-        data = load_data(DataConfig(dataset, n=args.n, seed=args.seed, image_size=args.image_size or 16,
-                                    classes=args.classes, class_weights=args.class_weights))
+        data = load_data(DataConfig(dataset, n=args.n, seed=args.seed, image_size=16 if args.image_size is None
+                                    else args.image_size, classes=args.classes, class_weights=args.class_weights))
         samples = data.x
         if data.notice:
             print(f"notice: {data.notice}")
-    _write(samples, Path(args.out))
+    _write(samples, out)
     print(f"{samples.shape[0]} true samples of {dataset} -> {args.out}")
     return 0
 
 
 def _study(args) -> int:
     from diffusion.explore.study import study_checkpoint
-    _check_n(args.n)
+    _check_sampling(args, 2)
+    check_device(args.device)
+    check_output_file(args.out, (".csv", ".md"), "study results")
     print(study_checkpoint(args.checkpoint, args.samplers.split(","), args.nfe, args.out, n=args.n,
                            precisions=args.precision.split(","), seed=args.seed, device=args.device))
     return 0
 
 
-COMMANDS = {"train": _train, "sample": _sample, "evaluate": _evaluate, "data": _data, "study": _study}
+COMMANDS = {"train": train, "sample": _sample, "evaluate": _evaluate, "data": _data, "study": _study}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -366,3 +264,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"python -m diffusion {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:     # during the work: a full disk, a folder removed meanwhile
+        print(f"python -m diffusion {args.command}: error: {e}", file=sys.stderr)
+        return 1

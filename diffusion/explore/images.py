@@ -6,7 +6,6 @@ function of its arguments (seeded), so the pages can cache results by their inpu
 """
 
 import math
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
@@ -30,7 +29,7 @@ from diffusion.metrics.images import (
 )
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run, Trajectory
-from diffusion.training.trainer import Trainer
+from diffusion.training.cost import dummy_trainer, seconds_per_step
 
 LIVE_N = 100          # samples per FID measurement while training on a CPU (the floor uses the same n)
 LIVE_STEPS = 20       # DDIM steps of those samples
@@ -210,11 +209,7 @@ def network_evaluations(n: int, sampler: SamplerConfig) -> int:
 def step_cost(config: RunConfig, steps: int = 3, device: str = "cpu") -> dict[str, float]:
     """Time per training step (median of `steps`, after one warm-up), parameters, and memory: weights with
     gradients, AdamW moments and the EMA copy (5 float32 copies), plus the tensors autograd saves for one batch."""
-    m = config.model
-    x = torch.zeros(config.train.batch_size, m.channels, m.image_size, m.image_size)
-    y = torch.zeros(len(x), dtype=torch.long) if getattr(m, "num_classes", 0) else None
-    trainer = Trainer(config, x, y, device=device)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    trainer = dummy_trainer(config, device)
     saved: list[int] = []
 
     def pack(t: Tensor) -> Tensor:
@@ -222,15 +217,9 @@ def step_cost(config: RunConfig, steps: int = 3, device: str = "cpu") -> dict[st
         return t
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         trainer.train_step()
-    times = []
-    for _ in range(steps):
-        sync()
-        start = time.perf_counter()
-        trainer.train_step()
-        sync()
-        times.append(time.perf_counter() - start)
+    seconds = seconds_per_step(trainer, steps)
     params = sum(p.numel() for p in trainer.model.parameters())
-    return {"seconds_per_step": float(np.median(times)), "parameters": float(params),
+    return {"seconds_per_step": seconds, "parameters": float(params),
             "weights_mb": 5 * 4 * params / 2**20, "activations_mb": sum(saved) / 2**20}
 
 

@@ -3,11 +3,32 @@
 Pure data (no torch): run configs, checkpoints and pages read them without building a network.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "silu")
 NORMS: tuple[str, ...] = ("none", "layer")
+# Documented limits (README, SECURITY.md): a config is refused before any network is built, so that a few bytes of
+# JSON cannot ask for gigabytes. diffusion.models.check_size adds a bound on the parameter count.
+MAX_CLASSES = 1000         # labels of a conditional model (ImageNet has 1,000)
+MAX_IMAGE_SIZE = 64        # pixels a side, for the data and the U-Net
+MAX_CHANNELS = 4
+MAX_WIDTH = 4096           # MLP width, U-Net width of any level
+MAX_LEVELS = 6
+
+
+def check_range(owner: str, name: str, value: Any, low: float, high: float, kind: type = float) -> None:
+    """ValueError naming owner.name unless value is a finite number (an int if kind is int) in [low, high]."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
+    if not (ok and math.isfinite(value) and low <= value <= high):
+        what = "integers" if kind is int else "numbers"
+        raise ValueError(f"{owner} {name}={value!r} is out of range; allowed: {what} from {low:g} to {high:g}")
+
+
+def check_choice(owner: str, name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if not (isinstance(value, str) and value in allowed):
+        raise ValueError(f"{owner} {name}={value!r} is unknown; allowed: {', '.join(allowed)}")
 
 
 @dataclass(frozen=True)
@@ -27,18 +48,15 @@ class MLPConfig:
     num_classes: int = 0       # > 0: label embedding added to the input (null label = num_classes)
 
     def __post_init__(self):
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}; allowed: {', '.join(ACTIVATIONS)}")
-        if self.norm not in NORMS:
-            raise ValueError(f"unknown norm {self.norm!r}; allowed: {', '.join(NORMS)}")
-        for name, low, high in (("dim", 1, 4096), ("width", 4, 4096), ("depth", 1, 32), ("embed_dim", 2, 1024)):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and low <= value <= high):
-                raise ValueError(f"MLP {name}={value!r} is out of range; allowed: integers from {low} to {high}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout={self.dropout!r} is out of range; allowed: 0 <= dropout < 1")
-        if self.input_scale < 0 or self.num_classes < 0:
-            raise ValueError(f"input_scale={self.input_scale!r} and num_classes={self.num_classes!r} must be >= 0")
+        if self.kind != "mlp":
+            raise ValueError(f"MLP kind={self.kind!r} must be 'mlp'")
+        check_choice("MLP", "activation", self.activation, ACTIVATIONS)
+        check_choice("MLP", "norm", self.norm, NORMS)
+        for name, low, high in (("dim", 1, MAX_WIDTH), ("width", 4, MAX_WIDTH), ("depth", 1, 32),
+                                ("embed_dim", 2, 1024), ("num_classes", 0, MAX_CLASSES)):
+            check_range("MLP", name, getattr(self, name), low, high, int)
+        check_range("MLP", "dropout", self.dropout, 0.0, 0.99)
+        check_range("MLP", "input_scale", self.input_scale, 0.0, 1000.0)
 
 
 Conditioning = Literal["add", "cross"]
@@ -64,8 +82,11 @@ class UNetConfig:
     kind: str = "unet"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "channel_mult", tuple(self.channel_mult))
-        object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
+        for name in ("channel_mult", "attention_levels"):
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)) or len(value) > MAX_LEVELS:
+                raise ValueError(f"U-Net {name}={value!r} must be a list of at most {MAX_LEVELS} integers")
+            object.__setattr__(self, name, tuple(value))
         _check_scalars(self)
         _check_levels(self)
 
@@ -83,18 +104,16 @@ class UNetConfig:
         return self.num_classes if self.num_classes > 0 else None
 
 
+_UNET_RANGES = {"image_size": MAX_IMAGE_SIZE, "channels": MAX_CHANNELS, "base_width": MAX_WIDTH,
+                "blocks_per_level": 8, "head_dim": MAX_WIDTH, "groups": MAX_WIDTH, "label_tokens": 64}
+
+
 def _check_scalars(c: UNetConfig) -> None:
     """ValueError naming the first out-of-range scalar field."""
-    positive = {"image_size": c.image_size, "channels": c.channels, "base_width": c.base_width,
-                "blocks_per_level": c.blocks_per_level, "head_dim": c.head_dim, "groups": c.groups,
-                "label_tokens": c.label_tokens}
-    for name, value in positive.items():
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} must be a positive integer")
-    if not 0.0 <= c.dropout < 1.0:
-        raise ValueError(f"dropout={c.dropout!r} must be in [0, 1)")
-    if not isinstance(c.num_classes, int) or c.num_classes < 0:
-        raise ValueError(f"num_classes={c.num_classes!r} must be an integer >= 0 (0 = unconditional)")
+    for name, high in _UNET_RANGES.items():
+        check_range("U-Net", name, getattr(c, name), 1, high, int)
+    check_range("U-Net", "dropout", c.dropout, 0.0, 0.99)
+    check_range("U-Net", "num_classes", c.num_classes, 0, MAX_CLASSES, int)
     if c.conditioning not in CONDITIONINGS:
         raise ValueError(f"conditioning={c.conditioning!r} must be one of {CONDITIONINGS}")
     if c.conditioning == "cross" and c.num_classes == 0:
@@ -105,8 +124,10 @@ def _check_scalars(c: UNetConfig) -> None:
 
 def _check_levels(c: UNetConfig) -> None:
     """ValueError when the levels do not fit the image size, the GroupNorm groups or the head size."""
-    if not c.channel_mult or any(not isinstance(m, int) or m < 1 for m in c.channel_mult):
+    if not c.channel_mult or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in c.channel_mult):
         raise ValueError(f"channel_mult={c.channel_mult!r} must be a non-empty tuple of positive integers")
+    if max(c.widths) > MAX_WIDTH:
+        raise ValueError(f"U-Net widths {c.widths} (base_width x channel_mult) exceed {MAX_WIDTH}")
     factor = 2 ** (c.levels - 1)
     if c.image_size % factor:
         raise ValueError(f"image_size {c.image_size} is not divisible by 2**{c.levels - 1} = {factor} "

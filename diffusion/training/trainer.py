@@ -4,6 +4,7 @@ callbacks that observe each step and may stop it, divergence detection, checkpoi
 import copy
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
@@ -16,9 +17,9 @@ from diffusion.core.edm import EDMPrecond, edm_loss
 from diffusion.core.losses import diffusion_loss, drop_labels
 from diffusion.models import build_model, memory_format
 from diffusion.sampling.run import Run
-from diffusion.training import checkpoints, distributed
+from diffusion.training import checkpoints, distributed, guard, runlock
 
-EXPLOSION_FACTOR = 100.0  # a loss this many times its running average means training has diverged
+PROBE_SEED = 20_240_601   # the probe batch of guard.health: fixed, and drawn with its own generator
 StopReason = Literal["steps", "time", "callback", "diverged"]
 
 
@@ -76,7 +77,8 @@ class Trainer:
         if self.x.dim() == 4:
             self.x = self.x.contiguous(memory_format=layout)
         self.y = None if self.y is None else self.y.to(self.device)
-        self.step, self.elapsed, self.loss_avg = 0, 0.0, math.nan
+        self.step, self.elapsed, self.loss_avg = 0, 0.0, math.nan   # loss_avg: guard's loss level
+        self.saved_step: int | None = None     # the step of the last checkpoint this trainer wrote or resumed from
 
     @property
     def conditional(self) -> bool:
@@ -100,30 +102,41 @@ class Trainer:
         y = drop_labels(self.y[idx], self.config.train.label_dropout, self.model.null_label, generator)
         return self.x[idx], y
 
-    def _diverged(self, loss: float, grad_norm: float) -> str:
-        if not math.isfinite(loss) or not math.isfinite(grad_norm):
-            return f"loss={loss:.4g}, gradient norm={grad_norm:.4g} at step {self.step + 1}"
-        if self.step > 50 and loss > EXPLOSION_FACTOR * self.loss_avg:
-            return f"loss {loss:.4g} exploded ({EXPLOSION_FACTOR:g}x its running average {self.loss_avg:.4g})"
-        return ""
+    def _loss(self, net: torch.nn.Module, x0: Tensor, y: Tensor | None, generator: torch.Generator) -> Tensor:
+        """The batch's mean training loss through net (the DDP wrapper while training, the bare network to probe)."""
+        tc = self.config.train
+        with torch.autocast(torch.device(self.device).type, torch.bfloat16, enabled=tc.precision == "bfloat16"):
+            if tc.objective == "edm":
+                precond = self._precond if net is self._net else EDMPrecond(net, tc.sigma_data)
+                return edm_loss(precond, x0, y, generator, P_mean=tc.P_mean, P_std=tc.P_std).mean()
+            return diffusion_loss(net, self.schedule, x0, y, generator, objective=tc.objective,
+                                  weighting=tc.weighting, min_snr_gamma=tc.min_snr_gamma).mean()
+
+    @torch.no_grad()
+    def probe_loss(self, examples: int) -> float:
+        """The network's mean loss over batches of a fixed probe (at least `examples` examples), drawn with its own
+        generator: the run's RNG is untouched, so checking a run never changes it."""
+        generator = torch.Generator(self.device).manual_seed(PROBE_SEED)
+        losses = []
+        while len(losses) * (self.config.train.batch_size // distributed.world_size()) < examples:
+            losses.append(float(self._loss(self.model, *self._batch(generator), generator)))
+        return sum(losses) / len(losses)
+
+    def health(self) -> str:
+        """Why the current weights must not be saved ("" when they may): training.guard.health."""
+        return guard.health(self)
 
     def train_step(self) -> tuple[float, str]:
         """One gradient step; returns (loss, "") or (loss, why it diverged) without applying a bad update."""
         tc = self.config.train
         generator = distributed.rank_generator(self.generator)
-        x0, y = self._batch(generator)
-        with torch.autocast(torch.device(self.device).type, torch.bfloat16, enabled=tc.precision == "bfloat16"):
-            if tc.objective == "edm":
-                loss = edm_loss(self._precond, x0, y, generator, P_mean=tc.P_mean, P_std=tc.P_std).mean()
-            else:
-                loss = diffusion_loss(self._net, self.schedule, x0, y, generator, objective=tc.objective,
-                                      weighting=tc.weighting, min_snr_gamma=tc.min_snr_gamma).mean()
+        loss = self._loss(self._net, *self._batch(generator), generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self._params, max_norm, foreach=True))
         value = distributed.mean(loss.detach())  # the same on every rank, so all ranks stop together
-        why = self._diverged(value, grad_norm)
+        why = guard.step_verdict(self.step, value, grad_norm, self.loss_avg)
         if why:
             return value, why
         lr = self.lr_at(self.step)
@@ -132,7 +145,7 @@ class Trainer:
         self.optimizer.step()
         self._update_ema()
         self.step += 1
-        self.loss_avg = value if math.isnan(self.loss_avg) else 0.98 * self.loss_avg + 0.02 * value
+        self.loss_avg = guard.next_level(self.loss_avg, value)
         return value, ""
 
     @torch.no_grad()
@@ -152,8 +165,16 @@ class Trainer:
     def run(self, steps: int | None = None, seconds: float | None = None, callback: Callback | None = None,
             run_dir: str | Path | None = None) -> RunResult:
         """Train until `steps` more steps (default: up to config.train.steps), `seconds`, or a callback stops it.
-        With run_dir, a checkpoint is written every config.train.checkpoint_every steps and at the end.
-        Under torchrun, rank 0's clock and callback decide when every rank stops."""
+        With run_dir, a checkpoint is written every config.train.checkpoint_every steps and at the end, while the
+        folder's lock is held (runlock.RunFolderBusy at once if another process writes there); a checkpoint whose
+        weights fail health() is not written, and the run stops as diverged. Under torchrun, rank 0's clock and
+        callback decide when every rank stops, and rank 0 alone holds the lock."""
+        owner = run_dir is not None and distributed.is_main()
+        with runlock.hold(run_dir, wait=0.0) if owner else nullcontext():
+            return self._run(steps, seconds, callback, run_dir)
+
+    def _run(self, steps: int | None, seconds: float | None, callback: Callback | None,
+             run_dir: str | Path | None) -> RunResult:
         target = self.step + steps if steps is not None else self.config.train.steps
         start, done, result = time.perf_counter(), 0, None
         base_elapsed = self.elapsed
@@ -167,8 +188,7 @@ class Trainer:
                 break
             loss, why = self.train_step()
             if why:
-                result = RunResult("diverged", done, f"training stopped: {why}; the weights of step {self.step} "
-                                   "are kept (try a lower learning rate or stronger gradient clipping)")
+                result = RunResult("diverged", done, why)
                 break
             done += 1
             self.elapsed = base_elapsed + time.perf_counter() - start
@@ -177,16 +197,41 @@ class Trainer:
             if callback is not None and distributed.rank0_decides(bool(callback(self, info))):
                 result = RunResult("callback", done)
             if run_dir is not None and self.step % self.config.train.checkpoint_every == 0:
+                why = self.health()
+                if why:
+                    result = RunResult("diverged", done, f"at step {self.step}, {why}")
+                    break
                 self.save(run_dir)
+        return self._finish_run(result, run_dir)
+
+    def _finish_run(self, result: RunResult, run_dir: str | Path | None) -> RunResult:
+        """The last checkpoint, written only when the weights pass health(); a diverged result says what is kept."""
+        why = self.health() if run_dir is not None or result.reason == "diverged" else ""
         if run_dir is not None:
-            self.save(run_dir)
+            if not why:
+                self.save(run_dir)
             distributed.barrier()  # no rank returns before the last checkpoint is on disk
-        return result
+        if result.reason != "diverged":
+            return result
+        if not why:
+            kept = f"the weights of step {self.step} pass the check (finite, probe loss in bound) and are kept"
+        elif run_dir is not None and self.saved_step is not None:
+            kept = f"the weights of step {self.step} fail the check ({why}); {str(run_dir)!r} keeps step " \
+                   f"{self.saved_step}, its last good checkpoint"
+        else:
+            kept = f"the weights of step {self.step} fail the check ({why}); no good checkpoint was written"
+        return RunResult("diverged", result.steps, f"training stopped: {result.message}; {kept} (try a lower "
+                         "learning rate or stronger gradient clipping)")
 
     def save(self, run_dir: str | Path) -> None:
-        """Write a checkpoint (under torchrun, rank 0 only: the ranks' weights are equal)."""
+        """Write a checkpoint (under torchrun, rank 0 only: the ranks' weights are equal); ValueError, and nothing
+        written, when the weights fail health()."""
+        why = self.health()
+        if why:
+            raise ValueError(f"checkpoint not written: {why}; {str(run_dir)!r} keeps its last good checkpoint")
         if distributed.is_main():
             checkpoints.save(run_dir, self)
+        self.saved_step = self.step
 
     def as_run(self) -> Run:
         """A frozen copy for sampling (the EMA weights), safe to use while this trainer goes on."""

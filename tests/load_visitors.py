@@ -1,0 +1,133 @@
+"""Issue 14's load test: visitors of a real `streamlit run` server on 127.0.0.1, each a headless Chromium page, all
+pressing Train on the 2D page (tests/test_load.py runs a small one, benchmarks/bench_load.py the full one).
+
+The first `slots` visitors train long jobs (the largest seconds budget, 120 s) that fill every slot of the server's
+scheduler; the others press Train for short ones (100 steps, the smallest budget) and must queue. Then, while all of them run or wait:
+- the server's job log ($DIFFUSION_JOB_LOG: every start and end, with the counts) says how many ran at once;
+- the queued pages show their place ("you are 2nd in line; about 40 s");
+- new visitors open the Overview, one after the other: the seconds until it renders, each;
+- the first long job's page is closed: the seconds until the server ends that job (its slot is free again);
+- every short job then finishes ("Done:" on its page).
+"""
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from playwright.sync_api import expect, sync_playwright
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, serve_app
+
+MAIN = "stMainBlockContainer"
+
+
+@dataclass
+class LoadResult:
+    visitors: int
+    slots: int
+    max_running: int           # most jobs the server ran at once (its job log)
+    positions: list[int]       # queue positions the waiting pages showed
+    overview_seconds: list[float]  # new visitors' Overview, from navigation to its title, while the jobs run
+    overview_before: list[float]   # the same before anyone pressed Train (the pages open): the machine's own speed
+    close_to_stop: float       # seconds from closing a training visitor's page to the end of its job
+    closed_job_ran: float      # how long that job had trained (far under LONG_SECONDS: the close stopped it)
+    started: int               # jobs the server started
+    finished_short: int        # short jobs whose page says "Done:"
+    seconds: float             # the whole test
+
+
+def _open_training(contexts, url: str) -> list:
+    """(page, main block) of the 2D page in each context, navigated together, ready to train."""
+    pages = [context.new_page() for context in contexts]
+    for page in pages:
+        page.goto(f"{url}/toy2d", wait_until="commit")
+    mains = [page.get_by_test_id(MAIN) for page in pages]
+    for main in mains:
+        expect(main.get_by_role("heading", name="3. Train")).to_be_visible(timeout=120_000)
+    return list(zip(pages, mains))
+
+
+LONG_SECONDS = 120
+
+
+def _press_train(main, long: bool) -> None:
+    """Train for LONG_SECONDS (the largest seconds budget) or for 100 steps (the smallest budget)."""
+    if long:
+        main.get_by_text("seconds", exact=True).click()
+        slider = main.locator('input[type=range][aria-label="Seconds"]')
+        expect(slider).to_be_visible(timeout=30_000)
+    else:
+        slider = main.locator('input[type=range][aria-label="Steps"]')
+    slider.focus()
+    slider.press("End" if long else "Home")
+    expect(slider).to_have_value(str(LONG_SECONDS) if long else "100", timeout=30_000)
+    main.get_by_role("button", name="Train", exact=True).click()
+
+
+def _events(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _positions(mains) -> list[int]:
+    seen = []
+    for main in mains:
+        text = " ".join(main.locator("[data-testid=stProgress]").all_inner_texts())
+        seen += [int(p) for p in re.findall(r"you are (\d+)\w\w in line", text)]
+    return seen
+
+
+def _overview_seconds(context, url: str) -> float:
+    page = context.new_page()
+    start = time.perf_counter()
+    page.goto(url)
+    expect(page.get_by_test_id(MAIN).get_by_role("heading").first).to_be_visible(timeout=60_000)
+    seconds = time.perf_counter() - start
+    page.close()
+    return seconds
+
+
+def run_load(visitors: int, slots: int, log: Path, overviews: int = 2, timeout: float = 300) -> LoadResult:
+    """The load test above on a fresh server limited to `slots` jobs; every job is logged to `log`."""
+    start = time.perf_counter()
+    env = {"DIFFUSION_MAX_JOBS": str(slots), "DIFFUSION_JOB_LOG": str(log)}
+    with serve_app(env=env) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(visitors)]
+            opened = _open_training(contexts, url)
+            before = [_overview_seconds(browser.new_context(), url) for _ in range(overviews)]
+            for i, (_, main) in enumerate(opened[:slots]):          # fill every slot with a long job
+                _press_train(main, True)
+                _wait_for(lambda i=i: sum(e["event"] == "started" for e in _events(log)) == i + 1, 60,
+                          f"long job {i + 1} to start")
+            short = [main for _, main in opened[slots:]]
+            for main in short:
+                _press_train(main, False)
+            time.sleep(2.0)                                          # the live panels show the queue
+            positions = _positions(short)
+            overview = [_overview_seconds(browser.new_context(), url) for _ in range(overviews)]
+            first_job = next(e["job"] for e in _events(log) if e["event"] == "started")
+            closed_at = time.time()
+            opened[0][0].close()
+            contexts[0].close()
+            _wait_for(lambda: any(e["job"] == first_job and e["event"] == "finished" for e in _events(log)), 30,
+                      "the closed visitor's job to end")
+            ends = {e["event"]: e["time"] for e in _events(log) if e["job"] == first_job}
+            for main in short:
+                expect(main.get_by_text("Done:", exact=False)).to_be_visible(timeout=timeout * 1000)
+            events = _events(log)
+        finally:
+            browser.close()
+    return LoadResult(visitors, slots, max(e["running"] for e in events), positions, overview, before,
+                      ends["finished"] - closed_at, ends["finished"] - ends["started"],
+                      sum(e["event"] == "started" for e in events), len(short),
+                      time.perf_counter() - start)

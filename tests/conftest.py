@@ -17,6 +17,18 @@ torch.set_num_threads(1)
 N, N_REF = 1000, 2000  # sampler tests: samples drawn, and true reference points
 
 
+def assert_hand_step_is_the_library_step(trainer, net, opt, loss) -> None:
+    """Backpropagate the hand-written loss, step the hand-made optimizer, and check that trainer.train_step() gives
+    the same loss and the same weights."""
+    import pytest
+    loss.backward()
+    opt.step()
+    library_loss, why = trainer.train_step()
+    assert why == "" and library_loss == pytest.approx(loss.item(), rel=1e-6)
+    for p_lib, p_ref in zip(trainer.model.parameters(), net.parameters()):
+        torch.testing.assert_close(p_lib, p_ref)
+
+
 @pytest.fixture(scope="session")
 def floor_8gaussians():
     """W1 between independent true samples of size N and a reference of N_REF points: mean and std over 6

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import oracle_flow_run, oracle_run
+from conftest import assert_hand_step_is_the_library_step, oracle_flow_run, oracle_run
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.core.flow import (
@@ -176,12 +176,7 @@ def test_one_flow_step_equals_hand_written_step():
     eps = torch.randn(32, 2, generator=g)
     x0 = trainer.x[idx]
     loss = F.mse_loss(net((1 - t)[:, None] * x0 + t[:, None] * eps, FLOW_TIME_SCALE * t), eps - x0)
-    loss.backward()
-    opt.step()
-    library_loss, why = trainer.train_step()
-    assert why == "" and library_loss == pytest.approx(loss.item(), rel=1e-6)
-    for p_lib, p_ref in zip(trainer.model.parameters(), net.parameters()):
-        torch.testing.assert_close(p_lib, p_ref)
+    assert_hand_step_is_the_library_step(trainer, net, opt, loss)
 
 
 def test_coupled_noise_is_the_reflow_pairs_noise():

@@ -37,19 +37,30 @@ def _velocity(denoise: FlowDenoiser, x: Tensor, t: float, y: Tensor | None) -> t
     return (x - x0) / t, x0
 
 
-@torch.no_grad()
-def flow_euler_sample(denoise: FlowDenoiser, x_T: Tensor, times: Tensor, *, y: Tensor | None = None,
-                      noise: Noise | None = None, callback: FlowCallback | None = None) -> Tensor:
-    """Euler in t: x_next = x + (t_next - t) v(x, t) (Liu et al. 2022, sec. 2.1); one evaluation per step. The last
-    step, to t = 0, lands on x0_hat. The same map as DDIM and as EDM's Euler at the matching noise levels."""
+def _flow_sample(denoise: FlowDenoiser, x_T: Tensor, times: Tensor, second_order: bool, y: Tensor | None,
+                 callback: FlowCallback | None) -> Tensor:
+    """Euler (x_next = x + (t_next - t) v(x, t)) or explicit midpoint (v taken at the half step instead)."""
     s = _check(times)
     x = x_T
     for i, (t, t_next) in enumerate(zip(s, s[1:])):
         v, x0 = _velocity(denoise, x, t, y)
         if callback is not None:
             callback(i, t, x, x0)
-        x = x0 if t_next == 0 else x + (t_next - t) * v
+        if second_order:                                                       # midpoint: t_mid > 0 always
+            t_mid = (t + t_next) / 2
+            v, _ = _velocity(denoise, x + (t_mid - t) * v, t_mid, y)
+            x = x + (t_next - t) * v
+        else:
+            x = x0 if t_next == 0 else x + (t_next - t) * v                    # the last Euler step lands on x0_hat
     return x
+
+
+@torch.no_grad()
+def flow_euler_sample(denoise: FlowDenoiser, x_T: Tensor, times: Tensor, *, y: Tensor | None = None,
+                      noise: Noise | None = None, callback: FlowCallback | None = None) -> Tensor:
+    """Euler in t: x_next = x + (t_next - t) v(x, t) (Liu et al. 2022, sec. 2.1); one evaluation per step. The last
+    step, to t = 0, lands on x0_hat. The same map as DDIM and as EDM's Euler at the matching noise levels."""
+    return _flow_sample(denoise, x_T, times, False, y, callback)
 
 
 @torch.no_grad()
@@ -57,13 +68,4 @@ def flow_midpoint_sample(denoise: FlowDenoiser, x_T: Tensor, times: Tensor, *, y
                          noise: Noise | None = None, callback: FlowCallback | None = None) -> Tensor:
     """Explicit midpoint (2nd-order Runge-Kutta) in t: a half Euler step to t_mid = (t + t_next) / 2, then the full
     step with the velocity there: x_next = x + (t_next - t) v(x_mid, t_mid); two evaluations per step, t_mid > 0."""
-    s = _check(times)
-    x = x_T
-    for i, (t, t_next) in enumerate(zip(s, s[1:])):
-        v, x0 = _velocity(denoise, x, t, y)
-        if callback is not None:
-            callback(i, t, x, x0)
-        t_mid = (t + t_next) / 2
-        v_mid, _ = _velocity(denoise, x + (t_mid - t) * v, t_mid, y)
-        x = x + (t_next - t) * v_mid
-    return x
+    return _flow_sample(denoise, x_T, times, True, y, callback)

@@ -249,7 +249,8 @@ def test_exact_flow_oracle_and_exact_diffusion_oracle_sample_the_same_law():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"objective": "rectified"}, "unknown objective 'rectified'"),
-    ({"objective": "flow", "time_sampling": "cosine"}, "unknown time_sampling 'cosine'; allowed: uniform, logit_normal"),
+    ({"objective": "flow", "time_sampling": "cosine"},
+     "unknown time_sampling 'cosine'; allowed: uniform, logit_normal"),
     ({"objective": "flow", "time_sampling": "logit_normal", "logit_std": 0.0}, "logit_std=0.0 is out of range"),
     ({"objective": "flow", "time_sampling": "logit_normal", "logit_mean": math.nan}, "logit_mean=nan"),
     ({"objective": "flow", "weighting": "min_snr"}, "weighting 'min_snr' does not apply to the flow objective"),

@@ -210,7 +210,8 @@ def _resumed_config(args, saved: RunConfig) -> RunConfig:
              "batch-size": (args.batch_size, saved.train.batch_size), "lr": (args.lr, saved.train.lr),
              "seed": (args.seed, saved.train.seed), "objective": (args.objective, saved.train.objective),
              "decay": (args.decay, saved.train.decay), "time-sampling": (args.time_sampling, saved.train.time_sampling),
-             "logit-mean": (args.logit_mean, saved.train.logit_mean), "logit-std": (args.logit_std, saved.train.logit_std),
+             "logit-mean": (args.logit_mean, saved.train.logit_mean),
+             "logit-std": (args.logit_std, saved.train.logit_std),
              "image-size": (args.image_size, saved.data.image_size), "classes": (args.classes, saved.data.classes)}
     clash = [f"--{k} {new} (the run has {old})" for k, (new, old) in asked.items() if new is not None and new != old]
     if clash:

@@ -35,8 +35,8 @@ def diffusion_loss(
 
 
 def flow_loss(
-    net: nn.Module, x0: Tensor, y: Tensor | None, generator: torch.Generator, *, time_sampling: TimeSampling = "uniform",
-    logit_mean: float = 0.0, logit_std: float = 1.0, eps: Tensor | None = None,
+    net: nn.Module, x0: Tensor, y: Tensor | None, generator: torch.Generator, *,
+    time_sampling: TimeSampling = "uniform", logit_mean: float = 0.0, logit_std: float = 1.0, eps: Tensor | None = None,
 ) -> Tensor:
     """Per-example conditional flow matching loss (B,) (Lipman et al. 2023, eq. 23; Liu et al. 2022, eq. 1):
     || (eps - x0) - v_theta(x_t, t, y) ||^2 averaged over dims, x_t = (1 - t) x0 + t eps, t uniform or logit-normal.

@@ -26,7 +26,6 @@ from diffusion.sampling.run import SEED_STRIDE, Run, Trajectory
 from diffusion.sampling.vp import SeededNoise
 from diffusion.training.trainer import Trainer
 
-FAMILIES = ("diffusion", "flow")
 SIDE_BY_SIDE_SAMPLERS = ("flow_euler", "flow_midpoint", "ddim", "heun", "dpmpp2m")
 STRAIGHTNESS_STEPS = 100      # Euler steps of the path straightness is measured along
 COUPLING_SAMPLER = SamplerConfig("flow_euler", steps=100)   # how reflow pairs a noise with its sample

@@ -16,6 +16,7 @@ from diffusion.data import load_data
 from diffusion.explore.flow import (
     coupling,
     density_map,
+    exact_flow_paths,
     flow_paths,
     paired_configs,
     quality_vs_nfe,
@@ -98,6 +99,13 @@ def test_paths_of_both_families_start_from_the_same_noise():
     assert flow.times[0] == 1.0 and t_max < 1 and flow.x.shape == (11, 7, 2) and flow.x0_hat.shape == (10, 7, 2)
     np.testing.assert_allclose(diffusion.x[0] / t_max, flow.x[0], rtol=1e-6)
     np.testing.assert_allclose(flow.x[0], unit_noise(oracle_flow_run(), 7, seed=5).numpy())
+
+
+def test_exact_paths_are_the_exact_runs_paths():
+    exact, run = exact_flow_paths("8gaussians", 6, 10, seed=2), flow_paths(oracle_flow_run("8gaussians"), 6, 10, seed=2)
+    np.testing.assert_allclose(exact.x, run.x, atol=1e-5)
+    np.testing.assert_allclose(exact.times, run.times)
+    assert exact_flow_paths("checkerboard", 2) is None and exact_flow_paths("moons", 3, 4).x.shape == (5, 3, 2)
 
 
 def test_velocity_fields_of_the_exact_flow_are_the_exact_field():

@@ -16,12 +16,13 @@ import torch
 from torch import Tensor
 
 from diffusion.config import RunConfig
-from diffusion.core.oracles import flow_velocity
+from diffusion.core.oracles import flow_denoiser, flow_velocity
 from diffusion.data.toy2d import density_mixture
 from diffusion.explore.study import NFE_TARGETS, study
 from diffusion.explore.toy2d import FIELD_EXTENT, grid_points
 from diffusion.metrics.likelihood import run_log_likelihood
 from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.flow import flow_euler_sample
 from diffusion.sampling.run import SEED_STRIDE, Run, Trajectory
 from diffusion.sampling.vp import SeededNoise
 from diffusion.training.trainer import Trainer
@@ -55,6 +56,19 @@ def flow_paths(run: Run, n: int, steps: int = 50, seed: int = 0, y: Tensor | Non
     out = run.sample(n, SamplerConfig("flow_euler", steps=steps), seed=seed, y=y, trajectory=traj, batch_size=n)
     return FlowPaths(np.array(traj.times + [0.0]), torch.stack(traj.x_t + [out]).numpy(),
                      torch.stack(traj.x0_hat).numpy())
+
+
+def exact_flow_paths(dataset: str, n: int, steps: int = 50, seed: int = 0) -> FlowPaths | None:
+    """The exact flow's Euler paths (core.oracles.flow_denoiser of data.toy2d.density_mixture) from the same noises
+    as flow_paths(run, n, steps, seed) of a flow run on `dataset`; None for checkerboard (no known density)."""
+    mixture = density_mixture(dataset)
+    if mixture is None:
+        return None
+    traj = Trajectory(space="flow")
+    times = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    z = _unit_noise((mixture.dim,), n, seed)
+    out = flow_euler_sample(flow_denoiser(mixture), z, times, callback=traj.record)
+    return FlowPaths(times.numpy(), torch.stack(traj.x_t + [out]).numpy(), torch.stack(traj.x0_hat).numpy())
 
 
 @torch.no_grad()
@@ -103,7 +117,11 @@ def straightness(run: Run, n: int = 1000, steps: int = STRAIGHTNESS_STEPS, seed:
 
 def unit_noise(run: Run, n: int, seed: int = 0) -> Tensor:
     """The standard normal z (n, *sample_shape) that samples 0..n-1 of `seed` start from (Run.sample's streams)."""
-    return SeededNoise([seed * SEED_STRIDE + i for i in range(n)], run.sample_shape)()
+    return _unit_noise(run.sample_shape, n, seed)
+
+
+def _unit_noise(shape: tuple[int, ...], n: int, seed: int) -> Tensor:
+    return SeededNoise([seed * SEED_STRIDE + i for i in range(n)], shape)()
 
 
 def coupling(run: Run, n: int, seed: int = 0, y: Tensor | None = None,

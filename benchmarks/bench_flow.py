@@ -185,8 +185,9 @@ def main() -> None:
     parser.add_argument("--nll-images", type=int, default=100, help="held-out test images for bits/dim")
     parser.add_argument("--probes", type=int, default=1)
     parser.add_argument("--figures", help="folder for the moons paths figure (PNG)")
+    parser.add_argument("--threads", type=int, default=2, help="U-Net threads (the MLP uses the CLI's 1)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     print(f"# bench_flow: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; {time.strftime('%Y-%m-%d %H:%M')}")
     parts = args.parts.split(",")
@@ -196,7 +197,7 @@ def main() -> None:
         part("moons", base, load_data(base.data).x, args, ["flow_euler", "flow_midpoint", "heun", "dpmpp2m"],
              args.n_2d)
     if "mnist" in parts:
-        torch.set_num_threads(2)
+        torch.set_num_threads(args.threads)
         data = DataConfig("mnist", image_size=16, classes=(0,))
         d = MODEL_DEFAULTS["unet"]
         base = RunConfig(data, model=unet_preset("small-16"), train=TrainConfig(

@@ -7,13 +7,14 @@ and what is allowed.
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from diffusion.core.flow import TIME_SAMPLINGS
 from diffusion.core.forward import OBJECTIVES, WEIGHTINGS
 from diffusion.core.schedules import MAX_T, MIN_T, SCHEDULES, NoiseSchedule, make_schedule
 from diffusion.models.config import MAX_CLASSES, MAX_IMAGE_SIZE, MLPConfig, UNetConfig, check_choice
 from diffusion.models.config import check_range as _check_range
 
 DECAYS = ("none", "cosine")
-TRAIN_OBJECTIVES = (*OBJECTIVES, "edm")
+TRAIN_OBJECTIVES = (*OBJECTIVES, "edm", "flow")
 PRECISIONS = ("float32", "bfloat16")
 MAX_SEED = 2**32 - 1        # every seed (numpy's range; sample i of seed s draws from seed s * 10^6 + i)
 MAX_POINTS = 10_000_000     # data n: 2D points drawn, or images kept
@@ -71,7 +72,7 @@ class TrainConfig:
     warmup_steps: int = 100
     decay: str = "none"              # "cosine": to 10% of lr at `steps`
     ema_decay: float = 0.999
-    objective: str = "eps"           # eps | x0 | v, or edm (Karras 2022 preconditioning and loss)
+    objective: str = "eps"           # eps | x0 | v, edm (Karras 2022 preconditioning and loss), flow (flow matching)
     weighting: str = "none"
     min_snr_gamma: float = 5.0
     label_dropout: float = 0.1       # conditional models only: p(y -> null) for classifier-free guidance
@@ -80,6 +81,9 @@ class TrainConfig:
     sigma_data: float = 0.5          # edm only: the data's std (0.5 for images in [-1, 1], 1 for the 2D sets)
     P_mean: float = -1.2             # edm only: ln sigma ~ N(P_mean, P_std^2) in training
     P_std: float = 1.2
+    time_sampling: str = "uniform"   # flow only: t ~ U[0, 1], or "logit_normal" (SD3, Esser et al. 2024)
+    logit_mean: float = 0.0          # flow, logit_normal only: t = sigmoid(logit_mean + logit_std z)
+    logit_std: float = 1.0
     precision: str = "float32"       # "bfloat16": forward and loss under autocast (weights and optimizer stay fp32)
     channels_last: bool | None = None  # U-Nets: NHWC layout; None: NHWC on CPUs only (models.memory_format)
 
@@ -98,13 +102,30 @@ class TrainConfig:
         _check_range("train", "P_mean", self.P_mean, -10.0, 10.0)
         _check_range("train", "min_snr_gamma", self.min_snr_gamma, 1e-3, 1e3)
         _check_range("train", "seed", self.seed, 0, MAX_SEED, int)
+        _check_range("train", "logit_mean", self.logit_mean, -5.0, 5.0)
+        _check_range("train", "logit_std", self.logit_std, 1e-2, 5.0)
         for name, value, allowed in (("decay", self.decay, DECAYS), ("objective", self.objective, TRAIN_OBJECTIVES),
                                      ("weighting", self.weighting, WEIGHTINGS),
+                                     ("time_sampling", self.time_sampling, TIME_SAMPLINGS),
                                      ("precision", self.precision, PRECISIONS)):
             if not (isinstance(value, str) and value in allowed):
                 raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
         if self.channels_last not in (None, True, False):
             raise ValueError(f"train channels_last={self.channels_last!r} must be true, false or null")
+        self._check_flow_settings()
+
+    def _check_flow_settings(self) -> None:
+        """The flow objective's time settings apply to it alone; its loss has no SNR weighting."""
+        if self.objective == "flow" and self.weighting != "none":
+            raise ValueError(f"weighting {self.weighting!r} does not apply to the flow objective (its loss is "
+                             "unweighted); use weighting 'none'")
+        changed = [f"{name}={getattr(self, name)!r}" for name in ("time_sampling", "logit_mean", "logit_std")
+                   if getattr(self, name) != getattr(TrainConfig, name)]
+        if self.objective != "flow" and changed:
+            raise ValueError(f"{', '.join(changed)} apply to the flow objective only, not {self.objective!r}")
+        if self.time_sampling == "uniform" and changed and self.objective == "flow":
+            raise ValueError(f"{', '.join(changed)}: logit_mean and logit_std shape time_sampling 'logit_normal' "
+                             "only; set it or leave them at 0 and 1")
 
 def _section(cls: type, name: str, d: Any, lists_as_tuples: bool = False) -> Any:
     """cls(**d) for a config section read from JSON; ValueError naming the section when d is not an object with

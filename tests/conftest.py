@@ -17,6 +17,18 @@ torch.set_num_threads(1)
 N, N_REF = 1000, 2000  # sampler tests: samples drawn, and true reference points
 
 
+def assert_hand_step_is_the_library_step(trainer, net, opt, loss) -> None:
+    """Backpropagate the hand-written loss, step the hand-made optimizer, and check that trainer.train_step() gives
+    the same loss and the same weights."""
+    import pytest
+    loss.backward()
+    opt.step()
+    library_loss, why = trainer.train_step()
+    assert why == "" and library_loss == pytest.approx(loss.item(), rel=1e-6)
+    for p_lib, p_ref in zip(trainer.model.parameters(), net.parameters()):
+        torch.testing.assert_close(p_lib, p_ref)
+
+
 @pytest.fixture(scope="session")
 def floor_8gaussians():
     """W1 between independent true samples of size N and a reference of N_REF points: mean and std over 6
@@ -30,18 +42,29 @@ def floor_8gaussians():
 
 
 class OracleEps(torch.nn.Module):
-    """The exact eps-prediction network of Gaussian-mixture data: eps = (x_t - sqrt(ab) E[x0 | x_t]) / sqrt(1 - ab)
-    (Ho eq. 4 solved for eps at the exact denoiser). A Run around it samples with the analytic answer."""
+    """The exact eps-prediction network of Gaussian-mixture data, E[eps | x_t] (core.oracles.flow_posterior at the
+    flow point of x_t: the same eps), differentiable in x_t. A Run around it samples with the analytic answer.
+    Fractional timesteps (a diffusion run read in continuous time, core.edm.continuous_vp_denoiser) are at the
+    noise level whose ln sigma is linear between the two timesteps around it."""
 
     def __init__(self, mixture, alpha_bar):
         super().__init__()
         self.mixture, self.alpha_bar = mixture, alpha_bar.double()
         self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)   # gives the Run a device
 
+    def alpha_bar_at(self, t):
+        if not t.is_floating_point():
+            return self.alpha_bar[t]
+        log_sigma = (0.5 * (1 / self.alpha_bar - 1).log()).double()
+        low = t.double().floor().long().clamp(0, len(log_sigma) - 2)
+        w = t.double() - low
+        return 1 / (1 + (2 * ((1 - w) * log_sigma[low] + w * log_sigma[low + 1])).exp())
+
     def forward(self, x_t, t, y=None):
-        ab = self.alpha_bar[t.long()]
-        x0 = self.mixture.posterior_mean(x_t, ab).double()
-        return ((x_t.double() - ab.sqrt()[:, None] * x0) / (1 - ab).sqrt()[:, None]).to(x_t.dtype)
+        from diffusion.core.oracles import flow_posterior
+        ab = self.alpha_bar_at(t)
+        a, b = ab.sqrt(), (1 - ab).sqrt()
+        return flow_posterior(self.mixture, x_t.double() / (a + b)[:, None], b / (a + b))[1].to(x_t.dtype)
 
 
 def oracle_run(dataset: str = "8gaussians", schedule: str = "linear", T: int = 1000):
@@ -52,3 +75,27 @@ def oracle_run(dataset: str = "8gaussians", schedule: str = "linear", T: int = 1
     config = RunConfig(data=DataConfig(dataset), schedule=ScheduleConfig(schedule, T))
     sch = config.schedule.build()
     return Run(config, sch, OracleEps(toy_dataset(dataset).mixture, sch.alpha_bar).eval(), 0, [])
+
+
+class OracleVelocity(torch.nn.Module):
+    """The exact flow-matching network of Gaussian-mixture data: net(x_t, 1000 t) = E[eps - x0 | x_t]
+    (core.oracles.flow_velocity; networks see FLOW_TIME_SCALE t)."""
+
+    def __init__(self, mixture):
+        super().__init__()
+        from diffusion.core.oracles import flow_velocity
+        self.velocity = flow_velocity(mixture)
+        self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)   # gives the Run a device
+
+    def forward(self, x_t, s, y=None):
+        from diffusion.core.flow import FLOW_TIME_SCALE
+        return self.velocity(x_t, s.double() / FLOW_TIME_SCALE, y)
+
+
+def oracle_flow_run(dataset: str = "8gaussians"):
+    """A flow Run whose network is the exact velocity of a toy mixture: what any sampler must turn into it."""
+    from diffusion.config import DataConfig, RunConfig, TrainConfig
+    from diffusion.data.toy2d import toy_dataset
+    from diffusion.sampling.run import Run
+    config = RunConfig(data=DataConfig(dataset), train=TrainConfig(objective="flow"))
+    return Run(config, config.schedule.build(), OracleVelocity(toy_dataset(dataset).mixture).eval(), 0, [])

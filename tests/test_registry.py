@@ -1,13 +1,14 @@
 """Every registered sampler through one conformance suite (diffusers' scheduler tests, done with a list): a new
-sampler is tested by being registered. Driven by the exact eps of a Gaussian mixture (conftest.oracle_run), each must
-reproduce the mixture at its documented number of steps."""
+sampler is tested by being registered. Driven by the exact eps of a Gaussian mixture (conftest.oracle_run) and by its
+exact flow-matching velocity (conftest.oracle_flow_run), each must reproduce the mixture at its documented number of
+steps: every sampler on a diffusion run and on a flow run."""
 
 import math
 from dataclasses import fields
 
 import pytest
 import torch
-from conftest import N, oracle_run
+from conftest import N, oracle_flow_run, oracle_run
 
 from diffusion.cli import _parser
 from diffusion.core.schedules import SPACINGS, spaced_timesteps
@@ -17,9 +18,9 @@ from diffusion.sampling.registry import REGISTRY, SAMPLERS, sampler_spec
 from diffusion.sampling.run import Trajectory
 
 
-@pytest.fixture(scope="module")
-def run():
-    return oracle_run("8gaussians")
+@pytest.fixture(scope="module", params=["diffusion", "flow"])
+def run(request):
+    return oracle_run("8gaussians") if request.param == "diffusion" else oracle_flow_run("8gaussians")
 
 
 @pytest.mark.parametrize("name", SAMPLERS)

@@ -3,6 +3,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_hand_step_is_the_library_step
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
@@ -27,12 +28,7 @@ def test_one_step_equals_hand_written_step():
     ab = trainer.schedule.alpha_bar[t][:, None]
     x_t = ab.sqrt() * trainer.x[idx] + (1 - ab).sqrt() * eps
     loss = F.mse_loss(net(x_t, t), eps)
-    loss.backward()
-    opt.step()
-    library_loss, why = trainer.train_step()
-    assert why == "" and library_loss == pytest.approx(loss.item(), rel=1e-6)
-    for p_lib, p_ref in zip(trainer.model.parameters(), net.parameters()):
-        torch.testing.assert_close(p_lib, p_ref)
+    assert_hand_step_is_the_library_step(trainer, net, opt, loss)
 
 
 def test_short_training_on_moons_beats_a_fitted_gaussian():

@@ -15,6 +15,7 @@ from diffusion import __version__
 from diffusion.cli.checks import MAX_N, check_device, check_int, check_output_file, check_seed, check_threads
 from diffusion.cli.train import check_dataset, set_threads, train
 from diffusion.config import DECAYS, PRECISIONS, TRAIN_OBJECTIVES, DataConfig
+from diffusion.core.flow import TIME_SAMPLINGS
 from diffusion.core.schedules import SCHEDULES, SPACINGS
 from diffusion.data import is_toy, load_data
 from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
@@ -68,7 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule", choices=SCHEDULES)
     t.add_argument("--timesteps", type=int)
     t.add_argument("--zero-terminal-snr", action="store_true", default=None)
-    t.add_argument("--objective", choices=TRAIN_OBJECTIVES, help="eps (default), x0, v, or edm (Karras 2022)")
+    t.add_argument("--objective", choices=TRAIN_OBJECTIVES, help="eps (default), x0, v, edm (Karras 2022), or flow "
+                   "(flow matching / rectified flow: x_t = (1 - t) x0 + t eps, target eps - x0)")
+    t.add_argument("--time-sampling", choices=TIME_SAMPLINGS, help="flow: training times uniform (default) or "
+                   "logit_normal (SD3, Esser et al. 2024)")
+    t.add_argument("--logit-mean", type=float, help="flow, logit_normal: location m of t = sigmoid(m + s z) (0)")
+    t.add_argument("--logit-std", type=float, help="flow, logit_normal: scale s (1)")
     t.add_argument("--steps", type=int, help="total training steps of the run (default: per model)")
     t.add_argument("--minutes", type=float, help="time budget of this invocation (0.5 = 30 s)")
     t.add_argument("--batch-size", type=int)
@@ -113,7 +119,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--s-max", type=float, help="default: no upper bound")
         p.add_argument("--s-noise", type=float, default=1.0)
     s.add_argument("--out", required=True, help=".npy, .csv (2D) or .png (image grid)")
-    e.add_argument("--metrics", default="fid", help="images: comma-separated, from fid, isc, kid, prc")
+    e.add_argument("--metrics", help="images: comma-separated, from fid (default), isc, kid, prc, nll (bits/dim of "
+                   "held-out test images); 2D: nll (nats of held-out true points beside the true density's own NLL), "
+                   "else W1/W2/KL of samples")
+    e.add_argument("--probes", type=int, default=1, help="nll on images: Hutchinson probes per image")
     e.add_argument("--extractor", choices=("classifier", "inception"), default="classifier",
                    help="images: feature network (the dataset's shipped classifier, or Inception-v3)")
     e.add_argument("--inception-weights", help="images: local Inception-v3 weights file (offline use)")
@@ -203,21 +212,48 @@ def _sample(args) -> int:
     return 0
 
 
+IMAGE_METRICS = ("fid", "isc", "kid", "prc", "nll")
+
+
+def _metrics(args, run) -> list[str]:
+    """--metrics as a list, checked against what the run's kind offers (images: fid by default)."""
+    allowed = IMAGE_METRICS if run.is_image else ("nll",)
+    metrics = args.metrics.split(",") if args.metrics else (["fid"] if run.is_image else [])
+    bad = [m for m in metrics if m not in allowed]
+    if bad:
+        kind = "image" if run.is_image else "2D (W1, W2 and KL of samples are measured when --metrics is left out)"
+        raise ValueError(f"--metrics {','.join(bad)} is not offered for {kind} runs; allowed: {', '.join(allowed)}")
+    if "nll" in metrics:
+        from diffusion.metrics.likelihood import MAX_PROBES   # torchdiffeq and scipy.integrate: only when asked
+        if not 1 <= args.probes <= MAX_PROBES:
+            raise ValueError(f"--probes {args.probes} is out of range; allowed: 1 to {MAX_PROBES}")
+    return metrics
+
+
 def _evaluate(args) -> int:
     _check_sampling(args, 2)
     run, sampler = _load(args)
+    metrics = _metrics(args, run)
     start = time.perf_counter()
-    if run.is_image:
+    result = {}
+    if "nll" in metrics:
+        from diffusion.metrics.likelihood import nll_report_2d, nll_report_images
+        result["likelihood"] = (nll_report_images(run, args.n, args.probes, args.seed) if run.is_image
+                                else nll_report_2d(run, args.n, args.seed))
+        metrics.remove("nll")
+    if run.is_image and metrics:
         from diffusion.metrics.evaluation import evaluate_run_images
-        result = evaluate_run_images(run, args.n, sampler, args.metrics.split(","), seed=args.seed,
-                                     y=_labels(args, run, args.n), extractor=args.extractor,
-                                     inception_weights=args.inception_weights)
-    else:
+        result.update(evaluate_run_images(run, args.n, sampler, metrics, seed=args.seed,
+                                          y=_labels(args, run, args.n), extractor=args.extractor,
+                                          inception_weights=args.inception_weights))
+    elif not run.is_image and not result:
         from diffusion.metrics.evaluation import evaluate_run_2d
         evaluation = evaluate_run_2d(run, args.n, sampler, seed=args.seed)
         result = {"metrics": evaluation.metrics, "floor": evaluation.floor}
+    sampled = {"sampler": asdict(sampler)} if set(result) != {"likelihood"} else {}
     report = {"checkpoint": args.checkpoint, "step": run.step, "dataset": run.config.data.dataset, "n": args.n,
-              "sampler": asdict(sampler), **result, "seconds": round(time.perf_counter() - start, 3)}
+              "objective": run.config.train.objective, **sampled, **result,
+              "seconds": round(time.perf_counter() - start, 3)}
     print(json.dumps(report, allow_nan=False))
     return 0
 

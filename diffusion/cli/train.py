@@ -81,13 +81,19 @@ def _new_config(args) -> tuple[RunConfig, object]:
     steps = _given(args.steps, UNBOUNDED_STEPS if args.minutes is not None else d["steps"])
     train = TrainConfig(steps=steps, batch_size=_given(args.batch_size, d["batch_size"]), lr=_given(args.lr, d["lr"]),
                         ema_decay=_given(args.ema_decay, d["ema_decay"]), decay=_given(args.decay, "none"),
-                        objective=_given(args.objective, "eps"), seed=_given(args.seed, 0),
+                        objective=_given(args.objective, "eps"), **_flow_settings(args), seed=_given(args.seed, 0),
                         checkpoint_every=_given(args.checkpoint_every, 1000),
                         sigma_data=1.0 if toy else 0.5,  # the 2D sets have unit std
                         precision=_given(args.precision, "float32"), channels_last=args.channels_last)
     schedule = ScheduleConfig(_given(args.schedule, "linear"), _given(args.timesteps, 1000),
                               bool(args.zero_terminal_snr))
     return RunConfig(data_cfg, schedule, model, train), data
+
+
+def _flow_settings(args) -> dict:
+    """The flow objective's time settings the command line gives (TrainConfig refuses them for other objectives)."""
+    given = {"time_sampling": args.time_sampling, "logit_mean": args.logit_mean, "logit_std": args.logit_std}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _preset_of(model) -> str | None:
@@ -105,7 +111,8 @@ def _saved_values(saved: RunConfig) -> dict[str, tuple[str, object]]:
     unet = m.kind == "unet"
     return {"dataset": ("dataset", d.dataset), "model": ("model", m.kind), "schedule": ("schedule", s.name),
             "timesteps": ("timesteps", s.timesteps), "zero-terminal-snr": ("zero_terminal_snr", s.zero_terminal_snr),
-            "objective": ("objective", t.objective), "batch-size": ("batch_size", t.batch_size), "lr": ("lr", t.lr),
+            "objective": ("objective", t.objective), "time-sampling": ("time_sampling", t.time_sampling),
+            "logit-mean": ("logit_mean", t.logit_mean), "logit-std": ("logit_std", t.logit_std), "batch-size": ("batch_size", t.batch_size), "lr": ("lr", t.lr),
             "ema-decay": ("ema_decay", t.ema_decay), "decay": ("decay", t.decay), "seed": ("seed", t.seed),
             "checkpoint-every": ("checkpoint_every", t.checkpoint_every), "precision": ("precision", t.precision),
             "channels-last": ("channels_last", t.channels_last), "image-size": ("image_size", d.image_size),

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from diffusion.core.denoisers import Denoiser
-from diffusion.core.forward import at
+from diffusion.core.forward import Objective, at, predict_x0
 from diffusion.core.schedules import NoiseSchedule
 
 SigmaDenoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # (x (B, ...), sigma (B,), y) -> x0_hat
@@ -59,6 +59,29 @@ def from_vp_denoiser(denoise: Denoiser, schedule: NoiseSchedule) -> SigmaDenoise
     def denoise_sigma(x: Tensor, sigma: Tensor, y: Tensor | None) -> Tensor:
         x_t = x * _rows(alpha_bar_of_sigma(sigma.double()).sqrt(), x)
         return denoise(x_t, nearest_timestep(sigma, schedule), y)
+    return denoise_sigma
+
+
+def fractional_timestep(sigma: Tensor, schedule: NoiseSchedule) -> Tensor:
+    """The code timestep (B,) float64 where the schedule's ln sigma, linear between timesteps, equals ln sigma;
+    clamped to [0, T-1]. Integer on the schedule's own sigmas."""
+    log_grid = schedule.sigma.double().log().to(sigma.device)            # (T,) increasing in t
+    log_sigma = sigma.double().log().clamp(log_grid[0], log_grid[-1])
+    upper = torch.searchsorted(log_grid, log_sigma).clamp(1, schedule.T - 1)
+    lower = upper - 1
+    return lower + (log_sigma - log_grid[lower]) / (log_grid[upper] - log_grid[lower])
+
+
+def continuous_vp_denoiser(net: nn.Module, schedule: NoiseSchedule, objective: Objective) -> SigmaDenoiser:
+    """A network trained on a discrete schedule, read in continuous time as D(x; sigma): x_t = x sqrt(alpha_bar),
+    alpha_bar = 1 / (1 + sigma^2) exactly, the network told fractional_timestep(sigma) (its sinusoidal embedding
+    takes any real t). Smooth in sigma, as adaptive ODE solvers need (the likelihood); equal to
+    from_vp_denoiser(model_denoiser) on the schedule's sigmas."""
+    def denoise_sigma(x: Tensor, sigma: Tensor, y: Tensor | None) -> Tensor:
+        alpha_bar = _rows(alpha_bar_of_sigma(sigma.double()), x)
+        x_t = x * alpha_bar.sqrt()
+        out = net(x_t, fractional_timestep(sigma, schedule).to(x.dtype), y).to(x.dtype)
+        return predict_x0(objective, x_t, out, alpha_bar)
     return denoise_sigma
 
 

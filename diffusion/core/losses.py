@@ -1,9 +1,11 @@
-"""The training objective: per-example regression on eps (Ho et al. 2020, eq. 14), x0 or v, with optional
-min-SNR weighting and label dropout for classifier-free guidance (Ho & Salimans 2022)."""
+"""The training objectives: per-example regression on eps (Ho et al. 2020, eq. 14), x0 or v, with optional
+min-SNR weighting; flow matching's velocity regression (Lipman et al. 2023); label dropout for classifier-free
+guidance (Ho & Salimans 2022)."""
 
 import torch
 from torch import Tensor, nn
 
+from diffusion.core.flow import TimeSampling, flow_path, network_velocity, sample_time, velocity_target
 from diffusion.core.forward import WEIGHTINGS, Objective, Weighting, at, q_sample, snr_weight, target
 from diffusion.core.schedules import NoiseSchedule
 
@@ -30,3 +32,19 @@ def diffusion_loss(
     elif weighting != "none":
         raise ValueError(f"unknown loss weighting {weighting!r}; allowed: {', '.join(WEIGHTINGS)}")
     return loss
+
+
+def flow_loss(
+    net: nn.Module, x0: Tensor, y: Tensor | None, generator: torch.Generator, *,
+    time_sampling: TimeSampling = "uniform", logit_mean: float = 0.0, logit_std: float = 1.0, eps: Tensor | None = None,
+) -> Tensor:
+    """Per-example conditional flow matching loss (B,) (Lipman et al. 2023, eq. 23; Liu et al. 2022, eq. 1):
+    || (eps - x0) - v_theta(x_t, t, y) ||^2 averaged over dims, x_t = (1 - t) x0 + t eps, t uniform or logit-normal.
+
+    eps: the noise coupled with each x0 (reflow trains on a model's own (noise, sample) pairs); None draws it fresh.
+    """
+    t = sample_time(x0.shape[0], generator, x0.device, time_sampling, logit_mean, logit_std)
+    if eps is None:
+        eps = torch.randn(x0.shape, generator=generator, device=x0.device)
+    v = network_velocity(net)(flow_path(x0, eps, t), t, y)
+    return (v - velocity_target(x0, eps)).square().reshape(x0.shape[0], -1).mean(dim=1)

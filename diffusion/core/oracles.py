@@ -2,6 +2,7 @@
 
 Notation (Ho et al. 2020, eq. 4): x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps, eps ~ N(0, I).
 Standalone on purpose (no import of diffusion.core.schedules): tests can drive any schedule through it.
+The flow-matching path x_t = (1 - t) x0 + t eps is served by the functions at the end (flow_posterior).
 """
 
 import math
@@ -10,6 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+
+from diffusion.core.flow import FlowDenoiser, Velocity, vp_point
 
 Denoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # same contract as diffusion.core.denoisers.Denoiser
 WEIGHT_TOL = 1e-6  # weights must sum to 1 within this
@@ -148,3 +151,39 @@ class GaussianMixture:
             return self.posterior_mean(x_t, alpha_bar.to(x_t.device)[t.to(x_t.device)])
 
         return denoise
+
+
+# Flow matching: x_t = (1 - t) x0 + t eps is the VP point x_t / c, alpha_bar = (1 - t)^2 / c^2, c^2 = (1 - t)^2 + t^2
+# (core.flow.vp_point), with the same eps: the mixture's exact answers above serve it after that rescaling.
+
+def flow_posterior(mixture: GaussianMixture, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """(E[x0 | x_t], E[eps | x_t]) on the flow path, exact, differentiable, in x_t's dtype; x_t (B, D), t (B,).
+
+    Per component, Gaussian conditioning at the VP point (d, var as in posterior_mean): E[x0 | x, k] = m_k +
+    U_k (sqrt(ab) lam_k / var) d, E[eps | x, k] = U_k (sqrt(1 - ab) / var) d; both stay finite at t = 0 and t = 1,
+    so the exact velocity E[eps - x0 | x_t] (Liu et al. 2022, eq. 2) needs no division by t.
+    """
+    gm = mixture._to(x_t.device)
+    c, alpha_bar = vp_point(torch.as_tensor(t, dtype=torch.float64).to(x_t.device))
+    x, ab = gm._checked(x_t.double() / c[:, None], alpha_bar)
+    d, var, log_r = gm._component_terms(x, ab)
+    r = torch.softmax(log_r, dim=1)                                                      # (B, K)
+    x0_gain = ab.sqrt()[:, None, None] * gm._eigvals[None] / var                         # (B, K, D)
+    eps_gain = (1 - ab).sqrt()[:, None, None] / var
+    x0 = gm.means[None] + torch.einsum("kij,bkj->bki", gm._eigvecs, x0_gain * d)         # (B, K, D)
+    eps = torch.einsum("kij,bkj->bki", gm._eigvecs, eps_gain * d)
+    mean = lambda v: torch.einsum("bk,bkd->bd", r, v).to(x_t.dtype)  # noqa: E731
+    return mean(x0), mean(eps)
+
+
+def flow_velocity(mixture: GaussianMixture) -> Velocity:
+    """The exact flow-matching velocity field v(x_t, t) = E[eps | x_t] - E[x0 | x_t], a Velocity (core.flow)."""
+    def velocity(x_t: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        x0, eps = flow_posterior(mixture, x_t, t)
+        return eps - x0
+    return velocity
+
+
+def flow_denoiser(mixture: GaussianMixture) -> FlowDenoiser:
+    """The exact flow denoiser (x_t, t, y) -> E[x0 | x_t] on x_t = (1 - t) x0 + t eps, a FlowDenoiser (core.flow)."""
+    return lambda x_t, t, y=None: flow_posterior(mixture, x_t, t)[0]

@@ -21,7 +21,8 @@ from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import CHECKPOINTS_DIR, CONFIG, EMA, METRICS
 
 SKIPPED = ("classifiers",)       # folders under CHECKPOINTS_DIR that hold feature networks, not diffusion runs
-SHIPPED_RUNS = ("moons", "mnist16-digit0", "mnist16-cond", "mnist16-cond-cross", "mnist32-cond", "shapes32-cond")
+SHIPPED_RUNS = ("moons", "mnist16-digit0", "mnist16-cond", "mnist16-cond-cross", "mnist32-cond", "shapes32-cond",
+                "moons-flow", "mnist16-digit0-flow")
 LOSS_WINDOW = 100                # final loss: mean of the last LOSS_WINDOW logged losses (one is noisy)
 METRIC_ORDER = (*METRICS_2D, "fid", "fid_floor", "fid_n", "accuracy")  # columns diffusion.metrics.measure logs
 QUALIFIERS = ("fid_floor", "fid_n")   # say how a metric was measured (its floor, its sample count): not curves

@@ -206,7 +206,7 @@ def study(run: Run, samplers: Sequence[str | SamplerConfig] = SAMPLERS, nfe_targ
     Columns: precision, sampler, settings, nfe (network evaluations actually used), steps, seconds (sampling wall
     time), the quality_metrics(run) and their floors, nonfinite (samples with NaN/inf; quality is NaN then),
     max_abs_x / max_abs_x0 (largest |x_t| and |x0_hat| along the trajectories; x_t in the sampler's space: VP for
-    ddpm/ddim, VE x_t / sqrt(alpha_bar) for euler/heun/dpmpp2m), error."""
+    ddpm/ddim, VE x_t / sqrt(alpha_bar) for euler/heun/dpmpp2m, flow x_t for flow_euler/flow_midpoint), error."""
     if not (isinstance(n, int) and n >= 2):
         raise ValueError(f"number of samples n={n!r} is out of range; allowed: integers >= 2")
     unknown = [p for p in precisions if p not in PRECISIONS]

@@ -5,7 +5,8 @@ entry in REGISTRY; the tests iterate SAMPLERS, so a sampler is put through the o
 An entry's `run(model, config, x_T_unit, *, y, noise, callback)` gets a standard normal x_T_unit and a model that
 offers what samplers of its space need (sampling.run.Run does): `denoiser(config)`, `schedule` and
 `timesteps(config)` in the discrete "timesteps" space; `sigma_denoiser(config)` and `sigmas(config)` in the EDM
-"sigmas" space (x = x0 + sigma n).
+"sigmas" space (x = x0 + sigma n); `flow_denoiser(config)` and `flow_times(config)` in the "flow" space
+(x_t = (1 - t) x0 + t eps, t from t_max to 0).
 """
 
 import math
@@ -14,10 +15,11 @@ from typing import Callable, Literal
 
 from torch import Tensor
 
+from diffusion.sampling.flow import flow_euler_sample, flow_midpoint_sample
 from diffusion.sampling.sigma import Churn, dpmpp_2m_sample, euler_sample, heun_sample
 from diffusion.sampling.vp import ddim_sample, ddpm_sample
 
-Space = Literal["timesteps", "sigmas"]
+Space = Literal["timesteps", "sigmas", "flow"]
 SIGMA_GRID_SETTINGS = ("grid", "rho", "sigma_min", "sigma_max")
 CHURN_SETTINGS = ("S_churn", "S_min", "S_max", "S_noise")
 
@@ -80,6 +82,16 @@ def _dpmpp2m(model, config, x_T, *, y, noise, callback) -> Tensor:
                            callback=callback)
 
 
+def _flow(second_order: bool):
+    sampler = flow_midpoint_sample if second_order else flow_euler_sample
+
+    def run(model, config, x_T, *, y, noise, callback) -> Tensor:
+        times = model.flow_times(config)
+        return sampler(model.flow_denoiser(config), x_T * float(times[0]), times, y=y, noise=noise,
+                       callback=callback)   # x_{t_max} = t_max z: pure noise at t_max = 1
+    return run
+
+
 REGISTRY: dict[str, SamplerSpec] = {spec.name: spec for spec in (
     SamplerSpec("ddpm", "timesteps", ("spacing", "variance"), _ddpm, 1000, shown=("variance",),
                 description="ancestral sampling, Ho et al. 2020 Algorithm 2"),
@@ -91,6 +103,10 @@ REGISTRY: dict[str, SamplerSpec] = {spec.name: spec for spec in (
                 saves_last=1, shown=("grid", "rho"), description="EDM Algorithm 2 (Heun, 2nd order), Karras et al. 2022"),
     SamplerSpec("dpmpp2m", "sigmas", SIGMA_GRID_SETTINGS, _dpmpp2m, 20, shown=("grid",),
                 description="DPM-Solver++(2M), Lu et al. 2022"),
+    SamplerSpec("flow_euler", "flow", (), _flow(False), 50,
+                description="Euler in flow time t, uniform steps (rectified flow, Liu et al. 2022)"),
+    SamplerSpec("flow_midpoint", "flow", (), _flow(True), 10, evaluations_per_step=2,
+                description="explicit midpoint in flow time t, uniform steps (2nd order)"),
 )}
 SAMPLERS: tuple[str, ...] = tuple(REGISTRY)
 

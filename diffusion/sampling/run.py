@@ -1,4 +1,8 @@
-"""A trained run (config, schedule, EMA network) and how to draw samples from it with any registered sampler."""
+"""A trained run (config, schedule, EMA network) and how to draw samples from it with any registered sampler.
+
+Every run offers the three spaces samplers walk, whatever its objective: discrete timesteps (ddpm, ddim), EDM
+sigmas (euler, heun, dpmpp2m) and flow times (flow_euler, flow_midpoint); core.flow holds the conversions.
+"""
 
 from dataclasses import dataclass, field
 
@@ -12,11 +16,23 @@ from diffusion.core.edm import (
     EDM_SIGMA_MIN,
     EDMPrecond,
     SigmaDenoiser,
+    continuous_vp_denoiser,
     from_vp_denoiser,
     karras_sigmas,
     logsnr_sigmas,
     schedule_sigma_range,
     to_vp_denoiser,
+)
+from diffusion.core.flow import (
+    FlowDenoiser,
+    Velocity,
+    denoiser_of_velocity,
+    flow_from_sigma,
+    network_velocity,
+    sigma_from_flow,
+    time_of_sigma,
+    velocity_of_denoiser,
+    vp_from_flow,
 )
 from diffusion.core.schedules import NoiseSchedule, spaced_timesteps
 from diffusion.sampling.config import SamplerConfig
@@ -29,8 +45,9 @@ SEED_STRIDE = 1_000_000  # sample i of seed s draws from seed s * SEED_STRIDE + 
 @dataclass
 class Trajectory:
     """What a sampler visited, one entry per network evaluation it showed: `times` are code timesteps t (ints) when
-    space is "timesteps" (ddpm, ddim) and noise levels sigma (floats) when it is "sigmas" (euler, heun, dpmpp2m);
-    x_t (K, B, ...) before each step, in the sampler's own space, and x0_hat (K, B, ...)."""
+    space is "timesteps" (ddpm, ddim), noise levels sigma (floats) when it is "sigmas" (euler, heun, dpmpp2m) and
+    flow times t in [0, 1] (floats) when it is "flow" (flow_euler, flow_midpoint); x_t (K, B, ...) before each step,
+    in the sampler's own space, and x0_hat (K, B, ...)."""
 
     space: Space = "timesteps"
     times: list[int | float] = field(default_factory=list)
@@ -82,6 +99,10 @@ class Run:
     def is_edm(self) -> bool:
         return self.config.train.objective == "edm"
 
+    @property
+    def is_flow(self) -> bool:
+        return self.config.train.objective == "flow"
+
     def _wrap(self, denoise, sampler: SamplerConfig):
         """Guidance and clipping: they work alike on (x_t, t, y) and (x, sigma, y) denoisers."""
         if sampler.guidance != 1.0:
@@ -90,7 +111,10 @@ class Run:
         return clipped(denoise) if clip else denoise
 
     def denoiser(self, sampler: SamplerConfig) -> Denoiser:
-        """The network as a Denoiser over the discrete timesteps, with the sampler's clipping and guidance."""
+        """The network as a Denoiser over the discrete timesteps, with the sampler's clipping and guidance (a flow
+        run at the flow point of each timestep's alpha_bar: exact, no rounding)."""
+        if self.is_flow:
+            return vp_from_flow(self.flow_denoiser(sampler), self.schedule.alpha_bar)
         if self.is_edm:
             denoise = to_vp_denoiser(EDMPrecond(self.net, self.config.train.sigma_data), self.schedule)
         else:
@@ -99,13 +123,52 @@ class Run:
 
     def sigma_denoiser(self, sampler: SamplerConfig) -> SigmaDenoiser:
         """The network as an EDM denoiser D(x; sigma); a discrete model is rounded to its nearest timestep."""
+        if self.is_flow:
+            return sigma_from_flow(self.flow_denoiser(sampler))
         if self.is_edm:
             return self._wrap(EDMPrecond(self.net, self.config.train.sigma_data), sampler)
         return from_vp_denoiser(self.denoiser(sampler), self.schedule)
 
+    def _continuous_sigma_denoiser(self) -> SigmaDenoiser:
+        """A diffusion run's D(x; sigma), smooth in sigma (a discrete model at fractional timesteps)."""
+        if self.is_edm:
+            return EDMPrecond(self.net, self.config.train.sigma_data)
+        return continuous_vp_denoiser(self.net, self.schedule, self.config.train.objective)
+
+    def flow_denoiser(self, sampler: SamplerConfig) -> FlowDenoiser:
+        """The network as a flow denoiser (x_t, t, y) -> x0_hat on x_t = (1 - t) x0 + t eps, with the sampler's
+        clipping and guidance; a diffusion run through its continuous-time D(x; sigma) at sigma = t / (1 - t)."""
+        if self.is_flow:
+            return self._wrap(denoiser_of_velocity(network_velocity(self.net)), sampler)
+        return self._wrap(flow_from_sigma(self._continuous_sigma_denoiser()), sampler)
+
+    def velocity(self) -> Velocity:
+        """dx_t/dt of the probability-flow ODE in flow time, unguided and unclipped (what the likelihood integrates
+        over flow_range()): a flow network's own output; (x_t - x0_hat) / t for a diffusion run."""
+        if self.is_flow:
+            return network_velocity(self.net)
+        return velocity_of_denoiser(flow_from_sigma(self._continuous_sigma_denoiser()))
+
+    def _sigma_range(self) -> tuple[float, float]:
+        if self.is_flow or self.is_edm:
+            return EDM_SIGMA_MIN, EDM_SIGMA_MAX
+        return schedule_sigma_range(self.schedule)
+
+    def flow_range(self) -> tuple[float, float]:
+        """(t_min, t_max) in flow time where the model is defined: (0, 1) for a flow run; a diffusion run's sigma
+        range (EDM's 0.002 to 80, or its schedule's, see schedule_sigma_range) at t = sigma / (1 + sigma)."""
+        if self.is_flow:
+            return 0.0, 1.0
+        low, high = self._sigma_range()
+        return time_of_sigma(low), time_of_sigma(high)
+
+    def flow_times(self, sampler: SamplerConfig) -> Tensor:
+        """The flow times (steps + 1,) float64 a flow sampler visits: uniform from t_max (flow_range) down to 0."""
+        return torch.linspace(self.flow_range()[1], 0.0, sampler.steps + 1, dtype=torch.float64)
+
     def sigmas(self, sampler: SamplerConfig) -> Tensor:
         """The decreasing noise levels (ending with 0) an EDM sampler visits."""
-        low, high = (EDM_SIGMA_MIN, EDM_SIGMA_MAX) if self.is_edm else schedule_sigma_range(self.schedule)
+        low, high = self._sigma_range()
         low, high = sampler.sigma_min or low, sampler.sigma_max or high
         if sampler.sigma_grid == "logsnr":
             return logsnr_sigmas(sampler.steps, low, high)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from diffusion.config import RunConfig
 from diffusion.core.edm import EDMPrecond, edm_loss
-from diffusion.core.losses import diffusion_loss, drop_labels
+from diffusion.core.losses import diffusion_loss, drop_labels, flow_loss
 from diffusion.models import build_model, memory_format
 from diffusion.sampling.run import Run
 from diffusion.training import checkpoints, distributed, guard, runlock
@@ -41,6 +41,12 @@ class RunResult:
 Callback = Callable[["Trainer", StepInfo], bool | None]  # return True to request a stop
 
 
+def _placed(x: Tensor, device: str, layout: torch.memory_format) -> Tensor:
+    """x on the device, images (4D) in the network's memory layout."""
+    x = x.to(device)
+    return x.contiguous(memory_format=layout) if x.dim() == 4 else x
+
+
 @dataclass
 class Trainer:
     """All a run's state: config, network, EMA copy, optimizer, RNG, step counter, history (one row a step).
@@ -52,6 +58,7 @@ class Trainer:
     config: RunConfig
     x: Tensor                          # (N, ...) training data on the device
     y: Tensor | None = None            # (N,) labels for conditional models
+    noise: Tensor | None = None        # (N, ...) flow objective only: the noise coupled with each x (reflow)
     device: str = "cpu"
     data_source: str = ""
     history: list[dict] = field(default_factory=list)
@@ -73,9 +80,11 @@ class Trainer:
         self._precond = EDMPrecond(self._net, tc.sigma_data)  # used by the edm objective only
         self.optimizer = torch.optim.AdamW(self._params, lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
         self.generator = torch.Generator(self.device).manual_seed(tc.seed)
-        self.x = self.x.to(self.device)
-        if self.x.dim() == 4:
-            self.x = self.x.contiguous(memory_format=layout)
+        if self.noise is not None and (tc.objective != "flow" or self.noise.shape != self.x.shape):
+            raise ValueError(f"coupled noise {tuple(self.noise.shape)} needs the flow objective and the data's shape "
+                             f"{tuple(self.x.shape)}; got objective {tc.objective!r}")
+        self.x = _placed(self.x, self.device, layout)
+        self.noise = None if self.noise is None else _placed(self.noise, self.device, layout)
         self.y = None if self.y is None else self.y.to(self.device)
         self.step, self.elapsed, self.loss_avg = 0, 0.0, math.nan   # loss_avg: guard's loss level
         self.saved_step: int | None = None     # the step of the last checkpoint this trainer wrote or resumed from
@@ -94,21 +103,28 @@ class Trainer:
             return tc.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
         return tc.lr
 
-    def _batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+    def _batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """(x0, labels after dropout or None, coupled noise or None) of one step."""
         size = self.config.train.batch_size // distributed.world_size()
         idx = torch.randint(0, self.x.shape[0], (size,), generator=generator, device=self.device)
+        noise = None if self.noise is None else self.noise[idx]
         if not self.conditional:
-            return self.x[idx], None
+            return self.x[idx], None, noise
         y = drop_labels(self.y[idx], self.config.train.label_dropout, self.model.null_label, generator)
-        return self.x[idx], y
+        return self.x[idx], y, noise
 
-    def _loss(self, net: torch.nn.Module, x0: Tensor, y: Tensor | None, generator: torch.Generator) -> Tensor:
-        """The batch's mean training loss through net (the DDP wrapper while training, the bare network to probe)."""
+    def _loss(self, net: torch.nn.Module, x0: Tensor, y: Tensor | None, noise: Tensor | None,
+              generator: torch.Generator) -> Tensor:
+        """The batch's mean loss of the configured objective through net (the DDP wrapper while training, the bare
+        network to probe); noise: reflow's coupled noise (flow objective) or None."""
         tc = self.config.train
         with torch.autocast(torch.device(self.device).type, torch.bfloat16, enabled=tc.precision == "bfloat16"):
             if tc.objective == "edm":
                 precond = self._precond if net is self._net else EDMPrecond(net, tc.sigma_data)
                 return edm_loss(precond, x0, y, generator, P_mean=tc.P_mean, P_std=tc.P_std).mean()
+            if tc.objective == "flow":
+                return flow_loss(net, x0, y, generator, time_sampling=tc.time_sampling, logit_mean=tc.logit_mean,
+                                 logit_std=tc.logit_std, eps=noise).mean()
             return diffusion_loss(net, self.schedule, x0, y, generator, objective=tc.objective,
                                   weighting=tc.weighting, min_snr_gamma=tc.min_snr_gamma).mean()
 

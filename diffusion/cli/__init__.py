@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="U-Net NHWC layout (default: on CPUs only, where it is faster)")
     t.add_argument("--measure-every", type=int, help="steps between quality measurements logged in metrics.csv "
                    "(2D: W1, W2, KL; images: FID on the classifier's features, accuracy if conditional)")
-    t.add_argument("--measure-n", type=int, default=500, help="images: samples per measurement (DDIM-50)")
+    t.add_argument("--measure-n", type=int, help="samples per measurement, and real images (points) in its reference "
+                   "and floor (default: images 500 with DDIM-50, 2D 1000 with DDIM-50)")
     t.add_argument("--out", required=True, help="run folder")
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
@@ -113,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--s-max", type=float, help="default: no upper bound")
         p.add_argument("--s-noise", type=float, default=1.0)
     s.add_argument("--out", required=True, help=".npy, .csv (2D) or .png (image grid)")
-    e.add_argument("--metrics", default="fid", help="images: comma-separated, from fid, isc, kid, prc")
+    e.add_argument("--metrics", default="fid", help="images: comma-separated, from fid, isc, kid, prc (FID is "
+                   "always measured)")
     e.add_argument("--extractor", choices=("classifier", "inception"), default="classifier",
                    help="images: feature network (the dataset's shipped classifier, or Inception-v3)")
     e.add_argument("--inception-weights", help="images: local Inception-v3 weights file (offline use)")
@@ -312,21 +314,24 @@ def _sample(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from diffusion.metrics.evaluation import measure_run
+    from diffusion.metrics.images import METRICS
+    from diffusion.metrics.protocol import image_protocol, points_protocol
     _check_n(args.n)
     run, sampler = load_run(args.checkpoint, distributed.default_device()), _sampler_config(args)
     _set_threads(run.config.model.kind, args.threads)
     start = time.perf_counter()
+    asked = [m for m in args.metrics.split(",") if m]
+    if any(m not in METRICS for m in asked) or not asked:
+        raise ValueError(f"--metrics {args.metrics!r}; allowed: comma-separated, from {', '.join(METRICS)}")
     if run.is_image:
-        from diffusion.metrics.evaluation import evaluate_run_images
-        result = evaluate_run_images(run, args.n, sampler, args.metrics.split(","), seed=args.seed,
-                                     y=_labels(args, run, args.n), extractor=args.extractor,
-                                     inception_weights=args.inception_weights)
+        protocol = image_protocol(run.config.data, args.n, sampler, args.seed, args.extractor)
     else:
-        from diffusion.metrics.evaluation import evaluate_run_2d
-        evaluation = evaluate_run_2d(run, args.n, sampler, seed=args.seed)
-        result = {"metrics": evaluation.metrics, "floor": evaluation.floor}
-    report = {"checkpoint": args.checkpoint, "step": run.step, "dataset": run.config.data.dataset, "n": args.n,
-              "sampler": asdict(sampler), **result, "seconds": round(time.perf_counter() - start, 3)}
+        protocol = points_protocol(args.n, sampler, args.seed)
+    result, _ = measure_run(run, protocol, y=_labels(args, run, args.n), inception_weights=args.inception_weights,
+                            extra_metrics=[m for m in asked if m != "fid"] if run.is_image else ())
+    report = {"checkpoint": args.checkpoint, "step": run.step, "dataset": run.config.data.dataset,
+              "sampler": asdict(sampler), **result.report(), "seconds": round(time.perf_counter() - start, 3)}
     print(json.dumps(report, allow_nan=False))
     return 0
 

@@ -260,14 +260,13 @@ def comparable(table: pd.DataFrame, metric: str) -> dict[str, pd.DataFrame]:
     """The runs whose last `metric` can be compared: one group per protocol and data (dataset, classes, image size),
     labelled 'protocol on dataset'; numbers of different groups are never put side by side."""
     rows = table[table[metric].notna()] if metric in table else table.iloc[0:0]
-    if rows.empty:
-        return {}
-    protocol = rows["protocol"].fillna("no protocol recorded") if "protocol" in rows else "no protocol recorded"
-    keys = rows.assign(protocol=protocol)[["protocol", *SAME_DATA]].astype(str).agg(" · ".join, axis=1)
-    labels = rows.assign(protocol=protocol).apply(
-        lambda r: f"{r['protocol']} on {r['dataset']}" + (f" {int(r['image_size'])} px" if pd.notna(
-            r["image_size"]) else "") + (f" classes {r['classes']}" if r["classes"] != "all" else ""), axis=1)
-    return {labels[keys == key].iloc[0]: rows[keys == key] for key in keys.drop_duplicates()}
+    groups: dict[str, list[int]] = {}
+    for i, r in zip(rows.index, rows.to_dict("records")):
+        protocol = r.get("protocol") if isinstance(r.get("protocol"), str) else "no protocol recorded"
+        size = f" {int(r['image_size'])} px" if pd.notna(r["image_size"]) else ""
+        classes = f" classes {r['classes']}" if r["classes"] != "all" else ""
+        groups.setdefault(f"{protocol} on {r['dataset']}{size}{classes}", []).append(i)
+    return {label: rows.loc[index] for label, index in groups.items()}
 
 
 def differences(rows: pd.DataFrame) -> list[str]:

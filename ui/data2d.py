@@ -152,10 +152,10 @@ def sweep_curves(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def sweep_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The sweep for display: each metric as 'value [95% interval]', the floor once in the caption instead."""
+    """The sweep for display: each metric as 'value [95% interval]' and the row's protocol (the floor is drawn)."""
     shown = table[["steps"]].copy()
     for m in explore2d.METRICS:
         if f"{m}_low" in table:
             shown[charts.METRIC_LABELS[m]] = [evaluation.row_interval(r, m).text() if pd.notna(r[m]) else ""
                                                for r in table.to_dict("records")]
-    return shown.assign(error=table["error"])
+    return shown.assign(protocol=table["protocol"], error=table["error"])

@@ -31,6 +31,7 @@ def runs_section() -> list:
     st.dataframe(table, hide_index=True, width="stretch", key="compare_table", column_config={
         "parameters": st.column_config.NumberColumn("parameters", format="localized"),
         "train_seconds": st.column_config.NumberColumn("training time (s)", format="%.1f"),
+        "device": st.column_config.TextColumn("trained on"),
         "final_loss": st.column_config.NumberColumn(compare.LABELS["final_loss"], format="%.4f"),
         "lr": st.column_config.NumberColumn("lr", format="%.0e"),
     })
@@ -40,7 +41,10 @@ def runs_section() -> list:
                    + "; ".join(f"{s.name}: {s.error}" for s in broken), icon=":material/warning:")
     st.caption(f"Final loss: the mean of the last {catalog.LOSS_WINDOW} logged losses. Metrics: the last "
                "measurement in the run's history (W1, W2, KL for 2D runs; FID on the dataset classifier's features "
-               "with its floor and sample count, and label accuracy for conditional image runs).")
+               "and label accuracy for conditional image runs), each with its 95% interval (_low, _high), its floor "
+               "(_floor: real data scored the same way at the same n), the protocol it was measured with and its n. "
+               "Protocols starting with old· were measured before the protocol existed: no interval, and a floor "
+               "at half the n. Training time is in seconds on the device named (trained on).")
     return [s for s in summaries if s.ok]
 
 
@@ -56,12 +60,18 @@ def curves_section(runs: list) -> None:
     if not chosen:
         st.info("Pick runs to overlay their curves.")
         return
+    note = compare.device_note(catalog.table(chosen)) if x == "time" else None
+    if note:
+        st.warning(note, icon=":material/warning:")
     st.altair_chart(compare.loss_overlay(catalog.loss_curves(chosen), x, log_y), width="stretch")
     metrics = catalog.metric_curves(chosen)
     if metrics.empty:
         st.caption("None of these runs logged quality measurements during training.")
-    else:
-        st.altair_chart(compare.metric_overlay(metrics, x))
+        return
+    protocol = compare.pick_protocol(metrics)
+    metrics, left_out = compare.one_protocol(metrics, protocol)
+    st.altair_chart(compare.metric_overlay(metrics, x))
+    st.caption(f"Protocol {protocol}; bars: 95% intervals." + (f" {left_out}" if left_out else ""))
 
 
 def analysis_section(runs: list) -> None:
@@ -78,8 +88,14 @@ def analysis_section(runs: list) -> None:
     if table[metric].notna().sum() == 0:
         st.info(f"No run here has a {compare.LABELS[metric]}.")
         return
+    if metric in catalog.METRIC_ORDER:
+        table = compare.comparable_runs(table, metric)
+    elif metric == "train_seconds" and compare.device_note(table):
+        st.warning(compare.device_note(table), icon=":material/warning:")
     st.altair_chart(compare.analysis_chart(table, metric, compare.AXES[axis_name]), width="stretch")
-    st.caption(compare.how_to_read(metric, axis_name))
+    differ = catalog.differences(table)
+    st.caption(compare.how_to_read(metric, axis_name) + (f" These runs differ in: {', '.join(differ)}."
+                                                          if differ else ""))
 
 
 runs = runs_section()

@@ -5,7 +5,7 @@ import streamlit as st
 
 st.title("Quality versus network evaluations")
 with st.spinner("Loading PyTorch (once per server start)..."):
-    from diffusion.explore.study import NFE_TARGETS, PRECISIONS, best_at, goal_line, quality_metrics
+    from diffusion.explore.study import NFE_TARGETS, PRECISIONS, best_at, goal_line, protocol_line, quality_metrics
     from diffusion.sampling.registry import SAMPLERS
     from ui import study_view
     from ui.layout import error_box
@@ -65,6 +65,7 @@ best = best_at(frame)
 if best and best.reference_nfe < 1000:
     st.caption(f"The reference here is DDPM with {best.reference_nfe} NFE, not 1000.")
 st.altair_chart(study_view.quality_chart(frame, metrics))
+st.caption(f"Bars: 95% intervals; the green band is the floor at the same n. {protocol_line(frame)}")
 st.altair_chart(study_view.time_chart(frame), width="stretch")
 st.altair_chart(study_view.literature_chart(frame, headline), width="stretch")
 st.subheader("Stability")

@@ -10,7 +10,7 @@ with st.spinner("Loading PyTorch (once per server start)..."):
     import pandas as pd
 
     from diffusion.core.schedules import SCHEDULES
-    from diffusion.metrics.evaluation import METRIC_N
+    from diffusion.explore.toy2d import METRIC_N
     from diffusion.sampling.config import SamplerConfig
     from ui import charts, data2d, session_runs, toy2d_io, training, training_view
     from ui.layout import error_box
@@ -22,7 +22,8 @@ LOAD_MESSAGE = "toy2d_load_message"
 FIELD_KINDS = {"direction": "x̂_0 − x_t", "score": "score (√ᾱ x̂_0 − x_t)/(1 − ᾱ)"}
 
 st.caption("Every number below is computed live on this machine's CPU. Distances compare "
-           f"{METRIC_N:,} samples with {METRIC_N:,} true points; the floor is what a perfect model scores.")
+           f"{METRIC_N:,} samples with {METRIC_N:,} fresh true points, with a 95% interval; the floor is what a "
+           f"perfect model scores ({METRIC_N:,} other true points, the band where 95% of them land).")
 
 
 def data_section() -> str:
@@ -74,7 +75,8 @@ def train_section(dataset: str, schedule: str, T: int) -> None:
     every = cols[2].select_slider("Measure W1, W2, KL every", MEASURE_EVERY, key="toy2d_every",
                                   format_func=lambda n: f"{n} steps" if n else "never")
     st.caption(f"A measurement draws {METRIC_N:,} samples with DDIM-50 and compares them with {METRIC_N:,} true "
-               "points: about 0.5 s, taken from training time (and measured again at the end).")
+               "points (intervals: the delta method for W, a bootstrap for KL): about 0.5 s, taken from training "
+               "time (and measured again at the end); the floor is drawn once, before training starts.")
     config = training.run_config(dataset, schedule, T, width, depth, lr, batch, steps or 4000)
     training_view.train_buttons(config, steps, seconds, every)
     training_view.show_training(training.current_job())
@@ -148,16 +150,17 @@ def samplers_section(model) -> pd.DataFrame | None:
     cols[1].altair_chart(charts.scatter(data2d.points(run.config.data.dataset), "true data"), width="content")
     with cols[2]:
         try:
-            metrics = data2d.metrics(run_key, run, sampler)
-            floor = data2d.floor(run.config.data.dataset)
-            st.dataframe(data2d.metrics_table(metrics, floor), width="stretch")
+            result = data2d.metrics(run_key, run, sampler)
+            st.dataframe(data2d.metrics_table(result), width="stretch")
+            st.caption(f"95% intervals; n = {result.n:,}; {result.protocol.name}")
         except ValueError as e:
             error_box("No metrics for these samples", e)
     if st.toggle("Sweep the number of steps (5 to 1000, about 10 s)", key="toy2d_sweep"):
         sweep = data2d.sweep(run_key, run, name, sampler.eta)
-        st.dataframe(sweep, hide_index=True, width="stretch")
-        long = charts.label_metrics(data2d.sweep_curves(sweep, run.config.data.dataset))
+        st.dataframe(data2d.sweep_table(sweep), hide_index=True, width="stretch")
+        long = charts.label_metrics(data2d.sweep_curves(sweep))
         st.altair_chart(charts.metric_curves(long, "sampling steps", log_x=True))
+        st.caption("Each number with its 95% interval; the green band is the floor (labelled) at the same n.")
     return samples
 
 

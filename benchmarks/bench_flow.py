@@ -48,19 +48,17 @@ class Quality:
 
 
 def quality(run: Run, sampler: SamplerConfig, n: int, banks: int) -> Quality:
-    """THE call site of the measurement (swap in the measurement protocol here): W1 (2D, data-scale units) or FID
-    (images, the shipped classifier's features) of n samples per bank, banks = seeds 0..banks-1."""
-    from diffusion.metrics.evaluation import evaluate_run_2d, evaluate_run_images
+    """THE call site of the measurement: W1 (2D, data-scale units) or FID (images, the shipped classifier's features)
+    of n samples per bank under the measurement protocol (banks = seeds 0..banks-1), and the protocol's floor."""
+    from diffusion.metrics.evaluation import measure_run
+    from diffusion.metrics.protocol import image_protocol, points_protocol
     values, floor, metric = [], math.nan, "fid" if run.is_image else "w1"
     for seed in range(banks):
-        if run.is_image:
-            report = evaluate_run_images(run, n, sampler, ("fid",), seed=seed)
-            values.append(report["metrics"]["fid"])
-            floor = report["floor"]["fid"]
-        else:
-            evaluation = evaluate_run_2d(run, n, sampler, seed=seed)
-            values.append(evaluation.metrics["w1"])
-            floor = evaluation.floor["w1"]
+        protocol = (image_protocol(run.config.data, n, sampler, seed) if run.is_image
+                    else points_protocol(n, sampler, seed))
+        result, _ = measure_run(run, protocol)
+        values.append(result.metrics[metric].value)
+        floor = result.floor[metric].value
     mean = sum(values) / len(values)
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else math.nan
     half = float(stats.t.ppf(0.975, len(values) - 1)) * sd / math.sqrt(len(values)) if len(values) > 1 else math.nan

@@ -2,11 +2,14 @@
 
     python benchmarks/bench_images.py speed          # U-Net train/sample images/s vs diffusers UNet2DModel
     python benchmarks/bench_images.py speed --device cuda --batch 256 --size 32 --channels 3   # bf16, layouts
-    python benchmarks/bench_images.py digit0         # 5 min on MNIST zeros at 16x16, 500 DDIM-50 samples
+    python benchmarks/bench_images.py digit0         # 5 min on MNIST zeros at 16x16, then the protocol's samples
     python benchmarks/bench_images.py conditional    # 10 min on all digits, accuracy vs guidance scale
+    (--steps N instead of --minutes trains a fixed number of steps: the same model on any machine)
 
-Quality uses the shipped digit classifier (checkpoints/classifiers/mnist-16): the fraction of samples it
-recognises as the requested digit, and the FID on its features against real digits, with the FID floor.
+Quality is measured under the protocol (diffusion.metrics.protocol; 500 DDIM-50 samples, n capped by the held-out
+images): FID on the shipped digit classifier's features (checkpoints/classifiers/mnist-16) against held-out digits,
+the floor (training digits against the same ones) and the share of samples recognised as the requested digit, each
+with its 95% interval.
 """
 
 import argparse
@@ -21,9 +24,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diffusion.cli import main as cli
-from diffusion.data.images import load_images, to_uint8
-from diffusion.metrics.classifier import load_classifier
-from diffusion.metrics.images import class_histogram, fid_floor, image_metrics, label_accuracy
+from diffusion.metrics.evaluation import measure_run
+from diffusion.metrics.intervals import Interval
+from diffusion.metrics.protocol import image_protocol
 from diffusion.models.config import unet_preset
 from diffusion.models.unet import UNet
 from diffusion.sampling.config import SamplerConfig
@@ -93,58 +96,46 @@ def speed(device: str, batch: int, size: int, channels: int) -> None:
         print(f"| {name} | {params / 1e6:.2f} M | {train:.0f} | {sample:.0f} |")
 
 
-def _real_digits(classes) -> torch.Tensor:
-    """The real digits of these classes, train and test splits together (500 per class offline)."""
-    parts = [load_images("mnist", 16, classes=classes, split=s, download=False).x for s in ("train", "test")]
-    return to_uint8(torch.cat(parts))
+def _trained(out: Path, budget: list[str], *flags: str):
+    assert cli(["train", "--dataset", "mnist", "--image-size", "16", "--model", "unet", *flags, *budget,
+                "--out", str(out)]) == 0
+    return load_run(out)
 
 
-def digit0(minutes: float) -> None:
+def digit0(budget: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "zeros"
-        assert cli(["train", "--dataset", "mnist", "--classes", "0", "--image-size", "16", "--model", "unet",
-                    "--minutes", str(minutes), "--out", str(out)]) == 0
-        run = load_run(out)
-        start = time.perf_counter()
-        samples = to_uint8(run.sample(500, SamplerConfig("ddim", 50)))
-        seconds = time.perf_counter() - start
-    clf, info = load_classifier("mnist", 16)
-    real = _real_digits([0])
-    zeros = label_accuracy(samples, torch.zeros(500, dtype=torch.long), clf)
-    fid = image_metrics(samples, real[:500], ("fid",), dataset="mnist")["fid"]
-    floor = fid_floor(real[:500], dataset="mnist")["fid"]
-    print(f"\nMNIST zeros 16x16: {minutes:g} min of training ({run.step} steps), 500 DDIM-50 samples in "
-          f"{seconds:.1f} s\n")
-    print("| recognised as 0 | FID (classifier features, 500 vs 500 real zeros) | FID floor (250 vs 250 real) |")
-    print("|---|---|---|")
-    print(f"| {zeros:.1%} | {fid:.1f} | {floor:.1f} |")
-    print(f"\nclassifier mnist-16, held-out accuracy {info.accuracy:.3f}; goal: >= 95% and FID <= 40")
+        run = _trained(Path(tmp) / "zeros", budget, "--classes", "0")
+    start = time.perf_counter()
+    result, _ = measure_run(run, image_protocol(run.config.data, 500, SamplerConfig("ddim", 50)))
+    zeros = Interval(**result.details["generated_class_shares"][0])
+    print(f"\nMNIST zeros 16x16: {' '.join(budget)} of training ({run.step} steps), then {result.n} DDIM-50 samples "
+          f"measured in {time.perf_counter() - start:.1f} s ({result.protocol.name}; {result.cap or 'no cap'})\n")
+    print("| recognised as 0 [95%] | FID [95%] | FID floor [95%] | reading |")
+    print("|---|---|---|---|")
+    print(f"| {zeros.text()} | {result.metrics['fid'].text()} | {result.floor['fid'].text()} | {result.reading('fid')} |")
+    print(f"\nclassifier mnist-16, held-out accuracy {result.details['classifier']['held_out_accuracy']:.3f}; "
+          "goal: >= 95% and FID <= 40")
 
 
-def conditional(minutes: float, scales: tuple[float, ...]) -> None:
+def conditional(budget: list[str], scales: tuple[float, ...]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "digits"
-        assert cli(["train", "--dataset", "mnist", "--image-size", "16", "--model", "unet", "--conditional",
-                    "--minutes", str(minutes), "--out", str(out)]) == 0
-        run = load_run(out)
-        clf, _ = load_classifier("mnist", 16)
-        real = _real_digits(None)
-        y = torch.arange(10).repeat(50)
-        print(f"\nAll digits 16x16, conditional: {minutes:g} min of training ({run.step} steps), 500 DDIM-50 "
-              "samples (50 per class) per guidance scale\n")
-        print("| guidance w | requested digit recognised | FID (vs 500 real) | min class count |")
-        print("|---|---|---|---|")
-        for w in scales:
-            samples = to_uint8(run.sample(500, SamplerConfig("ddim", 50, guidance=w), y=y))
-            acc = label_accuracy(samples, y, clf)
-            fid = image_metrics(samples, real[torch.randperm(len(real))[:500]], ("fid",), dataset="mnist")["fid"]
-            print(f"| {w:g} | {acc:.1%} | {fid:.1f} | {int(class_histogram(samples, clf, 10).min())} |")
+        run = _trained(Path(tmp) / "digits", budget, "--conditional")
+    print(f"\nAll digits 16x16, conditional: {' '.join(budget)} of training ({run.step} steps), 500 DDIM-50 samples "
+          "(50 per class) per guidance scale against 500 held-out digits; the floor: 500 training digits\n")
+    print("| guidance w | requested digit recognised [95%] | FID [95%] | floor [95%] | reading | min class count |")
+    print("|---|---|---|---|---|---|")
+    for w in scales:
+        result, _ = measure_run(run, image_protocol(run.config.data, 500, SamplerConfig("ddim", 50, guidance=w)))
+        print(f"| {w:g} | {result.extra['accuracy'].text()} | {result.metrics['fid'].text()} | "
+              f"{result.floor['fid'].text()} | {result.reading('fid')} | "
+              f"{min(result.details['generated_class_histogram'])} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("part", choices=("speed", "digit0", "conditional"))
     parser.add_argument("--minutes", type=float)
+    parser.add_argument("--steps", type=int, help="train this many steps instead of --minutes")
     parser.add_argument("--scales", default="1,2,3,4")
     parser.add_argument("--device", default="cpu", help="speed: cpu or cuda")
     parser.add_argument("--batch", type=int, default=64, help="speed: batch size")
@@ -153,10 +144,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.part == "speed":
         speed(args.device, args.batch, args.size, args.channels)
-    elif args.part == "digit0":
-        digit0(args.minutes or 5.0)
     else:
-        conditional(args.minutes or 10.0, tuple(float(s) for s in args.scales.split(",")))
+        default = 5.0 if args.part == "digit0" else 10.0
+        budget = ["--steps", str(args.steps)] if args.steps else ["--minutes", str(args.minutes or default)]
+        if args.part == "digit0":
+            digit0(budget)
+        else:
+            conditional(budget, tuple(float(s) for s in args.scales.split(",")))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ moons and MNIST digit-0 runs, printed as Markdown with the goal lines (best at 2
     python benchmarks/study_table.py --device cuda            # the README numbers (a few minutes on one GPU)
     python benchmarks/study_table.py                          # CPU defaults: about 10 minutes on 2 idle cores
 
-Quality in float32 at every NFE target (plus the DDPM-1000 reference); stability of the five samplers at 20 NFE
+Quality in float32 at every NFE target (plus the DDPM-1000 reference), each cell with its 95% interval, under the
+protocol (diffusion.metrics.protocol: n samples against n held-out images or fresh true points, the floor at the
+same n; digit 0 has 100 held-out zeros offline, so n is capped there); stability of the five samplers at 20 NFE
 with the network in float32, bfloat16 and float16 (100 samples). Defaults by device: cuda, 2,000 samples, NFE
 5..1000, every sampler variant; cpu, moons 2,000 samples and images 400 (the offline zeros), NFE 5..50, the five
 samplers plus DPM-Solver++ on the Karras grid. --csv-dir keeps every row.
@@ -20,7 +22,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from diffusion.explore.study import NFE_TARGETS, goal_line, quality_metric, study
+from diffusion.explore.study import NFE_TARGETS, goal_line, protocol_line, quality_metric, study
 from diffusion.sampling.registry import SAMPLERS
 from diffusion.training.checkpoints import load_run
 
@@ -35,8 +37,8 @@ STABILITY = {"nfe": 20, "n": 100, "precisions": ("float32", "bfloat16", "float16
 
 
 def pivot(frame: pd.DataFrame, targets: tuple[int, ...]) -> str:
-    """Float32 quality as sampler (settings) x NFE target; a cell holds the value, and the NFE used when it
-    differs from the column's (Heun: 2 steps - 1)."""
+    """Float32 quality as sampler (settings) x NFE target; a cell holds the value, its 95% interval, and the NFE used
+    when it differs from the column's (Heun: 2 steps - 1)."""
     metric = quality_metric(frame)
     rows = frame[frame["precision"] == "float32"]
     header = ["sampler (settings)", *[str(t) for t in targets]]
@@ -46,8 +48,8 @@ def pivot(frame: pd.DataFrame, targets: tuple[int, ...]) -> str:
         for target in targets:
             hit = group[(group["nfe"] <= target) & (group["nfe"] > max([t for t in targets if t < target], default=0))]
             value = hit.iloc[-1] if len(hit) else None
-            cells.append("" if value is None else f"{value[metric]:.4g}" + (
-                "" if value["nfe"] == target else f" ({value['nfe']})"))
+            cells.append("" if value is None else f"{value[metric]:.3g} [{value[metric + '_low']:.2g}, "
+                         f"{value[metric + '_high']:.2g}]" + ("" if value["nfe"] == target else f" ({value['nfe']})"))
         lines.append(f"| {sampler} ({settings}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -91,9 +93,8 @@ def main() -> None:
             args.csv_dir.mkdir(parents=True, exist_ok=True)
             frame.to_csv(args.csv_dir / f"study-{name}.csv", index=False)
             low.to_csv(args.csv_dir / f"stability-{name}.csv", index=False)
-        floor = frame[f"{quality_metric(frame)}_floor"].iloc[0]
-        print(f"\n#### {name} ({path}, step {run.step}): {quality_metric(frame)} of {n} samples, floor {floor:.4g}; "
-              f"{args.device}, {time.perf_counter() - start:.0f} s\n")
+        print(f"\n#### {name} ({path}, step {run.step}): {quality_metric(frame)}; {args.device}, "
+              f"{time.perf_counter() - start:.0f} s\n\n{protocol_line(frame)}\n")
         print(pivot(frame, tuple(sorted(set(nfe) | {run.schedule.T}))))
         print(f"\nStability at {STABILITY['nfe']} NFE, {STABILITY['n']} samples, the network in each precision:\n")
         print(stability(low))

@@ -4,7 +4,7 @@ The stable public API is what this module exports (loaded on first use, so `impo
 Where code lives, one concept per subpackage, imports pointing one way (left to right may import leftwards):
 core (schedules, forward process, losses, denoisers, EDM, exact oracles) <- models, config, data <- sampling
 (the sampler registry, SamplerConfig, Run) <- training (trainer, checkpoints, distributed) <- metrics (2D and
-image metrics, evaluation, classifiers) <- explore (what the pages compute) <- cli.
+image metrics, the measurement protocol and its intervals, evaluation, classifiers) <- explore (what the pages compute) <- cli.
 """
 
 from importlib import import_module
@@ -21,8 +21,9 @@ _API = {
     "sampler_spec": "diffusion.sampling.registry", "nfe": "diffusion.sampling.registry",
     "SamplerConfig": "diffusion.sampling.config", "Run": "diffusion.sampling.run",
     "Trajectory": "diffusion.sampling.run", "Trainer": "diffusion.training.trainer",
-    "load_run": "diffusion.training.checkpoints", "evaluate_run_2d": "diffusion.metrics.evaluation",
-    "evaluate_run_images": "diffusion.metrics.evaluation", "study": "diffusion.explore.study",
+    "load_run": "diffusion.training.checkpoints", "measure_run": "diffusion.metrics.evaluation",
+    "Protocol": "diffusion.metrics.protocol", "points_protocol": "diffusion.metrics.protocol",
+    "image_protocol": "diffusion.metrics.protocol", "study": "diffusion.explore.study",
 }
 __all__ = ["__version__", *_API]
 

@@ -117,8 +117,9 @@ def test_training_draws_loss_and_metric_charts_with_sane_values(visitors):
         assert _charts(at) >= 2
         snap = at.session_state[JOB_KEY].snapshot()
         assert [m["step"] for m in snap.metrics] == [100, 200, 300]
-        assert all(math.isfinite(v) for m in snap.metrics for v in m.values())
-        assert snap.metrics[-1]["w1"] < W1_BOUND
+        assert all(m["protocol"].startswith("2d·n1000·fresh·ddim") and m["n"] == 1000 for m in snap.metrics)
+        assert all(math.isfinite(v) for m in snap.metrics for k, v in m.items() if k != "protocol")
+        assert snap.metrics[-1]["w1_low"] <= snap.metrics[-1]["w1"] < W1_BOUND
         assert len(snap.loss) == SHORT_STEPS and all(math.isfinite(v) for v in snap.loss)
 
 
@@ -139,7 +140,9 @@ def test_samplers_section_sweeps_step_counts_with_the_floor(visitors):
     assert not at.exception and not at.error
     sweep = at.dataframe[-1].value
     assert list(sweep["steps"]) == [5, 10, 20, 50, 100]
-    assert sweep["w1"].between(0, W1_BOUND).all()
+    w1 = [float(cell.split(" [")[0]) for cell in sweep["W1"]]             # "value [low, high]"
+    assert all(0 <= v < W1_BOUND for v in w1) and all("[" in cell for cell in sweep["W1"])
+    assert any("floor (labelled) at the same n" in c.value for c in at.caption)
 
 
 def test_checkpoint_round_trips_through_upload(visitors):

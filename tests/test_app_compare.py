@@ -12,7 +12,7 @@ from diffusion.cli import main
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
 from diffusion.explore import catalog
-from diffusion.metrics.evaluation import live_metrics
+from diffusion.metrics.measure import measure
 from diffusion.training.trainer import Trainer
 from ui.session_runs import KEY as SESSION_RUNS_KEY
 from ui.training import JOB_KEY, TrainingJob
@@ -35,7 +35,7 @@ def trainer() -> Trainer:
     config = RunConfig(data=DataConfig("moons"), train=TrainConfig(steps=STEPS, batch_size=64))
     tr = Trainer(config, load_data(config.data).x)
     tr.run()
-    tr.log(**live_metrics(tr.as_run()))
+    tr.log(**measure(tr.as_run()))
     return tr
 
 

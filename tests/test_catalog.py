@@ -12,7 +12,7 @@ from diffusion.cli import main
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
 from diffusion.explore import catalog
-from diffusion.metrics.evaluation import live_metrics
+from diffusion.metrics.measure import measure
 from diffusion.models import build_model
 from diffusion.models.config import unet_preset
 from diffusion.training.checkpoints import load_run
@@ -36,11 +36,11 @@ def measured(tmp_path_factory):
     config = RunConfig(data=DataConfig("8gaussians"), train=TrainConfig(steps=MEASURED_STEPS, batch_size=64))
     trainer = Trainer(config, load_data(config.data).x)
 
-    def measure(tr: Trainer, info) -> None:
+    def every(tr: Trainer, info) -> None:
         if info.step % MEASURE_EVERY == 0:
-            tr.log(**live_metrics(tr.as_run()))
+            tr.log(**measure(tr.as_run()))
     out = tmp_path_factory.mktemp("catalog") / "measured"
-    trainer.run(callback=measure, run_dir=out)
+    trainer.run(callback=every, run_dir=out)
     return trainer, out
 
 
@@ -79,9 +79,12 @@ def test_final_metrics_and_curves_come_from_the_history(measured):
     assert last["step"] == MEASURED_STEPS
     for m in ("w1", "w2", "kl_model_true", "kl_true_model"):
         assert row[m] == pytest.approx(last[m]) and math.isfinite(row[m])
+        assert row[f"{m}_low"] == pytest.approx(last[f"{m}_low"]) and row[f"{m}_floor"] == pytest.approx(last[f"{m}_floor"])
+    assert (row["protocol"], row["n"]) == ("2d·n1000·fresh·ddim50·s0", 1000) and row["device"] == "cpu"
     metrics = catalog.metric_curves([summary])
     assert sorted(metrics["step"].unique()) == [MEASURE_EVERY, MEASURED_STEPS]
     assert set(metrics["metric"]) == {"w1", "w2", "kl_model_true", "kl_true_model", "nll"}   # nll: mixtures only
+    assert (metrics["protocol"] == row["protocol"]).all() and (metrics["low"] <= metrics["value"]).all()
     loss = catalog.loss_curves([summary], max_points=10)
     assert len(loss) == 10 and loss["step"].iloc[-1] == MEASURED_STEPS
     assert loss["time"].iloc[-1] == pytest.approx(trainer.history[-1]["time"])
@@ -147,3 +150,27 @@ def test_architecture_names_presets_and_counts_parameters_without_weights():
     assert catalog.architecture(custom).startswith("U-Net 24x(1, 2)")
     for cfg in (cross, custom):
         assert catalog.parameter_count(cfg) == sum(p.numel() for p in build_model(cfg).parameters())
+
+
+def test_only_numbers_of_one_protocol_and_data_are_compared(measured):
+    """Runs measured under different protocols, or on different data, land in different groups, and the group says
+    what its runs differ in."""
+    row = catalog.row(catalog.read_folder(measured[1]))
+    table = pd.DataFrame([row, {**row, "name": "more steps", "steps": 2 * row["steps"]},
+                          {**row, "name": "old", "protocol": "old·2d·n1000·fresh·ddim50·s0"},
+                          {**row, "name": "moons", "dataset": "moons"}])
+    groups = catalog.comparable(table, "w1")
+    assert len(groups) == 3 and sorted(len(g) for g in groups.values()) == [1, 1, 2]
+    same = next(g for g in groups.values() if len(g) == 2)
+    assert list(same["name"]) == ["measured", "more steps"] and catalog.differences(same) == ["steps"]
+
+
+def test_shipped_runs_say_their_device_and_label_the_rows_of_the_old_protocol():
+    for name in catalog.SHIPPED_RUNS:
+        summary = catalog.read_folder(catalog.CHECKPOINTS_DIR / name)
+        assert summary.device in ("cpu", "cuda") and (name != "moons" or summary.device == "cpu"), name
+        history = summary.history.dropna(subset=["w1" if summary.config.model.kind == "mlp" else "fid"])
+        old, new = history[history["protocol"].str.startswith("old·")], history[~history["protocol"].str.startswith("old·")]
+        assert len(old) and len(new) == 1 and new["step"].iloc[0] == summary.step, name
+        assert old["step"].max() <= summary.step and catalog.final_metrics(summary.history)["protocol"] == \
+            new["protocol"].iloc[0]

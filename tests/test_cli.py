@@ -34,9 +34,13 @@ def test_train_sample_evaluate_data_end_to_end(run_dir, tmp_path):
     done = cli("evaluate", "--checkpoint", str(run_dir), "--n", "300", "--sampler", "ddpm", "--steps", "100")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["step"] == 400 and report["n"] == 300 and report["sampler"]["name"] == "ddpm"
-    assert set(report["metrics"]) == {"w1", "w2", "kl_model_true", "kl_true_model"} == set(report["floor"])
-    assert report["floor"]["w1"] < report["metrics"]["w1"] < 1.0
+    assert report["step"] == 400 and report["n"] == report["n_requested"] == 300 and report["cap"] == ""
+    assert report["sampler"]["name"] == "ddpm" and report["protocol"] == "2d·n300·fresh·ddpm100·s0"
+    assert set(report["metrics"]) == {"w1", "w2", "kl_model_true", "kl_true_model"}
+    w1 = report["metrics"]["w1"]
+    assert w1["low"] <= w1["value"] <= w1["high"] and w1["method"] == "delta method" and "95%" in report["interval"]
+    assert w1["floor"]["low"] <= w1["floor"]["value"] <= w1["floor"]["high"] < w1["value"] < 1.0
+    assert w1["reading"] == "above the floor"                              # 400 steps: not yet at the floor
 
     done = cli("data", "--dataset", "moons", "--n", "500", "--seed", "1", "--out", str(tmp_path / "true.npy"))
     assert done.returncode == 0, done.stderr

@@ -31,13 +31,14 @@ def digits_run(tmp_path_factory):
     return out
 
 
-def test_train_logs_fid_and_accuracy_with_their_sample_count_and_floor(digits_run):
+def test_train_logs_fid_and_accuracy_with_their_protocol_intervals_and_floor(digits_run):
     history = pd.read_csv(digits_run / "metrics.csv")
     measured = history.dropna(subset=["fid"])
     assert list(measured["step"]) == [15, 30]
-    assert (measured["fid_n"] == 20).all()
-    assert (measured["fid"] > measured["fid_floor"]).all()            # 30 steps are far from the data
-    assert measured["accuracy"].between(0, 1).all()
+    assert (measured["n"] == 20).all() and (measured["protocol"] == "fid·clf·n20·test·ddim50·s0").all()
+    assert (measured["fid_low"] <= measured["fid"]).all() and (measured["fid"] <= measured["fid_high"]).all()
+    assert (measured["fid"] > measured["fid_floor_high"]).all()        # 30 steps are far from the data
+    assert measured["accuracy"].between(0, 1).all() and (measured["accuracy_low"] <= measured["accuracy"]).all()
     config = json.loads((digits_run / "config.json").read_text())
     assert config["model"]["conditioning"] == "cross" and config["data"]["classes"] == [0, 1]
 
@@ -57,13 +58,19 @@ def test_sample_with_label_and_guidance_then_png_grid(digits_run, tmp_path):
     assert done.returncode == 2 and "7" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_evaluate_reports_extractor_counts_floor_and_label_accuracy(digits_run):
-    done = cli("evaluate", "--checkpoint", str(digits_run), "--n", "40", "--steps", "5", "--metrics", "fid")
+def test_evaluate_reports_protocol_intervals_floor_and_label_accuracy(digits_run):
+    done = cli("evaluate", "--checkpoint", str(digits_run), "--n", "40", "--steps", "5", "--metrics", "fid,kid,prc")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["metrics"]["extractor"].startswith("classifier")
-    assert report["metrics"]["n_generated"] == 40 and report["metrics"]["fid"] > report["floor"]["fid"] >= 0
-    assert 0 <= report["label_accuracy"] <= 1 and len(report["generated_class_histogram"]) == 10
+    assert report["protocol"] == "fid·clf·n40·test·ddim5·s0" and report["n"] == 40 and report["cap"] == ""
+    assert report["extractor"] == "classifier-mnist-16" and "40 held-out test images" in report["measured"]
+    fid, kid = report["metrics"]["fid"], report["metrics"]["kid"]
+    assert fid["value"] > fid["floor"]["high"] and fid["reading"] == "above the floor"
+    assert kid["floor"]["low"] <= kid["floor"]["value"] <= kid["floor"]["high"] and "KID" in kid["method"]
+    assert 0 <= report["accuracy"]["low"] <= report["accuracy"]["value"] <= report["accuracy"]["high"] <= 1
+    assert len(report["generated_class_histogram"]) == 10 and {"precision", "recall"} <= set(report)
+    done = cli("evaluate", "--checkpoint", str(digits_run), "--n", "40", "--metrics", "fid,lpips")
+    assert done.returncode == 2 and "lpips" in done.stderr
 
 
 def test_data_writes_what_the_model_sees(tmp_path):

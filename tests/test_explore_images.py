@@ -1,5 +1,5 @@
 """diffusion.explore.images on tiny real runs: grids, the same noise in every class row (exact at w = 0), the
-filmstrip's frames, FID with its floor at the same n, histograms, memorisation, diversity and the cost of a step."""
+filmstrip's frames, FID with its interval and floor at the same n, histograms, memorisation, diversity and the cost of a step."""
 
 import math
 
@@ -67,20 +67,21 @@ def test_filmstrip_shows_the_chosen_steps_ending_at_the_output(digit0):
         ei.filmstrip(digit0, SAMPLER, n=2, picks=[SAMPLER.steps + 1])
 
 
-def test_fid_with_its_floor_at_the_same_n(cond, digit0):
-    metrics, samples = ei.fid_measure(cond, n=40, steps=5)
-    assert metrics["fid_n"] == 40 and samples.shape == (40, 1, 16, 16)
-    assert metrics["fid"] > metrics["fid_floor"] > 0                   # 20 steps of training: far from the data
-    assert 0 <= metrics["accuracy"] <= 1
-    assert "accuracy" not in ei.fid_measure(digit0, n=20, steps=5)[0]
-    ref = ei.fid_reference(digit0.config.data, 10_000)                  # capped at half the 400 zeros
-    assert ref.n == len(ei.training_set(digit0.config.data).x) // 2
+def test_fid_with_its_interval_and_floor_at_the_same_n(cond, digit0):
+    result, samples = ei.fid_measure(cond, n=40, steps=5)
+    assert result.n == 40 and samples.shape == (40, 1, 16, 16) and result.protocol.name == "fid·clf·n40·test·ddim5·s0"
+    assert result.reading("fid") == "above the floor"                  # 20 steps of training: far from the data
+    assert 0 <= result.extra["accuracy"].low <= result.extra["accuracy"].value <= result.extra["accuracy"].high <= 1
+    zeros, _ = ei.fid_measure(digit0, n=10_000, steps=5)                # capped at the 100 held-out zeros
+    assert "accuracy" not in zeros.extra and zeros.n == 100 and "capped at 100" in zeros.cap
 
 
-def test_metrics_frame_carries_the_floor_for_fid_only():
-    df = ei.metrics_frame([{"step": 10, "fid": 50.0, "fid_floor": 3.0, "fid_n": 100.0, "accuracy": 0.5}])
-    fid, acc = df.set_index("metric").loc["fid"], df.set_index("metric").loc["accuracy"]
-    assert (fid["value"], fid["floor"]) == (50.0, 3.0) and math.isnan(acc["floor"])
+def test_metrics_frame_carries_the_floor_for_fid_only(cond):
+    row = {"step": 10, **ei.fid_measure(cond, n=40, steps=5)[0].row()}
+    df = ei.metrics_frame([row]).set_index("metric")
+    fid, acc = df.loc["fid"], df.loc["accuracy"]
+    assert (fid["value"], fid["floor"], fid["low"]) == (row["fid"], row["fid_floor"], row["fid_low"])
+    assert acc["high"] == row["accuracy_high"] and math.isnan(acc["floor"])
 
 
 def test_unguided_counts_are_guidance_zero_at_half_the_cost(cond):
@@ -93,11 +94,13 @@ def test_unguided_counts_are_guidance_zero_at_half_the_cost(cond):
     assert ei.network_evaluations(6, SAMPLER) * 2 == ei.network_evaluations(6, SamplerConfig("ddim", 5, guidance=0))
 
 
-def test_class_shares_sum_to_one(cond):
+def test_class_shares_sum_to_one_with_wilson_intervals_for_the_generated_ones(cond):
     df = ei.class_shares(np.array([3, 1] + [0] * 8), cond.config.data)
     shares = df.groupby("source")["share"].sum()
     assert np.allclose(shares.values, 1.0) and len(df) == 20
-    assert df[df["source"] == "generated (w = 0)"]["share"].tolist()[:2] == [0.75, 0.25]
+    generated = df[df["source"] == "generated (w = 0)"]
+    assert generated["share"].tolist()[:2] == [0.75, 0.25] and generated["low"].iloc[2] == 0.0
+    assert (generated["low"] <= generated["share"]).all() and (generated["share"] < generated["high"]).all()
     train = df[df["source"] == "training set"]["share"]
     assert np.allclose(train.values, 0.1)                               # the fallback MNIST is balanced
 
@@ -112,7 +115,8 @@ def test_memorisation_flags_training_images_as_copies(digit0):
 def test_diversity_and_within_class_diversity():
     x = torch.zeros(4, 1, 2, 2)
     x[1] = 1.0
-    assert ei.within_class_diversity(x, torch.tensor([0, 0, 1, 1])) == pytest.approx(1.0)   # (2 + 0) / 2
+    spread = ei.within_class_diversity(x, torch.tensor([0, 0, 1, 1]))
+    assert spread.value == pytest.approx(1.0) and spread.low == spread.high == 1.0        # (2 + 0) / 2, two pairs
     with pytest.raises(ValueError, match="at least 2 samples"):
         ei.within_class_diversity(x[:2], torch.tensor([0, 1]))
 

@@ -21,6 +21,7 @@ from diffusion.explore.study import (
     markdown_table,
     parse_sampler,
     plan,
+    protocol_line,
     settings,
     study,
     with_precision,
@@ -86,6 +87,15 @@ def test_quality_improves_with_nfe_to_the_floor_on_the_exact_denoiser(sweep):
         assert rows.loc[2, "kl_true_model"] > rows.loc[50, "kl_true_model"]
     ref = sweep[(sweep["sampler"] == "ddpm") & (sweep["nfe"] == T)].iloc[0]
     assert ref["w1"] < 1.5 * ref["w1_floor"] and (sweep["nonfinite"] == 0).all() and not sweep["error"].any()
+
+
+def test_rows_carry_each_interval_the_floor_at_the_same_n_and_their_protocol(sweep):
+    assert (sweep["n"] == N).all() and (sweep["cap"] == "").all()
+    assert (sweep["w1_low"] <= sweep["w1"]).all() and (sweep["w1"] <= sweep["w1_high"]).all()
+    assert sweep["w1_floor"].nunique() == 1 and (sweep["w1_floor_low"] < sweep["w1_floor"]).all()
+    ddim = sweep[(sweep["sampler"] == "ddim") & (sweep["settings"] == "eta=0.0")]
+    assert list(ddim["protocol"]) == [f"2d·n{N}·fresh·ddim{k}·s0" for k in (2, 5, 50)]
+    assert f"n = {N:,} · floor (95%): w1 " in protocol_line(sweep) and "[" in markdown_table(sweep)
 
 
 def test_every_sampler_starts_from_the_same_noise_bank(sweep):

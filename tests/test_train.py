@@ -7,7 +7,8 @@ from conftest import assert_hand_step_is_the_library_step
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
-from diffusion.metrics.evaluation import metrics_2d
+from diffusion.metrics.evaluation import measure_samples
+from diffusion.metrics.protocol import points_protocol
 from diffusion.sampling.config import SamplerConfig
 from diffusion.training.trainer import Trainer
 
@@ -38,8 +39,9 @@ def test_short_training_on_moons_beats_a_fitted_gaussian():
     samples = trainer.as_run().sample(1000, SamplerConfig("ddim", 50))
     mean, cov = x.mean(0), torch.cov(x.T)
     gaussian = torch.distributions.MultivariateNormal(mean, cov).sample((1000,))
-    w1_model, w1_gaussian = metrics_2d(samples, "moons")["w1"], metrics_2d(gaussian, "moons")["w1"]
-    assert w1_model < 0.5 * w1_gaussian, (w1_model, w1_gaussian)
+    model, fitted = (measure_samples(x, points_protocol(1000), DataConfig("moons")) for x in (samples, gaussian))
+    assert model.metrics["w1"].high < fitted.metrics["w1"].low                       # apart, with their intervals
+    assert model.metrics["w1"].value < 0.5 * fitted.metrics["w1"].value, (model.metrics, fitted.metrics)
 
 
 def test_training_is_reproducible_and_leaves_global_rng_alone():

@@ -50,14 +50,23 @@ def loss_curve(df: pd.DataFrame) -> alt.Chart:
 
 
 def metric_curves(df: pd.DataFrame, x_title: str = "step", log_x: bool = False) -> alt.FacetChart:
-    """One panel per metric (columns step, metric (labelled), value, floor): the curve, and the floor as a band
-    from 0: a value inside the band is as close to the truth as an independent true sample of the same size."""
+    """One panel per metric (columns step, metric (labelled), value, low, high, floor, floor_low, floor_high): the
+    curve with each number's 95% interval as an error bar, and the floor, labelled, as a band over its interval (a
+    pale bar at each point, so that a single measurement shows it too): a number inside it reads "at the floor"."""
     x = alt.X("step:Q", title=x_title, scale=alt.Scale(type="log") if log_x else alt.Undefined)
     base = alt.Chart().encode(x=x)
-    band = base.mark_area(opacity=0.25, color="#54a24b").encode(y=alt.Y("floor:Q", title=None), y2=alt.datum(0))
-    line = base.mark_line(point=True).encode(y=alt.Y("value:Q", title=None),
-                                             tooltip=["step:Q", "metric:N", "value:Q", "floor:Q"])
-    return alt.layer(band, line, data=df).properties(width=170, height=150).facet(
+    band = base.mark_area(opacity=0.25, color="#54a24b").encode(y=alt.Y("floor_low:Q", title=None), y2="floor_high:Q")
+    floor_bars = base.mark_rule(opacity=0.35, color="#54a24b", strokeWidth=7).encode(y="floor_low:Q",
+                                                                                      y2="floor_high:Q")
+    floor = base.mark_line(color="#54a24b", strokeDash=[4, 3]).encode(y="floor:Q")
+    label = base.transform_filter("isValid(datum.floor)").transform_joinaggregate(
+        last="max(step)", groupby=["metric"]).transform_filter("datum.step == datum.last").mark_text(
+        text="floor", align="right", dy=-7, color="#3b7d3a", fontSize=10).encode(y="floor:Q")
+    bars = base.mark_rule(color="#4c78a8").encode(y="low:Q", y2="high:Q")
+    line = base.mark_line(point=True).encode(y=alt.Y("value:Q", title=None), tooltip=[
+        "step:Q", "metric:N", "value:Q", "low:Q", "high:Q", "floor:Q", "floor_low:Q", "floor_high:Q"])
+    layers = (band, floor_bars, floor, label, bars, line)
+    return alt.layer(*layers, data=df).properties(width=170, height=150).facet(
         column=alt.Column("metric:N", title=None, sort=list(METRIC_LABELS.values())),
     ).resolve_scale(y="independent")
 

@@ -19,9 +19,11 @@ from .session_runs import session_runs
 
 FOLDERS_KEY, PATH_KEY, ADD_ERROR_KEY = "compare_folders", "compare_path", "compare_add_error"
 LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy", "nll": "NLL (exact density)",
-          "final_loss": f"final loss (mean of last {catalog.LOSS_WINDOW})", "train_seconds": "training time (s)"}
+          "kid": "KID", "final_loss": f"final loss (mean of last {catalog.LOSS_WINDOW})",
+          "train_seconds": "training time (s, on its device)"}
 HIGHER_IS_BETTER = ("accuracy",)
 SCAN_TTL_S = 30      # a folder's list of runs is scanned again after this many seconds, not on every rerun
+NO_PROTOCOL = "no protocol recorded"
 X_AXES = {"step": "step", "time": "training time (s)"}
 
 
@@ -131,8 +133,28 @@ def add_error() -> str | None:
 
 def metric_options(table: pd.DataFrame) -> list[str]:
     """The columns the analysis can plot: final loss, the measured metrics the table has, training time."""
-    measured = [m for m in catalog.METRIC_ORDER if m in table and m not in catalog.QUALIFIERS]
-    return ["final_loss", *measured, "train_seconds"]
+    return ["final_loss", *[m for m in catalog.METRIC_ORDER if m in table], "train_seconds"]
+
+
+def device_note(table: pd.DataFrame) -> str | None:
+    """A warning when these runs' training times were spent on different devices (CPU and GPU seconds differ)."""
+    devices = table["device"].replace("", "not recorded") if "device" in table else pd.Series(dtype=str)
+    if devices.nunique() < 2:
+        return None
+    groups = "; ".join(f"{d}: {', '.join(table.loc[devices == d, 'name'])}" for d in sorted(devices.unique()))
+    return f"Training times were measured on different devices ({groups}): a CPU second is not a GPU second."
+
+
+def one_protocol(curves: pd.DataFrame, protocol: str) -> tuple[pd.DataFrame, str | None]:
+    """The curve points measured under `protocol`, and a note naming what was left out (None if nothing was)."""
+    measured = curves["protocol"].fillna(NO_PROTOCOL)
+    kept, left = curves[measured == protocol], curves[measured != protocol]
+    if left.empty:
+        return kept, None
+    others = ", ".join(sorted(left["protocol"].fillna(NO_PROTOCOL).unique()))
+    return kept, (f"Only points measured with {protocol} are drawn: {len(left)} point(s) of "
+                  f"{', '.join(sorted(left['run'].unique()))} were measured otherwise ({others}) and are not "
+                  "comparable with them.")
 
 
 def loss_overlay(df: pd.DataFrame, x: str, log_y: bool) -> alt.Chart:
@@ -147,13 +169,16 @@ def loss_overlay(df: pd.DataFrame, x: str, log_y: bool) -> alt.Chart:
 
 
 def metric_overlay(df: pd.DataFrame, x: str) -> alt.FacetChart:
-    """One panel per metric (columns run, step, time, metric, value), one colour per run."""
+    """One panel per metric (columns run, step, time, metric, value, low, high, protocol), one colour per run, each
+    point with its 95% interval as an error bar."""
     df = df.assign(metric=df["metric"].map(lambda m: LABELS.get(m, m)))
-    return alt.Chart(df).mark_line(point=True).encode(
-        x=alt.X(f"{x}:Q", title=X_AXES[x]), y=alt.Y("value:Q", title=None),
-        color=alt.Color("run:N", title="run", legend=alt.Legend(orient="top")),
-        tooltip=["run:N", "step:Q", "time:Q", "metric:N", "value:Q"],
-    ).properties(width=210, height=160).facet(
+    base = alt.Chart().encode(x=alt.X(f"{x}:Q", title=X_AXES[x]),
+                              color=alt.Color("run:N", title="run", legend=alt.Legend(orient="top")))
+    lines = base.mark_line(point=True).encode(
+        y=alt.Y("value:Q", title=None),
+        tooltip=["run:N", "step:Q", "time:Q", "metric:N", "value:Q", "low:Q", "high:Q", "protocol:N"])
+    bars = base.mark_rule().encode(y="low:Q", y2="high:Q")
+    return alt.layer(bars, lines, data=df).properties(width=210, height=160).facet(
         facet=alt.Facet("metric:N", title=None), columns=4,
     ).resolve_scale(y="independent")
 
@@ -163,23 +188,47 @@ def analysis_chart(table: pd.DataFrame, metric: str, axis: Axis) -> alt.LayerCha
     categorical axes)."""
     df = table.dropna(subset=[metric])
     label = LABELS.get(metric, metric)
-    tooltip = ["name:N", "dataset:N", f"{axis.column}:{'Q' if axis.numeric else 'N'}", f"{metric}:Q"]
+    low, high = (f"{metric}_low", f"{metric}_high") if f"{metric}_low" in df else (metric, metric)
+    tooltip = ["name:N", "dataset:N", f"{axis.column}:{'Q' if axis.numeric else 'N'}", f"{metric}:Q", f"{low}:Q",
+               f"{high}:Q"]
     color = alt.Color("dataset:N", legend=alt.Legend(orient="top"))
     if axis.numeric:
         x = alt.X(f"{axis.column}:Q", title=axis.column, scale=alt.Scale(type="log") if axis.log else alt.Undefined)
-        y = alt.Y(f"{metric}:Q", title=label, scale=alt.Scale(zero=False))
-        return alt.Chart(df).mark_circle(size=90).encode(x=x, y=y, color=color,
-                                                         tooltip=tooltip).properties(height=STRETCH_HEIGHT + 40)
-    x = alt.X(f"{axis.column}:N", title=axis.column)
-    bars = alt.Chart(df).mark_bar(opacity=0.3).encode(x=x, y=alt.Y(f"mean({metric}):Q", title=label))
-    points = alt.Chart(df).mark_circle(size=90).encode(x=x, y=f"{metric}:Q", color=color, tooltip=tooltip)
-    return alt.layer(bars, points).properties(height=STRETCH_HEIGHT + 40)
+    else:
+        x = alt.X(f"{axis.column}:N", title=axis.column)
+    points = alt.Chart(df).mark_circle(size=90).encode(
+        x=x, y=alt.Y(f"{metric}:Q", title=label, scale=alt.Scale(zero=False)), color=color, tooltip=tooltip)
+    bars = alt.Chart(df).mark_rule().encode(x=x, y=f"{low}:Q", y2=f"{high}:Q", color=color)
+    layers = [bars, points] if axis.numeric else [
+        alt.Chart(df).mark_bar(opacity=0.3).encode(x=x, y=alt.Y(f"mean({metric}):Q", title=label)), bars, points]
+    return alt.layer(*layers).properties(height=STRETCH_HEIGHT + 40)
 
 
 def how_to_read(metric: str, axis_name: str) -> str:
     """One sentence on reading the analysis chart."""
     better = "higher" if metric in HIGHER_IS_BETTER else "lower"
-    return (f"Each point is one run: its {LABELS.get(metric, metric)} ({better} is better) against its "
-            f"{axis_name}. A trend says something only between runs that differ in {axis_name} alone (same "
-            "dataset, steps and the rest: check the table); losses of different objectives (eps, x0, v, edm) or "
-            "datasets are not on the same scale, and a metric is read against its floor.")
+    return (f"Each point is one run: its {LABELS.get(metric, metric)} ({better} is better, the bar its 95% "
+            f"interval) against its {axis_name}. A trend says something only between runs that differ in "
+            f"{axis_name} alone (same dataset, steps and the rest: check the table); losses of different objectives "
+            "(eps, x0, v, edm) or datasets are not on the same scale, and a metric is read against its floor.")
+
+
+def pick_protocol(curves: pd.DataFrame) -> str:
+    """The protocol whose points the overlay draws: the visitor's pick when the curves have several (the most
+    common first)."""
+    protocols = curves["protocol"].fillna(NO_PROTOCOL).value_counts().index.tolist()
+    if len(protocols) == 1:
+        return protocols[0]
+    return st.selectbox("Measured with (only points of one protocol are comparable)", protocols,
+                        key="compare_curve_protocol")
+
+
+def comparable_runs(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The runs whose metric was measured under the protocol and data the visitor picks (one group only)."""
+    groups = catalog.comparable(table, metric)
+    label = st.selectbox("Compared under (protocol and data)", list(groups), key="compare_group")
+    left = int(table[metric].notna().sum()) - len(groups[label])
+    if left:
+        st.caption(f"{left} run(s) with a {LABELS[metric]} measured under another protocol or on other data are left "
+                   "out: their numbers are not comparable with these.")
+    return groups[label]

@@ -12,6 +12,7 @@ from diffusion.data import TrainingData, load_data
 from diffusion.data.toy2d import TOY_DATASETS
 from diffusion.explore import toy2d as explore2d
 from diffusion.metrics import evaluation
+from diffusion.metrics.protocol import points_protocol
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 
@@ -72,29 +73,26 @@ def timesteps_used(T: int, steps: int) -> list[int]:
     return [t + 1 for t in spaced_timesteps(T, steps, SamplerConfig().spacing)]
 
 
-@st.cache_data(show_spinner=False)
-def floor(dataset: str) -> dict[str, float]:
-    """The metric floor (an independent true sample) of the page's measurement protocol."""
-    return evaluation.metric_floor(dataset)
-
-
 @st.cache_data(show_spinner="Sampling...", max_entries=PER_MODEL)
-def samples(run_key: str, _run: Run, sampler: SamplerConfig, n: int = evaluation.METRIC_N) -> pd.DataFrame:
+def samples(run_key: str, _run: Run, sampler: SamplerConfig, n: int = explore2d.METRIC_N) -> pd.DataFrame:
     """n samples as a frame (x, y); seed 0: the same x_T for every sampler choice."""
     return pd.DataFrame(_run.sample(n, sampler, seed=0).numpy(), columns=["x", "y"])
 
 
 @st.cache_data(show_spinner="Measuring...", max_entries=PER_MODEL)
-def metrics(run_key: str, _run: Run, sampler: SamplerConfig) -> dict[str, float]:
-    """The metrics of samples(run_key, sampler); ValueError if they are not finite."""
-    return evaluation.sample_metrics(samples(run_key, _run, sampler).to_numpy(), _run.config.data.dataset)
+def metrics(run_key: str, _run: Run, sampler: SamplerConfig) -> evaluation.Result:
+    """The measurement of samples(run_key, sampler) under the page's protocol with this sampler (intervals,
+    floor); ValueError if the samples are not finite."""
+    protocol = points_protocol(explore2d.METRIC_N, sampler)
+    return evaluation.measure_samples(samples(run_key, _run, sampler).to_numpy(), protocol, _run.config.data)
 
 
-def metrics_table(metrics: dict[str, float], floor: dict[str, float]) -> pd.DataFrame:
-    """A sampler's metrics beside the floor, rows labelled for display."""
+def metrics_table(result: evaluation.Result) -> pd.DataFrame:
+    """A sampler's metrics beside the floor, each with its 95% interval and how it reads, rows labelled."""
     labels = {**charts.METRIC_LABELS, "nll": "NLL (true mixture)"}
-    table = pd.DataFrame({"this sampler": metrics, "floor (true sample)": floor})
-    return table.rename(index=labels)
+    rows = {labels.get(m, m): {"this sampler": v.text(), "floor (true samples)": result.floor[m].text(),
+                               "reading": result.reading(m)} for m, v in result.metrics.items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 @st.cache_data(show_spinner="Sampling every step count and measuring...", max_entries=PER_MODEL)
@@ -148,8 +146,16 @@ def paths(traj: pd.DataFrame, n_points: int = 24) -> pd.DataFrame:
     return explore2d.trajectory_paths(traj, n_points)
 
 
-def sweep_curves(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
+def sweep_curves(table: pd.DataFrame) -> pd.DataFrame:
     """A sampler sweep in the long form charts.metric_curves draws (step = number of sampling steps)."""
-    long = table.rename(columns={"steps": "step"}).melt(id_vars="step", value_vars=list(explore2d.METRICS),
-                                                        var_name="metric")
-    return long.assign(floor=long["metric"].map(floor(dataset)))
+    return explore2d.metrics_frame(table.rename(columns={"steps": "step"}).to_dict("records"))
+
+
+def sweep_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The sweep for display: each metric as 'value [95% interval]' and the row's protocol (the floor is drawn)."""
+    shown = table[["steps"]].copy()
+    for m in explore2d.METRICS:
+        if f"{m}_low" in table:
+            shown[charts.METRIC_LABELS[m]] = [evaluation.row_interval(r, m).text() if pd.notna(r[m]) else ""
+                                               for r in table.to_dict("records")]
+    return shown.assign(protocol=table["protocol"], error=table["error"])

@@ -14,6 +14,7 @@ import torch
 from diffusion.config import RunConfig
 from diffusion.explore import images as ei
 from diffusion.training.checkpoints import CHECKPOINTS_DIR
+from diffusion.metrics.intervals import Interval
 from diffusion.explore.interpolation import interpolate_labels, interpolate_noise
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
@@ -103,7 +104,7 @@ def memorisation(run_key: str, _run: Run, n: int, sampler: SamplerConfig, seed: 
 
 
 @st.cache_data(show_spinner=False, max_entries=PER_MODEL)
-def diversity(run_key: str, _run: Run, n: int, sampler: SamplerConfig, seed: int = 0) -> dict[str, float]:
+def diversity(run_key: str, _run: Run, n: int, sampler: SamplerConfig, seed: int = 0) -> dict[str, Interval]:
     return ei.diversity(samples(run_key, _run, n, sampler, seed), _run.config.data)
 
 
@@ -124,7 +125,7 @@ def label_path(run_key: str, _run: Run, label_a: int, label_b: int, n_points: in
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def guidance_point(run_key: str, _run: Run, guidance: float, n: int, steps: int) -> dict[str, float]:
-    """Accuracy, within-class diversity and FID (with floor) at one guidance scale."""
+    """Accuracy, within-class diversity and FID (intervals, floor, protocol) at one guidance scale."""
     return ei.guidance_point(_run, guidance, n, steps)
 
 
@@ -135,8 +136,9 @@ def unguided_class_counts(run_key: str, _run: Run, n: int, steps: int, seed: int
 
 
 @st.cache_data(show_spinner="Measuring FID (classifier features)...", max_entries=PER_MODEL)
-def fid(run_key: str, _run: Run, n: int, steps: int, guidance: float = 1.0) -> dict[str, float]:
-    return ei.fid_measure(_run, n, steps, guidance)[0]
+def fid(run_key: str, _run: Run, n: int, steps: int, guidance: float = 1.0) -> dict[str, float | str]:
+    """The Result.row() of FID (and label accuracy) under the pages' protocol."""
+    return ei.fid_measure(_run, n, steps, guidance)[0].row()
 
 
 @st.cache_data(show_spinner="Timing a few training steps...", max_entries=32)

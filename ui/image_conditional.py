@@ -7,6 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from diffusion.explore import images as ei
+from diffusion.metrics.evaluation import row_interval, rows_frame
+from diffusion.metrics.intervals import reading
 from diffusion.sampling.config import SamplerConfig
 
 from . import charts, image_cache
@@ -26,9 +28,9 @@ CLASS_ROWS_COST = 2       # a class grid samples one small batch per class: ~2x 
 
 
 def _sweep_frame(points: list[dict]) -> pd.DataFrame:
-    rows = [{"step": p["guidance"], "metric": label, "value": p[m], "floor": p["fid_floor"] if m == "fid" else
-             float("nan")} for p in points for m, label in SWEEP_LABELS.items()]
-    return pd.DataFrame(rows)
+    """The sweep in charts.metric_curves' long form (step = w): FID and accuracy with intervals, FID's floor."""
+    long = rows_frame([{**p, "step": p["guidance"]} for p in points], list(SWEEP_LABELS))
+    return long.assign(metric=long["metric"].map(SWEEP_LABELS))
 
 
 def guidance_sweep_section(prefix: str, model: Model, sampling: Sampling) -> None:
@@ -36,9 +38,9 @@ def guidance_sweep_section(prefix: str, model: Model, sampling: Sampling) -> Non
     run_key, run = model
     n = st.select_slider("Samples per scale", SWEEP_NS, 50, key=f"{prefix}_sweep_n")
     st.caption(f"For each w in {', '.join(f'{w:g}' for w in SWEEP_SCALES)}: {n} samples (balanced labels, DDIM "
-               f"{ei.LIVE_STEPS}), the share the classifier reads as the requested label, the mean distance between "
-               f"samples of one class, and FID against {n} real images (floor: {n} other real images). Each point "
-               "is cached.")
+               f"{ei.LIVE_STEPS}), the share the classifier reads as the requested label (Wilson interval), the mean "
+               f"distance between samples of one class, and FID against {n} held-out images (bootstrap interval; "
+               f"floor: {n} training images against the same ones). Each point is cached.")
     seconds = sum(sampling.seconds(n, ei.LIVE_STEPS, w) + FID_EXTRA_S for w in SWEEP_SCALES)
     if not opened(f"{prefix}_sweep", run_key, "Run the guidance sweep", seconds):
         return
@@ -50,18 +52,23 @@ def guidance_sweep_section(prefix: str, model: Model, sampling: Sampling) -> Non
         error_box("No guidance sweep", e)
         return
     st.altair_chart(charts.metric_curves(_sweep_frame(points), "guidance scale w"))
-    st.caption(f"FID on {ei.fid_extractor(run.config.data)}, n = {points[0]['fid_n']:.0f}; the green band is "
-               "the real-vs-real floor. Accuracy rises with w while diversity falls: guidance trades variety for "
-               "fidelity to the label.")
+    st.caption(f"FID on {ei.fid_extractor(run.config.data)}, n = {points[0]['n']:,} ({points[0]['protocol']} at "
+               "w = 0); bars: 95% intervals; the green band is the floor (training images against the same held-out "
+               "ones). Accuracy rises with w while diversity falls: guidance trades variety for fidelity to the "
+               "label.")
 
 
-def class_histogram(df: pd.DataFrame) -> alt.Chart:
-    """Grouped bars of class shares (columns class, source, share)."""
-    return alt.Chart(df, title="Class shares").mark_bar().encode(
-        x=alt.X("class:N", title="class"), xOffset="source:N", y=alt.Y("share:Q", title="share", axis=alt.Axis(
-            format="%")), color=alt.Color("source:N", title=None, legend=alt.Legend(orient="top")),
-        tooltip=["class:N", "source:N", alt.Tooltip("share:Q", format=".1%")],
-    ).properties(height=charts.STRETCH_HEIGHT)
+def class_histogram(df: pd.DataFrame) -> alt.LayerChart:
+    """Grouped bars of class shares (columns class, source, share, low, high), the generated ones with their 95%
+    Wilson intervals as error bars."""
+    base = alt.Chart(df).encode(x=alt.X("class:N", title="class"), xOffset="source:N")
+    bars = base.mark_bar().encode(
+        y=alt.Y("share:Q", title="share", axis=alt.Axis(format="%")),
+        color=alt.Color("source:N", title=None, legend=alt.Legend(orient="top")),
+        tooltip=["class:N", "source:N", alt.Tooltip("share:Q", format=".1%"), alt.Tooltip("low:Q", format=".1%"),
+                 alt.Tooltip("high:Q", format=".1%")])
+    errors = base.transform_filter("datum.high > datum.low").mark_rule(color="black").encode(y="low:Q", y2="high:Q")
+    return alt.layer(bars, errors, title="Class shares").properties(height=charts.STRETCH_HEIGHT)
 
 
 def histogram_section(prefix: str, model: Model, sampling: Sampling) -> None:
@@ -82,8 +89,8 @@ def histogram_section(prefix: str, model: Model, sampling: Sampling) -> None:
         return
     st.altair_chart(class_histogram(df), width="stretch")
     st.caption(f"{n} samples with w = 0 (the unconditional model: what it learned p(x) to be), DDIM "
-               f"{ei.LIVE_STEPS}, each classified by the shipped classifier, against the class shares of the "
-               "training set.")
+               f"{ei.LIVE_STEPS}, each classified by the shipped classifier (bars: 95% Wilson intervals of each share "
+               f"at n = {n}), against the class shares of the training set.")
 
 
 def label_interpolation_section(prefix: str, model: Model, sampling: Sampling) -> None:
@@ -110,9 +117,14 @@ def _measure_both(prefix: str, w: float, sampling: Sampling) -> None:
                   seconds):
         return
     rows = run_parts("Measuring:", [
-        (image_cache.SHIPPED[name], lambda name=name, run=run: {"run": image_cache.SHIPPED[name], **image_cache.fid(
-            image_cache.shipped_key(name), run, COMPARE_N, ei.LIVE_STEPS, w)}) for name, run in runs.items()])
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+        (image_cache.SHIPPED[name], lambda name=name, run=run: image_cache.fid(
+            image_cache.shipped_key(name), run, COMPARE_N, ei.LIVE_STEPS, w)) for name, run in runs.items()])
+    st.dataframe(pd.DataFrame([{"run": image_cache.SHIPPED[name], "FID [95%]": row_interval(row, "fid").text(),
+                                "floor [95%]": row_interval(row, "fid", floor=True).text(),
+                                "reading": reading(row_interval(row, "fid"), row_interval(row, "fid", floor=True)),
+                                "label accuracy [95%]": row_interval(row, "accuracy").text(),
+                                "n": row["n"], "protocol": row["protocol"]} for name, row in zip(runs, rows)]),
+                 hide_index=True)
 
 
 def conditioning_comparison(prefix: str, sampling: Sampling) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from diffusion.explore import images as ei
+from diffusion.metrics.intervals import wilson
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 
@@ -148,9 +149,11 @@ def memorisation_section(prefix: str, model: Model, sampling: Sampling) -> None:
     st.image(memo.pairs, caption=f"Pairs: a sample ({sampling.describe()}), then its nearest training image "
                                  "(L2 in pixels)")
     ratios = sorted(memo.ratio)
+    copies = wilson(memo.copies, MEMO_N)
     st.caption(f"Distance to the nearest training image over the typical distance of a held-out real image: "
                f"median {ratios[len(ratios) // 2]:.2f} (1 = as novel as fresh data, 0 = a copy); {memo.copies} of "
-               f"{MEMO_N} samples below 0.3 (held-out real images: {memo.copy_floor:.0%} flagged).")
+               f"{MEMO_N} samples below 0.3 ({copies.value:.0%}, 95% interval {copies.low:.0%} to {copies.high:.0%}; "
+               f"held-out real images: {memo.copy_floor:.0%} flagged).")
 
 
 def diversity_section(prefix: str, model: Model, sampling: Sampling) -> None:
@@ -161,10 +164,10 @@ def diversity_section(prefix: str, model: Model, sampling: Sampling) -> None:
         return
     d = image_cache.diversity(run_key, run, DIVERSITY_N, sampling.sampler)
     cols = st.columns(2)
-    cols[0].metric(f"Mean pairwise distance, {DIVERSITY_N} samples", f"{d['samples']:.2f}")
-    cols[1].metric(f"Same, {DIVERSITY_N} real training images", f"{d['real']:.2f}")
-    st.caption(f"L2 distance between images in [-1, 1] pixels ({sampling.describe()}). Far below the real value: "
-               "mode collapse or memorisation; far above: noise.")
+    cols[0].metric(f"Mean pairwise distance, {DIVERSITY_N} samples", d["samples"].text())
+    cols[1].metric(f"Same, {DIVERSITY_N} real training images", d["real"].text())
+    st.caption(f"L2 distance between images in [-1, 1] pixels ({sampling.describe()}), with 95% intervals. Far "
+               "below the real value: mode collapse or memorisation; far above: noise.")
 
 
 def noise_interpolation_section(prefix: str, model: Model, sampling: Sampling) -> None:

@@ -1,6 +1,6 @@
 """The image pages' training section: U-Net preset, steps, learning rate, batch, schedule and T, the expected time
 from a measured step, then the live job (ui.training) with FID measured every N steps on the shipped classifier's
-features (n samples, floor at the same n) and a sample grid refreshed at each measurement."""
+features (n samples with a 95% interval, the floor at the same n) and a sample grid refreshed at each measurement."""
 
 import math
 
@@ -11,6 +11,8 @@ from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.core.schedules import SCHEDULES
 from diffusion.explore import images as ei
 from diffusion.metrics.classifier import classifier_dir
+from diffusion.metrics.evaluation import row_sentences
+from diffusion.metrics.protocol import reference_for
 from diffusion.models.config import UNET_PRESETS, unet_preset
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
@@ -32,21 +34,22 @@ SAMPLE_SPEEDUP = 2.5   # sampling one image costs about 1/2.5 of training on it 
 
 
 class ImageMeasurement:
-    """FID of n DDIM samples (with the floor at the same n) and a grid of the first PREVIEW_N; with n = 0 (no
-    classifier for the dataset, or FID off) only the grid."""
+    """FID of n DDIM samples under the pages' protocol (interval, floor at the same n) and a grid of the first
+    PREVIEW_N; with n = 0 (no classifier for the dataset, or FID off) only the grid."""
 
-    names = ("fid", "fid_floor", "fid_n", "accuracy")
+    names = ("fid", "accuracy")
 
     def __init__(self, n: int, scale: int):
         self.n, self.scale = n, scale
 
     def prepare(self, config: RunConfig) -> None:
         if self.n:
-            ei.fid_reference(config.data, self.n)
+            reference_for(ei.page_protocol(config.data, self.n), config.data)   # the floor, before the clock runs
 
-    def __call__(self, run: Run) -> tuple[dict[str, float], object]:
+    def __call__(self, run: Run) -> tuple[dict[str, float | str], object]:
         if self.n:
-            metrics, images = ei.fid_measure(run, self.n)
+            result, images = ei.fid_measure(run, self.n)
+            metrics = result.row()
         else:
             y = run.balanced_labels(ei.PREVIEW_N)
             metrics, images = {}, run.sample(ei.PREVIEW_N, SamplerConfig("ddim", ei.LIVE_STEPS), y=y)
@@ -87,10 +90,11 @@ def _summary(snap: Snapshot, config: RunConfig) -> str | None:
     if not rows:
         return None
     last = rows[-1]
-    accuracy = f" · label accuracy {last['accuracy']:.0%}" if "accuracy" in last else ""
-    return (f"Last measurement (step {last['step']:,}): FID {last['fid']:.1f} (floor {last['fid_floor']:.1f}) on "
-            f"{ei.fid_extractor(config.data)}, {int(last['fid_n'])} samples (DDIM {ei.LIVE_STEPS} steps) against "
-            f"{int(last['fid_n'])} real images; the floor is {int(last['fid_n'])} other real images{accuracy}.")
+    n = int(last["n"])
+    return (f"Last measurement (step {last['step']:,}; 95% intervals): "
+            f"{row_sentences(last, {'fid': 'FID', 'accuracy': 'label accuracy'})}. FID on "
+            f"{ei.fid_extractor(config.data)}: {n:,} samples (DDIM {ei.LIVE_STEPS} steps) against {n:,} held-out "
+            f"images; the floor is {n:,} training images against the same ones ({last['protocol']}).")
 
 
 def _preview(snap: Snapshot) -> None:
@@ -137,7 +141,8 @@ def _widgets(prefix: str, default_preset: str, device: str) -> dict:
     w["every"] = cols[2].select_slider("Samples and FID every", MEASURE_EVERY, 100, key=f"{prefix}_every",
                                        format_func=lambda n: f"{n} steps" if n else "never")
     w["fid_n"] = cols[3].select_slider("FID samples n", FID_NS, 100, key=f"{prefix}_fid_n",
-                                       help="The floor uses n other real images against the same n real ones")
+                                       help="n samples against n held-out images; the floor: n training images "
+                                            "against the same ones (n is capped when the data hold fewer)")
     return w
 
 

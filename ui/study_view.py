@@ -21,7 +21,7 @@ SHIPPED = {"moons": "moons (2D MLP)", "digit0": "MNIST digit 0, 16x16", "cond": 
 STORED_STUDIES = 64          # results kept per process (every visitor's)
 RATES = {"2d": 2e5, "image": 500.0}   # samples x network evaluations per second on 2 CPU cores (measured, rounded)
 SECONDS_PER_ROW = {"2d": 0.2, "image": 0.5}   # quality measurement of one row
-LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "label_accuracy": "label accuracy"}
+LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy"}
 
 
 def runs() -> dict[str, tuple[str, Run]]:
@@ -76,21 +76,36 @@ def curve_names(frame: pd.DataFrame) -> pd.Series:
 
 
 def _long(frame: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
+    """Columns curve, precision, nfe, metric (labelled), value, low, high, floor, floor_low, floor_high."""
     rows = frame.assign(curve=curve_names(frame))
-    long = rows.melt(id_vars=["curve", "precision", "nfe"], value_vars=list(metrics), var_name="metric")
-    floors = {m: float(frame[f"{m}_floor"].iloc[0]) if f"{m}_floor" in frame else math.nan for m in metrics}
-    return long.assign(floor=long["metric"].map(floors), metric=long["metric"].map(lambda m: LABELS.get(m, m)))
+    parts = []
+    for m in metrics:
+        part = pd.DataFrame({"curve": rows["curve"], "precision": rows["precision"], "nfe": rows["nfe"],
+                             "metric": LABELS.get(m, m), "value": rows[m]})
+        for column, suffix in (("low", "_low"), ("high", "_high"), ("floor", "_floor"), ("floor_low", "_floor_low"),
+                               ("floor_high", "_floor_high")):
+            part[column] = rows[f"{m}{suffix}"] if f"{m}{suffix}" in rows else math.nan
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def quality_chart(frame: pd.DataFrame, metrics: tuple[str, ...]) -> alt.FacetChart:
-    """Each quality metric against NFE (log x), one line per sampler configuration and precision, the floor dashed."""
+    """Each quality metric against NFE (log x), one line per sampler configuration and precision, each point with its
+    95% interval; the floor, labelled, as a band over its interval."""
     long = _long(frame, metrics)
     base = alt.Chart().encode(x=alt.X("nfe:Q", title="network evaluations (NFE, log)", scale=alt.Scale(type="log")))
-    lines = base.mark_line(point=True).encode(
-        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)), color=alt.Color("curve:N", title="sampler"),
-        strokeDash=alt.StrokeDash("precision:N"), tooltip=["curve:N", "precision:N", "nfe:Q", "value:Q", "floor:Q"])
+    band = base.mark_area(opacity=0.2, color="#54a24b").encode(y="floor_low:Q", y2="floor_high:Q")
     floor = base.mark_rule(strokeDash=[4, 4], color="#54a24b").encode(y="floor:Q")
-    return alt.layer(floor, lines, data=long).properties(width=300, height=220).facet(
+    label = base.transform_filter("isValid(datum.floor)").transform_joinaggregate(
+        last="max(nfe)", groupby=["metric"]).transform_filter("datum.nfe == datum.last").mark_text(
+        text="floor", align="right", dy=-7, color="#3b7d3a", fontSize=10).encode(y="floor:Q")
+    color = alt.Color("curve:N", title="sampler")
+    bars = base.mark_rule().encode(y="low:Q", y2="high:Q", color=color, strokeDash=alt.StrokeDash("precision:N"))
+    lines = base.mark_line(point=True).encode(
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)), color=color,
+        strokeDash=alt.StrokeDash("precision:N"),
+        tooltip=["curve:N", "precision:N", "nfe:Q", "value:Q", "low:Q", "high:Q", "floor:Q"])
+    return alt.layer(band, floor, label, bars, lines, data=long).properties(width=300, height=220).facet(
         column=alt.Column("metric:N", title=None)).resolve_scale(y="independent")
 
 

@@ -20,6 +20,7 @@ from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.data import TrainingData
 from diffusion.explore import toy2d as explore2d
 from diffusion.metrics import evaluation
+from diffusion.metrics.protocol import points_protocol, reference_for
 from diffusion.models.config import MLPConfig
 from diffusion.sampling.run import Run
 from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS
@@ -34,27 +35,27 @@ JOB_KEY = "toy2d_job"
 
 
 class Measurement(Protocol):
-    """What a job measures every few steps, on its own thread: named metrics and an optional preview."""
+    """What a job measures every few steps, on its own thread: a row of metrics and an optional preview."""
 
-    names: tuple[str, ...]           # the metric keys a measurement returns (history rows carry them)
+    names: tuple[str, ...]           # the metrics a measurement returns (its row also holds intervals, protocol)
 
     def prepare(self, config: RunConfig) -> None:
         """One-off work before training (e.g. the floor), timed outside the training clock."""
 
-    def __call__(self, run: Run) -> tuple[dict[str, float], Any]:
-        """(metrics, preview or None) of the current EMA model; ValueError when it has no value."""
+    def __call__(self, run: Run) -> tuple[dict[str, float | str], Any]:
+        """(evaluation.Result.row(), preview or None) of the current EMA model; ValueError when it has no value."""
 
 
 class Metrics2D:
-    """W1, W2 and KL of DDIM samples against the fixed reference (explore2d's live protocol)."""
+    """W1, W2 and KL of DDIM samples under evaluation.live_protocol, with intervals and floors."""
 
     names = explore2d.METRICS
 
     def prepare(self, config: RunConfig) -> None:
-        evaluation.metric_floor(config.data.dataset)    # once per process; the charts draw it
+        reference_for(points_protocol(evaluation.LIVE_2D_N), config.data)   # the floor: once per process and data
 
-    def __call__(self, run: Run) -> tuple[dict[str, float], Any]:
-        return evaluation.live_metrics(run), None
+    def __call__(self, run: Run) -> tuple[dict[str, float | str], Any]:
+        return evaluation.measure_run(run, evaluation.live_protocol(run))[0].row(), None
 
 
 METRICS_2D = Metrics2D()
@@ -108,7 +109,8 @@ class TrainingJob:
         self._steps = [int(r["step"]) for r in rows if "loss" in r]
         self._loss = [float(r["loss"]) for r in rows if "loss" in r]
         names = measurement.names
-        self._metrics = [{k: r[k] for k in ("step", *names) if k in r} for r in rows if names and names[0] in r]
+        self._metrics = [{k: v for k, v in r.items() if k not in ("time", "loss", "lr")} for r in rows
+                         if names and names[0] in r]
         self._budget: tuple[int, float, int | None, float | None] = (trainer.step, trainer.elapsed, None, None)
         self._result: RunResult | None = None
         self._error: str | None = None

@@ -10,7 +10,7 @@ import streamlit as st
 from diffusion.config import DataConfig, RunConfig
 from diffusion.data import TrainingData
 from diffusion.explore import toy2d as explore2d
-
+from diffusion.metrics.evaluation import row_sentences
 from diffusion.training.cost import step_seconds
 
 from . import budget, charts, data2d, training
@@ -22,19 +22,20 @@ QUEUE_REFRESH_S = 2.0   # a waiting job's line is redrawn less often: many waiti
 
 
 def _curves_2d(snap: Snapshot, config: RunConfig) -> tuple[Callable, object] | None:
-    """The 2D metric chart (builder, frame) with the floor as a band, or None before any measurement."""
+    """The 2D metric chart (builder, frame): each number with its interval, the floor as a band, or None before any
+    measurement."""
     if not snap.metrics:
         return None
-    return charts.metric_curves, charts.label_metrics(explore2d.metrics_frame(snap.metrics, data2d.floor(
-        config.data.dataset)))
+    return charts.metric_curves, charts.label_metrics(explore2d.metrics_frame(snap.metrics))
 
 
 def _summary_2d(snap: Snapshot, config: RunConfig) -> str | None:
-    if not snap.metrics:
+    rows = [r for r in snap.metrics if isinstance(r.get("protocol"), str) and "w1_low" in r]
+    if not rows:
         return None
-    last, floor = snap.metrics[-1], data2d.floor(config.data.dataset)
-    return f"Last measurement (step {last['step']:,}; floor in brackets): " + " · ".join(
-        f"{charts.METRIC_LABELS[m]} {last[m]:.3f} ({floor[m]:.3f})" for m in explore2d.METRICS if m in last)
+    last = rows[-1]
+    return (f"Last measurement (step {last['step']:,}; {int(last['n']):,} samples, {last['protocol']}; 95% intervals): "
+            + row_sentences(last, {m: charts.METRIC_LABELS[m] for m in explore2d.METRICS}))
 
 
 @dataclass(frozen=True)

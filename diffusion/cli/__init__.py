@@ -89,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="U-Net NHWC layout (default: on CPUs only, where it is faster)")
     t.add_argument("--measure-every", type=int, help="steps between quality measurements logged in metrics.csv "
                    "(2D: W1, W2, KL; images: FID on the classifier's features, accuracy if conditional)")
-    t.add_argument("--measure-n", type=int, default=500, help="images: samples per measurement (DDIM-50)")
+    t.add_argument("--measure-n", type=int, help="samples per measurement, and real images (points) in its reference "
+                   "and floor (default: images 500 with DDIM-50, 2D 1000 with DDIM-50)")
     t.add_argument("--out", required=True, help="run folder")
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
@@ -119,9 +120,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--s-max", type=float, help="default: no upper bound")
         p.add_argument("--s-noise", type=float, default=1.0)
     s.add_argument("--out", required=True, help=".npy, .csv (2D) or .png (image grid)")
-    e.add_argument("--metrics", help="images: comma-separated, from fid (default), isc, kid, prc, nll (bits/dim of "
-                   "held-out test images); 2D: nll (nats of held-out true points beside the true density's own NLL), "
-                   "else W1/W2/KL of samples")
+    e.add_argument("--metrics", help="images: comma-separated, from fid (default; always measured with the others), "
+                   "isc, kid, prc, nll (bits/dim of held-out test images); 2D: nll (nats of held-out true points beside "
+                   "the true density's own NLL), else W1/W2/KL of samples")
     e.add_argument("--probes", type=int, default=1, help="nll on images: Hutchinson probes per image")
     e.add_argument("--extractor", choices=("classifier", "inception"), default="classifier",
                    help="images: feature network (the dataset's shipped classifier, or Inception-v3)")
@@ -224,13 +225,15 @@ def _metrics(args, run) -> list[str]:
         kind = "image" if run.is_image else "2D (W1, W2 and KL of samples are measured when --metrics is left out)"
         raise ValueError(f"--metrics {','.join(bad)} is not offered for {kind} runs; allowed: {', '.join(allowed)}")
     if "nll" in metrics:
-        from diffusion.metrics.likelihood import MAX_PROBES   # torchdiffeq and scipy.integrate: only when asked
+        from diffusion.metrics.likelihood import MAX_PROBES  # torchdiffeq and scipy.integrate: only when asked
         if not 1 <= args.probes <= MAX_PROBES:
             raise ValueError(f"--probes {args.probes} is out of range; allowed: 1 to {MAX_PROBES}")
     return metrics
 
 
 def _evaluate(args) -> int:
+    from diffusion.metrics.evaluation import measure_run
+    from diffusion.metrics.protocol import image_protocol, points_protocol
     _check_sampling(args, 2)
     run, sampler = _load(args)
     metrics = _metrics(args, run)
@@ -241,19 +244,16 @@ def _evaluate(args) -> int:
         result["likelihood"] = (nll_report_images(run, args.n, args.probes, args.seed) if run.is_image
                                 else nll_report_2d(run, args.n, args.seed))
         metrics.remove("nll")
-    if run.is_image and metrics:
-        from diffusion.metrics.evaluation import evaluate_run_images
-        result.update(evaluate_run_images(run, args.n, sampler, metrics, seed=args.seed,
-                                          y=_labels(args, run, args.n), extractor=args.extractor,
-                                          inception_weights=args.inception_weights))
-    elif not run.is_image and not result:
-        from diffusion.metrics.evaluation import evaluate_run_2d
-        evaluation = evaluate_run_2d(run, args.n, sampler, seed=args.seed)
-        result = {"metrics": evaluation.metrics, "floor": evaluation.floor}
-    sampled = {"sampler": asdict(sampler)} if set(result) != {"likelihood"} else {}
-    report = {"checkpoint": args.checkpoint, "step": run.step, "dataset": run.config.data.dataset, "n": args.n,
-              "objective": run.config.train.objective, **sampled, **result,
-              "seconds": round(time.perf_counter() - start, 3)}
+    if metrics or not result:              # sample quality, under the measurement protocol
+        if run.is_image:
+            protocol = image_protocol(run.config.data, args.n, sampler, args.seed, args.extractor)
+        else:
+            protocol = points_protocol(args.n, sampler, args.seed)
+        measured, _ = measure_run(run, protocol, y=_labels(args, run, args.n), inception_weights=args.inception_weights,
+                                  extra_metrics=[m for m in metrics if m != "fid"])
+        result = {"sampler": asdict(sampler), **measured.report(), **result}
+    report = {"checkpoint": args.checkpoint, "step": run.step, "dataset": run.config.data.dataset,
+              "objective": run.config.train.objective, **result, "seconds": round(time.perf_counter() - start, 3)}
     print(json.dumps(report, allow_nan=False))
     return 0
 

@@ -24,8 +24,9 @@ SKIPPED = ("classifiers",)       # folders under CHECKPOINTS_DIR that hold featu
 SHIPPED_RUNS = ("moons", "mnist16-digit0", "mnist16-cond", "mnist16-cond-cross", "mnist32-cond", "shapes32-cond",
                 "moons-flow", "mnist16-digit0-flow")
 LOSS_WINDOW = 100                # final loss: mean of the last LOSS_WINDOW logged losses (one is noisy)
-METRIC_ORDER = (*METRICS_2D, "fid", "fid_floor", "fid_n", "accuracy")  # columns diffusion.metrics.measure logs
-QUALIFIERS = ("fid_floor", "fid_n")   # say how a metric was measured (its floor, its sample count): not curves
+METRIC_ORDER = (*METRICS_2D, "nll", "fid", "kid", "accuracy")   # quality columns diffusion.metrics.measure logs
+QUALIFIERS = ("protocol", "n", "fid_n")   # say how a number was measured (fid_n: its n in rows of old runs)
+SUFFIXES = ("_low", "_high", "_floor", "_floor_low", "_floor_high")   # a number's interval and its floor's
 NOT_METRICS = ("step", "time", "loss", "lr")
 MAX_DEPTH = 3                    # how deep discover looks for run folders below its root
 MAX_FOLDERS = 2000               # folders discover looks at, at most (a deep scan is bounded)
@@ -42,6 +43,7 @@ class RunSummary:
     config: RunConfig | None = None
     step: int = 0
     history: pd.DataFrame = field(default_factory=pd.DataFrame)   # step, time, loss, lr and measured metrics
+    device: str = ""             # where it trained ("cpu", "cuda", "cuda x4"); "" when the folder does not say
 
     @property
     def ok(self) -> bool:
@@ -102,9 +104,12 @@ def _source(path: Path) -> str:
 
 
 def _clean(history: pd.DataFrame) -> pd.DataFrame:
-    """Numeric columns only, sorted by step."""
-    history = history.apply(pd.to_numeric, errors="coerce")
-    return history.sort_values("step", ignore_index=True) if "step" in history else history
+    """Numeric columns (the protocol names kept as text), sorted by step."""
+    protocol = history["protocol"].astype(object) if "protocol" in history else None
+    history = history.drop(columns="protocol", errors="ignore").apply(pd.to_numeric, errors="coerce")
+    if protocol is not None:
+        history["protocol"] = protocol.where(protocol.notna(), None)
+    return history.sort_values("step", ignore_index=True, kind="stable") if "step" in history else history
 
 
 def read_folder(path: str | Path, name: str | None = None, source: str | None = None) -> RunSummary:
@@ -126,13 +131,15 @@ def read_folder(path: str | Path, name: str | None = None, source: str | None = 
     history = _clean(history)
     if "step" not in history:
         return RunSummary(name, source, str(path), f"unreadable run: {METRICS} has no step column")
-    return RunSummary(name, source, str(path), "", config, step, history[history["step"] <= step])
+    return RunSummary(name, source, str(path), "", config, step, history[history["step"] <= step],
+                      raw.get("device", ""))
 
 
 def read_run(name: str, run: Run, source: str = "session") -> RunSummary:
     """The summary of an in-memory Run (e.g. one trained in this app session): the row its folder would give."""
+    device = next(run.net.parameters()).device.type
     return RunSummary(name, source, "", "", run.config, run.step,
-                      _clean(pd.DataFrame(run.history or {"step": []})))
+                      _clean(pd.DataFrame(run.history or {"step": []})), device)
 
 
 def architecture(model_config: Any) -> str:
@@ -154,9 +161,15 @@ def conditioning(model_config: Any) -> str:
     return getattr(model_config, "conditioning", "add")
 
 
+def is_qualifier(column: str) -> bool:
+    """Whether a history column says how a number was measured (protocol, n, interval, floor) rather than being one."""
+    return column in QUALIFIERS or any(column.endswith(suffix) for suffix in SUFFIXES)
+
+
 def metric_names(history: pd.DataFrame) -> list[str]:
     """The measured metrics in a history, known ones first in METRIC_ORDER."""
-    extra = sorted(c for c in history.columns if c not in NOT_METRICS and c not in METRIC_ORDER)
+    extra = sorted(c for c in history.columns if c not in NOT_METRICS and c not in METRIC_ORDER
+                   and not is_qualifier(c))
     return [m for m in METRIC_ORDER if m in history.columns] + extra
 
 
@@ -166,9 +179,17 @@ def final_loss(history: pd.DataFrame, window: int = LOSS_WINDOW) -> float:
     return float(losses.tail(window).mean()) if len(losses) else math.nan
 
 
-def final_metrics(history: pd.DataFrame) -> dict[str, float]:
-    """Each measured metric's last value."""
-    return {m: float(history[m].dropna().iloc[-1]) for m in metric_names(history) if history[m].notna().any()}
+def final_metrics(history: pd.DataFrame) -> dict[str, Any]:
+    """The last measurement: its protocol and n, each metric with its interval bounds and floor (m, m_low, m_high,
+    m_floor, where the row has them)."""
+    names = metric_names(history)
+    measured = history[history[names].notna().any(axis=1)] if names else history.iloc[0:0]
+    if measured.empty:
+        return {}
+    last = measured.iloc[-1]
+    keep = [c for c in last.index if c in names or (is_qualifier(c) and c != "fid_n")
+            and not c.endswith(("_floor_low", "_floor_high"))]
+    return {c: (last[c] if c == "protocol" else float(last[c])) for c in keep if pd.notna(last[c])}
 
 
 def row(s: RunSummary) -> dict[str, Any]:
@@ -183,7 +204,7 @@ def row(s: RunSummary) -> dict[str, Any]:
             "schedule": c.schedule.name + (" (zero SNR)" if c.schedule.zero_terminal_snr else ""),
             "T": c.schedule.timesteps, "objective": c.train.objective, "architecture": architecture(c.model),
             "parameters": parameter_count(c.model), "batch_size": c.train.batch_size, "lr": c.train.lr,
-            "steps": s.step, "train_seconds": float(times.iloc[-1]) if len(times) else math.nan,
+            "steps": s.step, "train_seconds": float(times.iloc[-1]) if len(times) else math.nan, "device": s.device,
             "final_loss": final_loss(s.history), **final_metrics(s.history), "error": "", "path": s.path}
 
 
@@ -212,12 +233,41 @@ def loss_curves(summaries: list[RunSummary], max_points: int = 400) -> pd.DataFr
 
 
 def metric_curves(summaries: list[RunSummary]) -> pd.DataFrame:
-    """Every measurement of every run, long form: columns run, step, time, metric, value."""
+    """Every measurement of every run, long form: columns run, step, time, metric, value, low, high, protocol
+    (low and high NaN where a row has no interval; protocol None where a row does not say it)."""
     frames = []
     for s in summaries:
-        names = [m for m in metric_names(s.history) if m not in QUALIFIERS] if s.ok else []
-        if names:
-            long = s.history.melt(id_vars=["step"], value_vars=names, var_name="metric").dropna(subset=["value"])
-            frames.append(long.assign(run=s.name, time=_time_at(s.history, long["step"])))
-    columns = ["run", "step", "time", "metric", "value"]
+        names = metric_names(s.history) if s.ok else []
+        for m in names:
+            h = s.history.dropna(subset=[m])
+            if h.empty:
+                continue
+            frames.append(pd.DataFrame({
+                "run": s.name, "step": h["step"], "time": _time_at(s.history, h["step"]), "metric": m,
+                "value": h[m], "low": h.get(f"{m}_low", math.nan), "high": h.get(f"{m}_high", math.nan),
+                "protocol": h["protocol"] if "protocol" in h else None}))
+    columns = ["run", "step", "time", "metric", "value", "low", "high", "protocol"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+SETTINGS = ("kind", "dataset", "classes", "image_size", "conditioning", "schedule", "T", "objective", "architecture",
+            "parameters", "batch_size", "lr", "steps", "device")   # what a comparison between runs says differs
+SAME_DATA = ("dataset", "classes", "image_size")
+
+
+def comparable(table: pd.DataFrame, metric: str) -> dict[str, pd.DataFrame]:
+    """The runs whose last `metric` can be compared: one group per protocol and data (dataset, classes, image size),
+    labelled 'protocol on dataset'; numbers of different groups are never put side by side."""
+    rows = table[table[metric].notna()] if metric in table else table.iloc[0:0]
+    groups: dict[str, list[int]] = {}
+    for i, r in zip(rows.index, rows.to_dict("records")):
+        protocol = r.get("protocol") if isinstance(r.get("protocol"), str) else "no protocol recorded"
+        size = f" {int(r['image_size'])} px" if pd.notna(r["image_size"]) else ""
+        classes = f" classes {r['classes']}" if r["classes"] != "all" else ""
+        groups.setdefault(f"{protocol} on {r['dataset']}{size}{classes}", []).append(i)
+    return {label: rows.loc[index] for label, index in groups.items()}
+
+
+def differences(rows: pd.DataFrame) -> list[str]:
+    """The SETTINGS columns whose values differ between these runs."""
+    return [c for c in SETTINGS if c in rows and rows[c].astype(str).nunique() > 1]

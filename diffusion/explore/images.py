@@ -1,5 +1,5 @@
-"""The computations behind the image pages: sample grids, denoising filmstrips, FID while training (with its floor
-at the same n), memorisation pairs, diversity, guidance sweeps, class histograms and the cost of a training step.
+"""The computations behind the image pages: sample grids, denoising filmstrips, FID while training (page_protocol:
+interval, floor at the same n), memorisation pairs, diversity, guidance sweeps, class histograms and the cost of a training step.
 
 Images leave this module as uint8 numpy grids (H, W, 3) ready to show, or as pandas frames; every function is a
 function of its arguments (seeded), so the pages can cache results by their inputs.
@@ -20,21 +20,17 @@ from diffusion.config import DataConfig, RunConfig
 from diffusion.data import TrainingData, load_data
 from diffusion.data.images import load_images, to_uint8
 from diffusion.metrics.classifier import load_classifier
-from diffusion.metrics.images import (
-    class_histogram,
-    image_metrics,
-    label_accuracy,
-    mean_pairwise_distance,
-    memorisation_ratio,
-)
+from diffusion.metrics.evaluation import Result, measure_run, rows_frame
+from diffusion.metrics.images import class_histogram, memorisation_ratio, pairwise_distance_sd
+from diffusion.metrics.intervals import Interval, normal, wilson
+from diffusion.metrics.protocol import Protocol, image_protocol
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run, Trajectory
 from diffusion.training.cost import dummy_trainer, seconds_per_step
 
-LIVE_N = 100          # samples per FID measurement while training on a CPU (the floor uses the same n)
+LIVE_N = 100          # samples per FID measurement while training on a CPU (reference and floor: the same n)
 LIVE_STEPS = 20       # DDIM steps of those samples
 PREVIEW_N = 16        # images in the grid refreshed while training
-FID_SEED = 0          # fixed: the reference and floor images never change between measurements
 
 
 @lru_cache(maxsize=4)
@@ -97,42 +93,18 @@ def filmstrip(run: Run, sampler: SamplerConfig, n: int, picks: Sequence[int], se
     return Filmstrip(paper_t, grid(x_t), grid(x0))
 
 
-@dataclass(frozen=True, eq=False)
-class FIDReference:
-    """n real training images to compare samples with, and the FID of n other real images against them."""
-
-    real: Tensor          # (n, C, H, W) uint8
-    floor: float
-    n: int
-
-
-@lru_cache(maxsize=8)
-def fid_reference(data: DataConfig, n: int) -> FIDReference:
-    """2n disjoint real images of the run's training set (seeded): n are the reference, n give the floor.
-    n is cut to half the training set when it is smaller than 2n."""
-    x = training_set(data).x
-    n = min(n, len(x) // 2)
-    if n < 2:
-        raise ValueError(f"FID needs at least 4 training images; {data.dataset!r} has {len(x)}")
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(FID_SEED))
-    real, other = to_uint8(x[perm[:n]]), to_uint8(x[perm[n:2 * n]])
-    floor = image_metrics(other, real, ("fid",), dataset=data.dataset)["fid"]
-    return FIDReference(real, floor, n)
+def page_protocol(data: DataConfig, n: int = LIVE_N, steps: int = LIVE_STEPS, guidance: float = 1.0,
+                  seed: int = 0) -> Protocol:
+    """The image pages' protocol: FID of n DDIM samples (balanced labels) on the shipped classifier's features
+    against n held-out images, the floor n training images (diffusion.metrics.protocol)."""
+    return image_protocol(data, n, SamplerConfig("ddim", steps=steps, guidance=guidance), seed)
 
 
 def fid_measure(run: Run, n: int = LIVE_N, steps: int = LIVE_STEPS, guidance: float = 1.0, seed: int = 0
-                ) -> tuple[dict[str, float], Tensor]:
-    """FID of n DDIM samples (balanced labels) against n real images on the shipped classifier's features, with
-    the floor at the same n, and label accuracy for conditional runs; returns (metrics, the samples as uint8)."""
-    data = run.config.data
-    ref = fid_reference(data, n)
-    y = run.balanced_labels(ref.n)
-    samples = to_uint8(run.sample(ref.n, SamplerConfig("ddim", steps=steps, guidance=guidance), seed=seed, y=y))
-    metrics = {"fid": image_metrics(samples, ref.real, ("fid",), dataset=data.dataset)["fid"],
-               "fid_floor": ref.floor, "fid_n": float(ref.n)}
-    if y is not None:
-        metrics["accuracy"] = label_accuracy(samples, y, load_classifier(data.dataset, data.image_size)[0])
-    return metrics, samples
+                ) -> tuple[Result, Tensor]:
+    """FID (with its interval and floor at the same n) and, for conditional runs, label accuracy of n samples under
+    page_protocol; returns (result, the samples in [-1, 1])."""
+    return measure_run(run, page_protocol(run.config.data, n, steps, guidance, seed))
 
 
 def fid_extractor(data: DataConfig) -> str:
@@ -160,27 +132,32 @@ def memorisation_pairs(samples: Tensor, data: DataConfig, scale: int = 2) -> Mem
                              memo.copy_floor)
 
 
-def diversity(samples: Tensor, data: DataConfig, seed: int = 0) -> dict[str, float]:
-    """Mean pairwise L2 distance (pixels in [-1, 1]) of the samples and of as many real training images."""
+def diversity(samples: Tensor, data: DataConfig, seed: int = 0) -> dict[str, Interval]:
+    """Mean pairwise L2 distance (pixels in [-1, 1]) of the samples and of as many real training images, each with
+    its 95% interval (a U-statistic's sd)."""
     real = training_set(data).x
     pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:len(samples)]
-    return {"samples": mean_pairwise_distance(samples), "real": mean_pairwise_distance(real[pick])}
+    return {name: normal(*pairwise_distance_sd(x), "U-statistic", lowest=0.0)
+            for name, x in (("samples", samples), ("real", real[pick]))}
 
 
-def within_class_diversity(samples: Tensor, y: Tensor) -> float:
-    """Mean over classes of the mean pairwise distance among samples generated for that class."""
-    values = [mean_pairwise_distance(samples[y == c]) for c in y.unique() if int((y == c).sum()) > 1]
+def within_class_diversity(samples: Tensor, y: Tensor) -> Interval:
+    """Mean over classes of the mean pairwise distance among samples generated for that class, with its 95%
+    interval (the classes' sds combined as independent)."""
+    values = [pairwise_distance_sd(samples[y == c]) for c in y.unique() if int((y == c).sum()) > 1]
     if not values:
         raise ValueError("within-class diversity needs at least 2 samples of some class")
-    return float(np.mean(values))
+    means, sds = np.array(values).T
+    return normal(float(means.mean()), float(np.sqrt((sds**2).sum())) / len(values), "U-statistic", lowest=0.0)
 
 
 def guidance_point(run: Run, guidance: float, n: int, steps: int = LIVE_STEPS, seed: int = 0) -> dict[str, float]:
-    """One point of the guidance trade-off: label accuracy, within-class diversity and FID (with floor) of n
-    samples with balanced labels at scale w (guided = uncond + w (cond - uncond))."""
-    metrics, samples = fid_measure(run, n, steps, guidance, seed)
-    y = run.balanced_labels(len(samples))
-    return {"guidance": guidance, **metrics, "diversity": within_class_diversity(samples, y)}
+    """One point of the guidance trade-off: label accuracy, within-class diversity and FID (with intervals, the
+    floor and the protocol: Result.row) of n samples with balanced labels at scale w (uncond + w (cond - uncond))."""
+    result, samples = fid_measure(run, n, steps, guidance, seed)
+    spread = within_class_diversity(samples, run.balanced_labels(len(samples)))
+    return {"guidance": guidance, **result.row(), "diversity": spread.value, "diversity_low": spread.low,
+            "diversity_high": spread.high}
 
 
 def unguided_class_counts(run: Run, n: int, steps: int = LIVE_STEPS, seed: int = 0) -> np.ndarray:
@@ -195,10 +172,16 @@ def unguided_class_counts(run: Run, n: int, steps: int = LIVE_STEPS, seed: int =
 
 
 def class_shares(generated: np.ndarray, data: DataConfig) -> pd.DataFrame:
-    """Class shares of generated counts (num_classes,) beside the training set's (columns class, source, share)."""
+    """Class shares of generated counts (num_classes,) beside the training set's: columns class, source, share, low,
+    high (Wilson intervals of the generated shares; the training set's are exact)."""
     train = torch.bincount(training_set(data).y, minlength=len(generated)).double().numpy()
-    return pd.concat([pd.DataFrame({"class": range(len(h)), "source": name, "share": h / h.sum()})
-                      for name, h in (("generated (w = 0)", np.asarray(generated, float)), ("training set", train))])
+    n = int(np.sum(generated))
+    shares = [wilson(int(c), n) for c in generated]
+    model = pd.DataFrame({"class": range(len(generated)), "source": "generated (w = 0)",
+                          "share": [s.value for s in shares], "low": [s.low for s in shares],
+                          "high": [s.high for s in shares]})
+    real = pd.DataFrame({"class": range(len(train)), "source": "training set", "share": train / train.sum()})
+    return pd.concat([model, real.assign(low=real["share"], high=real["share"])], ignore_index=True)
 
 
 def network_evaluations(n: int, sampler: SamplerConfig) -> int:
@@ -224,8 +207,6 @@ def step_cost(config: RunConfig, steps: int = 3, device: str = "cpu") -> dict[st
 
 
 def metrics_frame(rows: list[dict]) -> pd.DataFrame:
-    """Long form of measurements taken while training: columns step, metric ('fid', 'accuracy'), value, floor
-    (FID's real-vs-real floor; accuracy has none)."""
-    records = [{"step": row["step"], "metric": m, "value": row[m], "floor": row.get("fid_floor", math.nan)
-                if m == "fid" else math.nan} for row in rows for m in ("fid", "accuracy") if m in row]
-    return pd.DataFrame(records, columns=["step", "metric", "value", "floor"])
+    """Long form of measurements taken while training (evaluation.rows_frame): FID with its interval and floor,
+    label accuracy with its interval."""
+    return rows_frame(rows, ("fid", "accuracy"))

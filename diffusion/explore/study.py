@@ -15,6 +15,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from diffusion.metrics.evaluation import measure_samples
+from diffusion.metrics.protocol import Protocol, image_protocol, points_protocol, reference_for
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.registry import SAMPLERS, sampler_spec, steps_for_nfe
 from diffusion.sampling.registry import nfe as nfe_of
@@ -131,48 +133,30 @@ def _running_max(best: Tensor | None, x: Tensor) -> Tensor:
 Judge = Callable[[Tensor], dict[str, float]]
 
 
-def _judge_2d(run: Run, n: int) -> tuple[Judge, dict[str, float]]:
-    """W1 (data-scale units) and KL both ways against n fixed true points (the reference_2d protocol at the study's
-    size: exact transport stays cheap), and the floor: the same metrics of an independent true sample of n."""
-    from diffusion.data.toy2d import toy_dataset
-    from diffusion.metrics.evaluation import FLOOR_SEED, reference_2d
-    from diffusion.metrics.points2d import data_scale, kl_divergences, wasserstein
-    dataset = run.config.data.dataset
-    reference = reference_2d(dataset, n)
-    scale = data_scale(reference)
-
-    def judge(x: Tensor) -> dict[str, float]:
-        return dict(zip(QUALITY_2D, (wasserstein(x, reference, 1) / scale, *kl_divergences(x, reference))))
-    floor = judge(toy_dataset(dataset).sample(n, torch.Generator().manual_seed(FLOOR_SEED)))
-    return judge, {f"{m}_floor": v for m, v in floor.items()}
-
-
-def _judge_images(run: Run, n: int, seed: int, y: Tensor | None) -> tuple[Judge, dict[str, float]]:
-    """FID on the shipped classifier's features against min(n, N) real training images, the floor between two
-    disjoint real sets of min(n, N // 2) images, and label accuracy for conditional runs."""
-    from diffusion.data import load_data
-    from diffusion.data.images import to_uint8
-    from diffusion.metrics.classifier import load_classifier
-    from diffusion.metrics.images import image_metrics, label_accuracy
-    data_cfg = run.config.data
-    real = load_data(data_cfg).x
-    real = to_uint8(real[torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))])
-    half = min(n, len(real) // 2)
-    options = dict(extractor="classifier", dataset=data_cfg.dataset)
-    floor = {"fid_floor": image_metrics(real[:half], real[half:2 * half], ("fid",), **options)["fid"],
-             "n_real": min(n, len(real))}
-    classifier = load_classifier(data_cfg.dataset, data_cfg.image_size)[0] if y is not None else None
-
-    def judge(x: Tensor) -> dict[str, float]:
-        images = to_uint8(x)
-        out = {"fid": image_metrics(images, real[:n], ("fid",), **options)["fid"]}
-        return out | ({"label_accuracy": label_accuracy(images, y, classifier)} if y is not None else {})
-    return judge, floor
+def study_protocol(run: Run, n: int, seed: int) -> Protocol:
+    """The study's protocol (its sampler is each row's): W1 and KL both ways in 2D, FID (and label accuracy) on
+    images, against n real points or images, the floor at the same n (diffusion.metrics.protocol)."""
+    if run.is_image:
+        return image_protocol(run.config.data, n, seed=seed)
+    return points_protocol(n, seed=seed)
 
 
 def quality_metrics(run: Run) -> tuple[str, ...]:
     """The quality columns a study of this run has: W1 and KL both ways in 2D; FID (+ label accuracy) on images."""
-    return (("fid", "label_accuracy") if run.num_classes else ("fid",)) if run.is_image else QUALITY_2D
+    return (("fid", "accuracy") if run.num_classes else ("fid",)) if run.is_image else QUALITY_2D
+
+
+def _judge(run: Run, protocol: Protocol, y: Tensor | None) -> tuple[Judge, dict[str, float]]:
+    """(samples -> each quality metric with its interval bounds (m, m_low, m_high), the floor columns)."""
+    names = quality_metrics(run)
+    floor = reference_for(protocol, run.config.data).floor
+    floor_columns = {f"{m}_floor{s}": getattr(floor[m], a) for m in names if m in floor
+                     for s, a in (("", "value"), ("_low", "low"), ("_high", "high"))}
+
+    def judge(x: Tensor) -> dict[str, float]:
+        row = measure_samples(x, protocol, run.config.data, y=y).row()
+        return {f"{m}{s}": row[f"{m}{s}"] for m in names for s in ("", "_low", "_high")}
+    return judge, floor_columns
 
 
 def _measure(run: Run, config: SamplerConfig, n: int, seed: int, y: Tensor | None, judge: Judge,
@@ -183,7 +167,8 @@ def _measure(run: Run, config: SamplerConfig, n: int, seed: int, y: Tensor | Non
     samples = run.sample(n, config, seed=seed, y=y, callback=extremes)   # .cpu(): the clock waits for the device
     seconds = time.perf_counter() - start
     nonfinite = int((~torch.isfinite(samples).reshape(n, -1).all(dim=1)).sum())
-    quality, error = {m: math.nan for m in metrics}, f"{nonfinite} of {n} samples are not finite" if nonfinite else ""
+    quality = {f"{m}{s}": math.nan for m in metrics for s in ("", "_low", "_high")}
+    error = f"{nonfinite} of {n} samples are not finite" if nonfinite else ""
     if not nonfinite:
         try:
             quality = judge(samples)
@@ -204,24 +189,30 @@ def study(run: Run, samplers: Sequence[str | SamplerConfig] = SAMPLERS, nfe_targ
     bfloat16 / float16 run only the network in that type (LowPrecisionNet); the sampler's arithmetic stays float32.
 
     Columns: precision, sampler, settings, nfe (network evaluations actually used), steps, seconds (sampling wall
-    time), the quality_metrics(run) and their floors, nonfinite (samples with NaN/inf; quality is NaN then),
+    time), the quality_metrics(run) with their interval bounds (m_low, m_high) and floors (m_floor, m_floor_low,
+    m_floor_high), nonfinite (samples with NaN/inf; quality is NaN then),
     max_abs_x / max_abs_x0 (largest |x_t| and |x0_hat| along the trajectories; x_t in the sampler's space: VP for
-    ddpm/ddim, VE x_t / sqrt(alpha_bar) for euler/heun/dpmpp2m, flow x_t for flow_euler/flow_midpoint), error."""
+    ddpm/ddim, VE x_t / sqrt(alpha_bar) for euler/heun/dpmpp2m, flow x_t for flow_euler/flow_midpoint), error,
+    protocol (study_protocol with the row's sampler), n (capped when the data hold fewer held-out images; cap says
+    so)."""
     if not (isinstance(n, int) and n >= 2):
         raise ValueError(f"number of samples n={n!r} is out of range; allowed: integers >= 2")
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown or not precisions:
         raise ValueError(f"unknown precisions {unknown or list(precisions)}; allowed: {', '.join(PRECISIONS)}")
     configs = plan(run, samplers, nfe_targets, reference)
+    protocol = study_protocol(run, n, seed)
+    real = reference_for(protocol, run.config.data)
+    n, cap = real.n, real.cap                       # image data may hold fewer than n held-out images
     y = run.balanced_labels(n)
-    judge, floor = _judge_images(run, n, seed, y) if run.is_image else _judge_2d(run, n)
+    judge, floor = _judge(run, protocol, y)
     rows: list[dict] = []
     for precision in precisions:
         prepared = with_precision(run, precision, device)
         prepared.sample(2, replace(configs[0], steps=1), seed=seed, y=None if y is None else y[:2])  # warm-up
         for config in configs:
             row = {"precision": precision, **_measure(prepared, config, n, seed, y, judge, quality_metrics(run)),
-                   **floor}
+                   **floor, "protocol": replace(protocol, sampler=config).name, "n": n, "cap": cap}
             rows.append(row)
             if progress is not None:
                 progress(len(rows), len(configs) * len(precisions), row)
@@ -290,8 +281,32 @@ def _cell(value) -> str:
     return str(value).replace("|", "/")
 
 
+def with_intervals(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with each quality metric as text 'value [low, high]' and without its floor and protocol columns
+    (protocol_line says them once)."""
+    frame = frame.copy()
+    for m in [c for c in frame.columns if f"{c}_low" in frame.columns and not c.endswith("_floor")]:
+        frame[m] = [_cell(v) if math.isnan(lo) else f"{_cell(v)} [{_cell(lo)}, {_cell(hi)}]"
+                    for v, lo, hi in zip(frame[m], frame[f"{m}_low"], frame[f"{m}_high"])]
+        frame = frame.drop(columns=[f"{m}_low", f"{m}_high"])
+    qualifiers = [c for c in frame.columns if "_floor" in c or c in ("protocol", "n", "cap")]
+    return frame.drop(columns=qualifiers)
+
+
+def protocol_line(frame: pd.DataFrame) -> str:
+    """'n = 100 (cap) · floor (95%): fid 2.3 [1.6, 3.0] · protocol of the first row: fid·clf·n500·test·ddpm5·s0'."""
+    row = frame.iloc[0]
+    floors = [f"{m} {_cell(row[f'{m}_floor'])} [{_cell(row[f'{m}_floor_low'])}, {_cell(row[f'{m}_floor_high'])}]"
+              for m in frame.columns if f"{m}_floor_low" in frame.columns]
+    cap = f" ({row['cap']})" if isinstance(row["cap"], str) and row["cap"] else ""
+    return (f"n = {int(row['n']):,}{cap} · floor (95%): {'; '.join(floors)} · protocol of the first row (each row "
+            f"has its own sampler): {row['protocol']}")
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
-    """The study as a Markdown table (the error column only when some row has one)."""
+    """The study as a Markdown table, quality as 'value [95% interval]' (the error column only when some row has
+    one)."""
+    frame = with_intervals(frame)
     frame = frame if frame["error"].astype(bool).any() else frame.drop(columns="error")
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
@@ -312,7 +327,7 @@ def study_checkpoint(checkpoint: str | Path, samplers: Sequence[str], nfe_target
     say = lambda done, total, row: print(f"[{done}/{total}] {row['precision']} {row['sampler']} {row['nfe']} NFE: "  # noqa: E731
                                          f"{row['seconds']:.1f} s", file=sys.stderr)
     frame = study(run, samplers, nfe_targets, n=n, seed=seed, precisions=precisions, device=device, progress=say)
-    report = f"{markdown_table(frame)}\n\n{goal_line(frame)}\n"
+    report = f"{protocol_line(frame)}\n\n{markdown_table(frame)}\n\n{goal_line(frame)}\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False) if out.suffix.lower() == ".csv" else out.write_text(report)
     return report

@@ -2,8 +2,9 @@
 denoising fields, live metrics and sampler sweeps, returned as numpy arrays and pandas DataFrames.
 
 Timesteps: arguments named t are code timesteps 0..T-1 (paper t+1); paper_t arguments and every frame's "t"
-column are paper timesteps. Metrics follow one protocol cheap enough to run during training: METRIC_N samples
-against a fixed METRIC_N-point reference, beside the floor (an independent true sample of the same size).
+column are paper timesteps. Metrics follow one protocol cheap enough to run during training (evaluation.live_protocol):
+METRIC_N samples against METRIC_N fresh true points, each number with its 95% interval, beside the floor (METRIC_N
+other fresh true points, with the spread of repeated draws).
 """
 
 import math
@@ -19,7 +20,9 @@ from diffusion.core.forward import q_sample
 from diffusion.core.oracles import GaussianMixture
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.data.toy2d import toy_dataset
-from diffusion.metrics.evaluation import METRIC_N, sample_metrics
+from diffusion.metrics.evaluation import LIVE_2D_N as METRIC_N
+from diffusion.metrics.evaluation import measure_samples, rows_frame
+from diffusion.metrics.protocol import points_protocol
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run, Trajectory
 
@@ -83,15 +86,18 @@ def sampler_sweep(run: Run, name: str, eta: float = 0.0, steps: tuple[int, ...] 
                   seed: int = 0) -> pd.DataFrame:
     """Metrics of METRIC_N samples (same seed, so the same x_T) against the number of steps (capped at T).
 
-    One row per step count: steps, the metrics, and "error" (why metrics are missing, e.g. NaN samples).
+    One row per step count: steps, the evaluation.Result.row() of the measurement (protocol, n, each metric with
+    its interval and floor), and "error" (why metrics are missing, e.g. NaN samples).
     """
     rows = []
     for n_steps in sorted({min(s, run.schedule.T) for s in steps}):
-        samples = run.sample(METRIC_N, SamplerConfig(name, steps=n_steps, eta=eta), seed=seed)
+        protocol = points_protocol(METRIC_N, SamplerConfig(name, steps=n_steps, eta=eta), seed)
+        samples = run.sample(METRIC_N, protocol.sampler, seed=seed)
         try:
-            rows.append({"steps": n_steps, **sample_metrics(samples, run.config.data.dataset), "error": ""})
+            rows.append({"steps": n_steps, **measure_samples(samples, protocol, run.config.data).row(), "error": ""})
         except ValueError as e:
-            rows.append({"steps": n_steps, **{m: math.nan for m in METRICS}, "error": str(e)})
+            rows.append({"steps": n_steps, "protocol": protocol.name, **{m: math.nan for m in METRICS},
+                         "error": str(e)})
     return pd.DataFrame(rows)
 
 
@@ -202,8 +208,7 @@ def loss_frame(steps: list[int] | np.ndarray, loss: list[float] | np.ndarray, ma
     return pd.DataFrame({"step": steps[np.minimum(edges + width, len(steps)) - 1], "loss": sums / counts})
 
 
-def metrics_frame(rows: list[dict], floor: dict[str, float]) -> pd.DataFrame:
-    """Long form of measured metrics for charts: columns step, metric, value, floor (one row per step and metric)."""
-    records = [{"step": row["step"], "metric": m, "value": row.get(m, math.nan), "floor": floor.get(m, math.nan)}
-               for row in rows for m in METRICS]
-    return pd.DataFrame(records, columns=["step", "metric", "value", "floor"])
+def metrics_frame(rows: list[dict]) -> pd.DataFrame:
+    """Long form of measured metrics for charts (evaluation.rows_frame): columns step, metric, value, low, high,
+    floor, floor_low, floor_high, one row per step and metric."""
+    return rows_frame(rows, METRICS)

@@ -1,108 +1,171 @@
-"""Measuring a run against the truth: a 2D run's samples against a fixed reference set with the sampling floor
-beside; an image run's samples against real images through the dataset's classifier (or Inception), with the FID
-floor and, for conditional runs, the accuracy of the requested labels."""
+"""Measuring a run under a protocol (diffusion.metrics.protocol): n samples scored against the protocol's reference,
+each number with its 95% interval and its floor's, read against the floor; image runs add the accuracy of the
+requested labels and the generated class shares (Wilson intervals) and, when the reference is training images,
+memorisation. A Result prints as one JSON object (evaluate), one flat row (metrics.csv) or sentences (the pages).
+"""
 
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
-from diffusion.data.toy2d import toy_dataset
-from diffusion.metrics.points2d import evaluate_2d, floor_2d
+from diffusion.config import DataConfig
+from diffusion.metrics.intervals import LEVEL, Interval, normal, reading, sentence, wilson
+from diffusion.metrics.protocol import SIGNED, Protocol, Reference, points_protocol, reference_for
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 
-REFERENCE_SIZE, REFERENCE_SEED, FLOOR_SEED = 5000, 10_001, 10_002
-METRIC_N = 1000        # live protocol: samples per measurement, and points in the reference they are compared with
-LIVE_STEPS = 50        # DDIM steps of the cheap sampler used while training
-
-
-@lru_cache(maxsize=32)
-def reference_2d(dataset: str, n: int = REFERENCE_SIZE) -> Tensor:
-    """Fresh true points (never the training set), the same for every run and every call."""
-    return toy_dataset(dataset).sample(n, torch.Generator().manual_seed(REFERENCE_SEED))
-
-
-@lru_cache(maxsize=32)
-def floor_metrics_2d(dataset: str, n: int) -> dict[str, float]:
-    """The metrics of an independent true sample of size n: the best any model can score."""
-    toy = toy_dataset(dataset)
-    return floor_2d(toy.sample, n, reference_2d(dataset), FLOOR_SEED, mixture=toy.mixture)
-
-
-def metrics_2d(samples: Tensor, dataset: str) -> dict[str, float]:
-    """evaluate_2d of samples against the dataset's reference."""
-    return evaluate_2d(samples, reference_2d(dataset), mixture=toy_dataset(dataset).mixture)
-
-
-def live_sampler(T: int) -> SamplerConfig:
-    """The cheap sampler used to measure a model while it trains: DDIM with min(LIVE_STEPS, T) steps, eta 0."""
-    return SamplerConfig("ddim", steps=min(LIVE_STEPS, T))
-
-
-@lru_cache(maxsize=32)
-def metric_floor(dataset: str) -> dict[str, float]:
-    """The metrics of an independent true sample of METRIC_N points: what a perfect model scores here."""
-    toy = toy_dataset(dataset)
-    return floor_2d(toy.sample, METRIC_N, reference_2d(dataset, METRIC_N), FLOOR_SEED, mixture=toy.mixture)
-
-
-def sample_metrics(samples: Tensor | np.ndarray, dataset: str) -> dict[str, float]:
-    """w1, w2 (data-scale units), kl_model_true, kl_true_model (and nll for mixtures) against the reference.
-
-    ValueError (from diffusion.metrics.points2d) when samples hold NaN or inf: a diverged sampler has no metrics.
-    """
-    return evaluate_2d(samples, reference_2d(dataset, METRIC_N), mixture=toy_dataset(dataset).mixture)
-
-
-def live_metrics(run: Run, seed: int = 0) -> dict[str, float]:
-    """sample_metrics of METRIC_N samples drawn with live_sampler: what the page plots during training."""
-    samples = run.sample(METRIC_N, live_sampler(run.schedule.T), seed=seed)
-    return sample_metrics(samples, run.config.data.dataset)
+LIVE_2D_N, LIVE_2D_STEPS = 1000, 50     # the 2D page's live protocol: DDIM-50 (at most T steps), 1,000 points
+INTERVALS = (f"{LEVEL:.0%}: W1, W2 by the delta method (Kantorovich potentials); KL and FID by bootstrap over the "
+             "samples; NLL std / sqrt(n); accuracy and class shares Wilson; floors from repeated real sets; no "
+             "number's sd below its floor's")
 
 
 @dataclass(frozen=True)
-class Evaluation2D:
-    metrics: dict[str, float]
-    floor: dict[str, float]
-    samples: Tensor
+class Result:
+    """One measurement: the protocol, the n used (and why it is below the protocol's, if it is), each metric and
+    its floor as intervals, numbers without a floor (accuracy...) and JSON details (histogram, memorisation)."""
+
+    protocol: Protocol
+    n: int
+    cap: str
+    metrics: dict[str, Interval]
+    floor: dict[str, Interval]
+    extra: dict[str, Interval] = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+    def reading(self, metric: str) -> str:
+        return reading(self.metrics[metric], self.floor[metric], metric not in SIGNED)
+
+    def sentence(self, metric: str, label: str | None = None, digits: int = 3) -> str:
+        """'FID 4.7 [4.1, 5.3], floor 5.2 [4.0, 6.4]: at the floor (n = 500, fid·clf·n500·test·ddim50·s0)'."""
+        return (f"{sentence(label or metric, self.metrics[metric], self.floor[metric], digits, metric not in SIGNED)}"
+                f" (n = {self.n:,}{'; ' + self.cap if self.cap else ''}; {self.protocol.name})")
+
+    def row(self) -> dict[str, float | str]:
+        """Flat columns for metrics.csv: protocol, n, and per metric m: m, m_low, m_high, m_floor, m_floor_low,
+        m_floor_high (numbers without a floor: e, e_low, e_high)."""
+        out: dict[str, float | str] = {"protocol": self.protocol.name, "n": self.n}
+        for m, value in {**self.metrics, **self.extra}.items():
+            out |= {m: value.value, f"{m}_low": value.low, f"{m}_high": value.high}
+            if m in self.floor:
+                f = self.floor[m]
+                out |= {f"{m}_floor": f.value, f"{m}_floor_low": f.low, f"{m}_floor_high": f.high}
+        return out
+
+    def report(self) -> dict:
+        """The JSON `evaluate` prints: protocol, n (and cap), and each metric with its interval, floor and reading."""
+        metrics = {m: {**v.as_dict(), "floor": self.floor[m].as_dict(), "reading": self.reading(m)}
+                   for m, v in self.metrics.items()}
+        return {"protocol": self.protocol.name, "measured": self.protocol.describe(self.n), "n": self.n,
+                "n_requested": self.protocol.n, "cap": self.cap, "interval": INTERVALS, "metrics": metrics,
+                **{m: v.as_dict() for m, v in self.extra.items()}, **self.details}
 
 
-def evaluate_run_2d(run: Run, n: int = 2000, sampler: SamplerConfig = SamplerConfig(), seed: int = 0
-                    ) -> Evaluation2D:
-    """Sample n points from a 2D run and measure them (w1, w2 in data-scale units; KL both ways; nll)."""
-    samples = run.sample(n, sampler, seed=seed)
-    return Evaluation2D(metrics_2d(samples, run.config.data.dataset), floor_metrics_2d(run.config.data.dataset, n),
-                        samples)
+def row_interval(row: dict, metric: str, floor: bool = False) -> Interval:
+    """The interval a Result.row() stored for metric (or for its floor)."""
+    key = f"{metric}_floor" if floor else metric
+    return Interval(row[key], row[f"{key}_low"], row[f"{key}_high"])
 
 
-def evaluate_run_images(run: Run, n: int, sampler: SamplerConfig, metrics: Sequence[str] = ("fid",), *,
-                        seed: int = 0, y: Tensor | None = None, extractor: str = "classifier",
-                        inception_weights: str | None = None) -> dict:
-    """Sample n images (labels y, or balanced over the trained classes) and measure them against up to n real
-    training images; the floor is the FID between two disjoint halves of those real images."""
-    from diffusion.data import load_data  # torchvision and torch-fidelity: only when images are measured
-    from diffusion.data.images import to_uint8
-    from diffusion.metrics.classifier import load_classifier
-    from diffusion.metrics.images import class_histogram, fid_floor, image_metrics, label_accuracy
-    data_cfg = run.config.data
-    y = run.balanced_labels(n) if y is None else y
-    samples = to_uint8(run.sample(n, sampler, seed=seed, y=y))
-    real_x = load_data(data_cfg).x
-    pick = torch.randperm(len(real_x), generator=torch.Generator().manual_seed(seed))[:n]
-    real = to_uint8(real_x[pick])
-    options = dict(extractor=extractor, dataset=data_cfg.dataset, inception_weights=inception_weights)
-    report = {"metrics": image_metrics(samples, real, tuple(metrics), **options),
-              "floor": fid_floor(real, seed=seed, **options)}
-    if y is not None or extractor == "classifier":
-        clf, info = load_classifier(data_cfg.dataset, data_cfg.image_size)
-        report["classifier"] = {"folder": f"{data_cfg.dataset}-{data_cfg.image_size}",
-                                "held_out_accuracy": info.accuracy}
-        hist = class_histogram(samples, clf, clf.config.num_classes)
-        report["generated_class_histogram"] = hist.tolist()
+def row_sentences(row: dict, labels: dict[str, str], digits: int = 3) -> str:
+    """The numbers of a Result.row() in words, 'W1 0.071 [0.052, 0.090], floor 0.098 [0.070, 0.126]: at the floor ·
+    label accuracy 0.96 [0.94, 0.97]' (labels: metric -> name; metrics the row lacks are skipped)."""
+    parts = []
+    for m, label in labels.items():
+        if f"{m}_low" not in row or not np.isfinite(row[m]):
+            continue
+        value = row_interval(row, m)
+        parts.append(sentence(label, value, row_interval(row, m, floor=True), digits, m not in SIGNED)
+                     if f"{m}_floor" in row else f"{label} {value.text(digits)}")
+    return " · ".join(parts)
+
+
+def rows_frame(rows: list[dict], names: Sequence[str]) -> pd.DataFrame:
+    """Long form of Result rows for charts: columns step, metric, value, low, high, floor, floor_low, floor_high
+    (NaN where a row lacks a column: no floor for accuracy, no interval for old rows)."""
+    columns = ["value", "low", "high", "floor", "floor_low", "floor_high"]
+    suffixes = ["", "_low", "_high", "_floor", "_floor_low", "_floor_high"]
+    records = [{"step": row["step"], "metric": m, **{c: row.get(m + s, np.nan) for c, s in zip(columns, suffixes)}}
+               for row in rows for m in names if m in row]
+    return pd.DataFrame(records, columns=["step", "metric", *columns])
+
+
+def live_protocol(run: Run, n: int = LIVE_2D_N) -> Protocol:
+    """The 2D page's and `train --measure-every`'s 2D protocol: n DDIM samples with at most LIVE_2D_STEPS steps."""
+    return points_protocol(n, SamplerConfig("ddim", min(LIVE_2D_STEPS, run.schedule.T)))
+
+
+def _fidelity(scores: dict, n: int) -> dict[str, Interval]:
+    """torch-fidelity's KID, IS, precision and recall as intervals: KID and IS +- Z times the std the library reports
+    (over KID subsets, over IS splits), precision and recall Wilson on n."""
+    out = {}
+    if "kid_mean" in scores:
+        out["kid"] = normal(scores["kid_mean"], scores["kid_std"], "std over KID subsets (torch-fidelity)")
+    if "isc_mean" in scores:
+        out["isc"] = normal(scores["isc_mean"], scores["isc_std"], "std over IS splits (torch-fidelity)", lowest=1.0)
+    out |= {k: wilson(round(scores[k] * n), n) for k in ("precision", "recall") if k in scores}
+    return out
+
+
+def _image_extras(images: Tensor, y: Tensor | None, data: DataConfig, ref: Reference,
+                  extra_metrics: Sequence[str]) -> tuple[dict, dict, dict, dict]:
+    """(metrics, their floors, numbers without a floor, details) beyond FID: torch-fidelity's other metrics (the
+    floor: the first floor set), label accuracy and class shares on the dataset's classifier, memorisation."""
+    from diffusion.metrics.classifier import classifier_dir, load_classifier
+    from diffusion.metrics.images import (INCEPTION, classifier_outputs, image_metrics, memorisation_ratio,
+                                         resolve_extractor)
+    metrics, floor, extra, details = {}, {}, {}, {}
+    if extra_metrics:
+        options = dict(extractor=ref.protocol.extractor, dataset=data.dataset)
+        extra = _fidelity(image_metrics(images, ref.images, tuple(extra_metrics), **options), len(images))
+        real = _fidelity(image_metrics(ref.floor_images, ref.images, tuple(extra_metrics), **options), len(images))
+        if "kid" in extra:
+            metrics["kid"], floor["kid"] = extra.pop("kid"), real.pop("kid")
+        details["real_set"] = {k: v.as_dict() for k, v in real.items()}
+    details["extractor"] = INCEPTION if ref.protocol.extractor == "inception" else \
+        resolve_extractor("classifier", data.dataset, images, None, False)[0]
+    if classifier_dir(data.dataset, data.image_size).is_dir():
+        clf, info = load_classifier(data.dataset, data.image_size)
+        predicted = classifier_outputs(images, clf)[1].argmax(1)
+        counts = torch.bincount(predicted, minlength=clf.config.num_classes)
+        details["classifier"] = {"folder": f"{data.dataset}-{data.image_size}", "held_out_accuracy": info.accuracy}
+        details["generated_class_histogram"] = counts.tolist()
+        details["generated_class_shares"] = [wilson(int(c), len(images)).as_dict() for c in counts]
         if y is not None:
-            report["label_accuracy"] = label_accuracy(samples, y, clf)
-    return report
+            extra["accuracy"] = wilson(int((predicted == y.cpu()).sum()), len(images))
+    if ref.pool is not None:
+        memo = memorisation_ratio(images, ref.pool, ref.images)
+        details["memorisation"] = {"copies": wilson(int(memo.copies.sum()), len(images)).as_dict(),
+                                   "copies_among_real": memo.copy_floor, "median_ratio": float(memo.ratio.median())}
+    return metrics, floor, extra, details
+
+
+def measure_samples(samples: Tensor, protocol: Protocol, data: DataConfig, *, y: Tensor | None = None,
+                    extra_metrics: Sequence[str] = (), inception_weights: str | None = None) -> Result:
+    """Score n samples (points (n, 2), or images (n, C, H, W) in [-1, 1] or uint8) under the protocol on `data`
+    (n: the reference's, protocol.n or its cap); y: the labels they were drawn for (image runs: label accuracy)."""
+    ref = reference_for(protocol, data, inception_weights)
+    metrics, floor = ref.measure(samples), dict(ref.floor)
+    if protocol.family == "points2d":
+        return Result(protocol, ref.n, ref.cap, metrics, floor)
+    from diffusion.data.images import to_uint8
+    images = samples if samples.dtype == torch.uint8 else to_uint8(samples)
+    more, more_floor, extra, details = _image_extras(images, y, data, ref, extra_metrics)
+    return Result(protocol, ref.n, ref.cap, metrics | more, floor | more_floor, extra, details)
+
+
+def measure_run(run: Run, protocol: Protocol, *, y: Tensor | None = None, extra_metrics: Sequence[str] = (),
+                inception_weights: str | None = None) -> tuple[Result, Tensor]:
+    """Draw the protocol's n samples from a run (its sampler and seed; labels y, else balanced over the trained
+    classes; a capped n keeps y's first n) and measure them; returns (result, samples)."""
+    data = run.config.data
+    n = reference_for(protocol, data, inception_weights).n
+    y = run.balanced_labels(n) if y is None else y[:n]
+    samples = run.sample(n, protocol.sampler, seed=protocol.seed, y=y)
+    result = measure_samples(samples, protocol, data, y=y, extra_metrics=extra_metrics,
+                             inception_weights=inception_weights)
+    return result, samples

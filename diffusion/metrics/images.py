@@ -1,6 +1,6 @@
 """Image metrics with honest labels: FID, Inception Score, KID and precision/recall through torch-fidelity, in
-the feature space of a shipped classifier (offline) or of Inception-v3; the real-vs-real floor beside FID;
-label accuracy and class histograms of conditional samples; memorisation and diversity in pixel space.
+the feature space of a shipped classifier (offline) or of Inception-v3 (their floors: diffusion.metrics.protocol);
+the classifier's outputs and class histograms of samples; memorisation and diversity in pixel space.
 
 Images are uint8 (N, C, H, W) in 0..255 or float (N, C, H, W) in [-1, 1]; the dtype tells which.
 """
@@ -80,7 +80,7 @@ def to_float(images: Tensor) -> Tensor:
     return images.float().div(127.5).sub(1) if images.dtype == torch.uint8 else images.float()
 
 
-class _Images(Dataset):
+class ImageSet(Dataset):
     """Bare uint8 (C, H, W) items, as torch-fidelity wants them (a TensorDataset's tuples fail)."""
 
     def __init__(self, x: Tensor):
@@ -115,7 +115,7 @@ def _inception_weights(weights: str | Path | None, download: bool) -> str | None
     return None
 
 
-def _resolve(extractor: str, dataset: str | None, x: Tensor, inception_weights: str | Path | None,
+def resolve_extractor(extractor: str, dataset: str | None, x: Tensor, inception_weights: str | Path | None,
              download: bool) -> tuple[str, str | None]:
     """(torch-fidelity extractor name, weights path) for extractor 'classifier', 'inception' or a registered name."""
     if extractor == "classifier":
@@ -147,11 +147,11 @@ def image_metrics(generated: Tensor, real: Tensor, metrics: Sequence[Metric] = M
     if generated.shape[1:] != real.shape[1:]:
         raise ValueError(f"generated {tuple(generated.shape[1:])} and real {tuple(real.shape[1:])} images differ "
                          f"in shape")
-    name, weights = _resolve(extractor, dataset, real, inception_weights, download)
+    name, weights = resolve_extractor(extractor, dataset, real, inception_weights, download)
     kid_subset = min(KID_SUBSET_SIZE, min(len(generated), len(real)) // 2)  # < N, so kid_std measures something
     if name == INCEPTION:  # Inception wants RGB
         generated, real = generated.expand(-1, 3, -1, -1), real.expand(-1, 3, -1, -1)
-    options = dict(input1=_Images(generated), input2=_Images(real), feature_extractor=name,
+    options = dict(input1=ImageSet(generated), input2=ImageSet(real), feature_extractor=name,
                    feature_extractor_weights_path=weights, cuda=False, save_cpu_ram=True, cache=False,
                    verbose=False, batch_size=500, isc_splits=min(10, len(generated)), kid_subset_size=kid_subset,
                    **{m: m in metrics for m in METRICS})
@@ -167,21 +167,6 @@ def image_metrics(generated: Tensor, real: Tensor, metrics: Sequence[Metric] = M
     return {**out, "extractor": name, "n_generated": len(generated), "n_real": len(real), **counts}
 
 
-def fid_floor(real_a: Tensor, real_b: Tensor | None = None, *, seed: int = 0, extractor: str = "classifier",
-              dataset: str | None = None, inception_weights: str | Path | None = None, download: bool = True
-              ) -> dict:
-    """FID between two disjoint real sets of equal size: the best a model can score with that many samples.
-    Without real_b, real_a is split at random (seeded) into two halves."""
-    if real_b is None:
-        perm = torch.randperm(len(real_a), generator=torch.Generator().manual_seed(seed))
-        half = len(real_a) // 2
-        real_a, real_b = real_a[perm[:half]], real_a[perm[half:2 * half]]
-    if len(real_a) != len(real_b):
-        raise ValueError(f"the floor compares sets of equal size; got {len(real_a)} and {len(real_b)} images")
-    return image_metrics(real_a, real_b, ("fid",), extractor=extractor, dataset=dataset,
-                         inception_weights=inception_weights, download=download)
-
-
 @torch.no_grad()
 def classifier_outputs(images: Tensor, classifier: FeatureCNN, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
     """(features (N, feature_dim), logits (N, num_classes)) of images (uint8 or float in [-1, 1])."""
@@ -190,14 +175,6 @@ def classifier_outputs(images: Tensor, classifier: FeatureCNN, batch_size: int =
     feats = [classifier.features(to_float(x).to(device)).cpu() for x in images.split(batch_size)]
     h = torch.cat(feats)
     return h, classifier.out(h.to(device)).cpu()
-
-
-def label_accuracy(images: Tensor, requested_labels: Tensor, classifier: FeatureCNN) -> float:
-    """Fraction of conditional samples that the classifier assigns to the label they were generated for."""
-    if requested_labels.shape != (len(images),):
-        raise ValueError(f"requested_labels must have shape ({len(images)},), got {tuple(requested_labels.shape)}")
-    predicted = classifier_outputs(images, classifier)[1].argmax(1)
-    return int((predicted == requested_labels.cpu()).sum()) / len(images)
 
 
 def class_histogram(images: Tensor, classifier: FeatureCNN, num_classes: int | None = None) -> Tensor:
@@ -254,14 +231,22 @@ def memorisation_ratio(generated: Tensor, train: Tensor, real_holdout: Tensor) -
     return Memorisation(nearest, distance, typical, distance / typical, holdout / typical)
 
 
-def mean_pairwise_distance(x: Tensor) -> float:
-    """Mean L2 distance over pairs i != j of (N, ...) images or features (uint8 images are mapped to [-1, 1])."""
+def pairwise_distance_sd(x: Tensor) -> tuple[float, float]:
+    """Mean L2 distance over pairs i != j of (N, ...) images or features (uint8 images are mapped to [-1, 1]), and
+    its sd as a U-statistic, 2 std_i(mean_j |x_i - x_j|) / sqrt(N) (Hoeffding's first-order term)."""
     f = _flat(x)
     if len(f) < 2:
         raise ValueError(f"diversity needs at least 2 samples, got {len(f)}")
-    rows, total = max(1, _CDIST_ELEMENTS // len(f)), 0.0
+    rows, sums = max(1, _CDIST_ELEMENTS // len(f)), []
     for start in range(0, len(f), rows):
         d = torch.cdist(f[start:start + rows], f)                       # (rows, N)
         d[torch.arange(len(d)), torch.arange(start, start + len(d))] = 0  # exclude i == j (cdist rounding)
-        total += float(d.double().sum())
-    return total / (len(f) * (len(f) - 1))
+        sums.append(d.double().sum(1))
+    row_means = torch.cat(sums) / (len(f) - 1)
+    sd = 2 * float(row_means.std()) / len(f) ** 0.5 if len(f) > 2 else 0.0
+    return float(row_means.mean()), sd
+
+
+def mean_pairwise_distance(x: Tensor) -> float:
+    """Mean L2 distance over pairs i != j of (N, ...) images or features (pairwise_distance_sd without its sd)."""
+    return pairwise_distance_sd(x)[0]

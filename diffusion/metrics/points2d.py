@@ -1,12 +1,11 @@
-"""Distances between a generated 2D sample and the truth: Wasserstein (exact or sliced), histogram KL, NLL.
+"""Distances between a generated 2D sample and the truth: Wasserstein (exact or sliced), histogram KL, NLL, each
+with the standard deviation of its sampling (diffusion.metrics.intervals says how).
 
 Inputs are numpy arrays or torch tensors of shape (N, 2). A sample with NaN or inf rows raises ValueError
-(naming how many): a diverging sampler must show, not be averaged away. Read every number against the
-sampling floor, the same metrics between an independent true sample of the same size and the reference
-(floor_2d): a finite sample never reaches 0.
+(naming how many): a diverging sampler must show, not be averaged away. Read every number against its floor
+(diffusion.metrics.protocol): a finite sample never reaches 0.
 """
 
-from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -17,12 +16,15 @@ from scipy.special import rel_entr
 from torch import Tensor
 
 from diffusion.core.oracles import GaussianMixture
+from diffusion.metrics.intervals import BOOTSTRAP_REPLICATES, bootstrap_sd
 
 Points = np.ndarray | Tensor
 MAX_EXACT = 5000              # exact optimal transport up to this many points per side (O(n m) memory)
 EMD_MAX_ITER = 10_000_000     # POT's default (100k) stops early at ~5k points with a wrong value
 SLICED_PROJECTIONS = 200
 KL_BINS, KL_PAD, KL_PSEUDO_COUNT = 20, 0.1, 1.0
+SLICED_REPLICATES = 20       # bootstrap of the sliced estimate (the delta method needs exact potentials)
+ValueSD = tuple[float, float]  # (value, standard deviation)
 
 
 def _points(x: Points, name: str) -> np.ndarray:
@@ -48,14 +50,19 @@ def wasserstein_method(n_a: int, n_b: int) -> Literal["exact", "sliced"]:
     return "exact" if max(n_a, n_b) <= MAX_EXACT else "sliced"
 
 
-def _exact_wasserstein(a: np.ndarray, b: np.ndarray, p: int) -> float:
-    """W_p between the two empirical measures by network simplex (POT emd2)."""
+def _exact_wasserstein(a: np.ndarray, b: np.ndarray, p: int) -> ValueSD:
+    """W_p between the two empirical measures by network simplex (POT emd2), and its delta-method sd over a's
+    sampling: W_p^p = sum_i u_i / n + sum_j v_j / m at the optimal potentials, so sd(W_p^p) = std(u) / sqrt(n)
+    (del Barrio & Loubes 2019), and sd(W_p) = sd(W_p^p) / (p W_p^(p-1))."""
     M = cdist(a, b, metric="euclidean" if p == 1 else "sqeuclidean")
     wa, wb = np.full(len(a), 1.0 / len(a)), np.full(len(b), 1.0 / len(b))
     cost, log = ot.emd2(wa, wb, M, numItermax=EMD_MAX_ITER, log=True)
     if log["warning"] is not None:
         raise RuntimeError(f"exact optimal transport did not converge: {log['warning']}")
-    return float(cost) ** (1.0 / p)
+    cost = max(float(cost), 0.0)
+    w = cost ** (1.0 / p)
+    sd_cost = float(np.std(log["u"], ddof=1)) / np.sqrt(len(a))
+    return w, sd_cost / (p * w ** (p - 1)) if w > 0 else 0.0
 
 
 def _sliced_wasserstein(a: np.ndarray, b: np.ndarray, p: int) -> float:
@@ -71,6 +78,18 @@ def _sliced_wasserstein(a: np.ndarray, b: np.ndarray, p: int) -> float:
     return float(ot.sliced_wasserstein_distance(a, b, projections=projections, p=p)) * rescale
 
 
+def wasserstein_sd(a: Points, b: Points, p: Literal[1, 2] = 1) -> ValueSD:
+    """(W_p(a, b), its sd over the sampling of a, b held fixed): exact transport and the delta method up to
+    MAX_EXACT points per side; beyond, rescaled sliced W_p and a bootstrap of SLICED_REPLICATES resamples of a."""
+    if p not in (1, 2):
+        raise ValueError(f"Wasserstein order p={p!r} is not supported; allowed: 1, 2")
+    a, b = _points(a, "a"), _points(b, "b")
+    if wasserstein_method(len(a), len(b)) == "exact":
+        return _exact_wasserstein(a, b, p)
+    sd = bootstrap_sd(lambda idx: [_sliced_wasserstein(a[i], b, p) for i in idx], len(a), SLICED_REPLICATES)
+    return _sliced_wasserstein(a, b, p), float(sd)
+
+
 def wasserstein(a: Points, b: Points, p: Literal[1, 2] = 1) -> float:
     """W_p between two samples: exact up to MAX_EXACT points per side, else rescaled sliced W_p.
 
@@ -80,15 +99,36 @@ def wasserstein(a: Points, b: Points, p: Literal[1, 2] = 1) -> float:
         raise ValueError(f"Wasserstein order p={p!r} is not supported; allowed: 1, 2")
     a, b = _points(a, "a"), _points(b, "b")
     if wasserstein_method(len(a), len(b)) == "exact":
-        return _exact_wasserstein(a, b, p)
+        return _exact_wasserstein(a, b, p)[0]
     return _sliced_wasserstein(a, b, p)
 
 
-def _histogram(x: np.ndarray, low: np.ndarray, high: np.ndarray, bins: int) -> np.ndarray:
-    """Cell frequencies (bins, bins); points outside the window are clipped into edge cells, not dropped."""
-    x = np.clip(x, low, high)  # np.histogram2d would silently drop them
-    counts, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=bins, range=list(zip(low, high)))
-    return counts / len(x)
+def _cells(x: np.ndarray, low: np.ndarray, high: np.ndarray, bins: int) -> np.ndarray:
+    """Flat cell index (N,) of each point; points outside the window are clipped into edge cells, not dropped."""
+    ij = np.clip(np.floor((x - low) / (high - low) * bins), 0, bins - 1).astype(np.int64)
+    return ij[:, 0] * bins + ij[:, 1]
+
+
+def _kl_pair(counts: np.ndarray, n: int, p_true: np.ndarray, lam: float) -> np.ndarray:
+    """(..., 2): KL(model || true) and KL(true || model) of smoothed cell counts (..., C) of n points."""
+    cells = p_true.shape[-1]
+    p_model = (1 - lam) * (counts / n) + lam / cells
+    return np.stack([rel_entr(p_model, p_true).sum(-1), rel_entr(p_true, p_model).sum(-1)], axis=-1)
+
+
+def _kl_setup(samples: Points, reference: Points, bins: int, pad: float, pseudo_count: float
+              ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(cell of each sample, smoothed reference cell law, smoothing weight lam)."""
+    if not (isinstance(bins, int) and bins >= 1) or pad < 0 or pseudo_count <= 0:
+        raise ValueError(f"bins={bins!r}, pad={pad!r}, pseudo_count={pseudo_count!r}; "
+                         "allowed: an integer bins >= 1, pad >= 0, pseudo_count > 0")
+    x, ref = _points(samples, "samples"), _points(reference, "reference")
+    low, high = ref.min(axis=0), ref.max(axis=0)
+    low, high = low - pad * (high - low), high + pad * (high - low)
+    cells = bins**2
+    lam = pseudo_count * cells / (min(len(x), len(ref)) + pseudo_count * cells)
+    ref_counts = np.bincount(_cells(ref, low, high, bins), minlength=cells)
+    return _cells(x, low, high, bins), (1 - lam) * (ref_counts / len(ref)) + lam / cells, lam
 
 
 def kl_divergences(samples: Points, reference: Points, *, bins: int = KL_BINS, pad: float = KL_PAD,
@@ -104,45 +144,44 @@ def kl_divergences(samples: Points, reference: Points, *, bins: int = KL_BINS, p
     per cell at the smaller size, applied alike to both, so unequal sizes are not smoothed unequally.
     No cell is empty, so both KLs are finite; smoothing biases them toward 0, more cells bias them up.
     """
-    if not (isinstance(bins, int) and bins >= 1) or pad < 0 or pseudo_count <= 0:
-        raise ValueError(f"bins={bins!r}, pad={pad!r}, pseudo_count={pseudo_count!r}; "
-                         "allowed: an integer bins >= 1, pad >= 0, pseudo_count > 0")
-    x, ref = _points(samples, "samples"), _points(reference, "reference")
-    low, high = ref.min(axis=0), ref.max(axis=0)
-    low, high = low - pad * (high - low), high + pad * (high - low)
-    cells = bins**2
-    lam = pseudo_count * cells / (min(len(x), len(ref)) + pseudo_count * cells)
-    p_model = (1 - lam) * _histogram(x, low, high, bins) + lam / cells
-    p_true = (1 - lam) * _histogram(ref, low, high, bins) + lam / cells
-    return float(rel_entr(p_model, p_true).sum()), float(rel_entr(p_true, p_model).sum())
+    cells, p_true, lam = _kl_setup(samples, reference, bins, pad, pseudo_count)
+    kl = _kl_pair(np.bincount(cells, minlength=bins**2), len(cells), p_true, lam)
+    return float(kl[0]), float(kl[1])
 
 
-def nll(samples: Points, mixture: GaussianMixture) -> float:
-    """Mean negative log-likelihood (nats) under the true mixture; its floor is the entropy of the law.
+def kl_divergences_sd(samples: Points, reference: Points, replicates: int = BOOTSTRAP_REPLICATES,
+                      seed: int = 0) -> tuple[ValueSD, ValueSD]:
+    """kl_divergences with the bootstrap sd of each over the samples (the reference histogram held fixed)."""
+    cells, p_true, lam = _kl_setup(samples, reference, KL_BINS, KL_PAD, KL_PSEUDO_COUNT)
+    n, c = len(cells), KL_BINS**2
 
-    Not a divergence: samples collapsed onto the modes score below the floor; read it with KL and W.
-    """
+    def statistic(idx: np.ndarray) -> np.ndarray:
+        flat = (cells[idx] + c * np.arange(len(idx))[:, None]).ravel()
+        return _kl_pair(np.bincount(flat, minlength=len(idx) * c).reshape(len(idx), c), n, p_true, lam)
+    kl = _kl_pair(np.bincount(cells, minlength=c), n, p_true, lam)
+    sd = bootstrap_sd(statistic, n, replicates, seed)
+    return (float(kl[0]), float(sd[0])), (float(kl[1]), float(sd[1]))
+
+
+def nll(samples: Points, mixture: GaussianMixture) -> ValueSD:
+    """Mean negative log-likelihood (nats) under the true mixture, and its sd (std / sqrt(n)); its floor is the
+    entropy of the law. Not a divergence: samples collapsed onto the modes score below the floor; read it with
+    KL and W."""
     x = torch.from_numpy(_points(samples, "samples"))
-    return -float(mixture.log_prob(x).double().mean())
+    values = -mixture.log_prob(x).double().numpy()
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
 
 
-def evaluate_2d(samples: Points, reference: Points, *,
-                mixture: GaussianMixture | None = None) -> dict[str, float]:
-    """w1, w2 (in units of data_scale(reference)), kl_model_true, kl_true_model, and nll given the mixture."""
+def score_2d(samples: Points, reference: Points, *, mixture: GaussianMixture | None = None,
+             scale: float | None = None) -> dict[str, ValueSD]:
+    """(value, sd) of w1, w2 (in units of `scale`, default data_scale(reference)), kl_model_true, kl_true_model,
+    and nll given the mixture."""
     x, ref = _points(samples, "samples"), _points(reference, "reference")
-    scale = data_scale(ref)
-    kl_model_true, kl_true_model = kl_divergences(x, ref)
-    metrics = {"w1": wasserstein(x, ref, 1) / scale, "w2": wasserstein(x, ref, 2) / scale,
+    scale = data_scale(ref) if scale is None else scale
+    (w1, sd1), (w2, sd2) = wasserstein_sd(x, ref, 1), wasserstein_sd(x, ref, 2)
+    kl_model_true, kl_true_model = kl_divergences_sd(x, ref)
+    metrics = {"w1": (w1 / scale, sd1 / scale), "w2": (w2 / scale, sd2 / scale),
                "kl_model_true": kl_model_true, "kl_true_model": kl_true_model}
     if mixture is not None:
         metrics["nll"] = nll(x, mixture)
     return metrics
-
-
-def floor_2d(sample_fn: Callable[[int, torch.Generator], Tensor], n: int, reference: Points, seed: int,
-             *, mixture: GaussianMixture | None = None) -> dict[str, float]:
-    """evaluate_2d of a fresh true sample of size n against the reference: the best a perfect model scores.
-
-    seed must differ from the one that drew the reference (an identical sample would score 0).
-    """
-    return evaluate_2d(sample_fn(n, torch.Generator().manual_seed(seed)), reference, mixture=mixture)

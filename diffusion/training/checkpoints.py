@@ -25,7 +25,7 @@ from diffusion import __version__
 from diffusion.config import RunConfig
 from diffusion.models import build_model, memory_format
 from diffusion.sampling.run import Run
-from diffusion.training import runlock
+from diffusion.training import distributed, runlock
 
 
 class TrainerState(Protocol):
@@ -41,6 +41,7 @@ class TrainerState(Protocol):
     loss_avg: float
     history: list[dict]
     data_source: str
+    device: str
 
 CONFIG, MODEL, EMA, OPTIMIZER, METRICS = "config.json", "model.safetensors", "ema.safetensors", \
     "optimizer.safetensors", "metrics.csv"
@@ -97,7 +98,10 @@ def save(run_dir: str | Path, trainer: TrainerState) -> None:
 
 def _save(run_dir: Path, trainer: TrainerState) -> None:
     _finish(run_dir, discard_uncommitted=True)
-    config = {"version": __version__, "data_source": trainer.data_source, **trainer.config.to_dict()}
+    world = distributed.world_size()   # the device, so that a training time says CPU or GPU seconds
+    device = torch.device(trainer.device).type + (f" x{world}" if world > 1 else "")
+    config = {"version": __version__, "data_source": trainer.data_source, "device": device,
+              **trainer.config.to_dict()}
     staged = lambda name: run_dir / (name + PENDING)  # noqa: E731
     atomic_write(staged(CONFIG), lambda tmp: tmp.write_text(json.dumps(config, indent=2)))
     opt, meta = _optimizer_tensors(trainer)

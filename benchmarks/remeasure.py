@@ -1,0 +1,41 @@
+"""Re-measure finished run folders under the protocol: label the rows of metrics.csv measured before it existed
+(old·...), then add one measurement at each run's final step (diffusion.metrics.measure.remeasure) and print it.
+
+    nice -n 10 python benchmarks/remeasure.py checkpoints/mnist16-cond [more folders] [--n 500] [--threads 1]
+
+2D runs: 1,000 DDIM-50 samples against 1,000 fresh true points; image runs: n (500) DDIM-50 samples against n
+held-out images on the dataset classifier's features (n capped by the data); the floor at the same n.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from diffusion.metrics.evaluation import row_sentences  # noqa: E402
+from diffusion.metrics.measure import remeasure  # noqa: E402
+
+LABELS = {"w1": "W1", "w2": "W2", "kl_model_true": "KL(model||true)", "kl_true_model": "KL(true||model)",
+          "fid": "FID", "accuracy": "label accuracy"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path)
+    parser.add_argument("--n", type=int, help="samples per measurement (default: images 500, 2D 1000)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    for folder in args.folders:
+        start = time.perf_counter()
+        row = remeasure(folder, args.n)
+        print(f"{folder} step {row['step']}: n = {row['n']}, {row['protocol']}: {row_sentences(row, LABELS)} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

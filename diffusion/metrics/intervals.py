@@ -1,0 +1,103 @@
+"""95% intervals for every quality number, and the one wording that reads a number against its floor.
+
+How each interval is made (README, "How every number is measured"):
+- W1, W2 (exact transport): the delta method, sd = std of the Kantorovich potentials on the samples / sqrt(n)
+  (the influence function of W_p^p; del Barrio & Loubes 2019); free, one transport solve.
+- KL both ways, FID: bootstrap over the generated samples (the reference held fixed), BOOTSTRAP_REPLICATES
+  resamples of the histogram cells or of the features computed once.
+- NLL (a mean): std / sqrt(n). Accuracies and class shares: Wilson's score interval (Wilson 1927).
+- Floors: FLOOR_DRAWS independent draws of the floor's real set against the same reference; the interval is
+  mean +- z sd, where a perfect model's number lands 95% of the time.
+A model's sd is never taken below its floor's: at the floor the first-order term of W and FID vanishes and the
+spread of a number is the floor's own (the delta method alone reads W too narrow there).
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+LEVEL = 0.95
+Z = 1.959963984540054           # the normal quantile of (1 + LEVEL) / 2
+BOOTSTRAP_REPLICATES = 200
+AT, ABOVE, BELOW = "at the floor", "above the floor", "below the floor"
+CONCENTRATED = "below the floor: samples more concentrated than the data"   # NLL, which is not a distance
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A number and its 95% interval [low, high]; method says how the interval was made."""
+
+    value: float
+    low: float
+    high: float
+    method: str = ""
+
+    def __post_init__(self):
+        if not (self.low <= self.value <= self.high) and all(map(math.isfinite, (self.value, self.low, self.high))):
+            raise ValueError(f"interval [{self.low!r}, {self.high!r}] does not hold its value {self.value!r}")
+
+    def overlaps(self, other: "Interval") -> bool:
+        return self.low <= other.high and other.low <= self.high
+
+    def contains(self, x: float) -> bool:
+        return self.low <= x <= self.high
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def text(self, digits: int = 3) -> str:
+        """'4.7 [4.1, 5.3]' with `digits` significant digits."""
+        return f"{self.value:.{digits}g} [{self.low:.{digits}g}, {self.high:.{digits}g}]"
+
+
+def normal(value: float, sd: float, method: str, floor_sd: float = 0.0, lowest: float = -math.inf) -> Interval:
+    """value +- Z max(sd, floor_sd), cut at `lowest` (0 for distances, which cannot be negative)."""
+    value, sd = float(value), max(float(sd), floor_sd)
+    return Interval(value, max(lowest, value - Z * sd), value + Z * sd, method)
+
+
+def spread(values: np.ndarray | list[float], method: str, lowest: float = -math.inf,
+           finite_population: float = 1.0) -> tuple[Interval, float]:
+    """(mean +- Z sd of repeated draws, sd): where one more draw lands; sd is divided by finite_population
+    (sqrt(1 - n/N) when the draws take n of a finite pool of N, which spreads them less than fresh data)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        raise ValueError(f"a spread needs at least 2 draws, got {len(values)}")
+    sd = float(values.std(ddof=1)) / finite_population
+    return normal(float(values.mean()), sd, method, lowest=lowest), sd
+
+
+def bootstrap_sd(statistic: Callable[[np.ndarray], np.ndarray], n: int, replicates: int = BOOTSTRAP_REPLICATES,
+                 seed: int = 0) -> np.ndarray:
+    """Bootstrap standard deviation(s): statistic maps resampled indices (replicates, n) to values (replicates, k)."""
+    idx = np.random.default_rng(seed).integers(0, n, size=(replicates, n))
+    return np.asarray(statistic(idx), dtype=np.float64).std(axis=0, ddof=1)
+
+
+def wilson(successes: int, n: int, method: str = "Wilson") -> Interval:
+    """Wilson's score interval of a proportion successes / n (Wilson 1927; good at 0 and 1, unlike p +- z se)."""
+    if not (isinstance(n, int) and n >= 1 and 0 <= successes <= n):
+        raise ValueError(f"a proportion needs 0 <= successes <= n and n >= 1, got {successes!r} of {n!r}")
+    p, z2 = successes / n, Z * Z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return Interval(p, max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)), method)
+
+
+def reading(result: Interval, floor: Interval, distance: bool = True) -> str:
+    """How a number reads against its floor: 'at the floor' when its value lies inside the floor's interval, or
+    under it while the two intervals overlap (never 'below the floor' then); 'above the floor' over it; 'below the
+    floor' only when the whole interval is under the floor's: for a distance (lower is better) a measurement bug until
+    proven otherwise, for an NLL under the true density (distance=False) samples more concentrated than the data."""
+    if result.value > floor.high:
+        return ABOVE
+    if result.value >= floor.low or result.overlaps(floor):
+        return AT
+    return BELOW if distance else CONCENTRATED
+
+
+def sentence(name: str, result: Interval, floor: Interval, digits: int = 3, distance: bool = True) -> str:
+    """'FID 4.7 [4.1, 5.3], floor 5.2 [4.0, 6.4]: at the floor' (one wording for the CLI and the pages)."""
+    return f"{name} {result.text(digits)}, floor {floor.text(digits)}: {reading(result, floor, distance)}"

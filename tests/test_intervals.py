@@ -1,0 +1,78 @@
+"""diffusion.metrics.intervals: Wilson's interval against scipy and its exact coverage, normal intervals cut at their
+bound and never narrower than the floor's spread, the bootstrap of a mean, and the one wording of a number against
+its floor (never "below the floor" while the intervals overlap)."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import binom, binomtest
+
+from diffusion.metrics.intervals import (
+    ABOVE,
+    AT,
+    BELOW,
+    Z,
+    Interval,
+    bootstrap_sd,
+    normal,
+    reading,
+    sentence,
+    spread,
+    wilson,
+)
+
+
+@pytest.mark.parametrize("k, n", [(0, 10), (5, 10), (10, 10), (96, 100), (3, 200)])
+def test_wilson_matches_scipy(k, n):
+    expected = binomtest(k, n).proportion_ci(0.95, method="wilson")
+    got = wilson(k, n)
+    assert (got.value, got.low, got.high) == pytest.approx((k / n, expected.low, expected.high), abs=1e-12)
+
+
+@pytest.mark.parametrize("p, n", [(0.5, 20), (0.9, 50), (0.97, 200)])
+def test_wilson_covers_the_true_share_about_95_percent_of_the_time(p, n):
+    """Exact coverage: the binomial probability of every count whose interval holds p (no Monte Carlo)."""
+    coverage = sum(binom.pmf(k, n, p) for k in range(n + 1) if wilson(k, n).contains(p))
+    assert 0.92 < coverage < 0.99
+
+
+def test_normal_intervals_are_cut_at_their_bound_and_never_narrower_than_the_floor():
+    assert normal(0.1, 0.1, "m", lowest=0.0) == Interval(0.1, 0.0, 0.1 + Z * 0.1, "m")
+    wide = normal(1.0, 0.01, "m", floor_sd=0.2)
+    assert (wide.low, wide.high) == pytest.approx((1 - Z * 0.2, 1 + Z * 0.2))
+
+
+def test_spread_of_repeated_draws_and_its_finite_population_correction():
+    values = [1.0, 2.0, 3.0, 4.0]
+    interval, sd = spread(values, "draws")
+    assert interval.value == 2.5 and sd == pytest.approx(np.std(values, ddof=1))
+    assert interval.high - interval.value == pytest.approx(Z * sd)
+    assert spread(values, "draws", finite_population=0.5)[1] == pytest.approx(2 * sd)
+    with pytest.raises(ValueError, match="at least 2"):
+        spread([1.0], "draws")
+
+
+def test_the_bootstrap_sd_of_a_mean_is_its_plug_in_standard_error():
+    """Var*(mean of a resample) = (1/n) (1/n) sum (x - mean)^2 exactly; B replicates know it to 1/sqrt(2B)."""
+    x = np.random.default_rng(0).normal(size=400)
+    replicates = 4000
+    sd = bootstrap_sd(lambda idx: x[idx].mean(axis=1), len(x), replicates)
+    assert sd == pytest.approx(x.std() / math.sqrt(len(x)), rel=4 / math.sqrt(2 * replicates))
+
+
+def test_reading_against_the_floor():
+    floor = Interval(1.0, 0.8, 1.2)
+    assert reading(Interval(1.1, 0.9, 1.3), floor) == AT                   # inside the floor's interval
+    assert reading(Interval(1.3, 1.21, 1.4), floor) == ABOVE
+    assert reading(Interval(1.3, 1.0, 1.6), floor) == ABOVE                # over it, even if the intervals overlap
+    assert reading(Interval(0.6, 0.4, 0.85), floor) == AT                  # under it, intervals overlapping: never
+    assert reading(Interval(0.6, 0.5, 0.7), floor) == BELOW                # "below" unless they are apart
+    assert sentence("W1", Interval(1.1, 0.9, 1.3), floor) == "W1 1.1 [0.9, 1.3], floor 1 [0.8, 1.2]: at the floor"
+
+
+def test_an_interval_holds_its_value():
+    with pytest.raises(ValueError, match="does not hold"):
+        Interval(2.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="successes"):
+        wilson(11, 10)

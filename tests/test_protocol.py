@@ -1,0 +1,112 @@
+"""The measurement protocol: one frozen, hashable, named object; the reference, every floor draw and the generated
+set of one measurement have the same n (derived here independently, so a mismatch fails); a cap is said; the floor's
+real sets are disjoint from the reference; a perfect model reads "at the floor", a poor one "above"."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from diffusion.config import DataConfig
+from diffusion.data import load_data
+from diffusion.data.images import load_images, to_uint8
+from diffusion.data.toy2d import toy_dataset
+from diffusion.metrics.evaluation import measure_run, measure_samples
+from diffusion.metrics.fid import Frechet, features
+from diffusion.metrics.intervals import ABOVE, AT
+from diffusion.metrics.points2d import score_2d
+from diffusion.metrics.protocol import (
+    FLOOR_DRAWS,
+    FLOOR_SEED,
+    REFERENCE_SEED,
+    Protocol,
+    image_protocol,
+    points_protocol,
+    reference_for,
+)
+from diffusion.sampling.config import SamplerConfig
+from diffusion.training.checkpoints import CHECKPOINTS_DIR, load_run
+
+MOONS, ZEROS = DataConfig("moons"), DataConfig("mnist", image_size=16, classes=(0,))
+
+
+def test_a_protocol_is_hashable_named_and_validated():
+    p = image_protocol(DataConfig("mnist", image_size=16), 500, SamplerConfig("ddim", 20, guidance=2.0))
+    assert p.name == "fid·clf·n500·test·ddim20·w2·s0"
+    assert points_protocol(1000).name == "2d·n1000·fresh·ddim50·s0"
+    assert {p: 1}[replace(p)] == 1 and p.real_side() == replace(p, sampler=SamplerConfig("heun", 18)).real_side()
+    assert image_protocol(DataConfig("folder:/x", image_size=16)).reference == "train"
+    assert "n200" in Protocol("fid", 200, extractor="inception", reference="train").name
+    for bad, match in [(dict(family="lpips"), "unknown metric family"), (dict(extractor="clf"), "extractor"),
+                       (dict(n=1), "n=1"), (dict(seed=-1), "seed=-1"),
+                       (dict(reference_seed=FLOOR_SEED + 3), "one of the floor's seeds")]:
+        with pytest.raises(ValueError, match=match):
+            Protocol(**{"family": "points2d", "n": 100, **bad})
+
+
+def test_every_floor_draw_and_the_number_of_a_2d_measurement_have_the_same_n():
+    """Derive the reference and each floor draw by hand: same n as the samples, and the same floor numbers."""
+    run = load_run(CHECKPOINTS_DIR / "moons")
+    protocol = points_protocol(400)
+    result, samples = measure_run(run, protocol)
+    ref = reference_for(protocol, MOONS)
+    toy = toy_dataset("moons")
+    reference = toy.sample(400, torch.Generator().manual_seed(REFERENCE_SEED))
+    draws = [toy.sample(400, torch.Generator().manual_seed(FLOOR_SEED + k)) for k in range(FLOOR_DRAWS)]
+    assert len(samples) == result.n == ref.n == len(reference) == 400 and ref.draw_sizes == (400,) * FLOOR_DRAWS
+    w1 = [score_2d(d, reference, mixture=toy.mixture)["w1"][0] for d in draws]
+    assert ref.floor["w1"].value == pytest.approx(sum(w1) / len(w1), rel=1e-12)
+    assert result.metrics["w1"].value == pytest.approx(score_2d(samples, reference)["w1"][0], rel=1e-12)
+    with pytest.raises(ValueError, match="compares 400 samples"):
+        ref.measure(samples[:300])
+
+
+def test_a_perfect_2d_model_reads_at_the_floor_and_a_shifted_one_above():
+    toy, protocol = toy_dataset("moons"), points_protocol(400)
+    perfect = measure_samples(toy.sample(400, torch.Generator().manual_seed(1)), protocol, MOONS)
+    shifted = measure_samples(toy.sample(400, torch.Generator().manual_seed(1)) + 0.3, protocol, MOONS)
+    for m in ("w1", "w2", "kl_model_true", "kl_true_model"):
+        assert perfect.reading(m) == AT and shifted.reading(m) == ABOVE, m
+        assert perfect.metrics[m].low <= perfect.metrics[m].value <= perfect.metrics[m].high
+    assert set(perfect.row()) >= {"protocol", "n", "w1", "w1_low", "w1_high", "w1_floor", "w1_floor_low"}
+
+
+def test_images_cap_n_at_the_held_out_images_and_say_so():
+    """Offline MNIST has 100 test zeros: n = 500 is capped at 100 for the reference, each floor draw and the
+    samples; the reference is those test zeros and the floor training zeros (disjoint splits)."""
+    run = load_run(CHECKPOINTS_DIR / "mnist16-digit0")
+    protocol = image_protocol(ZEROS, 500, SamplerConfig("ddim", 5))
+    result, samples = measure_run(run, protocol)
+    ref = reference_for(protocol, ZEROS)
+    test = load_images("mnist", 16, classes=(0,), split="test").x
+    assert len(samples) == result.n == ref.n == len(ref.images) == len(test) == 100
+    assert ref.draw_sizes == (100,) * FLOOR_DRAWS and "capped at 100 (asked 500)" in result.cap
+    assert sorted(map(bytes, ref.images.numpy())) == sorted(map(bytes, to_uint8(test).numpy()))
+    train = to_uint8(load_data(ZEROS).x)
+    frechet = Frechet.of(features(to_uint8(test), dataset="mnist"))
+    picks = [torch.randperm(len(train), generator=torch.Generator().manual_seed(FLOOR_SEED + k))[:100]
+             for k in range(FLOOR_DRAWS)]
+    floor = [frechet.distance(features(train[p], dataset="mnist")) for p in picks]
+    assert ref.floor["fid"].value == pytest.approx(sum(floor) / len(floor), rel=1e-6)   # float32 features
+    assert result.sentence("fid").endswith(f"(n = 100; {result.cap}; {protocol.name})")
+
+
+def test_training_images_as_reference_split_them_in_disjoint_halves_and_report_memorisation():
+    protocol = Protocol("fid", 500, extractor="classifier", reference="train")
+    ref = reference_for(protocol, ZEROS)
+    train = to_uint8(load_data(ZEROS).x)                                   # 400 training zeros
+    assert ref.n == 200 and "disjoint halves of 400" in ref.cap and ref.draw_sizes == (200,)
+    seen = {bytes(x) for x in ref.images.numpy()}
+    assert not seen & {bytes(x) for x in to_uint8(ref.pool).numpy()} and len(ref.pool) == 200
+    real = measure_samples(train[torch.randperm(400)[:200]], protocol, ZEROS)
+    assert set(real.details["memorisation"]) == {"copies", "copies_among_real", "median_ratio"}
+
+
+def test_real_images_read_at_the_floor_and_noisy_ones_above():
+    data = DataConfig("mnist", image_size=16)
+    protocol = image_protocol(data, 300)
+    train = load_data(data).x
+    fresh = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(3))[:300]]
+    assert measure_samples(fresh, protocol, data).reading("fid") == AT
+    noisy = (fresh + 0.4 * torch.randn(fresh.shape, generator=torch.Generator().manual_seed(4))).clamp(-1, 1)
+    assert measure_samples(noisy, protocol, data).reading("fid") == ABOVE

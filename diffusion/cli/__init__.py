@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--spacing", choices=SPACINGS, default="trailing")
         p.add_argument("--variance", choices=VARIANCES, default="beta_tilde", help="DDPM posterior variance")
         p.add_argument("--clip", action=argparse.BooleanOptionalAction, default=None,
-                       help="clip x0_hat to [-1, 1] (default: on for images, off for 2D)")
+                       help="clip x0_hat (default on): images to [-1, 1], 2D onto the ball of the training "
+                       "data's radius; --no-clip shows the raw network")
         p.add_argument("--label", type=int, help="conditional runs: the class to generate")
         p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w")
         p.add_argument("--seed", type=int, default=0)

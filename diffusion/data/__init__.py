@@ -1,6 +1,7 @@
 """Training data for a run: 2D toy sets (points) or image datasets, behind one loader."""
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -36,3 +37,11 @@ def load_data(cfg: DataConfig) -> TrainingData:
     images = load_images(cfg.dataset, cfg.image_size, classes=cfg.classes, class_weights=cfg.class_weights,
                          n=cfg.n, seed=cfg.seed)
     return TrainingData(images.x, images.y, images.num_classes, images.source, images.notice)
+
+
+@lru_cache(maxsize=64)
+def data_radius(cfg: DataConfig) -> float:
+    """max |x0| over the 2D training set cfg describes: the ball 2D x0_hat is projected onto when sampling."""
+    if not is_toy(cfg.dataset):
+        raise ValueError(f"dataset {cfg.dataset!r} is not a 2D set; the data radius is defined for 2D sets only")
+    return float(load_data(cfg).x.norm(dim=1).max())

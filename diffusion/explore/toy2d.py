@@ -18,6 +18,7 @@ from torch import Tensor
 from diffusion.core.forward import q_sample
 from diffusion.core.oracles import GaussianMixture
 from diffusion.core.schedules import NoiseSchedule
+from diffusion.data import toy_for
 from diffusion.data.toy2d import toy_dataset
 from diffusion.metrics.evaluation import METRIC_N, sample_metrics
 from diffusion.sampling.config import SamplerConfig
@@ -124,8 +125,8 @@ def grid_points(size: int, extent: float = FIELD_EXTENT) -> np.ndarray:
 
 
 def exact_mixture(run: Run) -> GaussianMixture | None:
-    """The run's data law when it is a Gaussian mixture (gaussian, 8gaussians, 25gaussians), else None."""
-    return toy_dataset(run.config.data.dataset).mixture
+    """The run's data law when it is a Gaussian mixture (gaussian, 8gaussians, 25gaussians, custom sets), else None."""
+    return toy_for(run.config.data).mixture
 
 
 @torch.no_grad()
@@ -143,8 +144,8 @@ def denoising_fields(run: Run, t: int, size: int = 17, kind: FieldKind = "direct
     """On a size x size grid of x_t at code timestep t, the arrow x0_hat - x_t ("direction") or the score
     (sqrt(alpha_bar) x0_hat - x_t) / (1 - alpha_bar) (Tweedie), learned and (mixtures) exact.
 
-    Columns field ("learned" | "exact"), x, y, u, v (the vector), x2, y2 (arrow ends: one common scale for both
-    fields, the 95th-percentile length drawn as 0.9 grid cells, clipped at 1.5 cells).
+    Columns field ("learned" | "exact"), x, y, u, v (the vector), magnitude (its length, for colour), x2, y2 (arrow
+    ends: one common scale for both fields, the 95th-percentile length drawn as 0.9 grid cells, clipped at 1.5 cells).
     """
     if kind not in ("direction", "score"):
         raise ValueError(f"unknown field kind {kind!r}; allowed: direction, score")
@@ -158,6 +159,7 @@ def denoising_fields(run: Run, t: int, size: int = 17, kind: FieldKind = "direct
     df = pd.concat(frames, ignore_index=True)
     cell = 2 * FIELD_EXTENT / (size - 1)
     length = np.hypot(df["u"], df["v"])
+    df["magnitude"] = length
     scale = 0.9 * cell / max(float(np.nanpercentile(length, 95)), 1e-12)
     shrink = np.minimum(1.0, 1.5 * cell / np.maximum(scale * length, 1e-12))
     df["x2"] = df["x"] + scale * shrink * df["u"]

@@ -19,7 +19,7 @@ from diffusion.core.edm import (
     to_vp_denoiser,
 )
 from diffusion.core.schedules import NoiseSchedule, spaced_timesteps
-from diffusion.data import data_radius
+from diffusion.data import data_radius, toy_for
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.registry import Space, sampler_spec
 from diffusion.sampling.vp import SeededNoise, StepCallback
@@ -59,6 +59,10 @@ class Run:
     history: list[dict]
     data_source: str = ""
     observe_x0: X0Observer | None = None   # sees each raw 2D x0_hat before its projection (explore.study.Extremes)
+
+    def __post_init__(self):
+        if not self.is_image:
+            toy_for(self.config.data)    # a custom 2D set becomes known by name (metrics, densities) in this process
 
     @property
     def is_image(self) -> bool:

@@ -14,6 +14,7 @@ from diffusion import __version__
 from diffusion.config import DECAYS, PRECISIONS, TRAIN_OBJECTIVES, DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.core.schedules import SCHEDULES, SPACINGS
 from diffusion.data import is_toy, load_data
+from diffusion.data.custom import custom_from_spec
 from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
 from diffusion.metrics.measure import measure_every
 from diffusion.models.config import CONDITIONINGS
@@ -22,7 +23,7 @@ from diffusion.sampling.registry import SAMPLERS, nfe
 from diffusion.sampling.vp import VARIANCES
 from diffusion.training import distributed
 from diffusion.training.checkpoints import CONFIG, load_run
-from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS
+from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS, recipe_2d
 from diffusion.training.trainer import Trainer
 
 
@@ -46,8 +47,9 @@ def _csv_floats(text: str) -> tuple[float, ...]:
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help=f"2D: {', '.join(TOY_DATASETS)}; images: mnist, fashion-mnist, cifar10, "
-                   "shapes, folder:PATH")
+    p.add_argument("--dataset", help=f"2D: {', '.join(TOY_DATASETS)}, or your own: csv:PATH (columns x,y[,label]), "
+                   "image:PATH (a silhouette), word:TEXT; images: mnist, fashion-mnist, cifar10, shapes, folder:PATH")
+    p.add_argument("--name", help="the name of a custom 2D set (default: after its file or word)")
     p.add_argument("--classes", type=_csv_ints, help="images: keep these class ids, e.g. 0 or 0,1,2")
     p.add_argument("--class-weights", type=_csv_floats, help="images: class proportions, e.g. 1,1,0.1")
     p.add_argument("--image-size", type=int, help="images: side in pixels (16, 28, 32, ...)")
@@ -62,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_args(t)
     t.add_argument("--model", choices=("mlp", "unet"))
     t.add_argument("--preset", help="U-Net preset (default: small-16 up to 16 px, small-32 above)")
-    t.add_argument("--conditional", action="store_true", default=None, help="class-conditional (images)")
+    t.add_argument("--conditional", action="store_true", default=None, help="class-conditional (images and "
+                   "labelled 2D sets), trained with label dropout for classifier-free guidance")
     t.add_argument("--conditioning", choices=CONDITIONINGS, help="how labels enter the U-Net: add (to the time "
                    "embedding, default) or cross (cross-attention to label tokens)")
     t.add_argument("--schedule", choices=SCHEDULES)
@@ -140,16 +143,25 @@ def _parser() -> argparse.ArgumentParser:
 
 def _model_config(kind: str, args, data_cfg: DataConfig, num_classes: int, channels: int):
     if kind == "mlp":
-        from diffusion.models.config import MLPConfig
         if not is_toy(data_cfg.dataset):
             raise ValueError(f"model 'mlp' is for 2D data; dataset {data_cfg.dataset!r} needs --model unet")
-        return MLPConfig(num_classes=num_classes)
+        return recipe_2d(data_cfg.dataset).model(num_classes)
     from diffusion.models.config import unet_preset
     if is_toy(data_cfg.dataset):
         raise ValueError(f"model 'unet' is for images; 2D dataset {data_cfg.dataset!r} needs --model mlp")
     preset = args.preset or ("small-16" if data_cfg.image_size <= 16 else "small-32")
     return unet_preset(preset, image_size=data_cfg.image_size, channels=channels, num_classes=num_classes,
                        conditioning=args.conditioning or "add")
+
+
+def _data_config(args, **fields) -> DataConfig:
+    """The DataConfig --dataset names: a preset, a custom 2D set from csv:/image:/word:, or an image dataset."""
+    dataset = args.dataset or "moons"
+    custom = custom_from_spec(dataset, args.name, seed=fields.get("seed", 0))
+    if custom is not None:
+        return replace(custom, n=fields.get("n"))
+    _check_dataset(dataset)
+    return DataConfig(dataset, **fields)
 
 
 def _check_dataset(name: str) -> None:
@@ -166,22 +178,34 @@ def _set_threads(kind: str, threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def _defaults(kind: str, dataset: str) -> dict:
+    """Training defaults: the 2D set's recipe for the MLP (training.defaults.recipe_2d), per model kind otherwise."""
+    if kind == "mlp" and is_toy(dataset):
+        r = recipe_2d(dataset)
+        return dict(steps=r.steps, batch_size=r.batch_size, lr=r.lr, ema_decay=r.ema_decay, decay=r.decay,
+                    objective=r.objective, warmup_steps=r.warmup_steps)
+    return {**MODEL_DEFAULTS[kind], "decay": "none", "objective": "eps", "warmup_steps": 100}
+
+
 def _new_config(args) -> tuple[RunConfig, object]:
     dataset = args.dataset or "moons"
-    _check_dataset(dataset)
     image_size = args.image_size if args.image_size is not None else (None if is_toy(dataset) else 16)
-    data_cfg = DataConfig(dataset, seed=args.seed or 0, image_size=image_size, classes=args.classes,
-                          class_weights=args.class_weights)
+    data_cfg = _data_config(args, seed=args.seed or 0, image_size=image_size, classes=args.classes,
+                            class_weights=args.class_weights)
+    dataset = data_cfg.dataset
     data = load_data(data_cfg)
     kind = args.model or ("mlp" if is_toy(dataset) else "unet")
+    if args.conditional and not data.num_classes:
+        raise ValueError(f"--conditional: dataset {dataset!r} has no classes; labelled 2D sets: "
+                         f"{', '.join(n for n, t in TOY_DATASETS.items() if t.num_classes)} and CSVs with a label column")
     num_classes = data.num_classes if args.conditional else 0
     model = _model_config(kind, args, data_cfg, num_classes, int(data.x.shape[1]) if data.x.dim() == 4 else 1)
-    d = MODEL_DEFAULTS[kind]
+    d = _defaults(kind, dataset)
     steps = args.steps or (UNBOUNDED_STEPS if args.minutes is not None else d["steps"])
     train = TrainConfig(steps=steps, batch_size=args.batch_size or d["batch_size"], lr=args.lr or d["lr"],
                         ema_decay=args.ema_decay if args.ema_decay is not None else d["ema_decay"],
-                        decay=args.decay or "none",
-                        objective=args.objective or "eps", seed=args.seed or 0,
+                        decay=args.decay or d["decay"], warmup_steps=d["warmup_steps"],
+                        objective=args.objective or d["objective"], seed=args.seed or 0,
                         checkpoint_every=args.checkpoint_every or 1000,
                         sigma_data=1.0 if is_toy(dataset) else 0.5,  # the 2D sets have unit std
                         precision=args.precision or "float32", channels_last=args.channels_last)
@@ -191,7 +215,9 @@ def _new_config(args) -> tuple[RunConfig, object]:
 
 def _resumed_config(args, saved: RunConfig) -> RunConfig:
     """The saved config, with a new step target; any other flag that disagrees is an error."""
-    asked = {"dataset": (args.dataset, saved.data.dataset), "model": (args.model, saved.model.kind),
+    custom = custom_from_spec(args.dataset, args.name, seed=saved.data.seed) if args.dataset else None
+    asked = {"dataset": (custom.dataset if custom else args.dataset, saved.data.dataset),
+             "model": (args.model, saved.model.kind),
              "schedule": (args.schedule, saved.schedule.name), "timesteps": (args.timesteps, saved.schedule.timesteps),
              "batch-size": (args.batch_size, saved.train.batch_size), "lr": (args.lr, saved.train.lr),
              "seed": (args.seed, saved.train.seed), "objective": (args.objective, saved.train.objective), "decay": (args.decay, saved.train.decay),
@@ -334,7 +360,8 @@ def _evaluate(args) -> int:
 
 def _data(args) -> int:
     _check_n(args.n)
-    dataset = args.dataset or "moons"
+    custom = custom_from_spec(args.dataset or "", args.name)
+    dataset = custom.dataset if custom else args.dataset or "moons"
     _check_dataset(dataset)
     if is_toy(dataset):
         samples = toy_dataset(dataset).sample(args.n, torch.Generator().manual_seed(args.seed))

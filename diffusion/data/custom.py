@@ -12,12 +12,14 @@ Raw points come from data.sources (CSV, strokes, image, word), which bound every
 import hashlib
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from diffusion.config import CUSTOM_PREFIX, MAX_CUSTOM_CLASSES, MAX_CUSTOM_POINTS, MIN_CUSTOM_POINTS, DataConfig
 from diffusion.core.oracles import GaussianMixture
+import diffusion.data.sources as sources
 from diffusion.data.toy2d import Toy2D, mixture_set, register_custom
 
 KERNEL_FRACTION = 0.05               # kernel std / the points' own scale (moons' noise is 0.057 of its scale)
@@ -93,3 +95,31 @@ def custom_set(config: DataConfig) -> Toy2D:
     description = f"custom set {slug!r}: {len(means)} points" + ("" if labels is None else
                                                                   f", {int(labels.max()) + 1} classes")
     return register_custom(mixture_set(config.dataset, description, mixture, labels))
+
+
+SOURCES = ("csv", "image", "word")     # custom_from_spec's SOURCE:VALUE forms
+
+
+def slugify(text: str) -> str:
+    """A valid custom set name from any text: lower case, runs of other characters as '-', at most 32."""
+    slug = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")[:32]
+    return slug or "custom"
+
+
+def custom_from_spec(spec: str, name: str | None = None, seed: int = 0) -> DataConfig | None:
+    """The custom DataConfig of "csv:PATH", "image:PATH" or "word:TEXT" (None for any other string: a preset or
+    an image dataset); named `name`, else after the file or the word. Files are size-checked before reading."""
+    kind, sep, value = spec.partition(":")
+    if not sep or kind not in SOURCES:
+        return None
+    if kind == "word":
+        return custom_data(name or slugify(value), sources.points_from_word(value, seed=seed), seed=seed)
+    path, limit = Path(value), sources.MAX_CSV_BYTES if kind == "csv" else sources.MAX_IMAGE_BYTES
+    if not path.is_file():
+        raise ValueError(f"{kind} file {value!r} does not exist")
+    if path.stat().st_size > limit:
+        raise ValueError(f"{kind} file {value!r} has {path.stat().st_size:,} bytes; allowed: at most {limit:,}")
+    raw = path.read_bytes()
+    points, labels = sources.points_from_csv(raw) if kind == "csv" else (sources.points_from_image(raw, seed=seed),
+                                                                       None)
+    return custom_data(name or slugify(path.stem), points, labels, seed=seed)

@@ -153,3 +153,11 @@ def test_metrics_frame_is_long_with_the_floor_beside_each_value():
     assert len(df) == 8 and list(df.columns) == ["step", "metric", "value", "floor"]
     w1 = df[df["metric"] == "w1"]
     assert list(w1["value"].fillna(-1)) == [0.5, -1] and (w1["floor"] == 0.05).all()
+
+
+def test_field_magnitudes_and_grid_bounds():
+    df = explore2d.denoising_fields(_run(), t=20, size=11)
+    np.testing.assert_allclose(df["magnitude"], np.hypot(df["u"], df["v"]))
+    for size in (2, explore2d.MAX_FIELD_SIZE + 1, 7.5):
+        with pytest.raises(ValueError, match="field grid size"):
+            explore2d.denoising_fields(_run(), t=20, size=size)

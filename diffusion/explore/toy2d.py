@@ -28,6 +28,7 @@ METRICS = ("w1", "w2", "kl_model_true", "kl_true_model")
 SWEEP_STEPS = (5, 10, 20, 50, 100, 250, 1000)
 FAR_FROM_NORMAL = 1e-3          # alpha_bar_T above this: x_T keeps > 3% of x0's amplitude (Lin et al. 2024)
 FIELD_EXTENT = 3.0              # the vector-field grid spans [-FIELD_EXTENT, FIELD_EXTENT]^2 (data std is 1)
+MAX_FIELD_SIZE = 64             # arrows per side of the vector-field grid
 FieldKind = Literal["direction", "score"]
 
 
@@ -149,6 +150,8 @@ def denoising_fields(run: Run, t: int, size: int = 17, kind: FieldKind = "direct
     """
     if kind not in ("direction", "score"):
         raise ValueError(f"unknown field kind {kind!r}; allowed: direction, score")
+    if not (isinstance(size, int) and 3 <= size <= MAX_FIELD_SIZE):
+        raise ValueError(f"field grid size={size!r} is out of range; allowed: integers from 3 to {MAX_FIELD_SIZE}")
     x_t = torch.from_numpy(grid_points(size))
     ab = run.schedule.alpha_bar[t]
     frames = []

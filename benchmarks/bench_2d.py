@@ -45,7 +45,7 @@ def train_ours(dataset: str, seconds: float, conditional: bool):
     data = load_data(run_config_2d(dataset).data)
     config = run_config_2d(dataset, num_classes=data.num_classes if conditional else 0)
     trainer = Trainer(config, data.x, data.y if conditional else None)
-    trainer.run(seconds=seconds)
+    trainer.run(seconds=seconds or None)
     return trainer.as_run(), trainer.step, trainer.elapsed
 
 
@@ -96,7 +96,8 @@ def _cell(value: tuple[float, float], digits: int = 2) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", default="all")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=10.0, help="training budget; 0: the recipe's steps, whatever "
+                        "they take (to check recipes on a loaded machine)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--extent-n", type=int, default=100_000)
     parser.add_argument("--labelled", action="store_true", help="also the class-conditional runs of labelled sets")

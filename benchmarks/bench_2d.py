@@ -104,7 +104,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     names = list(TOY_DATASETS) if args.datasets == "all" else args.datasets.split(",")
-    print(f"\nTen seconds to a good model: at most {args.seconds:g} s of training with each set's recipe, 1 torch "
+    budget = f"at most {args.seconds:g} s" if args.seconds else "the recipe's steps"
+    print(f"\nTen seconds to a good model: {budget} of training with each set's recipe, 1 torch "
           f"thread, torch {torch.__version__}; W1 / floor of {W1_N} samples vs {W1_N} true points, mean ± s.e. over "
           f"{args.repeats} protocols\n")
     print("| dataset | recipe | steps | s | ours steps/s | diffusers steps/s | W1/floor DDPM-1000 | W1/floor DDIM-50 |")

@@ -81,6 +81,20 @@ def noised_points(x0: np.ndarray, schedule: NoiseSchedule, paper_t: int, seed: i
     return q_sample(x, schedule.alpha_bar[paper_t - 1], eps).numpy()
 
 
+def forward_frame(x0: np.ndarray, schedule: NoiseSchedule, frames: int = 50, seed: int = 0) -> pd.DataFrame:
+    """The forward process as animation frames: x_t of every point at `frames` + 1 paper timesteps evenly spaced
+    from 0 (the data) to T, one eps per point for all t (so each point moves smoothly toward its own eps).
+    Columns frame, t (paper), point, x, y."""
+    if not (isinstance(frames, int) and 1 <= frames <= schedule.T):
+        raise ValueError(f"frames={frames!r} is out of range; allowed: integers from 1 to T={schedule.T}")
+    ts = np.unique(np.linspace(0, schedule.T, frames + 1).round().astype(int))
+    clouds = np.stack([noised_points(x0, schedule, int(t), seed) for t in ts])              # (F, n, 2)
+    n = clouds.shape[1]
+    return pd.DataFrame({"frame": np.repeat(np.arange(len(ts)), n), "t": np.repeat(ts, n),
+                         "point": np.tile(np.arange(n), len(ts)), "x": clouds[..., 0].ravel(),
+                         "y": clouds[..., 1].ravel()})
+
+
 def sampler_sweep(run: Run, name: str, eta: float = 0.0, steps: tuple[int, ...] = SWEEP_STEPS,
                   seed: int = 0) -> pd.DataFrame:
     """Metrics of METRIC_N samples (same seed, so the same x_T) against the number of steps (capped at T).

@@ -4,7 +4,7 @@ train with the defaults (training.defaults.recipe_2d) for at most --seconds (10)
 1. W1 / floor with DDPM-1000 and DDIM-50: --repeats (5) independent protocols of n = 2,000 samples against 2,000
    fresh true points, the floor being 2,000 other true points against that same reference (explore.quality2d);
 2. steps/s of our trainer (EMA, gradient clipping and history included) against diffusers' bare loop
-   (DDPMScheduler.add_noise, MSE on eps, AdamW) on the same MLP and batch, the same number of steps, in this run;
+   (DDPMScheduler.add_noise, MSE on eps, AdamW) on the same MLP and batch, medians of alternating timed bursts;
 3. the largest |x| of --extent-n (100,000) samples per registered sampler at its documented steps, against the
    data's extent (max |x| of the training set), and the share of x0_hat evaluations the projection moved.
 
@@ -34,7 +34,7 @@ from diffusion.explore.study import Extremes  # noqa: E402
 from diffusion.models.mlp import MLP  # noqa: E402
 from diffusion.sampling.config import SamplerConfig  # noqa: E402
 from diffusion.sampling.registry import REGISTRY  # noqa: E402
-from diffusion.training.defaults import recipe_2d, run_config_2d  # noqa: E402
+from diffusion.training.defaults import UNBOUNDED_STEPS, recipe_2d, run_config_2d  # noqa: E402
 from diffusion.training.trainer import Trainer  # noqa: E402
 
 QUALITY_SAMPLERS = (SamplerConfig("ddpm", 1000), SamplerConfig("ddim", 50))
@@ -49,22 +49,39 @@ def train_ours(dataset: str, seconds: float, conditional: bool):
     return trainer.as_run(), trainer.step, trainer.elapsed
 
 
-def peer_steps_per_second(dataset: str, steps: int) -> float:
-    """diffusers' bare training loop on the recipe's MLP and batch for `steps` steps."""
+def _peer_loop(dataset: str):
+    """diffusers' bare training loop on the recipe's MLP and batch: a function running n steps."""
     config = run_config_2d(dataset)
     torch.manual_seed(0)
     net, scheduler = MLP(config.model), DDPMScheduler(num_train_timesteps=1000, clip_sample=False)
     opt = torch.optim.AdamW(net.parameters(), lr=config.train.lr)
-    x = load_data(config.data).x
-    start = time.perf_counter()
-    for _ in range(steps):
-        x0 = x[torch.randint(0, x.shape[0], (config.train.batch_size,))]
-        noise, t = torch.randn_like(x0), torch.randint(0, 1000, (x0.shape[0],))
-        loss = F.mse_loss(net(scheduler.add_noise(x0, noise, t), t), noise)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return steps / (time.perf_counter() - start)
+    x, batch = load_data(config.data).x, config.train.batch_size
+
+    def steps(n: int) -> None:
+        for _ in range(n):
+            x0 = x[torch.randint(0, x.shape[0], (batch,))]
+            noise, t = torch.randn_like(x0), torch.randint(0, 1000, (batch,))
+            loss = F.mse_loss(net(scheduler.add_noise(x0, noise, t), t), noise)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return steps
+
+
+def speeds(dataset: str, bursts: int = 15, steps: int = 40) -> tuple[float, float]:
+    """Median steps/s of our trainer (a fresh run of the recipe) and of diffusers' loop, timed in alternating bursts
+    so that a shared machine's load falls on both alike."""
+    data = load_data(run_config_2d(dataset).data)
+    ours, peer = Trainer(run_config_2d(dataset, steps=UNBOUNDED_STEPS), data.x), _peer_loop(dataset)
+    ours.run(steps=5)
+    peer(5)
+    rates = {"ours": [], "peer": []}
+    for _ in range(bursts):
+        for name, run_steps in (("ours", lambda n: ours.run(steps=n)), ("peer", peer)):
+            start = time.perf_counter()
+            run_steps(steps)
+            rates[name].append(steps / (time.perf_counter() - start))
+    return float(np.median(rates["ours"])), float(np.median(rates["peer"]))
 
 
 def quality(run, repeats: int) -> dict[str, tuple[float, float]]:
@@ -114,10 +131,10 @@ def main() -> None:
     for name in names:
         r = recipe_2d(name)
         run, steps, seconds = train_ours(name, args.seconds, False)
-        peer = peer_steps_per_second(name, steps)
+        ours_rate, peer_rate = speeds(name)
         q = quality(run, args.repeats)
         print(f"| {name} | {r.width}x{r.depth}, batch {r.batch_size}, lr {r.lr:g} | {steps} | {seconds:.1f} | "
-              f"{steps / seconds:.0f} | {peer:.0f} | {_cell(q['ddpm-1000'])} | {_cell(q['ddim-50'])} |", flush=True)
+              f"{ours_rate:.0f} | {peer_rate:.0f} | {_cell(q['ddpm-1000'])} | {_cell(q['ddim-50'])} |", flush=True)
         if args.extent_n:
             ranges[name] = (data_radius(run.config.data), extents(run, args.extent_n))
     if ranges:

@@ -1,113 +1,166 @@
-"""Phase 1 speed and quality: 30 s of training on two moons with the CLI's defaults, against the diffusers
-library (DDPMScheduler / DDIMScheduler) training and sampling the same MLP for the same 30 s, in the same run.
+"""Phase 1, ten seconds to a good model: for every preset 2D set (and, with --labelled, its class-conditional run),
+train with the defaults (training.defaults.recipe_2d) for at most --seconds (10) and at most the recipe's steps, then
 
-    python benchmarks/bench_2d.py [--seconds 30] [--n 2000]
+1. W1 / floor with DDPM-1000 and DDIM-50: --repeats (5) independent protocols of n = 2,000 samples against 2,000
+   fresh true points, the floor being 2,000 other true points against that same reference (explore.quality2d);
+2. steps/s of our trainer (EMA, gradient clipping and history included) against diffusers' bare loop
+   (DDPMScheduler.add_noise, MSE on eps, AdamW) on the same MLP and batch, medians of alternating timed bursts;
+3. the largest |x| of --extent-n (100,000) samples per registered sampler at its documented steps, against the
+   data's extent (max |x| of the training set), and the share of x0_hat evaluations the projection moved.
 
-Quality is W1 under the protocol (diffusion.metrics.protocol): n samples against n fresh true points, in units of
-the data's scale, with its 95% interval; the floor is n other fresh true points. Prints a Markdown table (the
-README quotes it).
+    python benchmarks/bench_2d.py [--datasets all] [--seconds 10] [--repeats 5] [--extent-n 100000] [--labelled]
+
+Prints Markdown tables (the README quotes them). One torch thread, as the CLI trains the MLP.
 """
 
 import argparse
-import copy
 import sys
-import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
+from diffusers import DDPMScheduler  # noqa: E402
 
-from diffusion.cli import main as cli
-from diffusion.data import load_data
-from diffusion.config import DataConfig
-from diffusion.metrics.evaluation import measure_samples
-from diffusion.metrics.protocol import points_protocol
-from diffusion.models.mlp import MLP
-from diffusion.sampling.config import SamplerConfig
-from diffusion.training.checkpoints import load_run
+from diffusion.data import data_radius, load_data  # noqa: E402
+from diffusion.data.toy2d import TOY_DATASETS  # noqa: E402
+from diffusion.explore.quality2d import W1_N, class_quality, w1_and_floor  # noqa: E402
+from diffusion.explore.study import Extremes  # noqa: E402
+from diffusion.models.mlp import MLP  # noqa: E402
+from diffusion.sampling.config import SamplerConfig  # noqa: E402
+from diffusion.sampling.registry import REGISTRY  # noqa: E402
+from diffusion.training.defaults import UNBOUNDED_STEPS, recipe_2d, run_config_2d  # noqa: E402
+from diffusion.training.trainer import Trainer  # noqa: E402
 
-
-def train_ours(seconds: float, out: Path):
-    code = cli(["train", "--dataset", "moons", "--minutes", str(seconds / 60), "--out", str(out)])
-    assert code == 0
-    run = load_run(out)
-    return run, run.step / run.history[-1]["time"]
+QUALITY_SAMPLERS = (SamplerConfig("ddpm", 1000), SamplerConfig("ddim", 50))
 
 
-def train_peer(seconds: float, config):
-    """The diffusers way: DDPMScheduler.add_noise, MSE on eps, AdamW; the same MLP, batch and lr, no EMA."""
+def train_ours(dataset: str, seconds: float, conditional: bool):
+    """The recipe's run, stopped at its steps or after `seconds`: (run, steps, seconds of training)."""
+    data = load_data(run_config_2d(dataset).data)
+    config = run_config_2d(dataset, num_classes=data.num_classes if conditional else 0)
+    trainer = Trainer(config, data.x, data.y if conditional else None)
+    trainer.run(seconds=seconds or None)
+    return trainer.as_run(), trainer.step, trainer.elapsed
+
+
+def _peer_loop(dataset: str):
+    """diffusers' bare training loop on the recipe's MLP and batch: a function running n steps."""
+    config = run_config_2d(dataset)
     torch.manual_seed(0)
     net, scheduler = MLP(config.model), DDPMScheduler(num_train_timesteps=1000, clip_sample=False)
     opt = torch.optim.AdamW(net.parameters(), lr=config.train.lr)
-    x = load_data(config.data).x
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        x0 = x[torch.randint(0, x.shape[0], (config.train.batch_size,))]
-        noise, t = torch.randn_like(x0), torch.randint(0, 1000, (x0.shape[0],))
-        loss = F.mse_loss(net(scheduler.add_noise(x0, noise, t), t), noise)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        steps += 1
-    return net.eval(), scheduler, steps / (time.perf_counter() - start)
+    x, batch = load_data(config.data).x, config.train.batch_size
+
+    def steps(n: int) -> None:
+        for _ in range(n):
+            x0 = x[torch.randint(0, x.shape[0], (batch,))]
+            noise, t = torch.randn_like(x0), torch.randint(0, 1000, (batch,))
+            loss = F.mse_loss(net(scheduler.add_noise(x0, noise, t), t), noise)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return steps
 
 
-@torch.no_grad()
-def sample_peer(net, scheduler, n: int, steps: int):
-    scheduler = copy.deepcopy(scheduler)
-    scheduler.set_timesteps(steps)
-    x = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
-    for t in scheduler.timesteps:
-        x = scheduler.step(net(x, t.expand(n)), t, x).prev_sample
-    return x
+def speeds(dataset: str, bursts: int = 15, steps: int = 40) -> tuple[float, float]:
+    """Median steps/s of our trainer (a fresh run of the recipe) and of diffusers' loop, timed in alternating bursts
+    so that a shared machine's load falls on both alike."""
+    data = load_data(run_config_2d(dataset).data)
+    ours, peer = Trainer(run_config_2d(dataset, steps=UNBOUNDED_STEPS), data.x), _peer_loop(dataset)
+    ours.run(steps=5)
+    peer(5)
+    rates = {"ours": [], "peer": []}
+    for _ in range(bursts):
+        for name, run_steps in (("ours", lambda n: ours.run(steps=n)), ("peer", peer)):
+            start = time.perf_counter()
+            run_steps(steps)
+            rates[name].append(steps / (time.perf_counter() - start))
+    return float(np.median(rates["ours"])), float(np.median(rates["peer"]))
 
 
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
+def quality(run, repeats: int) -> dict[str, tuple[float, float]]:
+    """Sampler -> (W1 / floor, its standard error over the repeats)."""
+    out = {}
+    for sampler in QUALITY_SAMPLERS:
+        samples = run.sample(W1_N * repeats, sampler, seed=1)
+        chunks = np.array_split(samples.numpy(), repeats)
+        ratios = [np.divide(*w1_and_floor(chunk, run.config.data.dataset, seed)) for seed, chunk in enumerate(chunks)]
+        out[f"{sampler.name}-{sampler.steps}"] = (float(np.mean(ratios)), float(np.std(ratios) / np.sqrt(repeats)))
+    return out
+
+
+def extents(run, n: int) -> dict[str, tuple[float, float]]:
+    """Sampler -> (largest |x| of n samples, share of x0_hat evaluations moved by the projection)."""
+    out = {}
+    for name, spec in REGISTRY.items():
+        extremes = Extremes()
+        samples = replace(run, observe_x0=extremes.observe).sample(n, SamplerConfig(name, spec.default_steps),
+                                                                   seed=2, callback=extremes)
+        out[name] = (float(samples.norm(dim=1).max()), extremes.projected / max(1, extremes.evaluations))
+    return out
+
+
+def _cell(value: tuple[float, float], digits: int = 2) -> str:
+    return f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--datasets", default="all")
+    parser.add_argument("--seconds", type=float, default=10.0, help="training budget; 0: the recipe's steps, whatever "
+                        "they take (to check recipes on a loaded machine)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--extent-n", type=int, default=100_000)
+    parser.add_argument("--labelled", action="store_true", help="also the class-conditional runs of labelled sets")
     args = parser.parse_args()
-    torch.set_num_threads(1)   # what the CLI uses for the MLP; the peer gets the same
-    with tempfile.TemporaryDirectory() as tmp:
-        run, ours_sps = train_ours(args.seconds, Path(tmp) / "moons")
-    peer_net, peer_ddpm, peer_sps = train_peer(args.seconds, run.config)
-    peer_ddim = DDIMScheduler.from_config(peer_ddpm.config)  # its defaults: leading spacing, set_alpha_to_one
+    torch.set_num_threads(1)
+    names = list(TOY_DATASETS) if args.datasets == "all" else args.datasets.split(",")
+    budget = f"at most {args.seconds:g} s" if args.seconds else "the recipe's steps"
+    print(f"\nTen seconds to a good model: {budget} of training with each set's recipe, 1 torch "
+          f"thread, torch {torch.__version__}; W1 / floor of {W1_N} samples vs {W1_N} true points, mean ± s.e. over "
+          f"{args.repeats} protocols\n")
+    print("| dataset | recipe | steps | s | ours steps/s | diffusers steps/s | W1/floor DDPM-1000 | W1/floor DDIM-50 |")
+    print("|---|---|---|---|---|---|---|---|")
+    ranges = {}
+    for name in names:
+        r = recipe_2d(name)
+        run, steps, seconds = train_ours(name, args.seconds, False)
+        ours_rate, peer_rate = speeds(name)
+        q = quality(run, args.repeats)
+        print(f"| {name} | {r.width}x{r.depth}, batch {r.batch_size}, lr {r.lr:g} | {steps} | {seconds:.1f} | "
+              f"{ours_rate:.0f} | {peer_rate:.0f} | {_cell(q['ddpm-1000'])} | {_cell(q['ddim-50'])} |", flush=True)
+        if args.extent_n:
+            ranges[name] = (data_radius(run.config.data), extents(run, args.extent_n))
+    if ranges:
+        print(f"\nLargest |x| of {args.extent_n:,} samples per sampler (documented steps), against the data's extent "
+              "(max |x| of the training set); in brackets, the share of x0_hat evaluations projected onto its ball\n")
+        print("| dataset | extent | " + " | ".join(f"{k}-{s.default_steps}" for k, s in REGISTRY.items()) + " |")
+        print("|---|---|" + "---|" * len(REGISTRY))
+        for name, (extent, cells) in ranges.items():
+            print(f"| {name} | {extent:.2f} | " + " | ".join(f"{m:.2f} ({p:.0e})" for m, p in cells.values()) + " |")
+    if args.labelled:
+        labelled(names, args)
 
-    rows, protocol = [], points_protocol(args.n)
-    for label, nfe, fn in [
-        ("ours DDPM-1000", 1000, lambda: run.sample(args.n, SamplerConfig("ddpm", 1000))),
-        ("ours DDIM-50 (trailing)", 50, lambda: run.sample(args.n, SamplerConfig("ddim", 50))),
-        ("diffusers DDPMScheduler-1000", 1000, lambda: sample_peer(peer_net, peer_ddpm, args.n, 1000)),
-        ("diffusers DDIMScheduler-50 (defaults)", 50, lambda: sample_peer(peer_net, peer_ddim, args.n, 50)),
-    ]:
-        samples, seconds = timed(fn)
-        result = measure_samples(samples, protocol, DataConfig("moons"))
-        rows.append((label, result, 1000 * seconds / nfe))
-    floor = rows[0][1].floor["w1"]
 
-    print(f"\n30 s budget: {args.seconds:.0f} s of training on moons, {args.n} samples vs {args.n} fresh true points "
-          f"({protocol.name} with each sampler), 95% intervals, 1 torch thread, torch {torch.__version__}\n")
-    print("| model and sampler | W1 (data scale) [95%] | reading | ms per network evaluation |")
-    print("|---|---|---|---|")
-    for label, result, ms in rows:
-        print(f"| {label} | {result.metrics['w1'].text()} | {result.reading('w1')} | {ms:.2f} |")
-    print(f"| floor ({args.n} other true points) | {floor.text()} | | |")
-    w1 = [result.metrics["w1"].value for _, result, _ in rows]
-    print(f"\ntraining: ours {ours_sps:.0f} steps/s (EMA included), diffusers {peer_sps:.0f} steps/s; "
-          f"ours DDIM-50 / DDPM-1000 W1 ratio {w1[1] / w1[0]:.2f}")
-    print(f"goal: ours DDPM-1000 W1 <= 0.10 -> {'met' if w1[0] <= 0.10 else 'NOT met'}; "
-          f"DDIM-50 within 20% -> {'met' if w1[1] <= 1.2 * w1[0] else 'NOT met'}")
+def labelled(names: list[str], args) -> None:
+    """Class-conditional runs of the labelled sets: W1 / floor at w = 1 over all samples and per class (DDPM-1000)."""
+    print("\nLabelled sets, class-conditional with label dropout 0.1, w = 1, DDPM-1000, 2,000 samples with balanced "
+          "labels\n")
+    print("| dataset | classes | steps | s | W1/floor, all | W1/floor per class: mean (worst) | off support |")
+    print("|---|---|---|---|---|---|---|")
+    for name in [n for n in names if TOY_DATASETS[n].num_classes]:
+        run, steps, seconds = train_ours(name, args.seconds, True)
+        labels = run.balanced_labels(W1_N)
+        frame = class_quality(run.sample(W1_N, QUALITY_SAMPLERS[0], seed=1, y=labels), labels, name, seed=1)
+        classes = frame[frame["label"] != "all"]["ratio"]
+        print(f"| {name} | {run.num_classes} | {steps} | {seconds:.1f} | {frame['ratio'].iloc[0]:.2f} | "
+              f"{classes.mean():.2f} ({classes.max():.2f}) | {frame['off_support'].iloc[0]:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

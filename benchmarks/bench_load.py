@@ -31,9 +31,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         r = run_load(args.visitors, args.slots, Path(tmp) / "jobs.jsonl", args.overviews)
     load = os.getloadavg()[0]
-    print(f"| visitors | job slots | most jobs at once | queue positions shown | Overview, new visitor, before "
-          f"Train (s) | the same while the jobs run (s) | page closed -> job ended (s) | jobs started | short jobs "
-          f"done | whole run (s) | load average |")
+    print("| visitors | job slots | most jobs at once | queue positions shown | Overview, new visitor, before "
+          "Train (s) | the same while the jobs run (s) | page closed -> job ended (s) | jobs started | short jobs "
+          "done | whole run (s) | load average |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {r.visitors} | {r.slots} | {r.max_running} | {', '.join(map(str, sorted(set(r.positions))))} | "
           f"{_times(r.overview_before)} | {_times(r.overview_seconds)} | {r.close_to_stop:.1f} | {r.started} | "

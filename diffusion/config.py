@@ -4,6 +4,7 @@ Hashable (they can key caches) and validated on construction: a bad value raises
 and what is allowed.
 """
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -34,9 +35,14 @@ class ScheduleConfig:
     def build(self) -> NoiseSchedule:
         return make_schedule(self.name, self.timesteps, self.zero_terminal_snr)
 
+CUSTOM_PREFIX = "custom:"
+MIN_CUSTOM_POINTS, MAX_CUSTOM_POINTS, MAX_CUSTOM_CLASSES = 10, 5000, 10
+
 @dataclass(frozen=True)
 class DataConfig:
-    """What the model is trained on. 2D sets: `n` points drawn with `seed`; images: see diffusion.data."""
+    """What the model is trained on. 2D sets: `n` points drawn with `seed`; images: see diffusion.data. A custom 2D
+    set ("custom:NAME:HASH", built by diffusion.data.custom) carries its standardised points (and optional class per
+    point) here, so they travel with every run's config.json."""
 
     dataset: str = "moons"
     n: int | None = None                          # None: the dataset's default size
@@ -44,6 +50,8 @@ class DataConfig:
     image_size: int | None = None                 # images only
     classes: tuple[int, ...] | None = None        # images only: keep these class ids
     class_weights: tuple[float, ...] | None = None
+    points: tuple[tuple[float, float], ...] | None = None   # custom 2D sets only
+    labels: tuple[int, ...] | None = None                   # custom 2D sets only: a class per point, or None
 
     def __post_init__(self):
         if not isinstance(self.dataset, str) or not self.dataset.strip() or self.dataset.strip() == "folder:":
@@ -61,6 +69,36 @@ class DataConfig:
                 raise ValueError(f"data {name}={values!r} must be a list of 1 to {MAX_CLASSES} numbers")
             for value in values:
                 _check_range("data", name, value, low, MAX_CLASSES - 1 if kind is int else 1e6, kind)
+        custom = isinstance(self.dataset, str) and self.dataset.startswith(CUSTOM_PREFIX)
+        if custom != (self.points is not None) or (self.labels is not None and not custom):
+            raise ValueError(f"dataset {self.dataset!r}: points and labels are given for custom sets "
+                             f"('{CUSTOM_PREFIX}...') only, and a custom set needs its points")
+        if custom:
+            object.__setattr__(self, "points", _custom_points(self.points))
+            object.__setattr__(self, "labels", _custom_labels(self.labels, len(self.points)))
+
+def _custom_points(points) -> tuple[tuple[float, float], ...]:
+    """points as a tuple of (x, y) float pairs; ValueError unless MIN..MAX_CUSTOM_POINTS finite pairs."""
+    try:
+        count = len(points)
+        if not MIN_CUSTOM_POINTS <= count <= MAX_CUSTOM_POINTS:
+            raise ValueError(f"{count} points")
+        pairs = tuple((float(a), float(b)) for a, b in points)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"custom points are invalid ({e}); allowed: {MIN_CUSTOM_POINTS} to {MAX_CUSTOM_POINTS} "
+                         "pairs of numbers") from None
+    if not all(math.isfinite(v) for pair in pairs for v in pair):
+        raise ValueError("custom points hold NaN or inf; allowed: finite numbers")
+    return pairs
+
+def _custom_labels(labels, count: int) -> tuple[int, ...] | None:
+    if labels is None:
+        return None
+    ok = len(labels) == count and all(isinstance(v, int) and 0 <= v < MAX_CUSTOM_CLASSES for v in labels)
+    if not ok:
+        raise ValueError(f"custom labels are invalid; allowed: one integer from 0 to {MAX_CUSTOM_CLASSES - 1} per "
+                         f"point ({count})")
+    return tuple(labels)
 
 @dataclass(frozen=True)
 class TrainConfig:

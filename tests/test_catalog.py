@@ -16,6 +16,7 @@ from diffusion.metrics.measure import measure
 from diffusion.models import build_model
 from diffusion.models.config import unet_preset
 from diffusion.training.checkpoints import load_run
+from diffusion.training.defaults import recipe_2d
 from diffusion.training.trainer import Trainer
 
 CLI_STEPS, MEASURED_STEPS, MEASURE_EVERY = 20, 40, 20
@@ -54,7 +55,8 @@ def test_a_cli_run_is_read_from_its_config_and_history(cli_run):
     row = catalog.row(summary)
     history = pd.read_csv(cli_run / "metrics.csv")
     assert (row["name"], row["source"], row["kind"], row["dataset"]) == ("moons-cli", "folder", "2D MLP", "moons")
-    assert (row["T"], row["schedule"], row["objective"], row["conditioning"]) == (200, "linear", "eps", "none")
+    objective = recipe_2d("moons").objective                        # the CLI trains a 2D set with its recipe
+    assert (row["T"], row["schedule"], row["objective"], row["conditioning"]) == (200, "linear", objective, "none")
     assert row["steps"] == CLI_STEPS == len(history)
     assert row["parameters"] == sum(p.numel() for p in build_model(summary.config.model).parameters())
     assert row["final_loss"] == pytest.approx(history["loss"].tail(catalog.LOSS_WINDOW).mean())

@@ -53,7 +53,7 @@ def test_bad_nll_requests_are_one_line_errors(flow_run, args, message, capsys):
 def test_flow_settings_on_another_objective_are_refused(tmp_path, capsys):
     assert main(["train", "--dataset", "moons", "--time-sampling", "logit_normal", "--steps", "1", "--out",
                  str(tmp_path / "x")]) == 2
-    assert "apply to the flow objective only, not 'eps'" in capsys.readouterr().err
+    assert "apply to the flow objective only, not 'v'" in capsys.readouterr().err   # moons' recipe: v
 
 
 def test_a_conditional_flow_unet_then_bits_per_dim_of_held_out_digits(tmp_path, capsys):

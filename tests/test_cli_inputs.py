@@ -44,7 +44,7 @@ def _one_line(capsys, args: list[str]) -> tuple[int, str]:
     (["train", "--dataset", "mnist", "--image-size", "0"], "data image_size=0 is out of range"),
     (["train", "--measure-every", "0"], "--measure-every 0 is out of range"),
     (["train", "--seed", "99999999999999"], "--seed 99999999999999 is out of range; allowed: 0 to 4294967295"),
-    (["train", "--conditional"], "--conditional: for image datasets only; 'moons' is a 2D dataset"),
+    (["train", "--dataset", "swissroll", "--conditional"], "--conditional: dataset 'swissroll' has no labels"),
     (["train", "--dataset", "moons", "--image-size", "16"], "--image-size: for image datasets only"),
 ])
 def test_bad_train_flags_are_refused_before_anything(tmp_path, capsys, args, message):
@@ -58,7 +58,7 @@ def test_bad_train_flags_are_refused_before_anything(tmp_path, capsys, args, mes
     (["--ema-decay", "0.9"], "--ema-decay 0.9 (the run has 0.999)"),
     (["--checkpoint-every", "7"], "--checkpoint-every 7 (the run has 10)"),
     (["--precision", "bfloat16"], "--precision bfloat16 (the run has float32)"),
-    (["--zero-terminal-snr", "--objective", "v"], "--zero-terminal-snr True (the run has False); --objective v"),
+    (["--zero-terminal-snr", "--objective", "x0"], "--zero-terminal-snr True (the run has False); --objective x0"),
     (["--no-channels-last"], "--channels-last False (the run has None)"),
     (["--seed", "3"], "--seed 3 (the run has 0)"),
 ])
@@ -140,7 +140,7 @@ def test_no_room_for_one_checkpoint_is_refused_before_training(tmp_path, capsys,
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=10_000))
     code, err = _one_line(capsys, ["train", "--steps", "5", "--out", str(tmp_path / "run")])
-    assert code == 2 and "0 MB free on its disk; one checkpoint of this model needs 2 MB" in err   # 62 k parameters
+    assert code == 2 and "0 MB free on its disk; one checkpoint of this model needs 1 MB" in err   # 19 k parameters
     assert not (tmp_path / "run" / "config.json").exists()
 
 

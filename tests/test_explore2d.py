@@ -159,3 +159,23 @@ def test_metrics_frame_is_long_with_each_interval_and_the_floor_beside_each_valu
     w1 = df[df["metric"] == "w1"].set_index("step")
     assert w1.loc[100, "value"] == row["w1"] and w1.loc[100, "floor_low"] == row["w1_floor_low"]
     assert w1.loc[200, "value"] == 0.3 and w1.loc[200, ["low", "floor"]].isna().all()   # an old row: no interval
+
+
+def test_field_magnitudes_and_grid_bounds():
+    df = explore2d.denoising_fields(_run(), t=20, size=11)
+    np.testing.assert_allclose(df["magnitude"], np.hypot(df["u"], df["v"]))
+    for size in (2, explore2d.MAX_FIELD_SIZE + 1, 7.5):
+        with pytest.raises(ValueError, match="field grid size"):
+            explore2d.denoising_fields(_run(), t=20, size=size)
+
+
+def test_forward_frames_move_each_point_toward_its_own_noise():
+    s = make_schedule("linear", 1000)
+    x0 = explore2d.toy_points("moons", 50, seed=3)
+    frame = explore2d.forward_frame(x0, s, frames=10, seed=4)
+    assert list(frame["t"].unique()) == list(range(0, 1001, 100)) and len(frame) == 11 * 50
+    np.testing.assert_array_equal(frame[frame["frame"] == 0][["x", "y"]].to_numpy(), x0)
+    last = frame[frame["frame"] == 10][["x", "y"]].to_numpy()
+    np.testing.assert_allclose(last, explore2d.noised_points(x0, s, 1000, seed=4))
+    with pytest.raises(ValueError, match="frames=0"):
+        explore2d.forward_frame(x0, s, frames=0)

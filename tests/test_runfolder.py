@@ -139,7 +139,7 @@ def test_a_diverging_run_keeps_its_last_good_checkpoint(tmp_path):
         for p in trainer.model.parameters():
             p.mul_(1e4)                         # weights blown up (as a too-high learning rate does)
     result = trainer.run(steps=50, run_dir=tmp_path)
-    assert result.reason == "diverged" and f"keeps step 100, its last good checkpoint" in result.message
+    assert result.reason == "diverged" and "keeps step 100, its last good checkpoint" in result.message
     assert load_run(tmp_path).step == 100
     torch.testing.assert_close(load_run(tmp_path).sample(64, seed=0), good, rtol=0, atol=0)
 

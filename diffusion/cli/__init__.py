@@ -18,6 +18,7 @@ from diffusion.config import DECAYS, PRECISIONS, TRAIN_OBJECTIVES, DataConfig
 from diffusion.core.flow import TIME_SAMPLINGS
 from diffusion.core.schedules import SCHEDULES, SPACINGS
 from diffusion.data import is_toy, load_data
+from diffusion.data.custom import custom_from_spec
 from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
 from diffusion.models.config import CONDITIONINGS
 from diffusion.sampling.config import GRIDS, SamplerConfig
@@ -47,8 +48,9 @@ def _csv_floats(text: str) -> tuple[float, ...]:
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help=f"2D: {', '.join(TOY_DATASETS)}; images: mnist, fashion-mnist, cifar10, "
-                   "shapes, folder:PATH")
+    p.add_argument("--dataset", help=f"2D: {', '.join(TOY_DATASETS)}, or your own: csv:PATH (columns x,y[,label]), "
+                   "image:PATH (a silhouette), word:TEXT; images: mnist, fashion-mnist, cifar10, shapes, folder:PATH")
+    p.add_argument("--name", help="the name of a custom 2D set (default: after its file or word)")
     p.add_argument("--classes", type=_csv_ints, help="images: keep these class ids, e.g. 0 or 0,1,2")
     p.add_argument("--class-weights", type=_csv_floats, help="images: class proportions, e.g. 1,1,0.1")
     p.add_argument("--image-size", type=int, help="images: side in pixels (16, 28, 32, ...)")
@@ -63,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_args(t)
     t.add_argument("--model", choices=("mlp", "unet"))
     t.add_argument("--preset", help="U-Net preset (default: small-16 up to 16 px, small-32 above)")
-    t.add_argument("--conditional", action="store_true", default=None, help="class-conditional (images)")
+    t.add_argument("--conditional", action="store_true", default=None, help="class-conditional (images and "
+                   "labelled 2D sets), trained with label dropout for classifier-free guidance")
     t.add_argument("--conditioning", choices=CONDITIONINGS, help="how labels enter the U-Net: add (to the time "
                    "embedding, default) or cross (cross-attention to label tokens)")
     t.add_argument("--schedule", choices=SCHEDULES)
@@ -106,7 +109,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--spacing", choices=SPACINGS, default="trailing")
         p.add_argument("--variance", choices=VARIANCES, default="beta_tilde", help="DDPM posterior variance")
         p.add_argument("--clip", action=argparse.BooleanOptionalAction, default=None,
-                       help="clip x0_hat to [-1, 1] (default: on for images, off for 2D)")
+                       help="clip x0_hat (default on): images to [-1, 1], 2D onto the ball of the training "
+                       "data's radius; --no-clip shows the raw network")
         p.add_argument("--label", type=int, help="conditional runs: the class to generate")
         p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w")
         p.add_argument("--seed", type=int, default=0)
@@ -261,7 +265,8 @@ def _evaluate(args) -> int:
 def _data(args) -> int:
     check_int("--n", args.n, 1, MAX_N)
     check_seed(args.seed)
-    dataset = "moons" if args.dataset is None else args.dataset
+    custom = custom_from_spec(args.dataset or "", args.name)
+    dataset = custom.dataset if custom else "moons" if args.dataset is None else args.dataset
     check_dataset(dataset)
     what = "2D points" if is_toy(dataset) else "images"
     out = check_output_file(args.out, SUFFIXES[what], what)

@@ -4,6 +4,7 @@ writable, room for one checkpoint, locked against a second writer) and, on resum
 run (a flag that would change it is refused, naming the saved value)."""
 
 import sys
+from argparse import Namespace
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -13,16 +14,17 @@ import torch
 from diffusion.cli.checks import check_free_space, check_run_folder, check_seed, check_threads
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.data import is_toy, load_data
+from diffusion.data.custom import custom_from_spec
 from diffusion.data.toy2d import TOY_DATASETS
 from diffusion.metrics.measure import measure_every
 from diffusion.models import parameter_count
 from diffusion.models.config import UNET_PRESETS
 from diffusion.training import distributed, runlock
 from diffusion.training.checkpoints import CONFIG, read_config
-from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS
+from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS, recipe_2d
 from diffusion.training.trainer import Trainer
 
-IMAGE_ONLY = ("image_size", "classes", "class_weights", "preset", "conditioning", "conditional")
+IMAGE_ONLY = ("image_size", "classes", "class_weights", "preset", "conditioning")
 
 
 def check_dataset(name: str) -> None:
@@ -53,10 +55,9 @@ def _check_flags(args, dataset: str) -> None:
 
 def _model_config(kind: str, args, data_cfg: DataConfig, num_classes: int, channels: int):
     if kind == "mlp":
-        from diffusion.models.config import MLPConfig
         if not is_toy(data_cfg.dataset):
             raise ValueError(f"model 'mlp' is for 2D data; dataset {data_cfg.dataset!r} needs --model unet")
-        return MLPConfig(num_classes=num_classes)
+        return recipe_2d(data_cfg.dataset).model(num_classes)
     from diffusion.models.config import unet_preset
     if is_toy(data_cfg.dataset):
         raise ValueError(f"model 'unet' is for images; 2D dataset {data_cfg.dataset!r} needs --model mlp")
@@ -65,23 +66,42 @@ def _model_config(kind: str, args, data_cfg: DataConfig, num_classes: int, chann
                        conditioning=args.conditioning or "add")
 
 
-def _new_config(args) -> tuple[RunConfig, object]:
-    dataset = _given(args.dataset, "moons")
+def _data_config(args) -> DataConfig:
+    """The DataConfig --dataset names: a preset, a custom 2D set from csv:/image:/word:, or an image dataset."""
+    dataset, seed = _given(args.dataset, "moons"), _given(args.seed, 0)
+    custom = custom_from_spec(dataset, args.name, seed=seed)
+    if custom is not None:
+        return custom
     check_dataset(dataset)
-    toy = is_toy(dataset)
-    data_cfg = DataConfig(dataset, seed=_given(args.seed, 0), image_size=_given(args.image_size, None if toy else 16),
-                          classes=args.classes, class_weights=args.class_weights)
+    return DataConfig(dataset, seed=seed, image_size=_given(args.image_size, None if is_toy(dataset) else 16),
+                      classes=args.classes, class_weights=args.class_weights)
+
+
+def _defaults(kind: str, dataset: str) -> dict:
+    """Training defaults: the 2D set's recipe for the MLP (training.defaults.recipe_2d), per model kind otherwise."""
+    if kind == "mlp" and is_toy(dataset):
+        r = recipe_2d(dataset)
+        return dict(steps=r.steps, batch_size=r.batch_size, lr=r.lr, ema_decay=r.ema_decay, decay=r.decay,
+                    objective=r.objective, warmup_steps=r.warmup_steps)
+    return {**MODEL_DEFAULTS[kind], "decay": "none", "objective": "eps", "warmup_steps": 100}
+
+
+def _new_config(args) -> tuple[RunConfig, object]:
+    data_cfg = _data_config(args)
+    dataset, toy = data_cfg.dataset, is_toy(data_cfg.dataset)
     data = load_data(data_cfg)
     if args.conditional and not data.num_classes:
-        raise ValueError(f"--conditional: dataset {dataset!r} has no labels")
+        labelled = ", ".join(n for n, t in TOY_DATASETS.items() if t.num_classes)
+        raise ValueError(f"--conditional: dataset {dataset!r} has no labels; labelled 2D sets: {labelled} and "
+                         "CSVs with a label column")
     kind = args.model or ("mlp" if toy else "unet")
     num_classes = data.num_classes if args.conditional else 0
     model = _model_config(kind, args, data_cfg, num_classes, int(data.x.shape[1]) if data.x.dim() == 4 else 1)
-    d = MODEL_DEFAULTS[kind]
+    d = _defaults(kind, dataset)
     steps = _given(args.steps, UNBOUNDED_STEPS if args.minutes is not None else d["steps"])
     train = TrainConfig(steps=steps, batch_size=_given(args.batch_size, d["batch_size"]), lr=_given(args.lr, d["lr"]),
-                        ema_decay=_given(args.ema_decay, d["ema_decay"]), decay=_given(args.decay, "none"),
-                        objective=_given(args.objective, "eps"), **_flow_settings(args), seed=_given(args.seed, 0),
+                        ema_decay=_given(args.ema_decay, d["ema_decay"]), decay=_given(args.decay, d["decay"]),
+                        warmup_steps=d["warmup_steps"], objective=_given(args.objective, d["objective"]), **_flow_settings(args), seed=_given(args.seed, 0),
                         checkpoint_every=_given(args.checkpoint_every, 1000),
                         sigma_data=1.0 if toy else 0.5,  # the 2D sets have unit std
                         precision=_given(args.precision, "float32"), channels_last=args.channels_last)
@@ -126,6 +146,9 @@ def _resumed_config(args, saved: RunConfig) -> RunConfig:
     """The saved config, with a new step target; any other flag that disagrees with the saved run is an error."""
     if args.preset is not None and args.preset not in UNET_PRESETS:
         raise ValueError(f"unknown U-Net preset {args.preset!r}; allowed: {', '.join(UNET_PRESETS)}")
+    custom = custom_from_spec(args.dataset, args.name, seed=saved.data.seed) if args.dataset else None
+    if custom is not None:      # a custom set is saved under its name, which says which points it holds
+        args = Namespace(**{**vars(args), "dataset": custom.dataset})
     clash = [f"--{flag} {getattr(args, attr)} (the run has {old})" for flag, (attr, old) in _saved_values(saved).items()
              if getattr(args, attr) is not None and getattr(args, attr) != old]
     if clash:

@@ -16,6 +16,7 @@ from diffusion.core.flow import FlowDenoiser, Velocity, vp_point
 
 Denoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # same contract as diffusion.core.denoisers.Denoiser
 WEIGHT_TOL = 1e-6  # weights must sum to 1 within this
+CHUNK_ELEMENTS = 2**20  # rows x components evaluated at once: bounded memory for kernel mixtures of 5,000 points
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,22 +78,28 @@ class GaussianMixture:
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """n iid draws: k ~ Categorical(weights), then m_k + U_k sqrt(lam_k) z with z ~ N(0, I); (n, D)."""
+        return self.sample_components(n, generator)[0]
+
+    def sample_components(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """sample's n draws (n, D) float32 and the component k each came from (n,) long."""
         if not (isinstance(n, int) and n >= 1):
             raise ValueError(f"number of samples n={n!r} is invalid; allowed: an integer >= 1")
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)      # (n,)
         z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)            # (n, D)
         x = self.means[k] + torch.einsum("nij,nj->ni", self._eigvecs[k], self._eigvals[k].sqrt() * z)
-        return x.float()
+        return x.float(), k
 
     def _component_terms(self, x: Tensor, alpha_bar: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Per row and component of the noised mixture: the rotated residual U_k^T (x_t - sqrt(ab) m_k)
-        (B, K, D), its variances ab lam_k + 1 - ab (B, K, D), and
+        (B, K, D), its variances ab lam_k + 1 - ab (B, K, D), or (1, K, D) when all rows share alpha_bar, and
         log w_k N(x_t; sqrt(ab) m_k, ab C_k + (1 - ab) I) (B, K)."""
-        ab = alpha_bar[:, None, None]                                                    # (B, 1, 1)
+        shared = bool((alpha_bar == alpha_bar[0]).all())     # one noise level (a grid, a sampling step)
+        ab = (alpha_bar[:1] if shared else alpha_bar)[:, None, None]                     # (B or 1, 1, 1)
         resid = x[:, None, :] - ab.sqrt() * self.means[None]                             # (B, K, D)
         d = torch.einsum("kji,bkj->bki", self._eigvecs, resid)                           # (B, K, D)
-        var = ab * self._eigvals[None] + (1.0 - ab)                                      # (B, K, D)
-        log_norm = -0.5 * (d**2 / var + var.log() + math.log(2 * math.pi)).sum(-1)     # (B, K)
+        var = ab * self._eigvals[None] + (1.0 - ab)                                      # (B or 1, K, D)
+        log_det = (var.log() + math.log(2 * math.pi)).sum(-1)                           # (B or 1, K)
+        log_norm = -0.5 * ((d**2 / var).sum(-1) + log_det)                              # (B, K)
         return d, var, self.weights.log()[None] + log_norm
 
     def _checked(self, x: Tensor, alpha_bar: Tensor) -> tuple[Tensor, Tensor]:
@@ -111,12 +118,17 @@ class GaussianMixture:
         return self if self.means.device == device else GaussianMixture(
             self.weights.to(device), self.means.to(device), self.covs.to(device))
 
+    def _chunked(self, fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, alpha_bar: Tensor) -> Tensor:
+        """fn over row chunks of at most CHUNK_ELEMENTS rows x components (kernel mixtures have thousands)."""
+        step = max(1, CHUNK_ELEMENTS // len(self.weights))
+        return torch.cat([fn(x[i:i + step], alpha_bar[i:i + step]) for i in range(0, x.shape[0], step)])
+
     def log_prob(self, x: Tensor) -> Tensor:
         """Exact log density log sum_k w_k N(x; m_k, C_k) by log-sum-exp; x (n, D) -> (n,) float32."""
         x = torch.as_tensor(x)
         gm = self._to(x.device)
         x64, ab = gm._checked(x, torch.ones(x.shape[0], dtype=torch.float64, device=x.device))
-        return torch.logsumexp(gm._component_terms(x64, ab)[2], dim=1).float()
+        return gm._chunked(lambda xc, abc: torch.logsumexp(gm._component_terms(xc, abc)[2], dim=1), x64, ab).float()
 
     def noised(self, alpha_bar: float) -> "GaussianMixture":
         """Exact law of x_t (Ho eq. 4): means sqrt(alpha_bar) m_k, covs alpha_bar C_k + (1 - alpha_bar) I."""
@@ -127,19 +139,30 @@ class GaussianMixture:
                                alpha_bar * self.covs + (1.0 - alpha_bar) * eye)
 
     @torch.no_grad()
-    def posterior_mean(self, x_t: Tensor, alpha_bar: Tensor) -> Tensor:
-        """Exact denoiser E[x0 | x_t] by Bayes over components; x_t (B, D), alpha_bar (B,) per row -> (B, D).
-
-        Responsibilities r_k under the noised mixture, then per component (Gaussian conditioning)
-        E[x0 | x_t, k] = m_k + sqrt(ab) C_k (ab C_k + (1 - ab) I)^-1 (x_t - sqrt(ab) m_k).
-        """
+    def component_posteriors(self, x_t: Tensor, alpha_bar: Tensor) -> tuple[Tensor, Tensor]:
+        """Per row and component: log w_k p_t(x_t | k) (B, K) and E[x0 | x_t, k] (B, K, D), float64, where
+        (Gaussian conditioning) E[x0 | x_t, k] = m_k + sqrt(ab) C_k (ab C_k + (1 - ab) I)^-1 (x_t - sqrt(ab) m_k)."""
         gm = self._to(x_t.device)
         x, ab = gm._checked(x_t, alpha_bar)
         d, var, log_r = gm._component_terms(x, ab)
-        r = torch.softmax(log_r, dim=1)                                                  # (B, K)
         gain = ab.sqrt()[:, None, None] * gm._eigvals[None] / var                        # (B, K, D)
-        cond = gm.means[None] + torch.einsum("kij,bkj->bki", gm._eigvecs, gain * d)      # (B, K, D)
-        return torch.einsum("bk,bkd->bd", r, cond).float()
+        return log_r, gm.means[None] + torch.einsum("kij,bkj->bki", gm._eigvecs, gain * d)
+
+    @torch.no_grad()
+    def posterior_mean(self, x_t: Tensor, alpha_bar: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Exact denoiser E[x0 | x_t] by Bayes over components; x_t (B, D), alpha_bar (B,) per row -> (B, D):
+        the component means of component_posteriors averaged with responsibilities softmax(log w_k p_t(x_t | k)).
+        mask (B, K) bool keeps, per row, a subset of the components (E[x0 | x_t, k in subset], e.g. a class)."""
+        x, ab = self._checked(x_t, alpha_bar)
+        if mask is not None and mask.shape != (x.shape[0], len(self.weights)):
+            raise ValueError(f"mask has shape {tuple(mask.shape)}; allowed: ({x.shape[0]}, {len(self.weights)})")
+
+        def mean(x_rows: Tensor, index: Tensor) -> Tensor:
+            log_r, cond = self.component_posteriors(x_rows, ab[index])
+            if mask is not None:
+                log_r = log_r.masked_fill(~mask.to(x.device)[index], -math.inf)
+            return torch.einsum("bk,bkd->bd", torch.softmax(log_r, dim=1), cond)
+        return self._chunked(mean, x, torch.arange(x.shape[0], device=x.device)).float()
 
     def denoiser(self, alpha_bar: Tensor) -> Denoiser:
         """Exact Denoiser (x_t, t, y) -> E[x0 | x_t] at alpha_bar[t]; alpha_bar (T,), t (B,) code timesteps."""
@@ -187,3 +210,30 @@ def flow_velocity(mixture: GaussianMixture) -> Velocity:
 def flow_denoiser(mixture: GaussianMixture) -> FlowDenoiser:
     """The exact flow denoiser (x_t, t, y) -> E[x0 | x_t] on x_t = (1 - t) x0 + t eps, a FlowDenoiser (core.flow)."""
     return lambda x_t, t, y=None: flow_posterior(mixture, x_t, t)[0]
+
+
+def _class_mask(component_labels: Tensor, y: Tensor, K: int) -> Tensor:
+    """(B, K) bool: component k belongs to row b's class y[b]; ValueError when a class has no component."""
+    labels = torch.as_tensor(component_labels, dtype=torch.long)
+    if labels.shape != (K,):
+        raise ValueError(f"component_labels has shape {tuple(labels.shape)}; allowed: ({K},), one class per component")
+    mask = labels.to(y.device)[None, :] == y.long()[:, None]
+    if not mask.any(dim=1).all():
+        missing = sorted(set(y.tolist()) - set(labels.tolist()))
+        raise ValueError(f"classes {missing} have no component; allowed: {sorted(set(labels.tolist()))}")
+    return mask
+
+
+@torch.no_grad()
+def guided_posterior_mean(mixture: GaussianMixture, component_labels: Tensor, x_t: Tensor, alpha_bar: Tensor,
+                          y: Tensor, w: float) -> Tensor:
+    """Exact classifier-free guidance (Ho & Salimans 2022) for a labelled mixture whose class y is the sub-mixture of
+    the components labelled y: uncond + w (cond - uncond), with uncond = E[x0 | x_t] and cond = E[x0 | x_t, y].
+
+    By Tweedie (E[x0 | x_t] = (x_t + (1 - ab) grad log p_t(x_t)) / sqrt(ab)) it is the denoiser of the tilted
+    density p_t(x_t)^(1 - w) p_t(x_t | y)^w. x_t (B, D), alpha_bar (B,), y (B,) class per row -> (B, D) float32.
+    """
+    mask = _class_mask(component_labels, y, len(mixture.weights))
+    uncond = mixture.posterior_mean(x_t, alpha_bar).double()
+    given_y = mixture.posterior_mean(x_t, alpha_bar, mask).double()
+    return (uncond + w * (given_y - uncond)).float()

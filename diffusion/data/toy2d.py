@@ -17,9 +17,13 @@ mean and trace(Cov) / 2:
 - checkerboard: uniform on the 8 dark unit squares of a 4x4 board on [-2, 2]^2 (each marginal U[-2, 2]);
   0, 4 / 3.
 The Gaussian sets carry their exact (rescaled) law as a GaussianMixture and sample from exactly it.
+Labelled sets (for class-conditional models and guidance) draw a class with each point: the component of
+8gaussians (8) and 25gaussians (25), the moon (upper 0, lower 1), the circle (outer 0, inner 1), the spiral arm
+(2) and the checkerboard square (8, numbered 2 col + row // 2); gaussian and swissroll have no classes.
 """
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,7 +33,7 @@ from torch import Tensor
 
 from diffusion.core.oracles import GaussianMixture
 
-Sampler = Callable[[int, torch.Generator], Tensor]
+Draw = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]   # n, generator -> points (n, 2), classes (n,)
 MOONS_NOISE, CIRCLES_NOISE, SWISSROLL_NOISE, SPIRALS_NOISE = 0.05, 0.05, 0.5, 0.3
 RING_RADIUS, RING_STD = 4.0, 0.5
 GRID_STD = 0.1
@@ -38,20 +42,28 @@ SWISSROLL_START, SWISSROLL_END = 1.5 * math.pi, 4.5 * math.pi
 SPIRAL_TURN = 3 * math.pi
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Toy2D:
-    """A named 2D toy distribution; mixture is its exact law when it is a Gaussian mixture."""
+    """A named 2D toy distribution; mixture is its exact law when it is a Gaussian mixture, and for labelled
+    mixtures component_labels (K,) gives each component's class (class y's law: the components labelled y)."""
 
     name: str
     description: str
-    sampler: Sampler
+    draw: Draw
+    num_classes: int = 0                     # 0: unlabelled (draw's classes are all 0)
     mixture: GaussianMixture | None = None
+    component_labels: Tensor | None = None
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """n iid points, (n, 2) float32, a function of the generator's state only."""
+        return self.sample_labelled(n, generator)[0]
+
+    def sample_labelled(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """n iid points (n, 2) float32 and their classes (n,) long (all 0 for an unlabelled set)."""
         if not (isinstance(n, int) and n >= 1):
             raise ValueError(f"number of samples n={n!r} is invalid; allowed: an integer >= 1")
-        return self.sampler(n, generator)
+        x, y = self.draw(n, generator)
+        return x, y.long()
 
 
 def _standardised(x: Tensor, mean: tuple[float, float], var: float) -> Tensor:
@@ -84,10 +96,12 @@ class _Curve:
     mean: tuple[float, float]
     var: float                                  # trace(Cov) / 2 of the raw law, noise included
 
-    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+    def draw(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """n points and their branch as class (n,) long."""
         u = _uniform(n, generator)
         branch = _coin(n, generator) if self.branches == 2 else torch.zeros(n, dtype=torch.bool)
-        return _standardised(_noisy(self.curve(u, branch), self.noise, generator), self.mean, self.var)
+        x = _standardised(_noisy(self.curve(u, branch), self.noise, generator), self.mean, self.var)
+        return x, branch.long()
 
 
 def _moons(u: Tensor, lower: Tensor) -> Tensor:
@@ -127,12 +141,12 @@ CURVES: dict[str, _Curve] = {
 }
 
 
-def _checkerboard(n: int, generator: torch.Generator) -> Tensor:
+def _checkerboard(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     col = torch.randint(0, 4, (n,), generator=generator)
     row = 2 * torch.randint(0, 2, (n,), generator=generator) + col % 2      # dark squares: row + col even
     corner = torch.stack([col, row], 1).to(torch.float64) - 2.0
     x = corner + torch.rand(n, 2, generator=generator, dtype=torch.float64)
-    return _standardised(x, (0.0, 0.0), 4.0 / 3.0)
+    return _standardised(x, (0.0, 0.0), 4.0 / 3.0), 2 * col + row // 2
 
 
 def _ring_mixture() -> GaussianMixture:
@@ -154,29 +168,61 @@ def _correlated_gaussian() -> GaussianMixture:
     return GaussianMixture(torch.ones(1, dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64), cov)
 
 
-def _mixture_set(name: str, description: str, mixture: GaussianMixture) -> Toy2D:
-    return Toy2D(name, description, mixture.sample, mixture)
+def mixture_set(name: str, description: str, mixture: GaussianMixture, component_labels: Tensor | None = None
+                ) -> Toy2D:
+    """A Toy2D whose law is the mixture; with component_labels (K,) its classes are groups of components."""
+    if component_labels is None:
+        return Toy2D(name, description, lambda n, g: (mixture.sample(n, g), torch.zeros(n, dtype=torch.long)),
+                     0, mixture)
+    labels = torch.as_tensor(component_labels, dtype=torch.long)
+
+    def draw(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        x, k = mixture.sample_components(n, generator)
+        return x, labels[k]
+    return Toy2D(name, description, draw, int(labels.max()) + 1, mixture, labels)
 
 
 TOY_DATASETS: dict[str, Toy2D] = {
     toy.name: toy for toy in (
-        _mixture_set("gaussian", "One Gaussian, correlation 0.8 (a tilted ellipse)", _correlated_gaussian()),
-        _mixture_set("8gaussians", "Eight Gaussians on a ring", _ring_mixture()),
-        _mixture_set("25gaussians", "25 small Gaussians on a 5x5 grid", _grid_mixture()),
-        Toy2D("moons", "Two interleaving half circles with small noise", CURVES["moons"].sample),
-        Toy2D("swissroll", "A 2D Swiss roll spiral, denser near the centre", CURVES["swissroll"].sample),
-        Toy2D("circles", "Two concentric circles (radii 1 and 0.5)", CURVES["circles"].sample),
-        Toy2D("spirals", "Two interleaved spiral arms", CURVES["spirals"].sample),
-        Toy2D("checkerboard", "Uniform on the dark squares of a 4x4 checkerboard", _checkerboard),
+        mixture_set("gaussian", "One Gaussian, correlation 0.8 (a tilted ellipse)", _correlated_gaussian()),
+        mixture_set("8gaussians", "Eight Gaussians on a ring", _ring_mixture(), torch.arange(8)),
+        mixture_set("25gaussians", "25 small Gaussians on a 5x5 grid", _grid_mixture(), torch.arange(25)),
+        Toy2D("moons", "Two interleaving half circles with small noise", CURVES["moons"].draw, 2),
+        Toy2D("swissroll", "A 2D Swiss roll spiral, denser near the centre", CURVES["swissroll"].draw),
+        Toy2D("circles", "Two concentric circles (radii 1 and 0.5)", CURVES["circles"].draw, 2),
+        Toy2D("spirals", "Two interleaved spiral arms", CURVES["spirals"].draw, 2),
+        Toy2D("checkerboard", "Uniform on the dark squares of a 4x4 checkerboard", _checkerboard, 8),
     )
 }
 
 
+CUSTOM_PREFIX = "custom:"
+MAX_CUSTOM_SETS = 64                     # custom sets kept in memory per process (least recently used dropped first)
+_CUSTOM: OrderedDict[str, Toy2D] = OrderedDict()
+
+
+def register_custom(toy: Toy2D) -> Toy2D:
+    """Make a custom set (name "custom:...", see data.custom) known to toy_dataset in this process; returns it."""
+    if not toy.name.startswith(CUSTOM_PREFIX):
+        raise ValueError(f"custom set name {toy.name!r} must start with {CUSTOM_PREFIX!r}")
+    _CUSTOM[toy.name] = toy
+    _CUSTOM.move_to_end(toy.name)
+    while len(_CUSTOM) > MAX_CUSTOM_SETS:
+        _CUSTOM.popitem(last=False)
+    return toy
+
+
 def toy_dataset(name: str) -> Toy2D:
-    """The registered toy dataset called name."""
-    if name not in TOY_DATASETS:
-        raise ValueError(f"unknown toy dataset {name!r}; allowed: {', '.join(TOY_DATASETS)}")
-    return TOY_DATASETS[name]
+    """The preset called name, or a custom set registered in this process (data.custom.custom_set registers)."""
+    if name in TOY_DATASETS:
+        return TOY_DATASETS[name]
+    if name in _CUSTOM:
+        _CUSTOM.move_to_end(name)
+        return _CUSTOM[name]
+    if name.startswith(CUSTOM_PREFIX):
+        raise ValueError(f"custom set {name!r} is not loaded in this process; load its run (its config carries the "
+                         "points) or rebuild it with diffusion.data.custom")
+    raise ValueError(f"unknown toy dataset {name!r}; allowed: {', '.join(TOY_DATASETS)}, or a custom set")
 
 
 CURVE_POINTS = 2000   # quadrature points per branch: spacing along every curve under half its noise's std

@@ -111,14 +111,22 @@ def with_precision(run: Run, precision: Precision, device: str | torch.device = 
 
 
 class Extremes:
-    """A per-step callback keeping the largest |x_t| and |x0_hat| seen (NaN counts as inf), on x's device."""
+    """A per-step callback keeping the largest |x_t| and |x0_hat| seen (NaN counts as inf), on x's device; as a
+    Run's observe_x0 it also sees each 2D x0_hat before its projection onto the data's ball, so max |x0_hat| is the
+    raw network's and `projected` counts the x0_hat evaluations the projection moved."""
 
     def __init__(self):
         self.x: Tensor | None = None
         self.x0: Tensor | None = None
+        self.projected, self.evaluations = 0, 0
 
     def __call__(self, i: int, t: float, x_t: Tensor, x0_hat: Tensor) -> None:
         self.x, self.x0 = _running_max(self.x, x_t), _running_max(self.x0, x0_hat)
+
+    def observe(self, x0_raw: Tensor, moved: Tensor) -> None:
+        self.x0 = _running_max(self.x0, x0_raw)
+        self.projected += int(moved.sum())
+        self.evaluations += int(moved.numel())
 
     def values(self, output: Tensor) -> tuple[float, float]:
         """(max |x| over the trajectory and the output, max |x0_hat|)."""
@@ -163,8 +171,9 @@ def _measure(run: Run, config: SamplerConfig, n: int, seed: int, y: Tensor | Non
              metrics: Sequence[str]) -> dict:
     """One cell of the study: sample with a stability callback, time it, judge the samples if all are finite."""
     extremes = Extremes()
+    observed = run if run.is_image else replace(run, observe_x0=extremes.observe)
     start = time.perf_counter()
-    samples = run.sample(n, config, seed=seed, y=y, callback=extremes)   # .cpu(): the clock waits for the device
+    samples = observed.sample(n, config, seed=seed, y=y, callback=extremes)   # .cpu(): the clock waits for the device
     seconds = time.perf_counter() - start
     nonfinite = int((~torch.isfinite(samples).reshape(n, -1).all(dim=1)).sum())
     quality = {f"{m}{s}": math.nan for m in metrics for s in ("", "_low", "_high")}
@@ -177,7 +186,7 @@ def _measure(run: Run, config: SamplerConfig, n: int, seed: int, y: Tensor | Non
     max_x, max_x0 = extremes.values(samples)
     return {"sampler": config.name, "settings": settings(config), "nfe": nfe_of(config.name, config.steps),
             "steps": config.steps, "seconds": seconds, **quality, "nonfinite": nonfinite, "max_abs_x": max_x,
-            "max_abs_x0": max_x0, "error": error}
+            "max_abs_x0": max_x0, "x0_projected": extremes.projected / max(1, extremes.evaluations), "error": error}
 
 
 def study(run: Run, samplers: Sequence[str | SamplerConfig] = SAMPLERS, nfe_targets: Sequence[int] = NFE_TARGETS,
@@ -192,9 +201,10 @@ def study(run: Run, samplers: Sequence[str | SamplerConfig] = SAMPLERS, nfe_targ
     time), the quality_metrics(run) with their interval bounds (m_low, m_high) and floors (m_floor, m_floor_low,
     m_floor_high), nonfinite (samples with NaN/inf; quality is NaN then),
     max_abs_x / max_abs_x0 (largest |x_t| and |x0_hat| along the trajectories; x_t in the sampler's space: VP for
-    ddpm/ddim, VE x_t / sqrt(alpha_bar) for euler/heun/dpmpp2m, flow x_t for flow_euler/flow_midpoint), error,
-    protocol (study_protocol with the row's sampler), n (capped when the data hold fewer held-out images; cap says
-    so)."""
+    ddpm/ddim, VE x_t / sqrt(alpha_bar) for euler/heun/dpmpp2m, flow x_t for flow_euler/flow_midpoint; 2D x0_hat
+    before its projection onto the data's ball), x0_projected (2D: the share of x0_hat evaluations that projection
+    moved; 0 for images), error, protocol (study_protocol with the row's sampler), n (capped when the data hold fewer
+    held-out images; cap says so)."""
     if not (isinstance(n, int) and n >= 2):
         raise ValueError(f"number of samples n={n!r} is out of range; allowed: integers >= 2")
     unknown = [p for p in precisions if p not in PRECISIONS]

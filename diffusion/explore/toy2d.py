@@ -19,6 +19,7 @@ from torch import Tensor
 from diffusion.core.forward import q_sample
 from diffusion.core.oracles import GaussianMixture
 from diffusion.core.schedules import NoiseSchedule
+from diffusion.data import toy_for
 from diffusion.data.toy2d import toy_dataset
 from diffusion.metrics.evaluation import LIVE_2D_N as METRIC_N
 from diffusion.metrics.evaluation import measure_samples, rows_frame
@@ -30,6 +31,7 @@ METRICS = ("w1", "w2", "kl_model_true", "kl_true_model")
 SWEEP_STEPS = (5, 10, 20, 50, 100, 250, 1000)
 FAR_FROM_NORMAL = 1e-3          # alpha_bar_T above this: x_T keeps > 3% of x0's amplitude (Lin et al. 2024)
 FIELD_EXTENT = 3.0              # the vector-field grid spans [-FIELD_EXTENT, FIELD_EXTENT]^2 (data std is 1)
+MAX_FIELD_SIZE = 64             # arrows per side of the vector-field grid
 FieldKind = Literal["direction", "score"]
 
 
@@ -82,6 +84,20 @@ def noised_points(x0: np.ndarray, schedule: NoiseSchedule, paper_t: int, seed: i
     return q_sample(x, schedule.alpha_bar[paper_t - 1], eps).numpy()
 
 
+def forward_frame(x0: np.ndarray, schedule: NoiseSchedule, frames: int = 50, seed: int = 0) -> pd.DataFrame:
+    """The forward process as animation frames: x_t of every point at `frames` + 1 paper timesteps evenly spaced
+    from 0 (the data) to T, one eps per point for all t (so each point moves smoothly toward its own eps).
+    Columns frame, t (paper), point, x, y."""
+    if not (isinstance(frames, int) and 1 <= frames <= schedule.T):
+        raise ValueError(f"frames={frames!r} is out of range; allowed: integers from 1 to T={schedule.T}")
+    ts = np.unique(np.linspace(0, schedule.T, frames + 1).round().astype(int))
+    clouds = np.stack([noised_points(x0, schedule, int(t), seed) for t in ts])              # (F, n, 2)
+    n = clouds.shape[1]
+    return pd.DataFrame({"frame": np.repeat(np.arange(len(ts)), n), "t": np.repeat(ts, n),
+                         "point": np.tile(np.arange(n), len(ts)), "x": clouds[..., 0].ravel(),
+                         "y": clouds[..., 1].ravel()})
+
+
 def sampler_sweep(run: Run, name: str, eta: float = 0.0, steps: tuple[int, ...] = SWEEP_STEPS,
                   seed: int = 0) -> pd.DataFrame:
     """Metrics of METRIC_N samples (same seed, so the same x_T) against the number of steps (capped at T).
@@ -130,8 +146,8 @@ def grid_points(size: int, extent: float = FIELD_EXTENT) -> np.ndarray:
 
 
 def exact_mixture(run: Run) -> GaussianMixture | None:
-    """The run's data law when it is a Gaussian mixture (gaussian, 8gaussians, 25gaussians), else None."""
-    return toy_dataset(run.config.data.dataset).mixture
+    """The run's data law when it is a Gaussian mixture (gaussian, 8gaussians, 25gaussians, custom sets), else None."""
+    return toy_for(run.config.data).mixture
 
 
 @torch.no_grad()
@@ -149,11 +165,13 @@ def denoising_fields(run: Run, t: int, size: int = 17, kind: FieldKind = "direct
     """On a size x size grid of x_t at code timestep t, the arrow x0_hat - x_t ("direction") or the score
     (sqrt(alpha_bar) x0_hat - x_t) / (1 - alpha_bar) (Tweedie), learned and (mixtures) exact.
 
-    Columns field ("learned" | "exact"), x, y, u, v (the vector), x2, y2 (arrow ends: one common scale for both
-    fields, the 95th-percentile length drawn as 0.9 grid cells, clipped at 1.5 cells).
+    Columns field ("learned" | "exact"), x, y, u, v (the vector), magnitude (its length, for colour), x2, y2 (arrow
+    ends: one common scale for both fields, the 95th-percentile length drawn as 0.9 grid cells, clipped at 1.5 cells).
     """
     if kind not in ("direction", "score"):
         raise ValueError(f"unknown field kind {kind!r}; allowed: direction, score")
+    if not (isinstance(size, int) and 3 <= size <= MAX_FIELD_SIZE):
+        raise ValueError(f"field grid size={size!r} is out of range; allowed: integers from 3 to {MAX_FIELD_SIZE}")
     x_t = torch.from_numpy(grid_points(size))
     ab = run.schedule.alpha_bar[t]
     frames = []
@@ -164,6 +182,7 @@ def denoising_fields(run: Run, t: int, size: int = 17, kind: FieldKind = "direct
     df = pd.concat(frames, ignore_index=True)
     cell = 2 * FIELD_EXTENT / (size - 1)
     length = np.hypot(df["u"], df["v"])
+    df["magnitude"] = length
     scale = 0.9 * cell / max(float(np.nanpercentile(length, 95)), 1e-12)
     shrink = np.minimum(1.0, 1.5 * cell / np.maximum(scale * length, 1e-12))
     df["x2"] = df["x"] + scale * shrink * df["u"]

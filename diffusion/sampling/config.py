@@ -41,7 +41,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "eta": _in(0.0, 1.0),
     "spacing": _one_of(SPACINGS),
     "variance": _one_of(VARIANCES),
-    "clip": ((lambda v: v is None or isinstance(v, bool)), "None (images on, 2D off), True or False"),
+    "clip": ((lambda v: v is None or isinstance(v, bool)), "None or True (on: images to [-1, 1], 2D onto the training data's ball), False"),
     "guidance": _in(0.0, MAX_GUIDANCE),
     "grid": _one_of(GRIDS, optional=True),
     "rho": ((lambda v: _number(v) and 0 < v <= MAX_RHO), f"a number above 0, at most {MAX_RHO:g}"),
@@ -63,7 +63,7 @@ class SamplerConfig:
     eta: float = 0.0                 # ddim: stochasticity, 0 (deterministic) to 1 (= ddpm)
     spacing: str = "trailing"        # ddpm, ddim: which timesteps (core.schedules.spaced_timesteps)
     variance: str = "beta_tilde"     # ddpm: the posterior variance
-    clip: bool | None = None         # None: on for images, off for 2D data
+    clip: bool | None = None         # None/True: x0_hat clipped (images: [-1, 1]; 2D: onto the data's ball); False: raw
     guidance: float = 1.0            # classifier-free guidance scale w; 1 = plain conditional
     grid: str | None = None          # euler/heun/dpmpp2m sigma grid; None: karras (rho), logsnr for dpmpp2m
     rho: float = 7.0                 # Karras et al. eq. 5 (karras grid)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from diffusion.config import RunConfig
-from diffusion.core.denoisers import Denoiser, clipped, guided, model_denoiser
+from diffusion.core.denoisers import Denoiser, X0Observer, clipped, guided, model_denoiser, projected
 from diffusion.core.edm import (
     EDM_SIGMA_MAX,
     EDM_SIGMA_MIN,
@@ -35,6 +35,7 @@ from diffusion.core.flow import (
     vp_from_flow,
 )
 from diffusion.core.schedules import NoiseSchedule, spaced_timesteps
+from diffusion.data import data_radius, toy_for
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.registry import Space, sampler_spec
 from diffusion.sampling.vp import SeededNoise, StepCallback
@@ -74,6 +75,11 @@ class Run:
     step: int
     history: list[dict]
     data_source: str = ""
+    observe_x0: X0Observer | None = None   # sees each raw 2D x0_hat before its projection (explore.study.Extremes)
+
+    def __post_init__(self):
+        if not self.is_image:
+            toy_for(self.config.data)    # a custom 2D set becomes known by name (metrics, densities) in this process
 
     @property
     def is_image(self) -> bool:
@@ -103,12 +109,21 @@ class Run:
     def is_flow(self) -> bool:
         return self.config.train.objective == "flow"
 
+    @property
+    def x0_radius(self) -> float:
+        """2D runs: the radius of their training set (data.data_radius), the ball x0_hat is projected onto."""
+        if self.is_image:
+            raise ValueError("an image run has no data radius: its x0_hat is clipped to [-1, 1]")
+        return data_radius(self.config.data)
+
     def _wrap(self, denoise, sampler: SamplerConfig):
-        """Guidance and clipping: they work alike on (x_t, t, y) and (x, sigma, y) denoisers."""
+        """Guidance, then clipping (on unless sampler.clip is False): images to [-1, 1], 2D x0_hat onto the ball of
+        the training set's radius. They work alike on (x_t, t, y) and (x, sigma, y) denoisers."""
         if sampler.guidance != 1.0:
             denoise = guided(denoise, sampler.guidance, self.net.null_label)
-        clip = self.is_image if sampler.clip is None else sampler.clip
-        return clipped(denoise) if clip else denoise
+        if sampler.clip is False:
+            return denoise
+        return clipped(denoise) if self.is_image else projected(denoise, self.x0_radius, self.observe_x0)
 
     def denoiser(self, sampler: SamplerConfig) -> Denoiser:
         """The network as a Denoiser over the discrete timesteps, with the sampler's clipping and guidance (a flow

@@ -23,6 +23,22 @@ PROBE_SEED = 20_240_601   # the probe batch of guard.health: fixed, and drawn wi
 StopReason = Literal["steps", "time", "callback", "diverged"]
 
 
+def _adamw_kernel(device: str) -> dict:
+    """AdamW's implementation: fused (one kernel for all parameters) on CPU and CUDA, where PyTorch has it; on CPU it
+    made the 2D MLP's step 12% faster than the default per-parameter loop (benchmarks/bench_2d.py); foreach elsewhere."""
+    return {"fused": True} if torch.device(device).type in ("cpu", "cuda") else {"foreach": True}
+
+
+def _clip_gradients(params: list[Tensor], max_norm: float) -> float:
+    """The gradients' total norm, scaling them to max_norm when above it: clip_grad_norm_ without its multiply by
+    1 on the steps that need no clipping (3% of the 2D MLP's step)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+    if float(norm) > max_norm:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm, foreach=True)
+    return float(norm)
+
+
 @dataclass
 class StepInfo:
     step: int        # steps done so far, this one included
@@ -78,7 +94,8 @@ class Trainer:
         self._buffers = list(zip(self.ema.buffers(), self.model.buffers()))
         self._net = distributed.wrap(self.model)  # forward and backward only: the state lives in self.model
         self._precond = EDMPrecond(self._net, tc.sigma_data)  # used by the edm objective only
-        self.optimizer = torch.optim.AdamW(self._params, lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
+        self.optimizer = torch.optim.AdamW(self._params, lr=tc.lr, weight_decay=tc.weight_decay,
+                                           **_adamw_kernel(self.device))
         self.generator = torch.Generator(self.device).manual_seed(tc.seed)
         if self.noise is not None and (tc.objective != "flow" or self.noise.shape != self.x.shape):
             raise ValueError(f"coupled noise {tuple(self.noise.shape)} needs the flow objective and the data's shape "
@@ -149,8 +166,7 @@ class Trainer:
         loss = self._loss(self._net, *self._batch(generator), generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self._params, max_norm, foreach=True))
+        grad_norm = _clip_gradients(self._params, tc.grad_clip if tc.grad_clip > 0 else math.inf)
         value = distributed.mean(loss.detach())  # the same on every rank, so all ranks stop together
         why = guard.step_verdict(self.step, value, grad_norm, self.loss_avg)
         if why:

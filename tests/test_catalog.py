@@ -12,10 +12,10 @@ from diffusion.cli import main
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
 from diffusion.explore import catalog
-from diffusion.metrics.measure import measure
+from diffusion.metrics.measure import measure, measure_likelihood
 from diffusion.models import build_model
 from diffusion.models.config import unet_preset
-from diffusion.training.checkpoints import load_run
+from diffusion.training.checkpoints import LIKELIHOOD, load_run
 from diffusion.training.defaults import recipe_2d
 from diffusion.training.trainer import Trainer
 
@@ -176,3 +176,16 @@ def test_shipped_runs_say_their_device_and_label_the_rows_of_the_old_protocol():
         assert len(old) and len(new) == 1 and new["step"].iloc[0] == summary.step, name
         assert old["step"].max() <= summary.step and catalog.final_metrics(summary.history)["protocol"] == \
             new["protocol"].iloc[0]
+
+
+def test_a_likelihood_measurement_reaches_the_table_and_goes_stale_when_the_run_trains_on(cli_run, tmp_path):
+    folder = shutil.copytree(cli_run, tmp_path / "run")
+    report = measure_likelihood(folder, n=64)
+    assert json.loads((folder / LIKELIHOOD).read_text()) == report and report["step"] == CLI_STEPS
+    row = catalog.row(catalog.read_folder(folder))
+    nll, true_nll = report["nll"], report["true_nll"]
+    assert row["model_nll"] == nll["mean"] and row["model_nll_floor"] == true_nll["mean"]
+    assert row["model_nll_high"] - row["model_nll"] == pytest.approx(1.959964 * nll["se"]) and row["likelihood_n"] == 64
+    assert row["model_nll"] > row["model_nll_floor"]      # 20 steps of training: far from the true density
+    (folder / LIKELIHOOD).write_text(json.dumps({**report, "step": CLI_STEPS - 1}))   # measured before the last step
+    assert "model_nll" not in catalog.row(catalog.read_folder(folder))

@@ -62,3 +62,15 @@ def test_a_tiny_sweep_draws_charts_stability_and_the_goal_line(run):
     assert at.button(key="study_go").disabled and _charts(at) == 3
     at.multiselect(key="study_nfe_False").set_value([]).run()
     assert any("Pick at least one" in i.value for i in at.info)
+
+
+def test_the_shipped_flow_run_is_studied_with_the_flow_and_the_diffusion_samplers():
+    at = _page()
+    at.selectbox(key="study_run").set_value("moons (2D MLP), flow matching · checkpoints/moons-flow").run()
+    assert {"flow_euler", "flow_midpoint", "ddim"} <= set(at.multiselect(key="study_samplers").options)
+    at.multiselect(key="study_samplers").set_value(["flow_euler", "ddim"])
+    at.multiselect(key="study_nfe_False").set_value([10])
+    at.select_slider(key="study_n_False").set_value(64).run()
+    at.button(key="study_go").click().run()
+    assert not at.exception and not at.error and _charts(at) == 3
+    assert set(at.dataframe[0].value["sampler"]) >= {"flow_euler", "ddim"}

@@ -20,7 +20,8 @@ from .session_runs import session_runs
 FOLDERS_KEY, PATH_KEY, ADD_ERROR_KEY = "compare_folders", "compare_path", "compare_add_error"
 LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy", "nll": "NLL (exact density)",
           "kid": "KID", "final_loss": f"final loss (mean of last {catalog.LOSS_WINDOW})",
-          "train_seconds": "training time (s, on its device)"}
+          "train_seconds": "training time (s, on its device)",
+          "bits_per_dim": "bits/dim of held-out images (ODE)", "model_nll": "model NLL of held-out points (nats, ODE)"}
 HIGHER_IS_BETTER = ("accuracy",)
 SCAN_TTL_S = 30      # a folder's list of runs is scanned again after this many seconds, not on every rerun
 NO_PROTOCOL = "no protocol recorded"
@@ -133,7 +134,8 @@ def add_error() -> str | None:
 
 def metric_options(table: pd.DataFrame) -> list[str]:
     """The columns the analysis can plot: final loss, the measured metrics the table has, training time."""
-    return ["final_loss", *[m for m in catalog.METRIC_ORDER if m in table], "train_seconds"]
+    measured = [m for m in (*catalog.METRIC_ORDER, *catalog.LIKELIHOOD_METRICS) if m in table]
+    return ["final_loss", *measured, "train_seconds"]
 
 
 def device_note(table: pd.DataFrame) -> str | None:

@@ -15,7 +15,8 @@ from diffusion.sampling.run import Run
 from . import budget, image_cache, scheduler, session_runs
 from .charts import METRIC_LABELS, STRETCH_HEIGHT
 
-SHIPPED = {"moons": "moons (2D MLP)", "digit0": "MNIST digit 0, 16x16", "cond": "MNIST 16x16, conditional",
+SHIPPED = {"moons": "moons (2D MLP)", "moons-flow": "moons (2D MLP), flow matching", "digit0": "MNIST digit 0, 16x16",
+           "digit0-flow": "MNIST digit 0, 16x16, flow matching", "cond": "MNIST 16x16, conditional",
            "cross": "MNIST 16x16, cross-attention", "mnist32": "MNIST 32x32, conditional",
            "shapes32": "shapes 32x32 RGB, conditional"}   # image_cache's shipped run names -> labels
 STORED_STUDIES = 64          # results kept per process (every visitor's)

@@ -1,5 +1,6 @@
-"""A catalog of runs for comparison: run folders found on disk, read cheaply (config.json, metrics.csv and the
-step in ema.safetensors' header; no weights), and in-memory Runs, each summarised as one row of a table.
+"""A catalog of runs for comparison: run folders found on disk, read cheaply (config.json, metrics.csv, the
+likelihood.json a likelihood measurement left, and the step in ema.safetensors' header; no weights), and in-memory
+Runs, each summarised as one row of a table.
 
 A folder that cannot be read (corrupt, half-written) is listed with its error; reading never raises.
 """
@@ -16,15 +17,17 @@ from safetensors import safe_open
 from diffusion.config import RunConfig
 from diffusion.explore.toy2d import METRICS as METRICS_2D
 from diffusion.explore.toy2d import loss_frame
+from diffusion.metrics.intervals import normal
 from diffusion.models import parameter_count
 from diffusion.sampling.run import Run
-from diffusion.training.checkpoints import CHECKPOINTS_DIR, CONFIG, EMA, METRICS
+from diffusion.training.checkpoints import CHECKPOINTS_DIR, CONFIG, EMA, LIKELIHOOD, METRICS
 
 SKIPPED = ("classifiers",)       # folders under CHECKPOINTS_DIR that hold feature networks, not diffusion runs
 SHIPPED_RUNS = ("moons", "mnist16-digit0", "mnist16-cond", "mnist16-cond-cross", "mnist32-cond", "shapes32-cond",
                 "moons-flow", "mnist16-digit0-flow")
 LOSS_WINDOW = 100                # final loss: mean of the last LOSS_WINDOW logged losses (one is noisy)
 METRIC_ORDER = (*METRICS_2D, "nll", "fid", "kid", "accuracy")   # quality columns diffusion.metrics.measure logs
+LIKELIHOOD_METRICS = ("bits_per_dim", "model_nll")   # columns of likelihood.json (likelihood_columns)
 QUALIFIERS = ("protocol", "n", "fid_n")   # say how a number was measured (fid_n: its n in rows of old runs)
 SUFFIXES = ("_low", "_high", "_floor", "_floor_low", "_floor_high")   # a number's interval and its floor's
 NOT_METRICS = ("step", "time", "loss", "lr")
@@ -44,6 +47,7 @@ class RunSummary:
     step: int = 0
     history: pd.DataFrame = field(default_factory=pd.DataFrame)   # step, time, loss, lr and measured metrics
     device: str = ""             # where it trained ("cpu", "cuda", "cuda x4"); "" when the folder does not say
+    likelihood: dict = field(default_factory=dict)   # its likelihood.json (metrics.measure.measure_likelihood), if any
 
     @property
     def ok(self) -> bool:
@@ -126,13 +130,14 @@ def read_folder(path: str | Path, name: str | None = None, source: str | None = 
             step = int(f.metadata()["step"])
         has_history = (path / METRICS).is_file() and (path / METRICS).stat().st_size > 0
         history = pd.read_csv(path / METRICS) if has_history else pd.DataFrame({"step": []})
+        likelihood = json.loads((path / LIKELIHOOD).read_text()) if (path / LIKELIHOOD).is_file() else {}
     except Exception as e:  # noqa: BLE001 - any damage (JSON, CSV, safetensors, config values) is reported
         return RunSummary(name, source, str(path), f"unreadable run: {type(e).__name__}: {e}")
     history = _clean(history)
     if "step" not in history:
         return RunSummary(name, source, str(path), f"unreadable run: {METRICS} has no step column")
     return RunSummary(name, source, str(path), "", config, step, history[history["step"] <= step],
-                      raw.get("device", ""))
+                      raw.get("device", ""), likelihood)
 
 
 def read_run(name: str, run: Run, source: str = "session") -> RunSummary:
@@ -205,7 +210,23 @@ def row(s: RunSummary) -> dict[str, Any]:
             "T": c.schedule.timesteps, "objective": c.train.objective, "architecture": architecture(c.model),
             "parameters": parameter_count(c.model), "batch_size": c.train.batch_size, "lr": c.train.lr,
             "steps": s.step, "train_seconds": float(times.iloc[-1]) if len(times) else math.nan, "device": s.device,
-            "final_loss": final_loss(s.history), **final_metrics(s.history), "error": "", "path": s.path}
+            "final_loss": final_loss(s.history), **final_metrics(s.history), **likelihood_columns(s.likelihood, s.step),
+            "error": "", "path": s.path}
+
+
+def likelihood_columns(report: dict, step: int) -> dict[str, Any]:
+    """The table columns of a likelihood report measured at `step` (none when there is none, or it is of an earlier
+    step): images, bits_per_dim; 2D, model_nll (nats) with its floor, the true density's NLL of the same points;
+    each with its 95% normal interval (mean +- 1.96 standard errors over the held-out points) and likelihood_n."""
+    if not report or report.get("step") != step:
+        return {}
+    name, value = ("bits_per_dim", report["bits_per_dim"]) if "bits_per_dim" in report else ("model_nll", report["nll"])
+    interval = normal(value["mean"], value["se"], "std / sqrt(n)")
+    columns = {name: interval.value, f"{name}_low": interval.low, f"{name}_high": interval.high,
+               "likelihood_n": report["n"]}
+    if report.get("true_nll"):
+        columns[f"{name}_floor"] = report["true_nll"]["mean"]
+    return columns
 
 
 def table(summaries: list[RunSummary]) -> pd.DataFrame:

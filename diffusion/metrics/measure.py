@@ -5,8 +5,10 @@ the requested labels. Every row carries its protocol name, n and the interval bo
 
 Re-measuring a finished run folder under the protocol (remeasure) labels the rows measured before the protocol
 existed (LEGACY) and adds one measurement at the final step: python benchmarks/remeasure.py checkpoints/NAME
+(--likelihood also writes the model's held-out likelihood, measure_likelihood, where the compare page reads it).
 """
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +18,7 @@ from diffusion.metrics.protocol import Protocol, image_protocol
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 from diffusion.training import distributed
-from diffusion.training.checkpoints import METRICS, atomic_write, load_run
+from diffusion.training.checkpoints import LIKELIHOOD, METRICS, atomic_write, load_run
 from diffusion.training.trainer import Callback, StepInfo, Trainer
 
 IMAGE_SAMPLER = SamplerConfig("ddim", 50)
@@ -76,3 +78,16 @@ def remeasure(run_dir: str | Path, n: int | None = None) -> dict[str, float | st
     atomic_write(path, lambda tmp: history.to_csv(tmp, index=False))
     return row
 
+
+
+def measure_likelihood(run_dir: str | Path, n: int | None = None, probes: int = 1, seed: int = 0) -> dict:
+    """The model's likelihood of held-out data at its final step (metrics.likelihood: 2D, NLL in nats of n fresh
+    true points beside the true density's; images, bits/dim of n held-out test images, Hutchinson with `probes`
+    probes), written to the run folder's likelihood.json with its step; returns that report."""
+    from diffusion.metrics.likelihood import nll_report_2d, nll_report_images   # torchdiffeq: only when asked
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    report = nll_report_images(run, n or 200, probes, seed) if run.is_image else nll_report_2d(run, n or 2000, seed)
+    report = {"step": run.step, "seed": seed, **report}
+    atomic_write(run_dir / LIKELIHOOD, lambda tmp: tmp.write_text(json.dumps(report, indent=1, allow_nan=False)))
+    return report

@@ -45,6 +45,7 @@ class TrainerState(Protocol):
 
 CONFIG, MODEL, EMA, OPTIMIZER, METRICS = "config.json", "model.safetensors", "ema.safetensors", \
     "optimizer.safetensors", "metrics.csv"
+LIKELIHOOD = "likelihood.json"   # the model's held-out likelihood at one step (metrics.measure.measure_likelihood)
 RUN_FILES = (CONFIG, OPTIMIZER, EMA, MODEL, METRICS)   # the only names a run folder's commit may rename
 COMMIT, PENDING = "commit.json", ".pending"
 COMMIT_WAIT_S = 10.0   # how long a reader waits for a live writer's commit to finish

@@ -1,19 +1,20 @@
 """Phase 1, ten seconds to a good model: for every preset 2D set (and, with --labelled, its class-conditional run),
 train with the defaults (training.defaults.recipe_2d) for at most --seconds (10) and at most the recipe's steps, then
 
-1. W1 / floor with DDPM-1000 and DDIM-50: --repeats (5) independent protocols of n = 2,000 samples against 2,000
-   fresh true points, the floor being 2,000 other true points against that same reference (explore.quality2d);
+1. W1 / floor with DDPM-1000 and DDIM-50 under the protocol (metrics.protocol: 2,000 samples against 2,000 fresh
+   true points, the floor 2,000 other true points, 10 draws) and its reading against the floor (95% intervals);
 2. steps/s of our trainer (EMA, gradient clipping and history included) against diffusers' bare loop
    (DDPMScheduler.add_noise, MSE on eps, AdamW) on the same MLP and batch, medians of alternating timed bursts;
 3. the largest |x| of --extent-n (100,000) samples per registered sampler at its documented steps, against the
    data's extent (max |x| of the training set), and the share of x0_hat evaluations the projection moved.
 
-    python benchmarks/bench_2d.py [--datasets all] [--seconds 10] [--repeats 5] [--extent-n 100000] [--labelled]
+    python benchmarks/bench_2d.py [--datasets all] [--seconds 10] [--extent-n 100000] [--labelled]
 
 Prints Markdown tables (the README quotes them). One torch thread, as the CLI trains the MLP.
 """
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import replace
@@ -29,7 +30,9 @@ from diffusers import DDPMScheduler  # noqa: E402
 
 from diffusion.data import data_radius, load_data  # noqa: E402
 from diffusion.data.toy2d import TOY_DATASETS  # noqa: E402
-from diffusion.explore.quality2d import W1_N, class_quality, w1_and_floor  # noqa: E402
+from diffusion.explore.quality2d import class_quality  # noqa: E402
+from diffusion.metrics.evaluation import Result, measure_run  # noqa: E402
+from diffusion.metrics.protocol import points_protocol  # noqa: E402
 from diffusion.explore.study import Extremes  # noqa: E402
 from diffusion.models.mlp import MLP  # noqa: E402
 from diffusion.sampling.config import SamplerConfig  # noqa: E402
@@ -38,6 +41,7 @@ from diffusion.training.defaults import UNBOUNDED_STEPS, recipe_2d, run_config_2
 from diffusion.training.trainer import Trainer  # noqa: E402
 
 QUALITY_SAMPLERS = (SamplerConfig("ddpm", 1000), SamplerConfig("ddim", 50))
+W1_N = 2000
 
 
 def train_ours(dataset: str, seconds: float, conditional: bool):
@@ -84,15 +88,15 @@ def speeds(dataset: str, bursts: int = 15, steps: int = 40) -> tuple[float, floa
     return float(np.median(rates["ours"])), float(np.median(rates["peer"]))
 
 
-def quality(run, repeats: int) -> dict[str, tuple[float, float]]:
-    """Sampler -> (W1 / floor, its standard error over the repeats)."""
-    out = {}
-    for sampler in QUALITY_SAMPLERS:
-        samples = run.sample(W1_N * repeats, sampler, seed=1)
-        chunks = np.array_split(samples.numpy(), repeats)
-        ratios = [np.divide(*w1_and_floor(chunk, run.config.data.dataset, seed)) for seed, chunk in enumerate(chunks)]
-        out[f"{sampler.name}-{sampler.steps}"] = (float(np.mean(ratios)), float(np.std(ratios) / np.sqrt(repeats)))
-    return out
+def quality(run) -> dict[str, Result]:
+    """Sampler -> its measurement under the protocol (W1_N samples against W1_N fresh true points, seed 1)."""
+    return {f"{s.name}-{s.steps}": measure_run(run, points_protocol(W1_N, s, seed=1))[0] for s in QUALITY_SAMPLERS}
+
+
+def _cell(result: Result) -> str:
+    """'W1 / floor (reading)', e.g. '1.05 (at the floor)'."""
+    w1, floor = result.metrics["w1"], result.floor["w1"]
+    return f"{w1.value / floor.value:.2f} ({result.reading('w1')})"
 
 
 def extents(run, n: int) -> dict[str, tuple[float, float]]:
@@ -106,25 +110,21 @@ def extents(run, n: int) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _cell(value: tuple[float, float], digits: int = 2) -> str:
-    return f"{value[0]:.{digits}f} ± {value[1]:.{digits}f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", default="all")
     parser.add_argument("--seconds", type=float, default=10.0, help="training budget; 0: the recipe's steps, whatever "
                         "they take (to check recipes on a loaded machine)")
-    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--extent-n", type=int, default=100_000)
     parser.add_argument("--labelled", action="store_true", help="also the class-conditional runs of labelled sets")
     args = parser.parse_args()
     torch.set_num_threads(1)
     names = list(TOY_DATASETS) if args.datasets == "all" else args.datasets.split(",")
     budget = f"at most {args.seconds:g} s" if args.seconds else "the recipe's steps"
+    load = os.getloadavg()[0]
     print(f"\nTen seconds to a good model: {budget} of training with each set's recipe, 1 torch "
-          f"thread, torch {torch.__version__}; W1 / floor of {W1_N} samples vs {W1_N} true points, mean ± s.e. over "
-          f"{args.repeats} protocols\n")
+          f"thread, torch {torch.__version__}, load {load:.1f} at the start; W1 / floor under "
+          f"{points_protocol(W1_N, QUALITY_SAMPLERS[0], seed=1).name} (and ddim50), with its reading\n")
     print("| dataset | recipe | steps | s | ours steps/s | diffusers steps/s | W1/floor DDPM-1000 | W1/floor DDIM-50 |")
     print("|---|---|---|---|---|---|---|---|")
     ranges = {}
@@ -132,7 +132,7 @@ def main() -> None:
         r = recipe_2d(name)
         run, steps, seconds = train_ours(name, args.seconds, False)
         ours_rate, peer_rate = speeds(name)
-        q = quality(run, args.repeats)
+        q = quality(run)
         print(f"| {name} | {r.width}x{r.depth}, batch {r.batch_size}, lr {r.lr:g} | {steps} | {seconds:.1f} | "
               f"{ours_rate:.0f} | {peer_rate:.0f} | {_cell(q['ddpm-1000'])} | {_cell(q['ddim-50'])} |", flush=True)
         if args.extent_n:

@@ -121,9 +121,10 @@ def test_class_quality_of_true_points_is_at_its_floor():
     x, y = toy.sample_labelled(2000, torch.Generator().manual_seed(7))
     frame = class_quality(x, y, "moons", seed=1).set_index("label")
     assert list(frame.index) == ["all", "0", "1"] and frame.loc["all", "n"] == 2000
-    assert (frame["ratio"] < 1.6).all() and (frame["off_support"] < 0.03).all()
+    assert (frame["reading"] == "at the floor").all() and (frame["off_support"] < 0.03).all()
+    assert (frame["w1_low"] <= frame["w1"]).all() and (frame["floor_low"] < frame["floor"]).all()
     far = class_quality(x + 3.0, y, "moons").set_index("label")
-    assert (far["ratio"] > 10).all() and (far["off_support"] > 0.9).all()
+    assert (far["ratio"] > 10).all() and (far["reading"] == "above the floor").all() and (far["off_support"] > 0.9).all()
 
 
 def test_guidance_sweep_of_a_trained_conditional_run(tiny_conditional_run):

@@ -13,7 +13,7 @@ from diffusion.data.images import load_images, to_uint8
 from diffusion.data.toy2d import toy_dataset
 from diffusion.metrics.evaluation import measure_run, measure_samples
 from diffusion.metrics.fid import Frechet, features
-from diffusion.metrics.intervals import ABOVE, AT
+from diffusion.metrics.intervals import ABOVE, AT, reading
 from diffusion.metrics.points2d import score_2d
 from diffusion.metrics.protocol import (
     FLOOR_DRAWS,
@@ -22,6 +22,7 @@ from diffusion.metrics.protocol import (
     Protocol,
     image_protocol,
     points_protocol,
+    points_reference,
     reference_for,
 )
 from diffusion.sampling.config import SamplerConfig
@@ -110,3 +111,21 @@ def test_real_images_read_at_the_floor_and_noisy_ones_above():
     assert measure_samples(fresh, protocol, data).reading("fid") == AT
     noisy = (fresh + 0.4 * torch.randn(fresh.shape, generator=torch.Generator().manual_seed(4))).clamp(-1, 1)
     assert measure_samples(noisy, protocol, data).reading("fid") == ABOVE
+
+
+def test_a_class_protocol_measures_against_that_class_alone():
+    p = points_protocol(300, label=1)
+    assert p.name == "2d·n300·fresh·c1·ddim50·s0" and "of class 1" in p.describe()
+    ref = points_reference(p, "circles")                       # class 1: the inner circle
+    inner, outer = (toy_dataset("circles").sample_class(300, torch.Generator().manual_seed(s), label)
+                    for s, label in ((5, 1), (6, 0)))
+    assert reading(ref.measure(inner)["w1"], ref.floor["w1"]) == "at the floor"
+    assert reading(ref.measure(outer)["w1"], ref.floor["w1"]) == "above the floor"
+    assert ref.draw_sizes == (300,) * FLOOR_DRAWS
+    for bad in (True, -1, "0"):
+        with pytest.raises(ValueError, match="protocol label"):
+            points_protocol(300, label=bad)
+    with pytest.raises(ValueError, match="for 2D protocols only"):
+        Protocol("fid", 100, extractor="classifier", reference="test", label=0)
+    with pytest.raises(ValueError, match="not one of 'swissroll'"):
+        points_reference(points_protocol(50, label=0), "swissroll")

@@ -40,6 +40,7 @@ GRID_STD = 0.1
 INNER_RADIUS = 0.5
 SWISSROLL_START, SWISSROLL_END = 1.5 * math.pi, 4.5 * math.pi
 SPIRAL_TURN = 3 * math.pi
+MAX_DRAWS = 64     # rejection rounds when drawing one class of a labelled set
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +65,19 @@ class Toy2D:
             raise ValueError(f"number of samples n={n!r} is invalid; allowed: an integer >= 1")
         x, y = self.draw(n, generator)
         return x, y.long()
+
+    def sample_class(self, n: int, generator: torch.Generator, label: int) -> Tensor:
+        """n iid points (n, 2) of class `label` only (its law: the set's law given that class), by rejection."""
+        if not self.num_classes or not (isinstance(label, int) and 0 <= label < self.num_classes):
+            raise ValueError(f"class {label!r} is not one of {self.name!r}'s {self.num_classes} classes")
+        kept, count = [], 0
+        for _ in range(MAX_DRAWS):
+            x, y = self.sample_labelled(max(n, 256) * self.num_classes, generator)
+            kept.append(x[y == label])
+            count += len(kept[-1])
+            if count >= n:
+                return torch.cat(kept)[:n]
+        raise ValueError(f"class {label} of {self.name!r} is too rare to draw {n} points")
 
 
 def _standardised(x: Tensor, mean: tuple[float, float], var: float) -> Tensor:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from diffusion.config import ScheduleConfig
 from diffusion.explore.exact import exact_run
-from diffusion.explore.quality2d import class_quality
+from diffusion.explore.quality2d import COLUMNS, class_quality
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 
@@ -51,7 +51,7 @@ def guidance_sweep(run: Run, scales: tuple[float, ...] = GUIDANCE_SCALES, n: int
     for name, source in sources:
         for w in scales:
             frame = guided_frame(source, w, n, sampler, seed)
-            quality = class_quality(frame[["x", "y"]].to_numpy(np.float32), frame["label"].to_numpy(), dataset, seed)
+            quality = class_quality(frame[["x", "y"]].to_numpy(np.float32), frame["label"].to_numpy(), dataset, seed,
+                                    sampler)
             frames.append(quality.assign(source=name, w=float(w)))
-    columns = ["source", "w", "label", "n", "w1", "floor", "ratio", "off_support"]
-    return pd.concat(frames, ignore_index=True)[columns]
+    return pd.concat(frames, ignore_index=True)[["source", "w", *COLUMNS]]

@@ -4,7 +4,7 @@ reference and a floor are built.
 
 The rule: the reference, each floor draw and the generated set have exactly the same n, and the floor's real sets
 are disjoint from the reference. 2D: the reference is n fresh true points (reference_seed), the floor n other fresh
-true points (floor_seed + k). Images with a test split: the reference is n held-out test images, the floor n
+true points (floor_seed + k); of one class only when the protocol has a label (samples drawn for that class). Images with a test split: the reference is n held-out test images, the floor n
 training images (a perfect model draws fresh images of the data), the model n samples, all against that one
 reference; n = min(asked, |test|, |train|). Folder datasets (no test split): reference and floor are disjoint sets
 of training images, n <= N / 2 (memorisation is reported beside). A capped n is said (Reference.cap).
@@ -57,6 +57,7 @@ class Protocol:
     reference: Split = "fresh"       # where the reference comes from: fresh true points, the test or train split
     reference_seed: int = REFERENCE_SEED
     floor_seed: int = FLOOR_SEED     # floor draw k uses floor_seed + k
+    label: int | None = None         # points2d: the class the samples were drawn for (reference and floor of it)
 
     def __post_init__(self):
         allowed = {"points2d": (("",), ("fresh",)), "fid": (tuple(EXTRACTORS), ("test", "train"))}
@@ -71,6 +72,9 @@ class Protocol:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"protocol {name}={value!r} is out of range; allowed: integers from {low} to {high}")
+        if self.label is not None and (self.family != "points2d" or isinstance(self.label, bool)
+                                       or not isinstance(self.label, int) or self.label < 0):
+            raise ValueError(f"protocol label={self.label!r}; allowed: a class id >= 0, for 2D protocols only")
         if self.floor_seed <= self.reference_seed < self.floor_seed + FLOOR_DRAWS:
             raise ValueError(f"reference_seed={self.reference_seed} is one of the floor's seeds "
                              f"{self.floor_seed}..{self.floor_seed + FLOOR_DRAWS - 1}: the sets must differ")
@@ -81,13 +85,16 @@ class Protocol:
         head = ["2d"] if self.family == "points2d" else ["fid", EXTRACTORS[self.extractor]]
         seeds = [f"r{self.reference_seed}"] * (self.reference_seed != REFERENCE_SEED) + \
             [f"f{self.floor_seed}"] * (self.floor_seed != FLOOR_SEED)
-        return "·".join([*head, f"n{self.n}", self.reference, sampler_tag(self.sampler), f"s{self.seed}", *seeds])
+        label = [f"c{self.label}"] * (self.label is not None)
+        return "·".join([*head, f"n{self.n}", self.reference, *label, sampler_tag(self.sampler), f"s{self.seed}",
+                         *seeds])
 
     def describe(self, n: int | None = None) -> str:
         """The protocol in words, at the n actually used."""
         n = self.n if n is None else n
         if self.family == "points2d":
-            real = f"{n:,} fresh true points; floor: {n:,} other fresh true points ({FLOOR_DRAWS} draws)"
+            of = "" if self.label is None else f" of class {self.label}"
+            real = f"{n:,} fresh true points{of}; floor: {n:,} other fresh true points{of} ({FLOOR_DRAWS} draws)"
         else:
             ref = "held-out test images" if self.reference == "test" else "training images"
             floor = "training images" if self.reference == "test" else "other training images"
@@ -99,9 +106,10 @@ class Protocol:
         return replace(self, sampler=SamplerConfig(), seed=0)
 
 
-def points_protocol(n: int = 1000, sampler: SamplerConfig = SamplerConfig("ddim", 50), seed: int = 0) -> Protocol:
-    """A 2D protocol: W1, W2, KL both ways (and NLL for mixtures) against n fresh true points."""
-    return Protocol("points2d", n, sampler, seed)
+def points_protocol(n: int = 1000, sampler: SamplerConfig = SamplerConfig("ddim", 50), seed: int = 0,
+                    label: int | None = None) -> Protocol:
+    """A 2D protocol: W1, W2, KL both ways (and NLL for mixtures) against n fresh true points (of class label)."""
+    return Protocol("points2d", n, sampler, seed, label=label)
 
 
 def image_protocol(data: DataConfig, n: int = 500, sampler: SamplerConfig = SamplerConfig("ddim", 50),
@@ -152,14 +160,25 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def points_reference(protocol: Protocol, dataset: str) -> Reference:
+    """The reference and floor of a 2D protocol on the set called dataset (a preset, or a custom set loaded in this
+    process), built once per process."""
+    return _points_reference(protocol.real_side(), dataset)
+
+
+@lru_cache(maxsize=64)
 def _points_reference(p: Protocol, dataset: str) -> Reference:
     toy = toy_dataset(dataset)
-    reference = toy.sample(p.n, _generator(p.reference_seed))
+
+    def true_points(seed: int) -> Tensor:
+        generator = _generator(seed)
+        return toy.sample(p.n, generator) if p.label is None else toy.sample_class(p.n, generator, p.label)
+    reference = true_points(p.reference_seed)
     scale = data_scale(reference)
 
     def score(x: Tensor) -> dict[str, ValueSD]:
         return score_2d(x, reference, mixture=toy.mixture, scale=scale)
-    draws = [toy.sample(p.n, _generator(p.floor_seed + k)) for k in range(FLOOR_DRAWS)]
+    draws = [true_points(p.floor_seed + k) for k in range(FLOOR_DRAWS)]
     floor, sds = _floor([score(d) for d in draws], f"{FLOOR_DRAWS} fresh true samples", 1.0)
     return Reference(p, p.n, "", lambda x: x, score, floor, sds, tuple(len(d) for d in draws))
 

@@ -173,3 +173,23 @@ def test_cli_divergence_at_a_huge_learning_rate_stops_before_poisoning(tmp_path,
     done = capsys.readouterr()
     assert "exploded" in done.err and "fail the check" in done.err and len(done.err.strip().splitlines()) == 1
     assert not (out / "ema.safetensors").exists() and "nothing saved" in done.out
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT from a background start"])
+def test_a_stopped_training_saves_where_it_stopped(tmp_path, how):
+    """kill (SIGTERM), or Ctrl-C's SIGINT to a run the shell started with `nohup ... &` (which ignores SIGINT): the
+    run saves its current step and exits 130, so nothing trained since the last periodic checkpoint is lost."""
+    out = tmp_path / "run"
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if how.startswith("SIGINT") else None
+    proc = subprocess.Popen([sys.executable, "-m", "diffusion", "train", "--steps", "1000000", "--checkpoint-every",
+                             "50", "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=ignore)
+    deadline = time.monotonic() + 120
+    while not (out / "config.json").exists() and time.monotonic() < deadline:   # the first checkpoint: training
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM if how == "SIGTERM" else signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted at step" in stdout
+    step = int(stdout.split("interrupted at step ")[1].split(";")[0])
+    assert step > 0 and load_run(out).step == step

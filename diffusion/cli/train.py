@@ -3,9 +3,11 @@ training: the flags (zero and empty values are refused, never replaced by defaul
 writable, room for one checkpoint, locked against a second writer) and, on resume, every flag against the saved
 run (a flag that would change it is refused, naming the saved value)."""
 
+import signal
 import sys
+import threading
 from argparse import Namespace
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -201,6 +203,25 @@ def _prepare(args, out: Path, device: str) -> tuple[Trainer, object]:
     return Trainer(config, data.x, data.y, device=device, data_source=data.source), data
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _interruptible():
+    """Ctrl-C and SIGTERM (kill, a job scheduler, a container stop) interrupt training, which then saves; SIGINT too
+    when the shell started the run in the background (nohup ... &), which ignores it."""
+    if threading.current_thread() is not threading.main_thread():   # signals reach the main thread only
+        yield
+        return
+    before = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
 def _train_on(args, out: Path, device: str) -> int:
     trainer, data = _prepare(args, out, device)
     if data.notice:
@@ -209,7 +230,8 @@ def _train_on(args, out: Path, device: str) -> int:
     seconds = args.minutes * 60 if args.minutes is not None else None
     try:
         callback = measure_every(args.measure_every, args.measure_n) if args.measure_every else None
-        result = trainer.run(seconds=seconds, run_dir=out, callback=callback)
+        with _interruptible():
+            result = trainer.run(seconds=seconds, run_dir=out, callback=callback)
     except KeyboardInterrupt:
         trainer.save(out)
         _say(f"interrupted at step {trainer.step}; checkpoint saved in {out}")

@@ -93,6 +93,9 @@ def test_an_interrupted_block_teaches_the_record_nothing():
     with pytest.raises(KeyboardInterrupt), timing.timed(promise, record):
         raise KeyboardInterrupt
     assert record.correction("film") == 1.0
+    with timing.timed(timing.Estimate("film", 10.0, 10.0), record, min_share=0.2):
+        pass                                             # a cached result: far faster than promised
+    assert record.correction("film") == 1.0
 
 
 @pytest.mark.parametrize("done, elapsed, expected, left", [
@@ -114,3 +117,18 @@ def test_texts():
     assert timing.progress_text(0.5, 10.0, 30.0) == "10 s so far · about 10 s left"
     total = timing.Estimate("a", 10.0, 8.0) + timing.Estimate("b", 5.0, 5.0)
     assert (total.kind, total.seconds, total.base) == ("a + b", 15.0, 13.0)
+    parts = sum(timing.Estimate("a", s, s) for s in (1.0, 2.0, 3.0))
+    assert (parts.kind, parts.seconds) == ("a", 6.0)
+
+
+def test_the_load_leaves_out_this_process_own_work():
+    """Busy on one thread, this process shows in the machine's load average; `load()` leaves its share out."""
+    timing._own.clear()                                 # the window starts now, not at an earlier test
+    timing.own_load()
+    wall, cpu = time.monotonic(), time.process_time()
+    while time.process_time() < cpu + 1.5:
+        pass
+    own = timing.own_load()
+    share = (time.process_time() - cpu) / (time.monotonic() - wall)     # what this process used, measured here
+    assert own == pytest.approx(share, rel=0.1)
+    assert 0.0 <= timing.load() <= timing.machine_load()

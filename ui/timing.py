@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 RECORD_SIZE = 8                  # the last promises of each kind a correction is drawn from
 CORRECTION_RANGE = (0.5, 3.0)    # a correction outside this says more about one odd run than about the server
 TRUST_OBSERVED_AT = 0.2          # `remaining` trusts the observed rate alone once this share of the work is done
+LOAD_WINDOW_S = 60.0             # the OS's load average is over a minute: this process's own use is too
 
 
 def cores() -> int:
@@ -42,12 +43,33 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def load() -> float:
+def machine_load() -> float:
     """Processes wanting a CPU, averaged over the last minute (the OS's load average; 0 where it has none)."""
     try:
         return float(os.getloadavg()[0])
     except (AttributeError, OSError):   # Windows
         return 0.0
+
+
+_own: deque = deque()                 # (wall, CPU seconds) of this process, over the last LOAD_WINDOW_S
+_own_lock = threading.Lock()
+
+
+def own_load() -> float:
+    """CPUs this process kept busy over about the last minute (its CPU time over wall time; 0 on the first call)."""
+    now, cpu = time.monotonic(), time.process_time()
+    with _own_lock:
+        _own.append((now, cpu))
+        while len(_own) > 2 and now - _own[1][0] >= LOAD_WINDOW_S:
+            _own.popleft()
+        then, cpu_then = _own[0]
+    return (cpu - cpu_then) / (now - then) if now - then > 1.0 else 0.0
+
+
+def load() -> float:
+    """Other processes wanting a CPU: the machine's load average less this process's own recent use (the server's
+    own bursts of work must not count as competition for its next one)."""
+    return max(0.0, machine_load() - own_load())
 
 
 def slowdown(load: float, threads: int = 1, n_cores: int | None = None) -> float:
@@ -121,6 +143,10 @@ class Estimate:
         kind = self.kind if self.kind == other.kind else f"{self.kind} + {other.kind}"
         return Estimate(kind, self.seconds + other.seconds, self.base + other.base)
 
+    def __radd__(self, other: "Estimate | int") -> "Estimate":
+        """sum(estimates) works (it starts from 0)."""
+        return self if other == 0 else other + self
+
 
 @dataclass
 class Record:
@@ -185,10 +211,12 @@ class Clock:
 
 
 @contextmanager
-def timed(promise: Estimate, record: Record = RECORD) -> Iterator[Clock]:
+def timed(promise: Estimate, record: Record = RECORD, min_share: float = 0.0) -> Iterator[Clock]:
     """Time a block of work that was promised: when it ends normally, the record learns how long it took against the
-    promise (an interrupted block teaches nothing)."""
+    promise. An interrupted block teaches nothing, nor does one faster than min_share of its promise (a result
+    served from a cache says nothing about the server)."""
     clock = Clock()
     yield clock
     clock.end = time.perf_counter()
-    record.observe(promise.kind, promise.base, clock.elapsed())
+    if clock.elapsed() >= min_share * promise.base:
+        record.observe(promise.kind, promise.base, clock.elapsed())

@@ -11,7 +11,7 @@ with st.spinner("Loading PyTorch (once per server start)..."):
     from ui.layout import error_box
 
 st.caption("This page trains nothing: it reads each run's config.json and metrics.csv (never its weights), so it "
-           "shows in about a second. Runs you train on the other pages appear here for this session; runs trained "
+           "shows quickly. Runs you train on the other pages appear here for this session; runs trained "
            "with `python -m diffusion train --out checkpoints/NAME` appear for everyone.")
 
 

@@ -17,7 +17,7 @@ from diffusion.models.config import UNET_PRESETS, unet_preset
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 
-from . import budget, charts, image_cache, session_runs, training, training_view
+from . import budget, charts, image_cache, session_runs, timing, training, training_view
 from .image_ondemand import run_parts
 from .layout import error_box
 from .roots import confine, data_roots, describe
@@ -29,8 +29,8 @@ BATCHES = (16, 32, 64, 128, 256)
 MEASURE_EVERY = (0, 50, 100, 200, 500, 1000, 5000)
 FID_NS = (50, 100, 200, 500, 1000)
 MAX_STEPS = {"cpu": 3000, "cuda": 100_000}     # a CPU visitor is steered to runs of minutes, not hours
+COST_TABLE_S = 5.0     # building a U-Net and timing 3 steps at batch 64 (idle 2-core CPU; the record corrects it)
 METRIC_LABELS = {"fid": "FID (classifier features)", "accuracy": "label accuracy"}
-SAMPLE_SPEEDUP = 2.5   # sampling one image costs about 1/2.5 of training on it (TECH-NOTES: 250 vs 650 img/s)
 
 
 class ImageMeasurement:
@@ -118,12 +118,17 @@ def run_config(data: DataConfig, channels: int, num_classes: int, conditioning: 
                      train=TrainConfig(steps=steps, batch_size=batch, lr=lr))
 
 
-def expected_seconds(cost: dict[str, float], steps: int, batch: int, every: int, fid_n: int) -> float:
-    """Training time plus measurement time (sampling fid_n images with DDIM-20 costs about fid_n * 20 / batch /
-    SAMPLE_SPEEDUP training steps)."""
+def training_promise(config: RunConfig, device: str, steps: int, every: int, fid_n: int
+                     ) -> tuple[timing.Estimate, float, int]:
+    """(the promise, seconds per step now, parameters) of an image training: its steps, and at each measurement
+    DDIM-LIVE_STEPS sampling of its images (fid_n, or the preview's) and, with FID, scoring fid_n of them."""
+    step, sample_step, parameters = image_cache.training_costs(config, device, training.job_threads(config),
+                                                               fid_n or ei.PREVIEW_N)
     measurements = steps // every + 1 if every else 0
-    per_measurement = max(fid_n, ei.PREVIEW_N) * ei.LIVE_STEPS / batch / SAMPLE_SPEEDUP * cost["seconds_per_step"]
-    return steps * cost["seconds_per_step"] + measurements * per_measurement
+    work = [(step, steps), (sample_step, measurements * ei.LIVE_STEPS)]
+    if fid_n and measurements:
+        work.append((image_cache.measurement_cost(config.data, fid_n), measurements))
+    return timing.expect("training unet", *work), step.now(), parameters
 
 
 def _widgets(prefix: str, default_preset: str, device: str) -> dict:
@@ -191,14 +196,12 @@ def training_section(prefix: str, data: DataConfig, conditional: bool, condition
     except ValueError as e:
         error_box("These settings do not make a model", e)
         return None
-    cost = image_cache.step_cost(config, device)
-    total = expected_seconds(cost, w["steps"], w["batch"], w["every"], fid_n)
-    st.caption(f"{train_set.source}: {len(train_set.x):,} images. On this {device.upper()}: "
-               f"{cost['seconds_per_step']:.2f} s per step (measured), so about **{total:.0f} s** for "
-               f"{w['steps']:,} steps with measurements. {int(cost['parameters']):,} parameters.")
+    promise, per_step, parameters = training_promise(config, device, w["steps"], w["every"], fid_n)
+    st.caption(f"{train_set.source}: {len(train_set.x):,} images. On this {device.upper()}: {per_step:.2f} s per "
+               f"step (measured), so **{promise.text()}** for {w['steps']:,} steps with measurements. "
+               f"{parameters:,} parameters.")
     job_panel = panel(prefix, fid_n, image_cache.SCALE.get(data.image_size, 1))
-    training_view.train_buttons(config, w["steps"], None, w["every"], job_panel,
-                                expected=(total, cost["seconds_per_step"]))
+    training_view.train_buttons(config, w["steps"], None, w["every"], job_panel, expected=(promise, per_step))
     training_view.show_training(training.current_job(job_panel.key), job_panel)
     model = training.current_run(job_panel.key)
     if model is not None and name:
@@ -215,11 +218,17 @@ def cost_configs(batch: int = 64) -> dict[str, RunConfig]:
             "32x32x3, small-32": run_config(shapes32, 3, 10, "add", "small-32", "linear", 1000, 1e-3, batch, 1)}
 
 
-def cost_table(configs: dict[str, RunConfig]) -> pd.DataFrame:
+def cost_table_promise(configs: dict[str, RunConfig]) -> timing.Estimate:
+    """How long cost_table takes: COST_TABLE_S per config (timed on an idle 2-core CPU, where nothing here has timed
+    it yet) for the load now, corrected by this server's record of the table once it has drawn one."""
+    return timing.expect("cost table", (timing.Cost(COST_TABLE_S, threads=timing.cores()), len(configs)))
+
+
+def cost_table(configs: dict[str, RunConfig], promise: timing.Estimate) -> pd.DataFrame:
     """Measured cost of each config (label -> config) on this machine: time per step, parameters, memory."""
     device = training.device_for(next(iter(configs.values())))
     costs = run_parts("Timing training steps:", [(label, lambda config=config: image_cache.step_cost(config, device))
-                                                 for label, config in configs.items()])
+                                                 for label, config in configs.items()], promise)
     rows = []
     for (label, config), c in zip(configs.items(), costs):
         rows.append({"model": label, "seconds per step": round(c["seconds_per_step"], 3),

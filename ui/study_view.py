@@ -12,15 +12,15 @@ from diffusion.explore import literature, study
 from diffusion.sampling.registry import nfe as nfe_of
 from diffusion.sampling.run import Run
 
-from . import budget, image_cache, scheduler, session_runs
+from . import budget, image_cache, scheduler, session_runs, timing
 from .charts import METRIC_LABELS, STRETCH_HEIGHT
 
 SHIPPED = {"moons": "moons (2D MLP)", "digit0": "MNIST digit 0, 16x16", "cond": "MNIST 16x16, conditional",
            "cross": "MNIST 16x16, cross-attention", "mnist32": "MNIST 32x32, conditional",
            "shapes32": "shapes 32x32 RGB, conditional"}   # image_cache's shipped run names -> labels
 STORED_STUDIES = 64          # results kept per process (every visitor's)
-RATES = {"2d": 2e5, "image": 500.0}   # samples x network evaluations per second on 2 CPU cores (measured, rounded)
-SECONDS_PER_ROW = {"2d": 0.2, "image": 0.5}   # quality measurement of one row
+ROW_COST = {"2d": timing.Cost(0.2), "image": timing.Cost(0.5)}   # scoring one row (idle 2-core CPU; the record
+                                                                  # of this server's sweeps corrects it)
 LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy"}
 
 
@@ -46,14 +46,16 @@ def stored(key: tuple) -> pd.DataFrame | None:
     return _store().get(key)
 
 
-def run_study(key: tuple, run: Run, progress, **inputs) -> pd.DataFrame:
-    """study.study(run, **inputs) in a slot of the server's scheduler (ValueError when it would exceed a job's
-    budget), with progress(fraction, text) while it waits and after every row, kept under key."""
-    expected = expected_seconds(run, **inputs)
-    budget.check_time(expected, "this sweep")
-    with scheduler.turn("study sweep", expected, lambda place: progress(0.0, f"Queued, {place.describe()}")):
-        frame = study.study(run, progress=lambda done, total, row: progress(
-            done / total, f"{done}/{total}: {row['precision']} {row['sampler']} at {row['nfe']} NFE"), **inputs)
+def run_study(key: tuple, run: Run, promise: timing.Estimate, progress, **inputs) -> pd.DataFrame:
+    """study.study(run, **inputs) in a slot of the server's scheduler (ValueError when its promise would exceed a
+    job's budget), with progress(fraction, text) while it waits and after every row (with the time left), kept under
+    key."""
+    budget.check_time(promise.seconds, "this sweep")
+    with scheduler.turn("study sweep", promise.seconds, lambda place: progress(0.0, f"Queued, {place.describe()}")):
+        with timing.timed(promise) as clock:
+            frame = study.study(run, progress=lambda done, total, row: progress(
+                done / total, f"{done}/{total}: {row['precision']} {row['sampler']} at {row['nfe']} NFE · "
+                              f"{timing.progress_text(done / total, clock.elapsed(), promise.seconds)}"), **inputs)
     store = _store()
     store[key] = frame
     while len(store) > STORED_STUDIES:
@@ -61,13 +63,15 @@ def run_study(key: tuple, run: Run, progress, **inputs) -> pd.DataFrame:
     return frame
 
 
-def expected_seconds(run: Run, samplers: tuple[str, ...], nfe_targets: tuple[int, ...], n: int,
-                     precisions: tuple[str, ...], reference: bool) -> float:
-    """A rough duration on this kind of CPU: network evaluations x samples at RATES, plus the measurements."""
+def promise(run_key: str, run: Run, samplers: tuple[str, ...], nfe_targets: tuple[int, ...], n: int,
+            precisions: tuple[str, ...], reference: bool) -> timing.Estimate:
+    """How long the sweep takes on this server: its network calls and images through the network at the run's
+    sampling costs timed here (image_cache.sampling_costs), plus each row's quality measurement (ROW_COST)."""
     configs = study.plan(run, samplers, nfe_targets, reference)
-    kind = "image" if run.is_image else "2d"
-    evaluations = sum(nfe_of(c.name, c.steps) for c in configs) * n * len(precisions)
-    return evaluations / RATES[kind] + SECONDS_PER_ROW[kind] * len(configs) * len(precisions)
+    call, image = image_cache.sampling_costs(run_key, run, image_cache.script_threads())
+    calls = sum(nfe_of(c.name, c.steps) for c in configs) * len(precisions)
+    row = ROW_COST["image" if run.is_image else "2d"]
+    return timing.expect("study sweep", (call, calls), (image, calls * n), (row, len(configs) * len(precisions)))
 
 
 def curve_names(frame: pd.DataFrame) -> pd.Series:

@@ -57,6 +57,16 @@ def test_measure_times_one_unit():
         timing.measure(lambda: None, units=0)
 
 
+def test_measure_fit_separates_a_call_cost_from_a_unit_cost():
+    """work(n) sleeps 4 SLEEP + n SLEEP / 4: timed at n = 2 and 10, the line through the two medians gives them back
+    (within what two sleeps may overshoot)."""
+    fixed, per_unit = timing.measure_fit(lambda n: time.sleep(4 * SLEEP + n * SLEEP / 4), (2, 10), repeats=3)
+    assert fixed.seconds == pytest.approx(4 * SLEEP, abs=2 * SLACK)
+    assert per_unit.seconds == pytest.approx(SLEEP / 4, abs=2 * SLACK / 8)
+    assert timing.expect("fit", (fixed, 1), (per_unit, 6), load_now=fixed.load, record=timing.Record()).seconds \
+        == pytest.approx(5.5 * SLEEP, abs=3 * SLACK)
+
+
 def test_a_promise_from_a_measured_unit_holds():
     """Measure a unit, promise 15 of them, do them: the observed time is within 30% of the promise (the issue's
     bound), and the record then knows the ratio."""

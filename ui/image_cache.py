@@ -4,7 +4,7 @@ The shipped runs' folders are named here once (DIFFUSION_CHECKPOINTS overrides t
 
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ from diffusion.config import DataConfig, RunConfig
 from diffusion.explore import images as ei
 from diffusion.training.checkpoints import CHECKPOINTS_DIR
 from diffusion.metrics.evaluation import measure_samples
+from diffusion.metrics.images import nearest_neighbours
 from diffusion.metrics.intervals import Interval
 from diffusion.metrics.protocol import reference_for
 from diffusion.explore.interpolation import interpolate_labels, interpolate_noise
@@ -31,6 +32,7 @@ SHIPPED = {"digit0": "mnist16-digit0", "cond": "mnist16-cond", "cross": "mnist16
 PER_MODEL = 8          # cached results kept per function, across models and visitors
 SCALE = {16: 3, 32: 2}  # grid enlargement per image size (nearest neighbour), so 16 px digits are legible
 COST_BATCHES = (2, 32)  # batch sizes a sampling step is timed at
+SEARCH_SIZES = (1, 16)  # images the memorisation search is timed at
 
 
 def scale_for(run: Run) -> int:
@@ -83,15 +85,20 @@ def sampling_costs(run_key: str, _run: Run, threads: int) -> tuple[timing.Cost, 
     """(per network call, per image through the network) of sampling this run on this machine: one DDIM step timed
     at two batch sizes (a call's fixed cost dominates the small batches of the filmstrip and the class rows), on
     `threads` torch threads (script_threads)."""
-    costs = []
-    for batch in COST_BATCHES:
-        y = _run.balanced_labels(batch)
-        costs.append(timing.measure(lambda: _run.sample(batch, SamplerConfig("ddim", steps=1), y=y), repeats=2,
-                                    threads=threads))
-    small, large = costs
-    per_image = max(0.0, (large.seconds - small.seconds) / (COST_BATCHES[1] - COST_BATCHES[0]))
-    per_call = max(0.0, small.seconds - COST_BATCHES[0] * per_image)
-    return replace(small, seconds=per_call), replace(large, seconds=per_image)
+    return timing.measure_fit(lambda n: _run.sample(n, SamplerConfig("ddim", steps=1), y=_run.balanced_labels(n)),
+                              COST_BATCHES, threads=threads)
+
+
+@st.cache_data(show_spinner=False, max_entries=PER_MODEL)
+def search_costs(run_key: str, _run: Run, threads: int) -> tuple[timing.Cost, timing.Cost, int]:
+    """(per search, per image searched, held-out images) of the memorisation check on this run's data: each
+    sample's nearest training image, and each held-out image's for the typical distance (two searches); timed on
+    training images at two sizes."""
+    data = _run.config.data
+    train = ei.training_set(data).x
+    fixed, per_image = timing.measure_fit(lambda n: nearest_neighbours(train[:n], train), SEARCH_SIZES,
+                                          threads=threads)
+    return fixed, per_image, len(ei.holdout_images(data))
 
 
 @st.cache_data(show_spinner="Sampling...", max_entries=PER_MODEL)

@@ -40,7 +40,8 @@ def guidance_sweep_section(prefix: str, model: Model, sampling: Sampling) -> Non
                f"distance between samples of one class, and FID against {n} held-out images (bootstrap interval; "
                f"floor: {n} training images against the same ones). Each point is cached.")
     promise = sum(sampling.promise("guidance sweep", n, ei.LIVE_STEPS, w) for w in SWEEP_SCALES)
-    promise += timing.expect("guidance sweep", (image_cache.measurement_cost(run.config.data, n), len(SWEEP_SCALES)))
+    promise += timing.expect(sampling.kind("guidance sweep"),
+                             (image_cache.measurement_cost(run.config.data, n), len(SWEEP_SCALES)))
     if not opened(f"{prefix}_sweep", run_key, n, "Run the guidance sweep", promise):
         return
     try:
@@ -113,12 +114,8 @@ def label_interpolation_section(prefix: str, model: Model, sampling: Sampling) -
 
 def _compared() -> dict[str, Sampling]:
     """Each compared shipped run's sampling costs on this machine (cross-attention costs more per image)."""
-    out = {}
-    for name in COMPARED:
-        run = image_cache.shipped_run(name)
-        costs = image_cache.sampling_costs(image_cache.shipped_key(name), run, image_cache.script_threads())
-        out[name] = Sampling(SamplerConfig("ddim", steps=ei.LIVE_STEPS), *costs, True)
-    return out
+    return {name: Sampling.of((image_cache.shipped_key(name), image_cache.shipped_run(name)),
+                              SamplerConfig("ddim", steps=ei.LIVE_STEPS)) for name in COMPARED}
 
 
 def _measure_both(prefix: str, w: float, compared: dict[str, Sampling]) -> None:

@@ -23,8 +23,6 @@ PER_CLASS_FIRST = {16: 3, 32: 2}      # first class grid: ~30 images at 16x16, 2
 FIRST_STEPS = (20, 10)                # first grid's steps: unconditional (one batch) / conditional (one small batch
                                       # per class; DDIM 10 looks as sharp as 20 on the shipped runs): ~1-2.5 s each
 MEMO_N, DIVERSITY_N, FILM_N = 16, 64, 4
-MEMO_SEARCH_S = 2                     # loading held-out images and the nearest-neighbour search (32x32 RGB: ~2 s)
-                                      # before this server has timed one (ui.timing's record learns it)
 GRID_AUTO_S = 15                      # a grid that takes longer waits behind a button naming its time
 GUIDANCE_FORMULA = ("Classifier-free guidance (Ho & Salimans 2022): guided = uncond + w (cond − uncond); w = 1 is "
                     "the plain conditional model, w = 0 ignores the label, w > 1 pushes towards it.")
@@ -33,22 +31,37 @@ GUIDANCE_FORMULA = ("Classifier-free guidance (Ho & Salimans 2022): guided = unc
 @dataclass(frozen=True)
 class Sampling:
     """The grid's sampler (the on-demand sections follow it) and what sampling costs on this machine: per network
-    call and per image through the network (image_cache.sampling_costs)."""
+    call and per image through the network (image_cache.sampling_costs); model names the network, so that the
+    server's record corrects each kind of work per network."""
 
     sampler: SamplerConfig
     call: timing.Cost
     image: timing.Cost
     conditional: bool
+    model: str
 
-    def promise(self, kind: str, n: int, steps: int | None = None, guidance: float | None = None,
-                calls_per_step: int = 1, per_image: int = 1, fixed: float = 0.0) -> timing.Estimate:
+    @classmethod
+    def of(cls, model: Model, sampler: SamplerConfig) -> "Sampling":
+        run_key, run = model
+        m = run.config.model
+        name = f"{run.config.data.dataset} {m.image_size}x{m.image_size}x{m.channels} {m.base_width}" + (
+            f" {m.conditioning}" if m.num_classes else "")
+        costs = image_cache.sampling_costs(run_key, run, image_cache.script_threads())
+        return cls(sampler, *costs, bool(run.num_classes), name)
+
+    def kind(self, work: str) -> str:
+        """The record's name for `work` on this network."""
+        return f"{work} · {self.model}"
+
+    def promise(self, work: str, n: int, steps: int | None = None, guidance: float | None = None,
+                calls_per_step: int = 1, per_image: int = 1) -> timing.Estimate:
         """The expected time of drawing n samples (by default with the grid's steps and w), in calls_per_step
         batches each step (the class rows: one per class), each image going per_image times through the network
-        (label interpolation: twice), plus `fixed` seconds."""
+        (label interpolation: twice)."""
         steps = steps or self.sampler.steps
         w = self.sampler.guidance if guidance is None else guidance
         images = ei.network_evaluations(n, SamplerConfig("ddim", steps=steps, guidance=w)) * per_image
-        return timing.expect(kind, (self.call, steps * calls_per_step), (self.image, images), fixed=fixed)
+        return timing.expect(self.kind(work), (self.call, steps * calls_per_step), (self.image, images))
 
     def describe(self) -> str:
         w = f", w = {self.sampler.guidance:g}" if self.conditional else ""
@@ -96,13 +109,13 @@ def sampler_controls(prefix: str, run: Run) -> SamplerConfig:
     return SamplerConfig(name, steps=steps, guidance=w)
 
 
-def _grid(prefix: str, model: Model, sampler: SamplerConfig, sampling_cost: tuple) -> tuple | None:
+def _grid(prefix: str, model: Model, sampling: Sampling) -> tuple | None:
     """(grid, caption) of the grid the widgets describe: drawn at once when that takes at most GRID_AUTO_S seconds,
     else behind a button naming its time; None while it waits."""
     run_key, run = model
+    sampler = sampling.sampler
     cols = st.columns(2)
     seed = int(cols[1].number_input("Seed", 0, 10_000, 0, key=f"{prefix}_seed"))
-    sampling = Sampling(sampler, *sampling_cost, bool(run.num_classes))
     if run.num_classes:
         first = PER_CLASS_FIRST.get(run.config.model.image_size, 2)
         per_class = cols[0].select_slider("Images per class", PER_CLASS, first, key=f"{prefix}_per_class")
@@ -127,14 +140,13 @@ def samples_section(prefix: str, model: Model) -> Sampling:
     run_key, run = model
     if run.num_classes:
         st.markdown(f"**{GUIDANCE_FORMULA}**")
-    sampler = sampler_controls(prefix, run)
-    costs = image_cache.sampling_costs(run_key, run, image_cache.script_threads())
-    sampling = Sampling(sampler, *costs, bool(run.num_classes))
-    drawn = _grid(prefix, model, sampler, costs)
+    sampling = Sampling.of(model, sampler_controls(prefix, run))
+    drawn = _grid(prefix, model, sampling)
     if drawn is not None:
         grid, caption = drawn
         st.image(grid.image, caption=caption)
-        doubled = "; guidance (w ≠ 1) runs each image twice" if run.num_classes and sampler.guidance != 1 else ""
+        guided = run.num_classes and sampling.sampler.guidance != 1
+        doubled = "; guidance (w ≠ 1) runs each image twice" if guided else ""
         st.caption(f"Drawn in {grid.seconds:.1f} s on this machine ({grid.evaluations:,} images through the network"
                    f"{doubled}); each setting is cached. The sections below run on demand, each button saying how "
                    f"long it expects, and sample with this sampler ({sampling.describe()}).")
@@ -168,7 +180,9 @@ def filmstrip_section(prefix: str, model: Model, sampling: Sampling) -> None:
 def memorisation_section(prefix: str, model: Model, sampling: Sampling) -> None:
     st.header("Memorisation: each sample beside its nearest training image")
     run_key, run = model
-    promise = sampling.promise("memorisation", MEMO_N, fixed=MEMO_SEARCH_S)
+    search, per_image, holdout = image_cache.search_costs(run_key, run, image_cache.script_threads())
+    promise = sampling.promise("memorisation", MEMO_N) + timing.expect(
+        sampling.kind("memorisation"), (search, 2), (per_image, MEMO_N + holdout))
     if not opened(f"{prefix}_memo", run_key, sampling.sampler, f"Compare {MEMO_N} samples with the training set",
                   promise):
         return

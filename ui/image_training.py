@@ -29,7 +29,7 @@ BATCHES = (16, 32, 64, 128, 256)
 MEASURE_EVERY = (0, 50, 100, 200, 500, 1000, 5000)
 FID_NS = (50, 100, 200, 500, 1000)
 MAX_STEPS = {"cpu": 3000, "cuda": 100_000}     # a CPU visitor is steered to runs of minutes, not hours
-COST_TABLE_S = 5.0     # building a U-Net and timing 3 steps at batch 64 (idle 2-core CPU; the record corrects it)
+COST_TABLE_S = 1.2     # building a U-Net and timing 3 steps at batch 64, one thread (2-core CPU; the record corrects)
 METRIC_LABELS = {"fid": "FID (classifier features)", "accuracy": "label accuracy"}
 
 
@@ -219,9 +219,9 @@ def cost_configs(batch: int = 64) -> dict[str, RunConfig]:
 
 
 def cost_table_promise(configs: dict[str, RunConfig]) -> timing.Estimate:
-    """How long cost_table takes: COST_TABLE_S per config (timed on an idle 2-core CPU, where nothing here has timed
+    """How long cost_table takes: COST_TABLE_S per config (timed on a 2-core CPU: nothing on this server has timed
     it yet) for the load now, corrected by this server's record of the table once it has drawn one."""
-    return timing.expect("cost table", (timing.Cost(COST_TABLE_S, threads=timing.cores()), len(configs)))
+    return timing.expect("cost table", (timing.Cost(COST_TABLE_S), len(configs)))
 
 
 def cost_table(configs: dict[str, RunConfig], promise: timing.Estimate) -> pd.DataFrame:

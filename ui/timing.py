@@ -118,6 +118,17 @@ def measure(work: Callable[[], object], units: float = 1.0, repeats: int = 3, wa
     return Cost(statistics.median(times) / units, load(), threads)
 
 
+def measure_fit(work: Callable[[int], object], sizes: tuple[int, int], repeats: int = 2, warmup: int = 1,
+                threads: int = 1) -> tuple[Cost, Cost]:
+    """(fixed cost per call, cost per unit) of work(n), from calls timed at two sizes (a straight line through the
+    two medians; neither below 0): a call's overhead and its share per image differ by orders of magnitude between
+    the small batches of a filmstrip and the large ones of a measurement."""
+    small, large = (measure(lambda n=n: work(n), repeats=repeats, warmup=warmup, threads=threads) for n in sizes)
+    per_unit = max(0.0, (large.seconds - small.seconds) / (sizes[1] - sizes[0]))
+    fixed = max(0.0, small.seconds - sizes[0] * per_unit)
+    return Cost(fixed, small.load, threads), Cost(per_unit, small.load, threads)
+
+
 def duration(seconds: float) -> str:
     """'about 40 s', 'about 3 min', 'about 1 h 20 min'; 'about 1 s' at least."""
     if seconds < 90:

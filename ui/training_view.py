@@ -67,7 +67,7 @@ def costs_2d(config: RunConfig) -> tuple[timing.Cost, timing.Cost]:
         step = timing.measure(trainer.train_step, repeats=5, warmup=2)
         training.METRICS_2D.prepare(config)
         run = trainer.as_run()
-        measurement = timing.measure(lambda: training.METRICS_2D(run), warmup=0, repeats=1)
+        measurement = timing.measure(lambda: training.METRICS_2D(run), warmup=1, repeats=1)
     return step, measurement
 
 

@@ -122,11 +122,15 @@ class MemorisationPairs:
     copy_floor: float          # fraction of held-out real images flagged as copies
 
 
+def holdout_images(data: DataConfig) -> Tensor:
+    """The held-out images (N, C, H, W) in [-1, 1] that memorisation_pairs compares samples with."""
+    return load_images(data.dataset, data.image_size, classes=data.classes, split="test", seed=data.seed).x
+
+
 def memorisation_pairs(samples: Tensor, data: DataConfig, scale: int = 2) -> MemorisationPairs:
     """Nearest training image (L2 in pixels) of each sample (N, C, H, W) in [-1, 1], against held-out images."""
     train = training_set(data).x
-    holdout = load_images(data.dataset, data.image_size, classes=data.classes, split="test", seed=data.seed).x
-    memo = memorisation_ratio(samples, train, holdout)
+    memo = memorisation_ratio(samples, train, holdout_images(data))
     pairs = torch.stack([samples, train[memo.nearest]], dim=1).flatten(0, 1)
     return MemorisationPairs(image_grid(pairs, nrow=8, scale=scale), memo.ratio.tolist(), int(memo.copies.sum()),
                              memo.copy_floor)

@@ -65,15 +65,17 @@ best = best_at(frame)
 (st.success if best and best.met else st.warning)(goal_line(frame))
 if best and best.reference_nfe < 1000:
     st.caption(f"The reference here is DDPM with {best.reference_nfe} NFE, not 1000.")
-st.altair_chart(study_view.quality_chart(frame, metrics))
+study_view.quality_charts(frame, metrics)
 st.caption(f"Bars: 95% intervals; the green band is the floor at the same n. {protocol_line(frame)}")
 st.altair_chart(study_view.time_chart(frame), width="stretch")
 st.altair_chart(study_view.literature_chart(frame, headline), width="stretch")
 st.subheader("Stability")
 st.caption("max |x|: the largest coordinate along the trajectories, in the sampler's own space (VP x_t for "
            "DDPM/DDIM; x_t / √ᾱ_t, up to σ_max ≈ 80 times the noise, for Euler, Heun and DPM-Solver++); non-finite: "
-           "samples with NaN or inf (their quality is not measured).")
-st.dataframe(study_view.stability_table(frame), hide_index=True, width="stretch")
+           "samples with NaN or inf (their quality is not measured)." + study_view.stability_note(frame))
+st.dataframe(study_view.stability_table(frame), hide_index=True, width="stretch", column_config={
+    column: st.column_config.NumberColumn(label, format="%.4g") if column.startswith(("max", "nfe", "non"))
+    else st.column_config.TextColumn(label) for column, label in study_view.STABILITY_COLUMNS.items()})
 with st.expander("All results"):
     st.dataframe(frame, hide_index=True, width="stretch")
     st.download_button("Download (CSV)", frame.to_csv(index=False), "study.csv", "text/csv", key="study_dl")

@@ -104,9 +104,10 @@ def test_guidance_sweep_and_histogram_on_demand():
     at = _page("cond")
     at.select_slider(key="cond_sweep_n").set_value(20).run()
     _open(at, "cond_sweep")
-    assert _charts(at) == 1 and any("n = 20" in c.value for c in at.caption)     # FID of the 20 samples per w
+    panels = len(image_conditional.SWEEP_LABELS)           # accuracy, diversity and FID against w, a panel each
+    assert _charts(at) == panels and any("n = 20" in c.value for c in at.caption)     # 20 samples per w
     _open(at, "cond_hist")
-    assert _charts(at) == 2
+    assert _charts(at) == panels + 1
     _stays_then_closes(at, "cond_sweep", "cond_points", _charts)
 
 

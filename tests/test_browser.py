@@ -31,6 +31,57 @@ def page(app_url):
         yield pg
 
 
+WIDTHS = (1400, 1024)          # a laptop's browser, and a small one (the sidebar stays open at both)
+CHARTS = (".js-plotly-plot, [data-testid=stVegaLiteChart], [data-testid=stDataFrame], [data-testid=stTable], "
+          "[data-testid=stImage] img")
+LAYOUT = """charts => {
+  const problems = [], vw = window.innerWidth, se = document.scrollingElement;
+  if (se.scrollWidth > se.clientWidth) problems.push(`page scrolls sideways: ${se.scrollWidth} > ${se.clientWidth}`);
+  const main = document.querySelector("[data-testid=stMain]");
+  if (main && main.scrollWidth > main.clientWidth + 1)
+    problems.push(`main block scrolls sideways: ${main.scrollWidth} > ${main.clientWidth}`);
+  const where = el => {
+    const top = el.getBoundingClientRect().top;
+    const h = [...document.querySelectorAll("h1, h2, h3")].filter(h => h.getBoundingClientRect().top <= top).pop();
+    return h ? h.innerText.slice(0, 50) : "top";
+  };
+  for (const el of document.querySelectorAll(charts)) {
+    if (!el.checkVisibility()) continue;                      // e.g. in a closed expander
+    const box = el.closest("[data-testid=stColumn]") || el.closest("[data-testid=stMainBlockContainer]");
+    const r = box.getBoundingClientRect(), style = getComputedStyle(box);
+    const left = r.left + parseFloat(style.paddingLeft), right = r.right - parseFloat(style.paddingRight);
+    let a = el.getBoundingClientRect().left, b = el.getBoundingClientRect().right;
+    for (const inner of el.querySelectorAll("canvas, svg.main-svg, .vega-embed > svg")) {
+      const q = inner.getBoundingClientRect();
+      if (q.width > 0) { a = Math.min(a, q.left); b = Math.max(b, q.right); }
+    }
+    const scroller = el.querySelector(".dvn-scroller") || el;  // a table scrolls inside its grid when too wide
+    if (a < left - 1 || b > right + 1 || scroller.scrollWidth > scroller.clientWidth + 1)
+      problems.push(`${el.dataset.testid || el.tagName} under "${where(el)}": [${Math.round(a)}, ${Math.round(b)}] `
+                    + `in its column [${Math.round(left)}, ${Math.round(right)}]`);
+  }
+  for (const legend of document.querySelectorAll(".js-plotly-plot g.legend")) {
+    const q = legend.getBoundingClientRect();
+    if (q.width > 0 && (q.left < 0 || q.right > vw))
+      problems.push(`a legend under "${where(legend)}" leaves the window: [${Math.round(q.left)}, ${Math.round(q.right)}]`);
+  }
+  return problems;
+}"""
+
+
+def _readable(pg) -> None:
+    """At each of WIDTHS: no sideways scrolling of the page, no chart, table or image wider than its column (its
+    drawing included), every Plotly legend inside the window (Vega draws its legends inside the chart's canvas,
+    which the column must hold). The window is restored to its first size."""
+    size, problems = pg.viewport_size, []
+    for width in WIDTHS:
+        pg.set_viewport_size({"width": width, "height": size["height"]})
+        pg.wait_for_timeout(1500)                        # Streamlit re-lays out and the charts redraw
+        problems += [f"{width} px: {p}" for p in pg.evaluate(LAYOUT, CHARTS)]
+    pg.set_viewport_size(size)
+    assert not problems, "\n".join(problems)
+
+
 def _shot(pg, name: str, tmp_path: Path) -> None:
     folder = Path(os.environ.get("SCREENSHOTS_DIR", tmp_path))
     folder = folder if folder.is_absolute() else ROOT / folder
@@ -49,6 +100,7 @@ def test_overview_then_train_on_the_2d_page(page, app_url, tmp_path):
     main = page.get_by_test_id("stMainBlockContainer")
     expect(main.get_by_text("Diffusion Explorer", exact=False).first).to_be_visible(timeout=30_000)
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    _readable(page)
     _shot(page, "overview", tmp_path)
 
     page.get_by_test_id("stSidebarNav").get_by_text("2D toy data").click()
@@ -61,6 +113,7 @@ def test_overview_then_train_on_the_2d_page(page, app_url, tmp_path):
     expect(main.get_by_text("Done:", exact=False)).to_be_visible(timeout=120_000)
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
     assert main.locator("[data-testid=stVegaLiteChart]").count() > charts_before
+    _readable(page)
     _shot(page, "toy2d", tmp_path)
 
 
@@ -86,4 +139,5 @@ def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
         expect(main.get_by_test_id("stVegaLiteChart").first).to_be_visible(timeout=180_000)
         expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=180_000)
         expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    _readable(page)
     _shot(page, Path(info.path).stem, tmp_path)

@@ -51,7 +51,7 @@ def guidance_sweep_section(prefix: str, model: Model, sampling: Sampling) -> Non
     except ValueError as e:
         error_box("No guidance sweep", e)
         return
-    st.altair_chart(charts.metric_curves(_sweep_frame(points), "guidance scale w"))
+    charts.panels(charts.metric_curves, _sweep_frame(points), x_title="guidance scale w")
     st.caption(f"FID on {ei.fid_extractor(run.config.data)}, n = {points[0]['n']:,} ({points[0]['protocol']} at "
                "w = 0); bars: 95% intervals; the green band is the floor (training images against the same held-out "
                "ones). Accuracy rises with w while diversity falls: guidance trades variety for fidelity to the "

@@ -13,7 +13,7 @@ from diffusion.sampling.registry import nfe as nfe_of
 from diffusion.sampling.run import Run
 
 from . import budget, image_cache, scheduler, session_runs, timing
-from .charts import METRIC_LABELS, STRETCH_HEIGHT
+from .charts import METRIC_LABELS, STRETCH_HEIGHT, panels
 
 SHIPPED = {"moons": "moons (2D MLP)", "digit0": "MNIST digit 0, 16x16", "cond": "MNIST 16x16, conditional",
            "cross": "MNIST 16x16, cross-attention", "mnist32": "MNIST 32x32, conditional",
@@ -93,24 +93,29 @@ def _long(frame: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def quality_chart(frame: pd.DataFrame, metrics: tuple[str, ...]) -> alt.FacetChart:
-    """Each quality metric against NFE (log x), one line per sampler configuration and precision, each point with its
-    95% interval; the floor, labelled, as a band over its interval."""
-    long = _long(frame, metrics)
-    base = alt.Chart().encode(x=alt.X("nfe:Q", title="network evaluations (NFE, log)", scale=alt.Scale(type="log")))
+def quality_panel(long: pd.DataFrame, log_y: bool = False) -> alt.LayerChart:
+    """One quality metric against NFE (log x; columns of _long), one line per sampler configuration and precision,
+    each point with its 95% interval; the floor, labelled, as a band over its interval; the legend on top."""
+    base = alt.Chart().encode(x=alt.X("nfe:Q", title="network evaluations (NFE, log)", scale=alt.Scale(type="log"),
+                                      axis=alt.Axis(format="~g")))
     band = base.mark_area(opacity=0.2, color="#54a24b").encode(y="floor_low:Q", y2="floor_high:Q")
     floor = base.mark_rule(strokeDash=[4, 4], color="#54a24b").encode(y="floor:Q")
     label = base.transform_filter("isValid(datum.floor)").transform_joinaggregate(
-        last="max(nfe)", groupby=["metric"]).transform_filter("datum.nfe == datum.last").mark_text(
+        last="max(nfe)").transform_filter("datum.nfe == datum.last").mark_text(
         text="floor", align="right", dy=-7, color="#3b7d3a", fontSize=10).encode(y="floor:Q")
-    color = alt.Color("curve:N", title="sampler")
-    bars = base.mark_rule().encode(y="low:Q", y2="high:Q", color=color, strokeDash=alt.StrokeDash("precision:N"))
+    color = alt.Color("curve:N", title="sampler", legend=alt.Legend(orient="top", columns=2, labelLimit=180))
+    dash = alt.StrokeDash("precision:N", legend=alt.Legend(orient="top"))
+    bars = base.mark_rule().encode(y="low:Q", y2="high:Q", color=color, strokeDash=dash)
     lines = base.mark_line(point=True).encode(
-        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)), color=color,
-        strokeDash=alt.StrokeDash("precision:N"),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(type="log") if log_y else alt.Scale(zero=False),
+                axis=alt.Axis(format="~g")), color=color, strokeDash=dash,
         tooltip=["curve:N", "precision:N", "nfe:Q", "value:Q", "low:Q", "high:Q", "floor:Q"])
-    return alt.layer(band, floor, label, bars, lines, data=long).properties(width=300, height=220).facet(
-        column=alt.Column("metric:N", title=None)).resolve_scale(y="independent")
+    return alt.layer(band, floor, label, bars, lines, data=long).properties(height=260)
+
+
+def quality_charts(frame: pd.DataFrame, metrics: tuple[str, ...]) -> None:
+    """quality_panel of each metric, two to a row (charts.panels)."""
+    panels(quality_panel, _long(frame, metrics), order=[LABELS.get(m, m) for m in metrics])
 
 
 def time_chart(frame: pd.DataFrame) -> alt.Chart:
@@ -146,7 +151,21 @@ def literature_chart(frame: pd.DataFrame, metric: str) -> alt.Chart:
         tooltip=["source:N", "curve:N", "nfe:Q", "relative:Q"]).properties(height=STRETCH_HEIGHT + 80)
 
 
+STABILITY_COLUMNS = {"precision": "precision", "sampler": "sampler", "settings": "settings", "nfe": "NFE",
+                     "nonfinite": "non-finite", "max_abs_x": "max |x|", "max_abs_x0": "max |x̂_0|", "error": "error"}
+
+
 def stability_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The stability columns: non-finite samples and the largest |x_t| and |x0_hat| per row."""
-    columns = ["precision", "sampler", "settings", "nfe", "nonfinite", "max_abs_x", "max_abs_x0", "error"]
+    """The stability columns: non-finite samples and the largest |x_t| and |x0_hat| per row (the error column only
+    when some row has one)."""
+    columns = [c for c in STABILITY_COLUMNS if c != "error" or (frame["error"].fillna("") != "").any()]
     return frame[columns]
+
+
+def stability_note(frame: pd.DataFrame) -> str:
+    """What the max |x̂_0| column shows, from the data: one value in every row tells the samplers apart nowhere."""
+    values = frame["max_abs_x0"].dropna().round(4).unique()
+    if len(values) == 1 and len(frame) > 1:
+        return (f" max |x̂_0| is {values[0]:.4g} in every row: the largest prediction is the same whatever the sampler "
+                "(all start from the same initial noises), so this column does not tell them apart.")
+    return ""

@@ -184,7 +184,8 @@ def _curves(snap: Snapshot, config: RunConfig, panel: TrainingPanel, live: bool)
     draw(charts.loss_curve, explore2d.loss_frame(snap.steps, snap.loss), width="stretch")
     metric_chart = panel.metric_chart(snap, config)
     if metric_chart is not None:
-        draw(*metric_chart)
+        builder, df = metric_chart
+        charts.panels(builder, df, live=live)
     panel.preview(snap)
     if snap.metric_note:
         st.warning(f"Some measurements have no value: {snap.metric_note}", icon=":material/warning:")

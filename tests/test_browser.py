@@ -69,15 +69,35 @@ LAYOUT = """charts => {
 }"""
 
 
+SAME_SIZE = """() => {
+  const problems = [];
+  for (const row of document.querySelectorAll("[data-testid=stHorizontalBlock]")) {
+    const imgs = [...row.querySelectorAll("[data-testid=stImage] img")].filter(i => i.checkVisibility());
+    for (const img of imgs.slice(1)) {
+      const a = imgs[0];
+      if (a.naturalWidth === img.naturalWidth && Math.abs(a.getBoundingClientRect().width
+                                                           - img.getBoundingClientRect().width) > 1)
+        problems.push(`images of one size drawn at ${a.getBoundingClientRect().width} and `
+                      + `${img.getBoundingClientRect().width} px side by side`);
+    }
+  }
+  return problems;
+}"""
+SECTIONS = {"app_pages/mnist_digit.py": ("Record the denoising steps", "Compare 16 samples"),
+            "app_pages/mnist_conditional.py": ("Sample both runs",),
+            "app_pages/images32.py": ("Record the denoising steps",)}     # cheap on-demand sections with images
+
+
 def _readable(pg) -> None:
     """At each of WIDTHS: no sideways scrolling of the page, no chart, table or image wider than its column (its
     drawing included), every Plotly legend inside the window (Vega draws its legends inside the chart's canvas,
-    which the column must hold). The window is restored to its first size."""
+    which the column must hold), images of one size side by side drawn at one size. The window is restored to its
+    first size."""
     size, problems = pg.viewport_size, []
     for width in WIDTHS:
         pg.set_viewport_size({"width": width, "height": size["height"]})
         pg.wait_for_timeout(1500)                        # Streamlit re-lays out and the charts redraw
-        problems += [f"{width} px: {p}" for p in pg.evaluate(LAYOUT, CHARTS)]
+        problems += [f"{width} px: {p}" for p in pg.evaluate(LAYOUT, CHARTS) + pg.evaluate(SAME_SIZE)]
     pg.set_viewport_size(size)
     assert not problems, "\n".join(problems)
 
@@ -123,7 +143,8 @@ OTHER_PAGES = [p for p in PAGES if p.path not in ("app_pages/overview.py", "app_
 
 @pytest.mark.parametrize("info", OTHER_PAGES, ids=lambda p: Path(p.path).stem)
 def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
-    """Each page, from the menu, runs to completion with the shipped runs and shows no exception."""
+    """Each page, from the menu, runs to completion with the shipped runs and shows no exception; with its cheap
+    on-demand image sections open, it reads at every width (_readable)."""
     expect = sync_api.expect
     page.goto(app_url)
     page.get_by_test_id("stSidebarNav").get_by_text(info.title, exact=True).click()
@@ -134,6 +155,11 @@ def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
     if info.path in IMAGE_PAGES:                       # the shipped run's sample grid is drawn on arrival
         expect(main.get_by_test_id("stImage").first).to_be_visible(timeout=60_000)
+    for action in SECTIONS.get(info.path, ()):
+        main.get_by_role("button", name=action).click()
+        page.wait_for_timeout(1000)
+        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=120_000)
+        expect(page.locator("[data-testid=stException]")).to_have_count(0)
     if info.path == "app_pages/study.py":              # the default sweep (moons, seconds) draws its charts
         main.get_by_role("button", name="Run the sweep").click()
         expect(main.get_by_test_id("stVegaLiteChart").first).to_be_visible(timeout=180_000)

@@ -158,5 +158,5 @@ def conditioning_comparison(prefix: str) -> None:
         run = image_cache.shipped_run(name)
         params = sum(p.numel() for p in run.net.parameters())
         col.image(grid, caption=f"{image_cache.SHIPPED[name]}: {run.config.model.conditioning}, {params:,} parameters, "
-                                f"step {run.step:,}, w = {w:g}")
+                                f"step {run.step:,}, w = {w:g}", width="stretch")      # the two at one size
     _measure_both(prefix, w, compared)

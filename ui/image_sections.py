@@ -170,9 +170,10 @@ def filmstrip_section(prefix: str, model: Model, sampling: Sampling) -> None:
     with working("Recording the denoising steps", promise):
         strip = image_cache.filmstrip(run_key, run, sampling.sampler, FILM_N, tuple(sorted(picks)))
     ts = ", ".join(f"t={t}" if t else "output" for t in strip.timesteps)
-    cols = st.columns(2)
-    cols[0].image(strip.x_t, caption=f"x_t, left to right: {ts}")
-    cols[1].image(strip.x0_hat, caption="predicted x0 (x̂_0) at the same steps: the model's guess of the end")
+    cols = st.columns(2)       # stretched: two grids of one size drawn at one size, whatever their captions
+    cols[0].image(strip.x_t, caption=f"x_t, left to right: {ts}", width="stretch")
+    cols[1].image(strip.x0_hat, caption="predicted x0 (x̂_0) at the same steps: the model's guess of the end",
+                  width="stretch")
     st.caption(f"Four samples ({sampling.describe()}, seed 0): early x̂_0 is a blurry average of plausible images; "
                "it sharpens as t falls.")
 

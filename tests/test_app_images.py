@@ -106,6 +106,8 @@ def test_guidance_sweep_and_histogram_on_demand():
     _open(at, "cond_sweep")
     panels = len(image_conditional.SWEEP_LABELS)           # accuracy, diversity and FID against w, a panel each
     assert _charts(at) == panels and any("n = 20" in c.value for c in at.caption)     # 20 samples per w
+    reading = next(c.value for c in at.caption if "Measured here: " in c.value)    # what the curves show, computed
+    assert "label accuracy: " in reading and " at w = 0" in reading and "w = 8" in reading
     _open(at, "cond_hist")
     assert _charts(at) == panels + 1
     _stays_then_closes(at, "cond_sweep", "cond_points", _charts)

@@ -14,6 +14,7 @@ import streamlit as st
 
 DOMAIN = 3.5                    # 2D plots show [-DOMAIN, DOMAIN]^2 (the toy sets have std 1)
 PANEL = 250                     # side of one 2D panel, pixels
+TICKS = ",.3~r"                 # tick labels: 3 significant digits, no exponent, no trailing zeros (10, 0.0978, 1,500)
 STRETCH_HEIGHT = 280            # full-width charts: Streamlit fits title, axes and legend in this height
 SCHEDULE_LABELS = {"beta": "β_t", "alpha_bar": "ᾱ_t", "log_snr": "log SNR_t"}
 METRIC_LABELS = {"w1": "W1", "w2": "W2", "kl_model_true": "KL(model‖true)", "kl_true_model": "KL(true‖model)"}
@@ -34,7 +35,7 @@ def scatter(df: pd.DataFrame, title: str, x: str = "x", y: str = "y", color: str
 def schedule_curves(df: pd.DataFrame) -> alt.Chart:
     """One quantity (beta_t, alpha_bar_t or log-SNR) against t (columns t, value): a panel of schedule_panels."""
     return alt.Chart(df).mark_line().encode(
-        x=alt.X("t:Q", title="t"), y=alt.Y("value:Q", title=None, axis=alt.Axis(format="~g")),
+        x=alt.X("t:Q", title="t"), y=alt.Y("value:Q", title=None, axis=alt.Axis(format=TICKS)),
     ).properties(height=160)
 
 
@@ -58,11 +59,11 @@ def metric_curves(df: pd.DataFrame, x_title: str = "step", log_x: bool = False, 
     point, so that a single measurement shows it too): a number inside it reads "at the floor". log_y for FID,
     which spans orders of magnitude while a model trains. Drawn by panels(), one per metric."""
     x = alt.X("step:Q", title=x_title, scale=alt.Scale(type="log") if log_x else alt.Undefined,
-              axis=alt.Axis(format="~g"))
+              axis=alt.Axis(format=TICKS))
     y_scale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
     base = alt.Chart().encode(x=x)
     band = base.mark_area(opacity=0.25, color="#54a24b").encode(
-        y=alt.Y("floor_low:Q", title=None, scale=y_scale, axis=alt.Axis(format="~g")), y2="floor_high:Q")
+        y=alt.Y("floor_low:Q", title=None, scale=y_scale, axis=alt.Axis(format=TICKS)), y2="floor_high:Q")
     floor_bars = base.mark_rule(opacity=0.35, color="#54a24b", strokeWidth=7).encode(y="floor_low:Q",
                                                                                       y2="floor_high:Q")
     floor = base.mark_line(color="#54a24b", strokeDash=[4, 3]).encode(y="floor:Q")

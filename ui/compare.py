@@ -13,7 +13,7 @@ from diffusion.explore import catalog
 from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import CONFIG, EMA, METRICS
 
-from .charts import METRIC_LABELS, STRETCH_HEIGHT
+from .charts import METRIC_LABELS, STRETCH_HEIGHT, TICKS
 from .roots import confine, run_roots
 from .session_runs import session_runs
 
@@ -202,12 +202,12 @@ def loss_overlay(df: pd.DataFrame, x: str, log_y: bool) -> alt.Chart:
 def metric_overlay(df: pd.DataFrame, x: str, log_y: bool = False) -> alt.LayerChart:
     """One metric's panel (columns run, step, time, value, low, high, protocol), one colour per run, each point with
     its 95% interval as an error bar; drawn by charts.panels, one per metric (metric_frame)."""
-    base = alt.Chart().encode(x=alt.X(f"{x}:Q", title=X_AXES[x], axis=alt.Axis(format="~g")),
+    base = alt.Chart().encode(x=alt.X(f"{x}:Q", title=X_AXES[x], axis=alt.Axis(format=TICKS)),
                               color=alt.Color("run:N", title="run", legend=alt.Legend(orient="top", columns=2,
                                                                                        labelLimit=200)))
     lines = base.mark_line(point=True).encode(
         y=alt.Y("value:Q", title=None, scale=alt.Scale(type="log") if log_y else alt.Scale(zero=False),
-                axis=alt.Axis(format="~g")),
+                axis=alt.Axis(format=TICKS)),
         tooltip=["run:N", "step:Q", "time:Q", "metric:N", "value:Q", "low:Q", "high:Q", "protocol:N"])
     bars = base.mark_rule().encode(y="low:Q", y2="high:Q")
     return alt.layer(bars, lines, data=df).properties(height=200)

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from diffusion.explore import images as ei
+from diffusion.explore import trends
 from diffusion.metrics.evaluation import row_interval, rows_frame
 from diffusion.metrics.intervals import reading
 from diffusion.sampling.config import SamplerConfig
@@ -54,8 +55,14 @@ def guidance_sweep_section(prefix: str, model: Model, sampling: Sampling) -> Non
     charts.panels(charts.metric_curves, _sweep_frame(points), x_title="guidance scale w")
     st.caption(f"FID on {ei.fid_extractor(run.config.data)}, n = {points[0]['n']:,} ({points[0]['protocol']} at "
                "w = 0); bars: 95% intervals; the green band is the floor (training images against the same held-out "
-               "ones). Accuracy rises with w while diversity falls: guidance trades variety for fidelity to the "
-               "label.")
+               f"ones). Measured here: {_sweep_reading(points)}.")
+
+
+def _sweep_reading(points: list[dict]) -> str:
+    """What the sweep's curves show (diffusion.explore.trends), one clause per metric."""
+    return "; ".join(trends.describe_rows(points, "guidance", metric, SWEEP_LABELS[metric], "w", fmt)
+                     for metric, fmt in (("accuracy", "{:.0%}".format), ("diversity", "{:.3g}".format),
+                                         ("fid", "{:.3g}".format)))
 
 
 def class_histogram(df: pd.DataFrame) -> alt.LayerChart:

@@ -13,7 +13,7 @@ from diffusion.sampling.registry import nfe as nfe_of
 from diffusion.sampling.run import Run
 
 from . import budget, image_cache, scheduler, session_runs, timing
-from .charts import METRIC_LABELS, STRETCH_HEIGHT, panels
+from .charts import METRIC_LABELS, STRETCH_HEIGHT, TICKS, panels
 
 SHIPPED = {"moons": "moons (2D MLP)", "digit0": "MNIST digit 0, 16x16", "cond": "MNIST 16x16, conditional",
            "cross": "MNIST 16x16, cross-attention", "mnist32": "MNIST 32x32, conditional",
@@ -97,7 +97,7 @@ def quality_panel(long: pd.DataFrame, log_y: bool = False) -> alt.LayerChart:
     """One quality metric against NFE (log x; columns of _long), one line per sampler configuration and precision,
     each point with its 95% interval; the floor, labelled, as a band over its interval; the legend on top."""
     base = alt.Chart().encode(x=alt.X("nfe:Q", title="network evaluations (NFE, log)", scale=alt.Scale(type="log"),
-                                      axis=alt.Axis(format="~g")))
+                                      axis=alt.Axis(format=TICKS)))
     band = base.mark_area(opacity=0.2, color="#54a24b").encode(y="floor_low:Q", y2="floor_high:Q")
     floor = base.mark_rule(strokeDash=[4, 4], color="#54a24b").encode(y="floor:Q")
     label = base.transform_filter("isValid(datum.floor)").transform_joinaggregate(
@@ -108,7 +108,7 @@ def quality_panel(long: pd.DataFrame, log_y: bool = False) -> alt.LayerChart:
     bars = base.mark_rule().encode(y="low:Q", y2="high:Q", color=color, strokeDash=dash)
     lines = base.mark_line(point=True).encode(
         y=alt.Y("value:Q", title=None, scale=alt.Scale(type="log") if log_y else alt.Scale(zero=False),
-                axis=alt.Axis(format="~g")), color=color, strokeDash=dash,
+                axis=alt.Axis(format=TICKS)), color=color, strokeDash=dash,
         tooltip=["curve:N", "precision:N", "nfe:Q", "value:Q", "low:Q", "high:Q", "floor:Q"])
     return alt.layer(band, floor, label, bars, lines, data=long).properties(height=260)
 

@@ -134,3 +134,7 @@ def test_the_2d_pages_model_is_listed_for_this_session(trainer):
     assert not at.exception
     row = _table(at).set_index("name").loc[next(iter(registered))]
     assert (row["source"], row["dataset"], row["steps"]) == ("session", "moons", STEPS)
+    at.switch_page(TOY2D).run()
+    at.button(key="toy2d_reset").click().run()                # discarded: no page lists it any more
+    at.switch_page(COMPARE).run()
+    assert not at.exception and next(iter(registered)) not in set(_names(at))

@@ -13,7 +13,7 @@ from diffusion.explore import toy2d as explore2d
 from diffusion.metrics.evaluation import row_sentences
 from diffusion.training.cost import dummy_trainer
 
-from . import budget, charts, data2d, timing, training
+from . import budget, charts, data2d, session_runs, timing, training
 from .layout import error_box
 from .training import Measurement, Snapshot, TrainingJob
 
@@ -134,8 +134,14 @@ def train_buttons(config: RunConfig, steps: int | None, seconds: float | None, m
     if not running:
         left.caption(f"Expected: {expected[0].text()} on this machine (its parts timed here, for the load now).")
     if job is not None and not running:
-        right.button("Discard the model", key=f"{panel.prefix}_reset", on_click=training.set_job,
-                     args=(None, panel.key))
+        right.button("Discard the model", key=f"{panel.prefix}_reset", on_click=_discard, args=(job, panel.key))
+
+
+def _discard(job: TrainingJob, key: str) -> None:
+    """Drop the visitor's model, from this page and from the other pages' lists (ui.session_runs)."""
+    if job.run is not None:
+        session_runs.forget(job.run)
+    training.set_job(None, key)
 
 
 def show_training(job: TrainingJob | None, panel: TrainingPanel = TOY2D) -> None:

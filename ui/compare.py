@@ -210,7 +210,7 @@ def metric_overlay(df: pd.DataFrame, x: str, log_y: bool = False) -> alt.LayerCh
                 axis=alt.Axis(format=TICKS)),
         tooltip=["run:N", "step:Q", "time:Q", "metric:N", "value:Q", "low:Q", "high:Q", "protocol:N"])
     bars = base.mark_rule().encode(y="low:Q", y2="high:Q")
-    return alt.layer(bars, lines, data=df).properties(height=200)
+    return alt.layer(bars, lines, data=df).properties(height=340)      # the runs' legend on top takes ~100 px
 
 
 def metric_frame(df: pd.DataFrame) -> pd.DataFrame:

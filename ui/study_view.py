@@ -18,6 +18,7 @@ from .charts import METRIC_LABELS, STRETCH_HEIGHT, TICKS, panels
 SHIPPED = {"moons": "moons (2D MLP)", "digit0": "MNIST digit 0, 16x16", "cond": "MNIST 16x16, conditional",
            "cross": "MNIST 16x16, cross-attention", "mnist32": "MNIST 32x32, conditional",
            "shapes32": "shapes 32x32 RGB, conditional"}   # image_cache's shipped run names -> labels
+LEGEND_ON_TOP_HEIGHT = 440  # a quality panel: its legend on top takes ~150 px of it, the plot the rest
 STORED_STUDIES = 64          # results kept per process (every visitor's)
 ROW_COST = {"2d": timing.Cost(0.2), "image": timing.Cost(0.5)}   # scoring one row (idle 2-core CPU; the record
                                                                   # of this server's sweeps corrects it)
@@ -104,13 +105,14 @@ def quality_panel(long: pd.DataFrame, log_y: bool = False) -> alt.LayerChart:
         last="max(nfe)").transform_filter("datum.nfe == datum.last").mark_text(
         text="floor", align="right", dy=-7, color="#3b7d3a", fontSize=10).encode(y="floor:Q")
     color = alt.Color("curve:N", title="sampler", legend=alt.Legend(orient="top", columns=2, labelLimit=180))
-    dash = alt.StrokeDash("precision:N", legend=alt.Legend(orient="top"))
+    several = long["precision"].nunique() > 1                  # one precision needs no legend of its own
+    dash = alt.StrokeDash("precision:N", legend=alt.Legend(orient="top") if several else None)
     bars = base.mark_rule().encode(y="low:Q", y2="high:Q", color=color, strokeDash=dash)
     lines = base.mark_line(point=True).encode(
         y=alt.Y("value:Q", title=None, scale=alt.Scale(type="log") if log_y else alt.Scale(zero=False),
                 axis=alt.Axis(format=TICKS)), color=color, strokeDash=dash,
         tooltip=["curve:N", "precision:N", "nfe:Q", "value:Q", "low:Q", "high:Q", "floor:Q"])
-    return alt.layer(band, floor, label, bars, lines, data=long).properties(height=260)
+    return alt.layer(band, floor, label, bars, lines, data=long).properties(height=LEGEND_ON_TOP_HEIGHT)
 
 
 def quality_charts(frame: pd.DataFrame, metrics: tuple[str, ...]) -> None:

@@ -7,12 +7,22 @@ import streamlit as st
 st.title("Compare runs")
 with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.explore import catalog
-    from ui import compare
+    from ui import charts, compare
     from ui.layout import error_box
 
 st.caption("This page trains nothing: it reads each run's config.json and metrics.csv (never its weights), so it "
-           "shows in about a second. Runs you train on the other pages appear here for this session; runs trained "
+           "shows quickly. Runs you train on the other pages appear here for this session; runs trained "
            "with `python -m diffusion train --out checkpoints/NAME` appear for everyone.")
+
+
+def all_columns(table) -> None:
+    st.dataframe(table, hide_index=True, width="stretch", key="compare_table", column_config={
+        "parameters": st.column_config.NumberColumn("parameters", format="localized"),
+        "train_seconds": st.column_config.NumberColumn("training time (s)", format="%.1f"),
+        "device": st.column_config.TextColumn("trained on"),
+        "final_loss": st.column_config.NumberColumn(compare.LABELS["final_loss"], format="%.4f"),
+        "lr": st.column_config.NumberColumn("lr", format="%.0e"),
+    })
 
 
 def runs_section() -> list:
@@ -28,21 +38,20 @@ def runs_section() -> list:
         st.info("No runs yet: train one on a phase page, or add a folder above.")
         return []
     table = catalog.table(summaries)
-    st.dataframe(table, hide_index=True, width="stretch", key="compare_table", column_config={
-        "parameters": st.column_config.NumberColumn("parameters", format="localized"),
-        "train_seconds": st.column_config.NumberColumn("training time (s)", format="%.1f"),
-        "device": st.column_config.TextColumn("trained on"),
-        "final_loss": st.column_config.NumberColumn(compare.LABELS["final_loss"], format="%.4f"),
-        "lr": st.column_config.NumberColumn("lr", format="%.0e"),
-    })
+    st.dataframe(compare.runs_overview(table), hide_index=True, width="stretch", key="compare_overview")
+    with st.expander(f"Every column ({len(table.columns)}: configuration, each metric's interval and floor, "
+                     "protocol, path)"):
+        all_columns(table)
     broken = [s for s in summaries if not s.ok]
     if broken:
-        st.warning(f"{len(broken)} folder(s) could not be read (see the error column): "
+        st.warning(f"{len(broken)} folder(s) could not be read: "
                    + "; ".join(f"{s.name}: {s.error}" for s in broken), icon=":material/warning:")
-    st.caption(f"Final loss: the mean of the last {catalog.LOSS_WINDOW} logged losses. Metrics: the last "
-               "measurement in the run's history (W1, W2, KL for 2D runs; FID on the dataset classifier's features "
-               "and label accuracy for conditional image runs), each with its 95% interval (_low, _high), its floor "
-               "(_floor: real data scored the same way at the same n), the protocol it was measured with and its n. "
+    st.caption("Quality: the last measurement in the run's history of its headline metric (FID on the dataset "
+               "classifier's features for image runs, W1 for 2D runs) with its 95% interval, beside its floor (real "
+               "data scored the same way at the same n); label accuracy for conditional image runs. Every column: "
+               f"the configuration, every metric (W1, W2, KL; FID, accuracy) with its interval (_low, _high) and "
+               f"floor (_floor), the protocol it was measured with and its n; final loss: the mean of the last "
+               f"{catalog.LOSS_WINDOW} logged losses. "
                "Protocols starting with old· were measured before the protocol existed: no interval, and a floor "
                "at half the n. Training time is in seconds on the device named (trained on).")
     return [s for s in summaries if s.ok]
@@ -70,7 +79,7 @@ def curves_section(runs: list) -> None:
         return
     protocol = compare.pick_protocol(metrics)
     metrics, left_out = compare.one_protocol(metrics, protocol)
-    st.altair_chart(compare.metric_overlay(metrics, x))
+    charts.panels(compare.metric_overlay, compare.metric_frame(metrics), x=x)
     st.caption(f"Protocol {protocol}; bars: 95% intervals." + (f" {left_out}" if left_out else ""))
 
 

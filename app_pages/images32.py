@@ -13,12 +13,10 @@ DATASETS = {"shapes": "shapes: 10 classes of coloured shapes, RGB, generated off
             "mnist": "MNIST digits at 32x32, grayscale", "cifar10": "CIFAR-10 (needs the network once)",
             "folder": "an image folder on this machine (ImageFolder: one subfolder per class)"}
 SHIPPED = {"shapes": "shapes32", "mnist": "mnist32"}
-COST_SECONDS = 15       # the cost table: 3 steps of three U-Nets at batch 64, measured on a 2-core CPU
 
 st.caption("Four times the pixels of 16x16: every convolution costs about four times more, attention at a given "
-           "level sixteen times. On a CPU, the default training (tiny U-Net, 300 steps) takes a few minutes; the "
-           "shipped runs were trained on a GPU. Their grid takes a few seconds on a 2-core CPU; every costlier "
-           "section runs when asked and says how long it expects.")
+           "level sixteen times. Training says how long its settings take on this machine before you start; every "
+           "costlier section runs when asked and says how long it expects.")
 
 st.header("1. Data")
 choice = st.selectbox("Dataset", list(DATASETS), format_func=DATASETS.get, key="img32_dataset")
@@ -34,9 +32,11 @@ st.header("2. The cost of 32x32 next to 16x16")
 st.caption("A few training steps of each model, batch 64, conditional. Memory: weights, gradients, AdamW's two "
            "moments and the EMA copy (5 float32 copies), plus the tensors autograd keeps for the backward pass of "
            "one batch.")
-if image_ondemand.opened("img32_cost", "cost", "Measure", COST_SECONDS):
+configs = image_training.cost_configs()
+promise = image_training.cost_table_promise(configs)
+if image_ondemand.opened("img32_cost", "cost", None, "Measure", promise):
     try:
-        st.dataframe(image_training.cost_table(image_training.cost_configs()), hide_index=True)
+        st.dataframe(image_training.cost_table(configs, promise), hide_index=True)
     except ValueError as e:
         error_box("Could not measure", e)
 

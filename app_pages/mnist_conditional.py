@@ -12,8 +12,8 @@ with st.spinner("Loading PyTorch (once per server start)..."):
 
 st.caption("One U-Net for all ten digits: the label is embedded and added to the time embedding (or attended to), "
            "and dropped 10% of the time so the same network also predicts without it (classifier-free guidance). "
-           "The grid shows in a second or two on a CPU; every costlier section runs when asked, says how long it "
-           "expects, and is cached.")
+           "Every costlier section than the grid runs when asked, says how long it takes on this machine (timed "
+           "here, for the load now), and is cached.")
 
 st.header("1. Train (optional): choose the class mix")
 if image_training.train_toggle("cond", required=not image_cache.has_shipped("cond")):
@@ -43,4 +43,4 @@ if model is not None:
     image_conditional.histogram_section("cond", model, sampling)
     image_conditional.label_interpolation_section("cond", model, sampling)
     image_sections.analysis_sections("cond", model, sampling)
-    image_conditional.conditioning_comparison("cond", sampling)
+    image_conditional.conditioning_comparison("cond")

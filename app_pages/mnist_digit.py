@@ -10,8 +10,8 @@ with st.spinner("Loading PyTorch (once per server start)..."):
 
 st.caption("A small U-Net learns the noise ε on the images of one digit (Ho et al. 2020). FID is measured on the "
            "shipped MNIST classifier's features, with its floor (real images against real images) at the same "
-           "number of samples. On a CPU the default training (tiny U-Net, 300 steps) takes under a minute; the "
-           "shipped run's grid shows in a second or two, and every costlier section says how long it expects.")
+           "number of samples. Training says how long its settings take on this machine before you start, and every "
+           "costlier section says how long it expects: times measured here, for the load now.")
 
 st.header("1. Data and training")
 digit = st.selectbox("Digit", range(10), key="digit_digit")

@@ -15,10 +15,6 @@ st.markdown("Every sampler starts from the **same initial noises** (sample *i* o
             "(NFE) actually used (Heun: 2 steps − 1), the sampling wall time, the quality against the truth with its "
             "floor (what an independent true sample scores), and the stability of the trajectories. The reference "
             "is DDPM over all T steps.")
-st.caption("On this 2-CPU machine: 2D runs sweep everything in seconds; image runs evaluate a U-Net at about 500 "
-           "images per second, so 64 images up to 50 NFE take about a minute, and the full sweep (7 NFE values up "
-           "to 1000, 5 samplers, 500 images, with the DDPM-1000 reference) about 30 minutes: run that one with "
-           "`python -m diffusion study` or `benchmarks/study_table.py`, on a GPU if you have one.")
 
 runs = study_view.runs()
 if not runs:
@@ -46,12 +42,17 @@ if not (samplers and nfe and precisions):
 inputs = dict(samplers=tuple(samplers), nfe_targets=tuple(sorted(nfe)), n=n, precisions=tuple(precisions),
               reference=reference)
 key = (run_key, *inputs.items())
-st.caption(f"Expected time for this sweep: about {study_view.expected_seconds(run, **inputs):.0f} s.")
+promise = study_view.promise(run_key, run, **inputs)
+full = study_view.promise(run_key, run, tuple(SAMPLERS), NFE_TARGETS, 500, ("float32",), True)
+st.caption(f"Expected time for this sweep on this machine: {promise.text()} (the run's sampling timed here, for the "
+           f"load now). The full sweep ({len(NFE_TARGETS)} NFE values up to {max(NFE_TARGETS)}, {len(SAMPLERS)} "
+           f"samplers, 500 samples, with the DDPM reference) would take {full.text()}: run that one with "
+           "`python -m diffusion study` or `benchmarks/study_table.py`, on a GPU if you have one.")
 frame = study_view.stored(key)
 if st.button("Run the sweep", key="study_go", type="primary", disabled=frame is not None):
-    bar = st.progress(0.0, "starting...")
+    bar = st.progress(0.0, f"starting ({promise.text()} expected)...")
     try:
-        frame = study_view.run_study(key, run, bar.progress, **inputs)
+        frame = study_view.run_study(key, run, promise, bar.progress, **inputs)
     except ValueError as e:
         error_box("The sweep failed", e)
     bar.empty()
@@ -64,15 +65,17 @@ best = best_at(frame)
 (st.success if best and best.met else st.warning)(goal_line(frame))
 if best and best.reference_nfe < 1000:
     st.caption(f"The reference here is DDPM with {best.reference_nfe} NFE, not 1000.")
-st.altair_chart(study_view.quality_chart(frame, metrics))
+study_view.quality_charts(frame, metrics)
 st.caption(f"Bars: 95% intervals; the green band is the floor at the same n. {protocol_line(frame)}")
 st.altair_chart(study_view.time_chart(frame), width="stretch")
 st.altair_chart(study_view.literature_chart(frame, headline), width="stretch")
 st.subheader("Stability")
 st.caption("max |x|: the largest coordinate along the trajectories, in the sampler's own space (VP x_t for "
            "DDPM/DDIM; x_t / √ᾱ_t, up to σ_max ≈ 80 times the noise, for Euler, Heun and DPM-Solver++); non-finite: "
-           "samples with NaN or inf (their quality is not measured).")
-st.dataframe(study_view.stability_table(frame), hide_index=True, width="stretch")
+           "samples with NaN or inf (their quality is not measured)." + study_view.stability_note(frame))
+st.dataframe(study_view.stability_table(frame), hide_index=True, width="stretch", column_config={
+    column: st.column_config.NumberColumn(label, format="%.4g") if column.startswith(("max", "nfe", "non"))
+    else st.column_config.TextColumn(label) for column, label in study_view.STABILITY_COLUMNS.items()})
 with st.expander("All results"):
     st.dataframe(frame, hide_index=True, width="stretch")
     st.download_button("Download (CSV)", frame.to_csv(index=False), "study.csv", "text/csv", key="study_dl")

@@ -30,7 +30,7 @@ def data_section() -> str:
     st.header("1. Data")
     names = data2d.dataset_names()
     dataset = st.selectbox("Distribution", names, format_func=data2d.describe, key="toy2d_dataset")
-    st.altair_chart(charts.scatter(data2d.points(dataset), f"{dataset}: 2,000 points"), width="content")
+    st.altair_chart(charts.scatter(data2d.points(dataset), f"{dataset}: 2,000 points"), width="stretch")
     return dataset
 
 
@@ -39,7 +39,8 @@ def forward_section(dataset: str) -> tuple[str, int]:
     left, right = st.columns(2)
     schedule = left.selectbox("Noise schedule", SCHEDULES, key="toy2d_schedule", help=SCHEDULE_HELP)
     T = right.select_slider("Number of steps T", T_OPTIONS, key="toy2d_T")
-    st.altair_chart(charts.schedule_curves(data2d.schedule_curves(schedule, T)))
+    charts.panels(charts.schedule_curves, charts.schedule_frame(data2d.schedule_curves(schedule, T)), by="quantity",
+                  order=tuple(charts.SCHEDULE_LABELS.values()), per_row=3)
     end = data2d.terminal(schedule, T)
     cols = st.columns(3)
     cols[0].metric("ᾱ_T", f"{end.alpha_bar_T:.2e}")
@@ -51,9 +52,9 @@ def forward_section(dataset: str) -> tuple[str, int]:
                    "'linear' or 'cosine' schedule (Lin et al. 2024).", icon=":material/warning:")
     t = st.slider("Noising step t (0 = data)", 0, T, T // 10, key=f"toy2d_t_{T}")
     left, right = st.columns(2)
-    left.altair_chart(charts.scatter(data2d.points(dataset), "x_0 (data)"), width="content")
+    left.altair_chart(charts.scatter(data2d.points(dataset), "x_0 (data)"), width="stretch")
     noised = data2d.noised(dataset, schedule, T, t)
-    right.altair_chart(charts.scatter(noised, f"x_t at t = {t}", color="#f58518"), width="content")
+    right.altair_chart(charts.scatter(noised, f"x_t at t = {t}", color="#f58518"), width="stretch")
     return schedule, T
 
 
@@ -104,9 +105,9 @@ def reverse_section(model) -> None:
     frame = st.slider("Denoising step (0 = x_T, pure noise)", 0, steps, steps, key=f"toy2d_frame_{steps}")
     x_t, x0_hat, t = data2d.frame_points(traj, frame)
     cols = st.columns(3)
-    cols[0].altair_chart(charts.scatter(x_t, f"x_t at t = {t}" if t else "x_0 (output)"), width="content")
-    cols[1].altair_chart(charts.scatter(x0_hat, "predicted x_0 (x̂_0)", color="#54a24b"), width="content")
-    cols[2].altair_chart(charts.paths(data2d.paths(traj)), width="content")
+    cols[0].altair_chart(charts.scatter(x_t, f"x_t at t = {t}" if t else "x_0 (output)"), width="stretch")
+    cols[1].altair_chart(charts.scatter(x0_hat, "predicted x_0 (x̂_0)", color="#54a24b"), width="stretch")
+    cols[2].altair_chart(charts.paths(data2d.paths(traj)), width="stretch")
     fields_subsection(run_key, run)
 
 
@@ -119,9 +120,9 @@ def fields_subsection(run_key: str, run) -> None:
                          key="toy2d_field_kind")
     learned, exact = data2d.fields(run_key, run, t, kind)
     cols = st.columns(2)
-    cols[0].altair_chart(charts.field(learned, f"learned, t = {t}"), width="content")
+    cols[0].altair_chart(charts.field(learned, f"learned, t = {t}"), width="stretch")
     if exact is not None:
-        cols[1].altair_chart(charts.field(exact, f"exact E[x_0 | x_t], t = {t}"), width="content")
+        cols[1].altair_chart(charts.field(exact, f"exact E[x_0 | x_t], t = {t}"), width="stretch")
         st.altair_chart(charts.field_error(data2d.field_errors(run_key, run)), width="stretch")
     else:
         cols[1].info("The exact field is known for Gaussian mixtures only (gaussian, 8gaussians, 25gaussians).")
@@ -145,21 +146,20 @@ def samplers_section(model) -> pd.DataFrame | None:
     st.caption(f"Timesteps used ({steps}): {data2d.describe_timesteps(T, steps)}. Seed 0: the same initial "
                "noise x_T for every choice.")
     samples = data2d.samples(run_key, run, sampler)
-    cols = st.columns(3)
-    cols[0].altair_chart(charts.scatter(samples, f"{METRIC_N:,} samples", color="#e45756"), width="content")
-    cols[1].altair_chart(charts.scatter(data2d.points(run.config.data.dataset), "true data"), width="content")
-    with cols[2]:
-        try:
-            result = data2d.metrics(run_key, run, sampler)
-            st.dataframe(data2d.metrics_table(result), width="stretch")
-            st.caption(f"95% intervals; n = {result.n:,}; {result.protocol.name}")
-        except ValueError as e:
-            error_box("No metrics for these samples", e)
+    cols = st.columns(2)
+    cols[0].altair_chart(charts.scatter(samples, f"{METRIC_N:,} samples", color="#e45756"), width="stretch")
+    cols[1].altair_chart(charts.scatter(data2d.points(run.config.data.dataset), "true data"), width="stretch")
+    try:
+        result = data2d.metrics(run_key, run, sampler)
+        st.dataframe(data2d.metrics_table(result), width="stretch")
+        st.caption(f"95% intervals; n = {result.n:,}; {result.protocol.name}")
+    except ValueError as e:
+        error_box("No metrics for these samples", e)
     if st.toggle("Sweep the number of steps (5 to 1000, about 10 s)", key="toy2d_sweep"):
         sweep = data2d.sweep(run_key, run, name, sampler.eta)
         st.dataframe(data2d.sweep_table(sweep), hide_index=True, width="stretch")
         long = charts.label_metrics(data2d.sweep_curves(sweep))
-        st.altair_chart(charts.metric_curves(long, "sampling steps", log_x=True))
+        charts.panels(charts.metric_curves, long, x_title="sampling steps", log_x=True)
         st.caption("Each number with its 95% interval; the green band is the floor (labelled) at the same n.")
     return samples
 

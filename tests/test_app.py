@@ -5,6 +5,7 @@ error box, and pages never touch torch (checked on their source with ast)."""
 import ast
 import io
 import math
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -15,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from diffusion import __version__
 from diffusion.training.trainer import Trainer
+from ui import timing
 from ui.training import JOB_KEY, TrainingJob, run_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,9 +65,11 @@ def _poll_until_done(at: AppTest, job: TrainingJob) -> None:
 def visitors() -> tuple[AppTest, AppTest]:
     """Two sessions training at the same time (T=100 and T=1000), both polled until done."""
     a, b = _set_up_training(_app().run(), 100), _set_up_training(_app().run(), 1000)
+    assert any(c.value.startswith("Expected: about") for c in a.caption)    # the promise, before training
     job_a, job_b = _click_train(a), _click_train(b)
     assert job_a.running and job_b.running
-    assert b.get("progress") and b.button(key="toy2d_stop")          # the live panel
+    assert b.get("progress") and b.button(key="toy2d_stop")          # the live panel, with the time left
+    assert any(re.search(r"about \d+ s left", p.proto.text) for p in a.get("progress"))   # a has the slot
     _poll_until_done(a, job_a)
     _poll_until_done(b, job_b)
     return a, b
@@ -193,11 +197,23 @@ def test_a_corrupt_upload_shows_an_error_and_keeps_the_model(visitors, damage):
 TINY = run_config("moons", "linear", 100, 32, 1, 1e-3, 64, 50)
 
 
-def _finished_job(x: torch.Tensor) -> TrainingJob:
+def _finished_job(x: torch.Tensor, promise: timing.Estimate | None = None) -> TrainingJob:
     job = TrainingJob(Trainer(TINY, x))
-    job.start(50, None, 0)
+    job.start(50, None, 0, promise)
     assert job.wait(60)
     return job
+
+
+def test_a_job_that_ran_its_promised_budget_teaches_the_record_and_a_diverged_one_does_not():
+    """The live ETA's inputs (the promise, the wall time in the slot) are in the snapshot, frozen once the job ends;
+    the server's record learns observed / promised from a job that ran its steps, not from one that diverged."""
+    done = _finished_job(torch.randn(64, 2), timing.Estimate("test: 50 steps", 0.5, 0.25))
+    snap = done.snapshot()
+    assert snap.expected == 0.5 and 0 < snap.wall == done.snapshot().wall
+    low, high = timing.CORRECTION_RANGE
+    assert timing.RECORD.correction("test: 50 steps") == pytest.approx(min(max(snap.wall / 0.25, low), high))
+    _finished_job(torch.full((64, 2), math.nan), timing.Estimate("test: diverged", 0.5, 0.25))
+    assert timing.RECORD.correction("test: diverged") == 1.0
 
 
 @pytest.mark.parametrize("x, shown", [
@@ -267,3 +283,16 @@ def test_no_legacy_pages_directory_beside_app_py():
     """With a pages/ folder, a fresh server runs a deep-linked page (/toy2d) without app.py (no frame, no
     navigation) until some session calls st.navigation: pages live in app_pages/ and are listed in ui/pages.py."""
     assert not (ROOT / "pages").exists()
+
+
+def test_a_run_far_above_its_floor_is_called_too_short_to_judge():
+    from ui.training_view import too_short
+
+    def row(metric, value, low, floor):
+        return {"step": 300, metric: value, f"{metric}_low": low, f"{metric}_high": value * 1.2,
+                f"{metric}_floor": floor, f"{metric}_floor_low": floor * 0.8, f"{metric}_floor_high": floor * 1.2}
+    verdict = too_short(row("fid", 426.0, 400.0, 1.8))
+    assert verdict.startswith("Too short to judge: at step 300 FID is 426, 236.7x its floor (1.8)")
+    assert too_short(row("fid", 6.1, 0.9, 3.4)) is None           # 1.8x, and its interval reaches the floor
+    assert too_short(row("w1", 0.47, 0.40, 0.086)) and too_short(row("w1", 0.1, 0.08, 0.086)) is None
+    assert too_short(None) is None and too_short({"step": 5, "loss": 1.0}) is None

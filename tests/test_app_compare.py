@@ -68,7 +68,11 @@ def _add(at: AppTest, path: str) -> AppTest:
 
 
 def _names(at: AppTest) -> list[str]:
-    return at.dataframe[0].value["name"].tolist()
+    return at.dataframe[0].value["run"].tolist()          # the overview a visitor reads first
+
+
+def _table(at: AppTest):
+    return at.dataframe[1].value                          # every column, in its expander
 
 
 def _charts(at: AppTest) -> int:
@@ -81,8 +85,10 @@ def test_the_page_lists_the_repository_runs_and_a_folder_typed_in(runs_dir):
     if shipped:
         assert set(shipped) <= set(_names(at))
     _add(at, str(runs_dir))
-    table = at.dataframe[0].value
-    assert {"cli-moons", "measured", "corrupt"} <= set(table["name"])
+    table = _table(at)
+    assert {"cli-moons", "measured", "corrupt"} <= set(table["name"]) <= set(_names(at))
+    overview = at.dataframe[0].value.set_index("run")
+    assert overview.loc["measured", "quality [95%]"].startswith("W1 ") and overview.loc["corrupt", "floor"] == ""
     added = table.set_index("name").loc[["cli-moons", "measured"]]
     assert (added["steps"] == STEPS).all() and (added["kind"] == "2D MLP").all() and (added["error"] == "").all()
     assert added.loc["cli-moons", "T"] == 100 and added.loc["measured", "w1"] > 0
@@ -101,18 +107,19 @@ def test_a_bad_folder_path_shows_an_error_box_naming_it(tmp_path):
 
 def test_picked_runs_get_overlaid_loss_and_metric_curves_and_an_analysis(runs_dir, trainer):
     at = _add(_compare(**{SESSION_RUNS_KEY: {"session moons": trainer.as_run()}}), str(runs_dir))
-    assert "session" in at.dataframe[0].value.set_index("name").loc["session moons", "source"]
+    assert "session" in _table(at).set_index("name").loc["session moons", "source"]
     at.multiselect(key="compare_pick").set_value([]).run()
     assert _charts(at) == 1 and any("Pick runs" in i.value for i in at.info)             # the analysis only
     at.multiselect(key="compare_pick").set_value(["cli-moons", "measured", "session moons"]).run()
-    assert _charts(at) == 3                                                                # loss, metrics, analysis
+    panels = _charts(at) - 2                                 # loss, one panel per metric measured, analysis
+    assert panels >= 1
     at.radio(key="compare_x").set_value("time")
     at.toggle(key="compare_log").set_value(False).run()
-    assert not at.exception and _charts(at) == 3
+    assert not at.exception and _charts(at) == 2 + panels
     at.selectbox(key="compare_metric").set_value("w1")
     for axis in ("schedule", "parameters", "learning rate"):
         at.selectbox(key="compare_axis").set_value(axis).run()
-        assert not at.exception and _charts(at) == 3
+        assert not at.exception and _charts(at) == 2 + panels
         assert any("Each point is one run" in c.value and axis in c.value for c in at.caption)
 
 
@@ -125,5 +132,9 @@ def test_the_2d_pages_model_is_listed_for_this_session(trainer):
     assert len(registered) == 1 and next(iter(registered.values())).step == STEPS
     at.switch_page(COMPARE).run()
     assert not at.exception
-    row = at.dataframe[0].value.set_index("name").loc[next(iter(registered))]
+    row = _table(at).set_index("name").loc[next(iter(registered))]
     assert (row["source"], row["dataset"], row["steps"]) == ("session", "moons", STEPS)
+    at.switch_page(TOY2D).run()
+    at.button(key="toy2d_reset").click().run()                # discarded: no page lists it any more
+    at.switch_page(COMPARE).run()
+    assert not at.exception and next(iter(registered)) not in set(_names(at))

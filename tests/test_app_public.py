@@ -160,7 +160,7 @@ def test_compare_reads_a_run_without_a_step_column_as_an_error_row(roots):
     (roots / "runs" / "stepless" / "metrics.csv").write_text("loss,lr\n1.0,0.001\n")
     at = _app(COMPARE)
     assert _add(at, "stepless") == ""
-    row = at.dataframe[0].value.set_index("name").loc["stepless"]
+    row = at.dataframe[1].value.set_index("name").loc["stepless"]          # every column, in its expander
     assert "metrics.csv has no step column" in row["error"]
 
 

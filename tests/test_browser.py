@@ -31,6 +31,77 @@ def page(app_url):
         yield pg
 
 
+WIDTHS = (1400, 1024)          # a laptop's browser, and a small one (the sidebar stays open at both)
+CHARTS = (".js-plotly-plot, [data-testid=stVegaLiteChart], [data-testid=stDataFrame], [data-testid=stTable], "
+          "[data-testid=stImage] img")
+LAYOUT = """charts => {
+  const problems = [], vw = window.innerWidth, se = document.scrollingElement;
+  if (se.scrollWidth > se.clientWidth) problems.push(`page scrolls sideways: ${se.scrollWidth} > ${se.clientWidth}`);
+  const main = document.querySelector("[data-testid=stMain]");
+  if (main && main.scrollWidth > main.clientWidth + 1)
+    problems.push(`main block scrolls sideways: ${main.scrollWidth} > ${main.clientWidth}`);
+  const where = el => {
+    const top = el.getBoundingClientRect().top;
+    const h = [...document.querySelectorAll("h1, h2, h3")].filter(h => h.getBoundingClientRect().top <= top).pop();
+    return h ? h.innerText.slice(0, 50) : "top";
+  };
+  for (const el of document.querySelectorAll(charts)) {
+    if (!el.checkVisibility()) continue;                      // e.g. in a closed expander
+    const box = el.closest("[data-testid=stColumn]") || el.closest("[data-testid=stMainBlockContainer]");
+    const r = box.getBoundingClientRect(), style = getComputedStyle(box);
+    const left = r.left + parseFloat(style.paddingLeft), right = r.right - parseFloat(style.paddingRight);
+    let a = el.getBoundingClientRect().left, b = el.getBoundingClientRect().right;
+    for (const inner of el.querySelectorAll("canvas, svg.main-svg, .vega-embed > svg")) {
+      const q = inner.getBoundingClientRect();
+      if (q.width > 0) { a = Math.min(a, q.left); b = Math.max(b, q.right); }
+    }
+    const scroller = el.querySelector(".dvn-scroller") || el;  // a table scrolls inside its grid when too wide
+    if (a < left - 1 || b > right + 1 || scroller.scrollWidth > scroller.clientWidth + 1)
+      problems.push(`${el.dataset.testid || el.tagName} under "${where(el)}": [${Math.round(a)}, ${Math.round(b)}] `
+                    + `in its column [${Math.round(left)}, ${Math.round(right)}]`);
+  }
+  for (const legend of document.querySelectorAll(".js-plotly-plot g.legend")) {
+    const q = legend.getBoundingClientRect();
+    if (q.width > 0 && (q.left < 0 || q.right > vw))
+      problems.push(`a legend under "${where(legend)}" leaves the window: [${Math.round(q.left)}, ${Math.round(q.right)}]`);
+  }
+  return problems;
+}"""
+
+
+SAME_SIZE = """() => {
+  const problems = [];
+  for (const row of document.querySelectorAll("[data-testid=stHorizontalBlock]")) {
+    const imgs = [...row.querySelectorAll("[data-testid=stImage] img")].filter(i => i.checkVisibility());
+    for (const img of imgs.slice(1)) {
+      const a = imgs[0];
+      if (a.naturalWidth === img.naturalWidth && Math.abs(a.getBoundingClientRect().width
+                                                           - img.getBoundingClientRect().width) > 1)
+        problems.push(`images of one size drawn at ${a.getBoundingClientRect().width} and `
+                      + `${img.getBoundingClientRect().width} px side by side`);
+    }
+  }
+  return problems;
+}"""
+SECTIONS = {"app_pages/mnist_digit.py": ("Record the denoising steps", "Compare 16 samples"),
+            "app_pages/mnist_conditional.py": ("Sample both runs",),
+            "app_pages/images32.py": ("Record the denoising steps",)}     # cheap on-demand sections with images
+
+
+def _readable(pg) -> None:
+    """At each of WIDTHS: no sideways scrolling of the page, no chart, table or image wider than its column (its
+    drawing included), every Plotly legend inside the window (Vega draws its legends inside the chart's canvas,
+    which the column must hold), images of one size side by side drawn at one size. The window is restored to its
+    first size."""
+    size, problems = pg.viewport_size, []
+    for width in WIDTHS:
+        pg.set_viewport_size({"width": width, "height": size["height"]})
+        pg.wait_for_timeout(1500)                        # Streamlit re-lays out and the charts redraw
+        problems += [f"{width} px: {p}" for p in pg.evaluate(LAYOUT, CHARTS) + pg.evaluate(SAME_SIZE)]
+    pg.set_viewport_size(size)
+    assert not problems, "\n".join(problems)
+
+
 def _shot(pg, name: str, tmp_path: Path) -> None:
     folder = Path(os.environ.get("SCREENSHOTS_DIR", tmp_path))
     folder = folder if folder.is_absolute() else ROOT / folder
@@ -49,6 +120,7 @@ def test_overview_then_train_on_the_2d_page(page, app_url, tmp_path):
     main = page.get_by_test_id("stMainBlockContainer")
     expect(main.get_by_text("Diffusion Explorer", exact=False).first).to_be_visible(timeout=30_000)
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    _readable(page)
     _shot(page, "overview", tmp_path)
 
     page.get_by_test_id("stSidebarNav").get_by_text("2D toy data").click()
@@ -61,6 +133,7 @@ def test_overview_then_train_on_the_2d_page(page, app_url, tmp_path):
     expect(main.get_by_text("Done:", exact=False)).to_be_visible(timeout=120_000)
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
     assert main.locator("[data-testid=stVegaLiteChart]").count() > charts_before
+    _readable(page)
     _shot(page, "toy2d", tmp_path)
 
 
@@ -70,7 +143,8 @@ OTHER_PAGES = [p for p in PAGES if p.path not in ("app_pages/overview.py", "app_
 
 @pytest.mark.parametrize("info", OTHER_PAGES, ids=lambda p: Path(p.path).stem)
 def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
-    """Each page, from the menu, runs to completion with the shipped runs and shows no exception."""
+    """Each page, from the menu, runs to completion with the shipped runs and shows no exception; with its cheap
+    on-demand image sections open, it reads at every width (_readable)."""
     expect = sync_api.expect
     page.goto(app_url)
     page.get_by_test_id("stSidebarNav").get_by_text(info.title, exact=True).click()
@@ -81,9 +155,15 @@ def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
     if info.path in IMAGE_PAGES:                       # the shipped run's sample grid is drawn on arrival
         expect(main.get_by_test_id("stImage").first).to_be_visible(timeout=60_000)
+    for action in SECTIONS.get(info.path, ()):
+        main.get_by_role("button", name=action).click()
+        page.wait_for_timeout(1000)
+        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=120_000)
+        expect(page.locator("[data-testid=stException]")).to_have_count(0)
     if info.path == "app_pages/study.py":              # the default sweep (moons, seconds) draws its charts
         main.get_by_role("button", name="Run the sweep").click()
         expect(main.get_by_test_id("stVegaLiteChart").first).to_be_visible(timeout=180_000)
         expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=180_000)
         expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    _readable(page)
     _shot(page, Path(info.path).stem, tmp_path)

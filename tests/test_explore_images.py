@@ -110,6 +110,15 @@ def test_memorisation_flags_training_images_as_copies(digit0):
     memo = ei.memorisation_pairs(train, digit0.config.data, scale=1)
     assert memo.copies == 8 and max(memo.ratio) == 0.0
     assert 0 <= memo.copy_floor <= 1
+    # pairs read as pairs: each (sample | nearest) tile framed in grey, PAIR_GAP white pixels between tiles; here
+    # every sample is its own nearest image, so the two halves of each tile are equal
+    size, gap = train.shape[-1], ei.PAIR_GAP
+    tile_w, tile_h = 2 * size + 3 * 2, size + 2 * 2
+    for i in range(8):
+        x, y = gap + (i % 4) * (tile_w + gap), gap + (i // 4) * (tile_h + gap)
+        tile = memo.pairs[y:y + tile_h, x:x + tile_w]
+        assert (tile[0] == 128).all() and (memo.pairs[y - gap:y, x:x + tile_w] == 255).all()
+        np.testing.assert_array_equal(tile[2:2 + size, 2:2 + size], tile[2:2 + size, 4 + size:4 + 2 * size])
 
 
 def test_diversity_and_within_class_diversity():

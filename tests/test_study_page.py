@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data.toy2d import toy_dataset
+from diffusion.explore.study import quality_metrics
 from diffusion.training.trainer import Trainer
 from ui.session_runs import KEY
 
@@ -53,18 +54,19 @@ def test_a_tiny_sweep_draws_charts_stability_and_the_goal_line(run):
     at.select_slider(key="study_n_False").set_value(64).run()
     at.button(key="study_go").click().run()
     assert not at.exception and not at.error
-    assert _charts(at) == 3
+    charts = 2 + len(quality_metrics(run))                  # one quality panel per metric, time, literature
+    assert _charts(at) == charts
     goal = (at.success or at.warning)[0].value
     assert goal.startswith("best at <= 20 NFE: ") and "DDPM with 1000 NFE" in goal
     stability = at.dataframe[0].value
     assert len(stability) == 5 and (stability["nonfinite"] == 0).all() and (stability["max_abs_x"] > 0).all()
     at.run()                                           # stored by its inputs: shown again, nothing to recompute
-    assert at.button(key="study_go").disabled and _charts(at) == 3
+    assert at.button(key="study_go").disabled and _charts(at) == charts
     at.multiselect(key="study_nfe_False").set_value([]).run()
     assert any("Pick at least one" in i.value for i in at.info)
 
 
-def test_the_shipped_flow_run_is_studied_with_the_flow_and_the_diffusion_samplers():
+def test_the_shipped_flow_run_is_studied_with_the_flow_and_the_diffusion_samplers(run):
     at = _page()
     at.selectbox(key="study_run").set_value("moons (2D MLP), flow matching · checkpoints/moons-flow").run()
     assert {"flow_euler", "flow_midpoint", "ddim"} <= set(at.multiselect(key="study_samplers").options)
@@ -72,5 +74,5 @@ def test_the_shipped_flow_run_is_studied_with_the_flow_and_the_diffusion_sampler
     at.multiselect(key="study_nfe_False").set_value([10])
     at.select_slider(key="study_n_False").set_value(64).run()
     at.button(key="study_go").click().run()
-    assert not at.exception and not at.error and _charts(at) == 3
+    assert not at.exception and not at.error and _charts(at) == 2 + len(quality_metrics(run))   # a 2D run too
     assert set(at.dataframe[0].value["sampler"]) >= {"flow_euler", "ddim"}

@@ -5,7 +5,7 @@ live_chart turns it into a Vega-Lite spec once and then only ships new data on e
 to_dict costs ~40 ms a chart, time the training thread would lose to the GIL twice a second).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import altair as alt
@@ -14,7 +14,9 @@ import streamlit as st
 
 DOMAIN = 3.5                    # 2D plots show [-DOMAIN, DOMAIN]^2 (the toy sets have std 1)
 PANEL = 250                     # side of one 2D panel, pixels
+TICKS = ",.3~r"                 # tick labels: 3 significant digits, no exponent, no trailing zeros (10, 0.0978, 1,500)
 STRETCH_HEIGHT = 280            # full-width charts: Streamlit fits title, axes and legend in this height
+SCHEDULE_LABELS = {"beta": "β_t", "alpha_bar": "ᾱ_t", "log_snr": "log SNR_t"}
 METRIC_LABELS = {"w1": "W1", "w2": "W2", "kl_model_true": "KL(model‖true)", "kl_true_model": "KL(true‖model)"}
 Builder = Callable[[pd.DataFrame], alt.TopLevelMixin]
 
@@ -30,16 +32,18 @@ def scatter(df: pd.DataFrame, title: str, x: str = "x", y: str = "y", color: str
     ).properties(width=PANEL, height=PANEL)
 
 
-def schedule_curves(df: pd.DataFrame) -> alt.FacetChart:
-    """beta_t, alpha_bar_t and log-SNR against t, one panel each (columns t, beta, alpha_bar, log_snr)."""
-    labels = {"beta": "β_t", "alpha_bar": "ᾱ_t", "log_snr": "log SNR_t"}
-    long = df.melt(id_vars="t", value_vars=list(labels), var_name="quantity", value_name="value")
-    long["quantity"] = long["quantity"].map(labels)
-    return alt.Chart(long).mark_line().encode(
-        x=alt.X("t:Q", title="t"), y=alt.Y("value:Q", title=None),
-    ).properties(width=230, height=160).facet(
-        column=alt.Column("quantity:N", title=None, sort=list(labels.values())),
-    ).resolve_scale(y="independent")
+def schedule_curves(df: pd.DataFrame) -> alt.Chart:
+    """One quantity (beta_t, alpha_bar_t or log-SNR) against t (columns t, value): a panel of schedule_panels."""
+    return alt.Chart(df).mark_line().encode(
+        x=alt.X("t:Q", title="t"), y=alt.Y("value:Q", title=None, axis=alt.Axis(format=TICKS)),
+    ).properties(height=160)
+
+
+def schedule_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """beta_t, alpha_bar_t and log-SNR (columns t, beta, alpha_bar, log_snr) in long form, labelled (columns t,
+    quantity, value), for panels(schedule_curves, ..., by="quantity")."""
+    long = df.melt(id_vars="t", value_vars=list(SCHEDULE_LABELS), var_name="quantity", value_name="value")
+    return long.assign(quantity=long["quantity"].map(SCHEDULE_LABELS))
 
 
 def loss_curve(df: pd.DataFrame) -> alt.Chart:
@@ -49,26 +53,45 @@ def loss_curve(df: pd.DataFrame) -> alt.Chart:
     ).properties(height=STRETCH_HEIGHT)
 
 
-def metric_curves(df: pd.DataFrame, x_title: str = "step", log_x: bool = False) -> alt.FacetChart:
-    """One panel per metric (columns step, metric (labelled), value, low, high, floor, floor_low, floor_high): the
-    curve with each number's 95% interval as an error bar, and the floor, labelled, as a band over its interval (a
-    pale bar at each point, so that a single measurement shows it too): a number inside it reads "at the floor"."""
-    x = alt.X("step:Q", title=x_title, scale=alt.Scale(type="log") if log_x else alt.Undefined)
+def metric_curves(df: pd.DataFrame, x_title: str = "step", log_x: bool = False, log_y: bool = False) -> alt.LayerChart:
+    """One metric's panel (columns step, value, low, high, floor, floor_low, floor_high): the curve with each
+    number's 95% interval as an error bar, and the floor, labelled, as a band over its interval (a pale bar at each
+    point, so that a single measurement shows it too): a number inside it reads "at the floor". log_y for FID,
+    which spans orders of magnitude while a model trains. Drawn by panels(), one per metric."""
+    x = alt.X("step:Q", title=x_title, scale=alt.Scale(type="log") if log_x else alt.Undefined,
+              axis=alt.Axis(format=TICKS))
+    y_scale = alt.Scale(type="log") if log_y else alt.Scale(zero=False)
     base = alt.Chart().encode(x=x)
-    band = base.mark_area(opacity=0.25, color="#54a24b").encode(y=alt.Y("floor_low:Q", title=None), y2="floor_high:Q")
+    band = base.mark_area(opacity=0.25, color="#54a24b").encode(
+        y=alt.Y("floor_low:Q", title=None, scale=y_scale, axis=alt.Axis(format=TICKS)), y2="floor_high:Q")
     floor_bars = base.mark_rule(opacity=0.35, color="#54a24b", strokeWidth=7).encode(y="floor_low:Q",
                                                                                       y2="floor_high:Q")
     floor = base.mark_line(color="#54a24b", strokeDash=[4, 3]).encode(y="floor:Q")
     label = base.transform_filter("isValid(datum.floor)").transform_joinaggregate(
-        last="max(step)", groupby=["metric"]).transform_filter("datum.step == datum.last").mark_text(
+        last="max(step)").transform_filter("datum.step == datum.last").mark_text(
         text="floor", align="right", dy=-7, color="#3b7d3a", fontSize=10).encode(y="floor:Q")
     bars = base.mark_rule(color="#4c78a8").encode(y="low:Q", y2="high:Q")
     line = base.mark_line(point=True).encode(y=alt.Y("value:Q", title=None), tooltip=[
         "step:Q", "metric:N", "value:Q", "low:Q", "high:Q", "floor:Q", "floor_low:Q", "floor_high:Q"])
-    layers = (band, floor_bars, floor, label, bars, line)
-    return alt.layer(*layers, data=df).properties(width=170, height=150).facet(
-        column=alt.Column("metric:N", title=None, sort=list(METRIC_LABELS.values())),
-    ).resolve_scale(y="independent")
+    return alt.layer(band, floor_bars, floor, label, bars, line, data=df).properties(height=170)
+
+
+def panels(builder: Callable[..., alt.TopLevelMixin], df: pd.DataFrame, by: str = "metric",
+           order: Sequence[str] = tuple(METRIC_LABELS.values()), per_row: int = 2, live: bool = False,
+           **options) -> None:
+    """Small multiples that fit any width: builder(rows of one value of df[by], **options) for each value (in
+    `order`, then the rest), titled by it, per_row to a row of columns, each as wide as its column (a facet's
+    panels keep their width in pixels and overflow a narrow page). A FID panel gets a log axis (log_y)."""
+    present = list(dict.fromkeys(df[by]))
+    values = [v for v in order if v in present] + [v for v in present if v not in order]
+    for start in range(0, len(values), per_row):
+        for col, value in zip(st.columns(per_row), values[start:start + per_row]):
+            part, kw = df[df[by] == value], {**options, **({"log_y": True} if str(value).startswith("FID") else {})}
+            with col:
+                if live:
+                    live_chart(builder, part, title=str(value), options=kw, width="stretch")
+                else:
+                    st.altair_chart(builder(part, **kw).properties(title=str(value)), width="stretch")
 
 
 def paths(df: pd.DataFrame) -> alt.LayerChart:
@@ -108,14 +131,16 @@ def label_metrics(df: pd.DataFrame) -> pd.DataFrame:
 
 
 @lru_cache(maxsize=None)
-def _spec(builder: Builder, columns: tuple[str, ...]) -> dict:
-    """The Vega-Lite spec of builder(empty frame), without its data (the data travels separately)."""
-    spec = builder(pd.DataFrame({c: [] for c in columns})).to_dict()
+def _spec(builder: Builder, columns: tuple[str, ...], options: tuple = ()) -> dict:
+    """The Vega-Lite spec of builder(empty frame, **options), without its data (the data travels separately)."""
+    spec = builder(pd.DataFrame({c: [] for c in columns}), **dict(options)).to_dict()
     spec.pop("data", None)
     spec.pop("datasets", None)
     return spec
 
 
-def live_chart(builder: Builder, df: pd.DataFrame, **kwargs) -> None:
-    """Draw builder(df) cheaply: a spec cached per builder plus this frame as its data."""
-    st.vega_lite_chart(df, _spec(builder, tuple(df.columns)), **kwargs)
+def live_chart(builder: Builder, df: pd.DataFrame, title: str | None = None, options: dict | None = None,
+               **kwargs) -> None:
+    """Draw builder(df, **options) cheaply: a spec cached per builder and options plus this frame as its data."""
+    spec = _spec(builder, tuple(df.columns), tuple(sorted((options or {}).items())))
+    st.vega_lite_chart(df, {**spec, "title": title} if title else spec, **kwargs)

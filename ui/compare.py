@@ -13,7 +13,7 @@ from diffusion.explore import catalog
 from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import CONFIG, EMA, METRICS
 
-from .charts import METRIC_LABELS, STRETCH_HEIGHT
+from .charts import METRIC_LABELS, STRETCH_HEIGHT, TICKS
 from .roots import confine, run_roots
 from .session_runs import session_runs
 
@@ -159,6 +159,37 @@ def one_protocol(curves: pd.DataFrame, protocol: str) -> tuple[pd.DataFrame, str
                   "comparable with them.")
 
 
+HEADLINE = {"fid": "FID", "w1": "W1", "nll": "NLL", "kid": "KID"}   # the quality a run is read by first, in order
+
+
+def _reading(row: pd.Series, metric: str, suffix: str = "") -> str:
+    """'FID 2.7 [0.37, 5.0]' (the value and its interval, or its floor with suffix "_floor"); blank without one."""
+    value = row.get(f"{metric}{suffix}")
+    if value is None or pd.isna(value):
+        return ""
+    low, high = row.get(f"{metric}{suffix}_low"), row.get(f"{metric}{suffix}_high")
+    bounds = f" [{low:.2g}, {high:.2g}]" if not suffix and pd.notna(low) and pd.notna(high) else ""
+    return f"{HEADLINE.get(metric, '')} {value:.3g}{bounds}".strip()
+
+
+def runs_overview(table: pd.DataFrame) -> pd.DataFrame:
+    """The runs table a visitor reads first, narrow enough for a laptop's window (catalog.table has ~45 columns):
+    each run's headline quality with its 95% interval and floor, label accuracy, its steps; text, blank where a run
+    has no value (its data and model: in the run's name and under every column)."""
+    def headline(row: pd.Series) -> str:
+        return next((m for m in HEADLINE if pd.notna(row.get(m))), "")
+
+    rows = []
+    for _, row in table.iterrows():
+        m = headline(row)
+        rows.append({"run": row["name"], "quality [95%]": _reading(row, m) if m else "",
+                     "floor": _reading(row, m, "_floor") if m else "",
+                     "accuracy [95%]": (f"{row['accuracy']:.0%} [{row['accuracy_low']:.0%}, {row['accuracy_high']:.0%}]"
+                                        if pd.notna(row.get("accuracy")) else ""),
+                     "steps": f"{row['steps']:,}"})
+    return pd.DataFrame(rows)
+
+
 def loss_overlay(df: pd.DataFrame, x: str, log_y: bool) -> alt.Chart:
     """Loss curves of several runs (columns run, step, time, loss), one colour per run."""
     y_scale = alt.Scale(type="log") if log_y else alt.Undefined
@@ -170,19 +201,23 @@ def loss_overlay(df: pd.DataFrame, x: str, log_y: bool) -> alt.Chart:
     ).properties(height=STRETCH_HEIGHT + 40)
 
 
-def metric_overlay(df: pd.DataFrame, x: str) -> alt.FacetChart:
-    """One panel per metric (columns run, step, time, metric, value, low, high, protocol), one colour per run, each
-    point with its 95% interval as an error bar."""
-    df = df.assign(metric=df["metric"].map(lambda m: LABELS.get(m, m)))
-    base = alt.Chart().encode(x=alt.X(f"{x}:Q", title=X_AXES[x]),
-                              color=alt.Color("run:N", title="run", legend=alt.Legend(orient="top")))
+def metric_overlay(df: pd.DataFrame, x: str, log_y: bool = False) -> alt.LayerChart:
+    """One metric's panel (columns run, step, time, value, low, high, protocol), one colour per run, each point with
+    its 95% interval as an error bar; drawn by charts.panels, one per metric (metric_frame)."""
+    base = alt.Chart().encode(x=alt.X(f"{x}:Q", title=X_AXES[x], axis=alt.Axis(format=TICKS)),
+                              color=alt.Color("run:N", title="run", legend=alt.Legend(orient="top", columns=2,
+                                                                                       labelLimit=200)))
     lines = base.mark_line(point=True).encode(
-        y=alt.Y("value:Q", title=None),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(type="log") if log_y else alt.Scale(zero=False),
+                axis=alt.Axis(format=TICKS)),
         tooltip=["run:N", "step:Q", "time:Q", "metric:N", "value:Q", "low:Q", "high:Q", "protocol:N"])
     bars = base.mark_rule().encode(y="low:Q", y2="high:Q")
-    return alt.layer(bars, lines, data=df).properties(width=210, height=160).facet(
-        facet=alt.Facet("metric:N", title=None), columns=4,
-    ).resolve_scale(y="independent")
+    return alt.layer(bars, lines, data=df).properties(height=340)      # the runs' legend on top takes ~100 px
+
+
+def metric_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The overlay's metrics under their labels."""
+    return df.assign(metric=df["metric"].map(lambda m: LABELS.get(m, m)))
 
 
 def analysis_chart(table: pd.DataFrame, metric: str, axis: Axis) -> alt.LayerChart | alt.Chart:

@@ -11,14 +11,20 @@ import numpy as np
 import streamlit as st
 import torch
 
-from diffusion.config import RunConfig
+from diffusion.config import DataConfig, RunConfig
 from diffusion.explore import images as ei
 from diffusion.training.checkpoints import CHECKPOINTS_DIR
+from diffusion.metrics.evaluation import measure_samples
+from diffusion.metrics.images import nearest_neighbours
 from diffusion.metrics.intervals import Interval
+from diffusion.metrics.protocol import reference_for
 from diffusion.explore.interpolation import interpolate_labels, interpolate_noise
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import load_run
+from diffusion.training.cost import dummy_trainer
+
+from . import timing, training
 
 SHIPPED_ROOT = Path(os.environ.get("DIFFUSION_CHECKPOINTS", CHECKPOINTS_DIR))
 SHIPPED = {"digit0": "mnist16-digit0", "cond": "mnist16-cond", "cross": "mnist16-cond-cross",
@@ -26,6 +32,8 @@ SHIPPED = {"digit0": "mnist16-digit0", "cond": "mnist16-cond", "cross": "mnist16
            "digit0-flow": "mnist16-digit0-flow", "moons-flow": "moons-flow"}   # name -> run folder
 PER_MODEL = 8          # cached results kept per function, across models and visitors
 SCALE = {16: 3, 32: 2}  # grid enlargement per image size (nearest neighbour), so 16 px digits are legible
+COST_BATCHES = (2, 32)  # batch sizes a sampling step is timed at
+SEARCH_SIZES = (1, 16)  # images the memorisation search is timed at
 
 
 def scale_for(run: Run) -> int:
@@ -65,13 +73,33 @@ class Grid:
 
 
 
+def script_threads() -> int:
+    """Set this script thread's torch threads to the cores the load leaves free (ui.timing.free_threads), so that
+    the sections sample at the thread count their costs were timed at; returns it."""
+    threads = timing.free_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
 @st.cache_data(show_spinner=False, max_entries=PER_MODEL)
-def seconds_per_evaluation(run_key: str, _run: Run, batch: int = 32) -> float:
-    """Seconds per image through the network in a batch of 32 (the costlier sections draw 16-200 at once), measured
-    on one DDIM step after the grid has warmed the network (its small per-class batches cost ~2x more per image)."""
-    start = time.perf_counter()
-    _run.sample(batch, SamplerConfig("ddim", steps=1), y=_run.balanced_labels(batch))
-    return (time.perf_counter() - start) / batch
+def sampling_costs(run_key: str, _run: Run, threads: int) -> tuple[timing.Cost, timing.Cost]:
+    """(per network call, per image through the network) of sampling this run on this machine: one DDIM step timed
+    at two batch sizes (a call's fixed cost dominates the small batches of the filmstrip and the class rows), on
+    `threads` torch threads (script_threads)."""
+    return timing.measure_fit(lambda n: _run.sample(n, SamplerConfig("ddim", steps=1), y=_run.balanced_labels(n)),
+                              COST_BATCHES, threads=threads)
+
+
+@st.cache_data(show_spinner=False, max_entries=PER_MODEL)
+def search_costs(run_key: str, _run: Run, threads: int) -> tuple[timing.Cost, timing.Cost, int]:
+    """(per search, per image searched, held-out images) of the memorisation check on this run's data: each
+    sample's nearest training image, and each held-out image's for the typical distance (two searches); timed on
+    training images at two sizes."""
+    data = _run.config.data
+    train = ei.training_set(data).x
+    fixed, per_image = timing.measure_fit(lambda n: nearest_neighbours(train[:n], train), SEARCH_SIZES,
+                                          threads=threads)
+    return fixed, per_image, len(ei.holdout_images(data))
 
 
 @st.cache_data(show_spinner="Sampling...", max_entries=PER_MODEL)
@@ -140,6 +168,30 @@ def unguided_class_counts(run_key: str, _run: Run, n: int, steps: int, seed: int
 def fid(run_key: str, _run: Run, n: int, steps: int, guidance: float = 1.0) -> dict[str, float | str]:
     """The Result.row() of FID (and label accuracy) under the pages' protocol."""
     return ei.fid_measure(_run, n, steps, guidance)[0].row()
+
+
+@st.cache_data(show_spinner="Timing one FID measurement...", max_entries=32)
+def measurement_cost(data: DataConfig, n: int) -> timing.Cost:
+    """What scoring n samples under the pages' protocol costs on this machine (classifier features, FID with its
+    bootstrap, label accuracy), timed on n real images once the protocol's reference is built."""
+    protocol = ei.page_protocol(data, n)
+    reference = reference_for(protocol, data)
+    images = reference.floor_images
+    return timing.measure(lambda: measure_samples(images, protocol, data), warmup=0, repeats=1)
+
+
+@st.cache_data(show_spinner="Timing a few training steps and one sampling step...", max_entries=32)
+def training_costs(config: RunConfig, device: str, threads: int, sample_n: int) -> tuple[timing.Cost, timing.Cost, int]:
+    """(one training step, one DDIM step of sample_n images, parameters) of config on device, timed on a trainer fed
+    zeros, on `threads` torch threads as its job runs them (ui.training.job_threads)."""
+    with training.torch_threads(threads):
+        trainer = dummy_trainer(config, device)
+        step = timing.measure(trainer.train_step, repeats=2, threads=threads)
+        run = trainer.as_run()
+        y = run.balanced_labels(sample_n)
+        sample = timing.measure(lambda: run.sample(sample_n, SamplerConfig("ddim", steps=1), y=y), repeats=2,
+                                threads=threads)
+    return step, sample, sum(p.numel() for p in trainer.model.parameters())
 
 
 @st.cache_data(show_spinner="Timing a few training steps...", max_entries=32)

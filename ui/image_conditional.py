@@ -7,12 +7,13 @@ import pandas as pd
 import streamlit as st
 
 from diffusion.explore import images as ei
+from diffusion.explore import trends
 from diffusion.metrics.evaluation import row_interval, rows_frame
 from diffusion.metrics.intervals import reading
 from diffusion.sampling.config import SamplerConfig
 
-from . import charts, image_cache
-from .image_ondemand import opened, run_parts
+from . import charts, image_cache, timing
+from .image_ondemand import opened, run_parts, working
 from .image_sections import Model, Sampling, guidance_slider
 from .layout import error_box
 
@@ -21,10 +22,8 @@ SWEEP_NS = (20, 50, 100, 200, 500)
 SWEEP_LABELS = {"accuracy": "label accuracy", "diversity": "within-class diversity", "fid": "FID (classifier)"}
 HIST_NS = (100, 200, 500, 1000)
 HIST_CHUNK = 100          # samples per histogram chunk: progress and a stop between chunks, each chunk cached
-FID_EXTRA_S = 1.0         # classifier features, FID and the real images' floor at one point (16x16, n <= 500)
 COMPARED = ("cond", "cross")
 COMPARE_PER_CLASS, COMPARE_N = 3, 100
-CLASS_ROWS_COST = 2       # a class grid samples one small batch per class: ~2x the cost per image (measured here)
 
 
 def _sweep_frame(points: list[dict]) -> pd.DataFrame:
@@ -41,21 +40,29 @@ def guidance_sweep_section(prefix: str, model: Model, sampling: Sampling) -> Non
                f"{ei.LIVE_STEPS}), the share the classifier reads as the requested label (Wilson interval), the mean "
                f"distance between samples of one class, and FID against {n} held-out images (bootstrap interval; "
                f"floor: {n} training images against the same ones). Each point is cached.")
-    seconds = sum(sampling.seconds(n, ei.LIVE_STEPS, w) + FID_EXTRA_S for w in SWEEP_SCALES)
-    if not opened(f"{prefix}_sweep", run_key, "Run the guidance sweep", seconds):
+    promise = sum(sampling.promise("guidance sweep", n, ei.LIVE_STEPS, w) for w in SWEEP_SCALES)
+    promise += timing.expect(sampling.kind("guidance sweep"),
+                             (image_cache.measurement_cost(run.config.data, n), len(SWEEP_SCALES)))
+    if not opened(f"{prefix}_sweep", run_key, n, "Run the guidance sweep", promise):
         return
     try:
         points = run_parts("Sweeping guidance scales:", [
             (f"w = {w:g}", lambda w=w: image_cache.guidance_point(run_key, run, w, n, ei.LIVE_STEPS))
-            for w in SWEEP_SCALES])
+            for w in SWEEP_SCALES], promise)
     except ValueError as e:
         error_box("No guidance sweep", e)
         return
-    st.altair_chart(charts.metric_curves(_sweep_frame(points), "guidance scale w"))
+    charts.panels(charts.metric_curves, _sweep_frame(points), x_title="guidance scale w")
     st.caption(f"FID on {ei.fid_extractor(run.config.data)}, n = {points[0]['n']:,} ({points[0]['protocol']} at "
                "w = 0); bars: 95% intervals; the green band is the floor (training images against the same held-out "
-               "ones). Accuracy rises with w while diversity falls: guidance trades variety for fidelity to the "
-               "label.")
+               f"ones). Measured here: {_sweep_reading(points)}.")
+
+
+def _sweep_reading(points: list[dict]) -> str:
+    """What the sweep's curves show (diffusion.explore.trends), one clause per metric."""
+    return "; ".join(trends.describe_rows(points, "guidance", metric, SWEEP_LABELS[metric], "w", fmt)
+                     for metric, fmt in (("accuracy", "{:.0%}".format), ("diversity", "{:.3g}".format),
+                                         ("fid", "{:.3g}".format)))
 
 
 def class_histogram(df: pd.DataFrame) -> alt.LayerChart:
@@ -75,14 +82,14 @@ def histogram_section(prefix: str, model: Model, sampling: Sampling) -> None:
     st.header("Generated classes against the training set's")
     run_key, run = model
     n = st.select_slider("Samples", HIST_NS, 200, key=f"{prefix}_hist_n")
-    seconds = sampling.seconds(n, ei.LIVE_STEPS, 1.0)      # w = 0 costs one evaluation per step (the null label)
-    if not opened(f"{prefix}_hist", run_key, f"Classify {n} unguided samples", seconds):
+    promise = sampling.promise("class histogram", n, ei.LIVE_STEPS, 1.0)   # w = 0 costs one evaluation per step
+    if not opened(f"{prefix}_hist", run_key, n, f"Classify {n} unguided samples", promise):
         return
     try:
         chunks = run_parts("Sampling and classifying:", [
             (f"{(k + 1) * HIST_CHUNK} of {n}",
              lambda k=k: image_cache.unguided_class_counts(run_key, run, HIST_CHUNK, ei.LIVE_STEPS, k))
-            for k in range(n // HIST_CHUNK)])
+            for k in range(n // HIST_CHUNK)], promise)
         df = ei.class_shares(sum(chunks), run.config.data)
     except ValueError as e:
         error_box("No class histogram", e)
@@ -103,22 +110,32 @@ def label_interpolation_section(prefix: str, model: Model, sampling: Sampling) -
     points = cols[3].slider("Points", 3, 12, 8, key=f"{prefix}_label_points")
     with cols[4]:
         w = guidance_slider(f"{prefix}_label_w", "Guidance w (this path)")
-    if not opened(f"{prefix}_label_path", run_key, "Interpolate", sampling.seconds(points, ei.LIVE_STEPS, w)):
+    promise = sampling.promise("label interpolation", points, ei.LIVE_STEPS, w, per_image=2)   # D(x, a) and D(x, b)
+    if not opened(f"{prefix}_label_path", run_key, (a, b, seed, points, w), "Interpolate", promise):
         return
-    st.image(image_cache.label_path(run_key, run, a, b, points, seed, ei.LIVE_STEPS, w),
-             caption=f"One x_T (seed {seed}); x̂_0 = (1 − a) D(x_t, {a}) + a D(x_t, {b}) with a from 0 to 1, "
+    with working("Interpolating", promise):
+        path = image_cache.label_path(run_key, run, a, b, points, seed, ei.LIVE_STEPS, w)
+    st.image(path, caption=f"One x_T (seed {seed}); x̂_0 = (1 − a) D(x_t, {a}) + a D(x_t, {b}) with a from 0 to 1, "
                      f"deterministic DDIM {ei.LIVE_STEPS} steps, w = {w:g}")
 
 
-def _measure_both(prefix: str, w: float, sampling: Sampling) -> None:
+def _compared() -> dict[str, Sampling]:
+    """Each compared shipped run's sampling costs on this machine (cross-attention costs more per image)."""
+    return {name: Sampling.of((image_cache.shipped_key(name), image_cache.shipped_run(name)),
+                              SamplerConfig("ddim", steps=ei.LIVE_STEPS)) for name in COMPARED}
+
+
+def _measure_both(prefix: str, w: float, compared: dict[str, Sampling]) -> None:
     runs = {name: image_cache.shipped_run(name) for name in COMPARED}
-    seconds = 2 * (sampling.seconds(COMPARE_N, ei.LIVE_STEPS, w) + FID_EXTRA_S)
-    if not opened(f"{prefix}_cmp_measure", f"w={w:g}", f"Measure FID and accuracy, {COMPARE_N} samples each",
-                  seconds):
+    data = runs[COMPARED[0]].config.data
+    promise = timing.expect("conditioning FID", (image_cache.measurement_cost(data, COMPARE_N), len(runs))) + sum(
+        sampling.promise("conditioning FID", COMPARE_N, ei.LIVE_STEPS, w) for sampling in compared.values())
+    if not opened(f"{prefix}_cmp_measure", "shipped", w, f"Measure FID and accuracy, {COMPARE_N} samples each",
+                  promise):
         return
     rows = run_parts("Measuring:", [
         (image_cache.SHIPPED[name], lambda name=name, run=run: image_cache.fid(
-            image_cache.shipped_key(name), run, COMPARE_N, ei.LIVE_STEPS, w)) for name, run in runs.items()])
+            image_cache.shipped_key(name), run, COMPARE_N, ei.LIVE_STEPS, w)) for name, run in runs.items()], promise)
     st.dataframe(pd.DataFrame([{"run": image_cache.SHIPPED[name], "FID [95%]": row_interval(row, "fid").text(),
                                 "floor [95%]": row_interval(row, "fid", floor=True).text(),
                                 "reading": reading(row_interval(row, "fid"), row_interval(row, "fid", floor=True)),
@@ -127,7 +144,7 @@ def _measure_both(prefix: str, w: float, sampling: Sampling) -> None:
                  hide_index=True)
 
 
-def conditioning_comparison(prefix: str, sampling: Sampling) -> None:
+def conditioning_comparison(prefix: str) -> None:
     """The shipped label-added and cross-attention runs side by side, when both exist (own w)."""
     st.header("Conditioning: label added to the time embedding vs cross-attention")
     if not all(image_cache.has_shipped(name) for name in COMPARED):
@@ -135,15 +152,18 @@ def conditioning_comparison(prefix: str, sampling: Sampling) -> None:
                 icon=":material/info:")
         return
     w = guidance_slider(f"{prefix}_cmp_w", "Guidance w (both runs)")
-    images = COMPARE_PER_CLASS * 10 * len(COMPARED)
-    seconds = CLASS_ROWS_COST * sampling.seconds(images, ei.LIVE_STEPS, w)
-    if not opened(f"{prefix}_cmp", "shipped", "Sample both runs", seconds):
+    compared = _compared()
+    promise = sum(s.promise("conditioning grids", COMPARE_PER_CLASS * 10, ei.LIVE_STEPS, w, calls_per_step=10)
+                  for s in compared.values())
+    if not opened(f"{prefix}_cmp", "shipped", w, "Sample both runs", promise):
         return
     sampler = SamplerConfig("ddim", steps=ei.LIVE_STEPS, guidance=w)
-    for col, name in zip(st.columns(len(COMPARED)), COMPARED):
+    with working("Sampling both runs", promise):
+        grids = [image_cache.class_grid(image_cache.shipped_key(name), image_cache.shipped_run(name),
+                                        COMPARE_PER_CLASS, sampler).image for name in COMPARED]
+    for col, name, grid in zip(st.columns(len(COMPARED)), COMPARED, grids):
         run = image_cache.shipped_run(name)
         params = sum(p.numel() for p in run.net.parameters())
-        col.image(image_cache.class_grid(image_cache.shipped_key(name), run, COMPARE_PER_CLASS, sampler).image,
-                  caption=f"{image_cache.SHIPPED[name]}: {run.config.model.conditioning}, {params:,} parameters, "
-                          f"step {run.step:,}, w = {w:g}")
-    _measure_both(prefix, w, sampling)
+        col.image(grid, caption=f"{image_cache.SHIPPED[name]}: {run.config.model.conditioning}, {params:,} parameters, "
+                                f"step {run.step:,}, w = {w:g}", width="stretch")      # the two at one size
+    _measure_both(prefix, w, compared)

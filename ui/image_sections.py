@@ -11,8 +11,8 @@ from diffusion.metrics.intervals import wilson
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 
-from . import image_cache
-from .image_ondemand import opened
+from . import image_cache, timing
+from .image_ondemand import opened, working
 from .layout import error_box
 
 Model = tuple[str, Run]
@@ -23,24 +23,45 @@ PER_CLASS_FIRST = {16: 3, 32: 2}      # first class grid: ~30 images at 16x16, 2
 FIRST_STEPS = (20, 10)                # first grid's steps: unconditional (one batch) / conditional (one small batch
                                       # per class; DDIM 10 looks as sharp as 20 on the shipped runs): ~1-2.5 s each
 MEMO_N, DIVERSITY_N, FILM_N = 16, 64, 4
-MEMO_SEARCH_S = 2                     # loading held-out images and the nearest-neighbour search (32x32 RGB: ~2 s)
+GRID_AUTO_S = 15                      # a grid that takes longer waits behind a button naming its time
 GUIDANCE_FORMULA = ("Classifier-free guidance (Ho & Salimans 2022): guided = uncond + w (cond − uncond); w = 1 is "
                     "the plain conditional model, w = 0 ignores the label, w > 1 pushes towards it.")
 
 
 @dataclass(frozen=True)
 class Sampling:
-    """The grid's sampler (the on-demand sections follow it) and its measured cost per network evaluation."""
+    """The grid's sampler (the on-demand sections follow it) and what sampling costs on this machine: per network
+    call and per image through the network (image_cache.sampling_costs); model names the network, so that the
+    server's record corrects each kind of work per network."""
 
     sampler: SamplerConfig
-    seconds_per_evaluation: float
+    call: timing.Cost
+    image: timing.Cost
     conditional: bool
+    model: str
 
-    def seconds(self, n: int, steps: int | None = None, guidance: float | None = None) -> float:
-        """Expected seconds to draw n samples (by default with the grid's steps and w)."""
-        s = SamplerConfig("ddim", steps=steps or self.sampler.steps,
-                          guidance=self.sampler.guidance if guidance is None else guidance)
-        return ei.network_evaluations(n, s) * self.seconds_per_evaluation
+    @classmethod
+    def of(cls, model: Model, sampler: SamplerConfig) -> "Sampling":
+        run_key, run = model
+        m = run.config.model
+        name = f"{run.config.data.dataset} {m.image_size}x{m.image_size}x{m.channels} {m.base_width}" + (
+            f" {m.conditioning}" if m.num_classes else "")
+        costs = image_cache.sampling_costs(run_key, run, image_cache.script_threads())
+        return cls(sampler, *costs, bool(run.num_classes), name)
+
+    def kind(self, work: str) -> str:
+        """The record's name for `work` on this network."""
+        return f"{work} · {self.model}"
+
+    def promise(self, work: str, n: int, steps: int | None = None, guidance: float | None = None,
+                calls_per_step: int = 1, per_image: int = 1) -> timing.Estimate:
+        """The expected time of drawing n samples (by default with the grid's steps and w), in calls_per_step
+        batches each step (the class rows: one per class), each image going per_image times through the network
+        (label interpolation: twice)."""
+        steps = steps or self.sampler.steps
+        w = self.sampler.guidance if guidance is None else guidance
+        images = ei.network_evaluations(n, SamplerConfig("ddim", steps=steps, guidance=w)) * per_image
+        return timing.expect(self.kind(work), (self.call, steps * calls_per_step), (self.image, images))
 
     def describe(self) -> str:
         w = f", w = {self.sampler.guidance:g}" if self.conditional else ""
@@ -88,29 +109,47 @@ def sampler_controls(prefix: str, run: Run) -> SamplerConfig:
     return SamplerConfig(name, steps=steps, guidance=w)
 
 
+def _grid(prefix: str, model: Model, sampling: Sampling) -> tuple | None:
+    """(grid, caption) of the grid the widgets describe: drawn at once when that takes at most GRID_AUTO_S seconds,
+    else behind a button naming its time; None while it waits."""
+    run_key, run = model
+    sampler = sampling.sampler
+    cols = st.columns(2)
+    seed = int(cols[1].number_input("Seed", 0, 10_000, 0, key=f"{prefix}_seed"))
+    if run.num_classes:
+        first = PER_CLASS_FIRST.get(run.config.model.image_size, 2)
+        per_class = cols[0].select_slider("Images per class", PER_CLASS, first, key=f"{prefix}_per_class")
+        promise = sampling.promise("grid", per_class * run.num_classes, calls_per_step=run.num_classes)
+        draw = lambda: image_cache.class_grid(run_key, run, per_class, sampler, seed)   # noqa: E731
+        caption = f"Row c: class c; column j: initial noise j (seed {seed})"
+    else:
+        n = cols[0].select_slider("Images", GRID_IMAGES, 25, key=f"{prefix}_n")
+        promise = sampling.promise("grid", n)
+        draw = lambda: image_cache.grid(run_key, run, n, sampler, seed)                 # noqa: E731
+        caption = f"{n} samples, seed {seed}"
+    if not opened(f"{prefix}_grid", run_key, (sampler, seed, caption), "Draw the grid", promise, GRID_AUTO_S,
+                  closable=False):
+        return None
+    with working("Sampling the grid", promise):
+        return draw(), caption
+
+
 def samples_section(prefix: str, model: Model) -> Sampling:
     """The grid (conditional runs: one row per class from the same noises); returns its sampler and cost."""
     st.header("Samples")
     run_key, run = model
     if run.num_classes:
         st.markdown(f"**{GUIDANCE_FORMULA}**")
-    sampler = sampler_controls(prefix, run)
-    cols = st.columns(2)
-    seed = int(cols[1].number_input("Seed", 0, 10_000, 0, key=f"{prefix}_seed"))
-    if run.num_classes:
-        first = PER_CLASS_FIRST.get(run.config.model.image_size, 2)
-        per_class = cols[0].select_slider("Images per class", PER_CLASS, first, key=f"{prefix}_per_class")
-        grid = image_cache.class_grid(run_key, run, per_class, sampler, seed)
-        caption = f"Row c: class c; column j: initial noise j (seed {seed})"
-    else:
-        n = cols[0].select_slider("Images", GRID_IMAGES, 25, key=f"{prefix}_n")
-        grid = image_cache.grid(run_key, run, n, sampler, seed)
-        caption = f"{n} samples, seed {seed}"
-    st.image(grid.image, caption=caption)
-    sampling = Sampling(sampler, image_cache.seconds_per_evaluation(run_key, run), bool(run.num_classes))
-    st.caption(f"Drawn in {grid.seconds:.1f} s on this machine ({grid.evaluations:,} images through the network; "
-               "w ≠ 1 doubles that); each setting is cached. The sections below run on demand, each button "
-               f"saying how long it expects, and sample with this sampler ({sampling.describe()}).")
+    sampling = Sampling.of(model, sampler_controls(prefix, run))
+    drawn = _grid(prefix, model, sampling)
+    if drawn is not None:
+        grid, caption = drawn
+        st.image(grid.image, caption=caption)
+        guided = run.num_classes and sampling.sampler.guidance != 1
+        doubled = "; guidance (w ≠ 1) runs each image twice" if guided else ""
+        st.caption(f"Drawn in {grid.seconds:.1f} s on this machine ({grid.evaluations:,} images through the network"
+                   f"{doubled}); each setting is cached. The sections below run on demand, each button saying how "
+                   f"long it expects, and sample with this sampler ({sampling.describe()}).")
     return sampling
 
 
@@ -124,13 +163,17 @@ def filmstrip_section(prefix: str, model: Model, sampling: Sampling) -> None:
     if not picks:
         error_box("No step chosen", f"pick at least one of the steps 0 to {steps}")
         return
-    if not opened(f"{prefix}_film", run_key, "Record the denoising steps", sampling.seconds(FILM_N)):
+    promise = sampling.promise("filmstrip", FILM_N)
+    inputs = (sampling.sampler, tuple(sorted(picks)))
+    if not opened(f"{prefix}_film", run_key, inputs, "Record the denoising steps", promise):
         return
-    strip = image_cache.filmstrip(run_key, run, sampling.sampler, FILM_N, tuple(sorted(picks)))
+    with working("Recording the denoising steps", promise):
+        strip = image_cache.filmstrip(run_key, run, sampling.sampler, FILM_N, tuple(sorted(picks)))
     ts = ", ".join(f"t={t}" if t else "output" for t in strip.timesteps)
-    cols = st.columns(2)
-    cols[0].image(strip.x_t, caption=f"x_t, left to right: {ts}")
-    cols[1].image(strip.x0_hat, caption="predicted x0 (x̂_0) at the same steps: the model's guess of the end")
+    cols = st.columns(2)       # stretched: two grids of one size drawn at one size, whatever their captions
+    cols[0].image(strip.x_t, caption=f"x_t, left to right: {ts}", width="stretch")
+    cols[1].image(strip.x0_hat, caption="predicted x0 (x̂_0) at the same steps: the model's guess of the end",
+                  width="stretch")
     st.caption(f"Four samples ({sampling.describe()}, seed 0): early x̂_0 is a blurry average of plausible images; "
                "it sharpens as t falls.")
 
@@ -138,11 +181,15 @@ def filmstrip_section(prefix: str, model: Model, sampling: Sampling) -> None:
 def memorisation_section(prefix: str, model: Model, sampling: Sampling) -> None:
     st.header("Memorisation: each sample beside its nearest training image")
     run_key, run = model
-    if not opened(f"{prefix}_memo", run_key, f"Compare {MEMO_N} samples with the training set",
-                  sampling.seconds(MEMO_N) + MEMO_SEARCH_S):
+    search, per_image, holdout = image_cache.search_costs(run_key, run, image_cache.script_threads())
+    promise = sampling.promise("memorisation", MEMO_N) + timing.expect(
+        sampling.kind("memorisation"), (search, 2), (per_image, MEMO_N + holdout))
+    if not opened(f"{prefix}_memo", run_key, sampling.sampler, f"Compare {MEMO_N} samples with the training set",
+                  promise):
         return
     try:
-        memo = image_cache.memorisation(run_key, run, MEMO_N, sampling.sampler)
+        with working("Sampling and searching the training set", promise):
+            memo = image_cache.memorisation(run_key, run, MEMO_N, sampling.sampler)
     except (ValueError, OSError) as e:
         error_box("No memorisation check", e)
         return
@@ -159,10 +206,11 @@ def memorisation_section(prefix: str, model: Model, sampling: Sampling) -> None:
 def diversity_section(prefix: str, model: Model, sampling: Sampling) -> None:
     st.header("Diversity")
     run_key, run = model
-    if not opened(f"{prefix}_diversity", run_key, f"Measure {DIVERSITY_N} samples",
-                  sampling.seconds(DIVERSITY_N)):
+    promise = sampling.promise("diversity", DIVERSITY_N)
+    if not opened(f"{prefix}_diversity", run_key, sampling.sampler, f"Measure {DIVERSITY_N} samples", promise):
         return
-    d = image_cache.diversity(run_key, run, DIVERSITY_N, sampling.sampler)
+    with working(f"Sampling {DIVERSITY_N} images", promise):
+        d = image_cache.diversity(run_key, run, DIVERSITY_N, sampling.sampler)
     cols = st.columns(2)
     cols[0].metric(f"Mean pairwise distance, {DIVERSITY_N} samples", d["samples"].text())
     cols[1].metric(f"Same, {DIVERSITY_N} real training images", d["real"].text())
@@ -184,11 +232,14 @@ def noise_interpolation_section(prefix: str, model: Model, sampling: Sampling) -
         error_box("No path", f"seed A = seed B = {seed_a}: pick two different seeds")
         return
     steps, w = sampling.sampler.steps, sampling.sampler.guidance
-    if not opened(f"{prefix}_noise_path", run_key, "Interpolate", sampling.seconds(points)):
+    promise = sampling.promise("noise interpolation", points)
+    if not opened(f"{prefix}_noise_path", run_key, (sampling.sampler, seed_a, seed_b, points, label), "Interpolate",
+                  promise):
         return
-    st.image(image_cache.noise_path(run_key, run, points, seed_a, seed_b, steps, label, w),
-             caption=f"slerp between the two initial noises x_T, each decoded by deterministic DDIM ({steps} steps"
-                     f"{f', w = {w:g}' if sampling.conditional else ''})")
+    with working("Interpolating", promise):
+        path = image_cache.noise_path(run_key, run, points, seed_a, seed_b, steps, label, w)
+    st.image(path, caption=f"slerp between the two initial noises x_T, each decoded by deterministic DDIM "
+                           f"({steps} steps{f', w = {w:g}' if sampling.conditional else ''})")
 
 
 def analysis_sections(prefix: str, model: Model, sampling: Sampling) -> None:

@@ -16,3 +16,8 @@ def register(name: str, run: Run) -> None:
 def session_runs() -> dict[str, Run]:
     """name -> Run of everything this visitor trained, in the order first registered."""
     return dict(st.session_state.get(KEY, {}))
+
+
+def forget(run: Run) -> None:
+    """Take run off the list (its visitor discarded it): no page offers a model that is gone."""
+    st.session_state[KEY] = {name: r for name, r in st.session_state.get(KEY, {}).items() if r is not run}

@@ -12,16 +12,17 @@ from diffusion.explore import literature, study
 from diffusion.sampling.registry import nfe as nfe_of
 from diffusion.sampling.run import Run
 
-from . import budget, image_cache, scheduler, session_runs
-from .charts import METRIC_LABELS, STRETCH_HEIGHT
+from . import budget, image_cache, scheduler, session_runs, timing
+from .charts import METRIC_LABELS, STRETCH_HEIGHT, TICKS, panels
 
 SHIPPED = {"moons": "moons (2D MLP)", "moons-flow": "moons (2D MLP), flow matching", "digit0": "MNIST digit 0, 16x16",
            "digit0-flow": "MNIST digit 0, 16x16, flow matching", "cond": "MNIST 16x16, conditional",
            "cross": "MNIST 16x16, cross-attention", "mnist32": "MNIST 32x32, conditional",
            "shapes32": "shapes 32x32 RGB, conditional"}   # image_cache's shipped run names -> labels
+LEGEND_ON_TOP_HEIGHT = 440  # a quality panel: its legend on top takes ~150 px of it, the plot the rest
 STORED_STUDIES = 64          # results kept per process (every visitor's)
-RATES = {"2d": 2e5, "image": 500.0}   # samples x network evaluations per second on 2 CPU cores (measured, rounded)
-SECONDS_PER_ROW = {"2d": 0.2, "image": 0.5}   # quality measurement of one row
+ROW_COST = {"2d": timing.Cost(0.2), "image": timing.Cost(0.5)}   # scoring one row (idle 2-core CPU; the record
+                                                                  # of this server's sweeps corrects it)
 LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy"}
 
 
@@ -47,14 +48,16 @@ def stored(key: tuple) -> pd.DataFrame | None:
     return _store().get(key)
 
 
-def run_study(key: tuple, run: Run, progress, **inputs) -> pd.DataFrame:
-    """study.study(run, **inputs) in a slot of the server's scheduler (ValueError when it would exceed a job's
-    budget), with progress(fraction, text) while it waits and after every row, kept under key."""
-    expected = expected_seconds(run, **inputs)
-    budget.check_time(expected, "this sweep")
-    with scheduler.turn("study sweep", expected, lambda place: progress(0.0, f"Queued, {place.describe()}")):
-        frame = study.study(run, progress=lambda done, total, row: progress(
-            done / total, f"{done}/{total}: {row['precision']} {row['sampler']} at {row['nfe']} NFE"), **inputs)
+def run_study(key: tuple, run: Run, promise: timing.Estimate, progress, **inputs) -> pd.DataFrame:
+    """study.study(run, **inputs) in a slot of the server's scheduler (ValueError when its promise would exceed a
+    job's budget), with progress(fraction, text) while it waits and after every row (with the time left), kept under
+    key."""
+    budget.check_time(promise.seconds, "this sweep")
+    with scheduler.turn("study sweep", promise.seconds, lambda place: progress(0.0, f"Queued, {place.describe()}")):
+        with timing.timed(promise) as clock:
+            frame = study.study(run, progress=lambda done, total, row: progress(
+                done / total, f"{done}/{total}: {row['precision']} {row['sampler']} at {row['nfe']} NFE · "
+                              f"{timing.progress_text(done / total, clock.elapsed(), promise.seconds)}"), **inputs)
     store = _store()
     store[key] = frame
     while len(store) > STORED_STUDIES:
@@ -62,13 +65,15 @@ def run_study(key: tuple, run: Run, progress, **inputs) -> pd.DataFrame:
     return frame
 
 
-def expected_seconds(run: Run, samplers: tuple[str, ...], nfe_targets: tuple[int, ...], n: int,
-                     precisions: tuple[str, ...], reference: bool) -> float:
-    """A rough duration on this kind of CPU: network evaluations x samples at RATES, plus the measurements."""
+def promise(run_key: str, run: Run, samplers: tuple[str, ...], nfe_targets: tuple[int, ...], n: int,
+            precisions: tuple[str, ...], reference: bool) -> timing.Estimate:
+    """How long the sweep takes on this server: its network calls and images through the network at the run's
+    sampling costs timed here (image_cache.sampling_costs), plus each row's quality measurement (ROW_COST)."""
     configs = study.plan(run, samplers, nfe_targets, reference)
-    kind = "image" if run.is_image else "2d"
-    evaluations = sum(nfe_of(c.name, c.steps) for c in configs) * n * len(precisions)
-    return evaluations / RATES[kind] + SECONDS_PER_ROW[kind] * len(configs) * len(precisions)
+    call, image = image_cache.sampling_costs(run_key, run, image_cache.script_threads())
+    calls = sum(nfe_of(c.name, c.steps) for c in configs) * len(precisions)
+    row = ROW_COST["image" if run.is_image else "2d"]
+    return timing.expect("study sweep", (call, calls), (image, calls * n), (row, len(configs) * len(precisions)))
 
 
 def curve_names(frame: pd.DataFrame) -> pd.Series:
@@ -90,24 +95,30 @@ def _long(frame: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def quality_chart(frame: pd.DataFrame, metrics: tuple[str, ...]) -> alt.FacetChart:
-    """Each quality metric against NFE (log x), one line per sampler configuration and precision, each point with its
-    95% interval; the floor, labelled, as a band over its interval."""
-    long = _long(frame, metrics)
-    base = alt.Chart().encode(x=alt.X("nfe:Q", title="network evaluations (NFE, log)", scale=alt.Scale(type="log")))
+def quality_panel(long: pd.DataFrame, log_y: bool = False) -> alt.LayerChart:
+    """One quality metric against NFE (log x; columns of _long), one line per sampler configuration and precision,
+    each point with its 95% interval; the floor, labelled, as a band over its interval; the legend on top."""
+    base = alt.Chart().encode(x=alt.X("nfe:Q", title="network evaluations (NFE, log)", scale=alt.Scale(type="log"),
+                                      axis=alt.Axis(format=TICKS)))
     band = base.mark_area(opacity=0.2, color="#54a24b").encode(y="floor_low:Q", y2="floor_high:Q")
     floor = base.mark_rule(strokeDash=[4, 4], color="#54a24b").encode(y="floor:Q")
     label = base.transform_filter("isValid(datum.floor)").transform_joinaggregate(
-        last="max(nfe)", groupby=["metric"]).transform_filter("datum.nfe == datum.last").mark_text(
+        last="max(nfe)").transform_filter("datum.nfe == datum.last").mark_text(
         text="floor", align="right", dy=-7, color="#3b7d3a", fontSize=10).encode(y="floor:Q")
-    color = alt.Color("curve:N", title="sampler")
-    bars = base.mark_rule().encode(y="low:Q", y2="high:Q", color=color, strokeDash=alt.StrokeDash("precision:N"))
+    color = alt.Color("curve:N", title="sampler", legend=alt.Legend(orient="top", columns=2, labelLimit=180))
+    several = long["precision"].nunique() > 1                  # one precision needs no legend of its own
+    dash = alt.StrokeDash("precision:N", legend=alt.Legend(orient="top") if several else None)
+    bars = base.mark_rule().encode(y="low:Q", y2="high:Q", color=color, strokeDash=dash)
     lines = base.mark_line(point=True).encode(
-        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)), color=color,
-        strokeDash=alt.StrokeDash("precision:N"),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(type="log") if log_y else alt.Scale(zero=False),
+                axis=alt.Axis(format=TICKS)), color=color, strokeDash=dash,
         tooltip=["curve:N", "precision:N", "nfe:Q", "value:Q", "low:Q", "high:Q", "floor:Q"])
-    return alt.layer(band, floor, label, bars, lines, data=long).properties(width=300, height=220).facet(
-        column=alt.Column("metric:N", title=None)).resolve_scale(y="independent")
+    return alt.layer(band, floor, label, bars, lines, data=long).properties(height=LEGEND_ON_TOP_HEIGHT)
+
+
+def quality_charts(frame: pd.DataFrame, metrics: tuple[str, ...]) -> None:
+    """quality_panel of each metric, two to a row (charts.panels)."""
+    panels(quality_panel, _long(frame, metrics), order=[LABELS.get(m, m) for m in metrics])
 
 
 def time_chart(frame: pd.DataFrame) -> alt.Chart:
@@ -143,7 +154,21 @@ def literature_chart(frame: pd.DataFrame, metric: str) -> alt.Chart:
         tooltip=["source:N", "curve:N", "nfe:Q", "relative:Q"]).properties(height=STRETCH_HEIGHT + 80)
 
 
+STABILITY_COLUMNS = {"precision": "precision", "sampler": "sampler", "settings": "settings", "nfe": "NFE",
+                     "nonfinite": "non-finite", "max_abs_x": "max |x|", "max_abs_x0": "max |x̂_0|", "error": "error"}
+
+
 def stability_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The stability columns: non-finite samples and the largest |x_t| and |x0_hat| per row."""
-    columns = ["precision", "sampler", "settings", "nfe", "nonfinite", "max_abs_x", "max_abs_x0", "error"]
+    """The stability columns: non-finite samples and the largest |x_t| and |x0_hat| per row (the error column only
+    when some row has one)."""
+    columns = [c for c in STABILITY_COLUMNS if c != "error" or (frame["error"].fillna("") != "").any()]
     return frame[columns]
+
+
+def stability_note(frame: pd.DataFrame) -> str:
+    """What the max |x̂_0| column shows, from the data: one value in every row tells the samplers apart nowhere."""
+    values = frame["max_abs_x0"].dropna().round(4).unique()
+    if len(values) == 1 and len(frame) > 1:
+        return (f" max |x̂_0| is {values[0]:.4g} in every row: the largest prediction is the same whatever the sampler "
+                "(all start from the same initial noises), so this column does not tell them apart.")
+    return ""

@@ -9,7 +9,10 @@ line), then trains for at most the server's job budget (ui.budget), and stops ea
 
 import math
 import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -26,7 +29,7 @@ from diffusion.sampling.run import Run
 from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS
 from diffusion.training.trainer import RunResult, StepInfo, Trainer
 
-from . import visitor
+from . import timing, visitor
 from .budget import budget, check_config
 from .checkpoint_io import zip_trainer
 from .scheduler import Place, Ticket, scheduler
@@ -79,6 +82,8 @@ class Snapshot:
     preview: Any = None          # what the last measurement showed (image pages: a sample grid)
     place: Place | None = None   # where the job stands in the server's queue (position 0: training)
     capped: bool = False         # the server's job budget, not the visitor's, set the time limit
+    wall: float = 0.0            # seconds since the job got its slot (measurements included)
+    expected: float | None = None    # the promised seconds of this job (ui.timing), for the time left
 
 
 def run_config(dataset: str, schedule: str, timesteps: int, width: int, depth: int, lr: float,
@@ -122,6 +127,9 @@ class TrainingJob:
         self._ticket: Ticket | None = None
         self._presence = visitor.Presence(None)
         self._capped = False
+        self._promise: timing.Estimate | None = None
+        self._started: float | None = None        # time.monotonic() when the job got its slot
+        self._ended: float | None = None          # and when it gave the slot back
 
     @property
     def config(self) -> RunConfig:
@@ -136,10 +144,11 @@ class TrainingJob:
         """Identifies the finished model the sections below training use (changes whenever it does)."""
         return f"{self.id}-{self.run.step if self.run else 0}"
 
-    def start(self, steps: int | None, seconds: float | None, measure_every: int, expected: float | None = None
-              ) -> None:
+    def start(self, steps: int | None, seconds: float | None, measure_every: int,
+              expected: timing.Estimate | None = None) -> None:
         """Train in the background for `steps` more steps or `seconds` (at most the server's job budget), measuring
-        every measure_every steps, once the server's scheduler gives a slot; expected: the estimated seconds."""
+        every measure_every steps, once the server's scheduler gives a slot; expected: the promise (ui.timing), which
+        the server's record compares with the time the job took when it ran the budget it was given."""
         if self.running:
             raise RuntimeError("this model is already training")
         limit = budget().job_seconds
@@ -148,9 +157,11 @@ class TrainingJob:
         self._stop.clear()
         self.measure_every = measure_every
         self._presence = visitor.Presence(visitor.session_id())
-        self._ticket = Ticket(f"training ({self.config.model.kind})", min(expected or seconds, seconds))
+        self._promise = expected
+        self._ticket = Ticket(f"training ({self.config.model.kind})",
+                              min(expected.seconds if expected else seconds, seconds))
         with self._lock:
-            self._result, self._error, self._metric_note = None, None, None
+            self._result, self._error, self._metric_note, self._started, self._ended = None, None, None, None, None
             self._budget = (self.trainer.step, self.trainer.elapsed, steps, seconds if not self._capped else None)
         self._thread = threading.Thread(target=self._work, args=(steps, seconds), daemon=True,
                                         name=f"train-{self.id}")
@@ -177,15 +188,21 @@ class TrainingJob:
             with self._lock:
                 self._result = RunResult("callback", 0)
             return
+        with self._lock:
+            self._started = time.monotonic()
         try:
-            self._train(steps, seconds)
+            result = self._train(steps, seconds)
         finally:
             slots.release(self._ticket)
+            with self._lock:
+                self._ended = time.monotonic()
+        planned = "steps" if steps is not None else "time"
+        if self._promise is not None and result is not None and result.reason == planned and not (
+                planned == "time" and self._capped):       # ran the budget it was promised for: the record learns
+            timing.RECORD.observe(self._promise.kind, self._promise.base, self._ended - self._started)
 
-    def _train(self, steps: int | None, seconds: float) -> None:
-        threads = MODEL_DEFAULTS[self.config.model.kind]["threads"]
-        if threads:
-            torch.set_num_threads(threads)   # the small MLP: 1, it loses time to OpenMP sync; U-Nets: all cores
+    def _train(self, steps: int | None, seconds: float) -> RunResult | None:
+        torch.set_num_threads(job_threads(self.config))
         result, error = None, None
         with self._trainer_lock:
             try:
@@ -202,6 +219,7 @@ class TrainingJob:
             run = self.trainer.as_run() if self.trainer.step and not unhealthy else self.run  # the last good model
         with self._lock:
             self._result, self._error, self.run, self.unhealthy = result, error, run, unhealthy
+        return result if error is None else None
 
     def _on_step(self, trainer: Trainer, info: StepInfo) -> bool:
         with self._lock:
@@ -239,9 +257,11 @@ class TrainingJob:
             running = self.running
             rate = (step - start_step) / max(elapsed - start_elapsed, 1e-9) if step > start_step else 0.0
             place = scheduler().place(self._ticket) if running and self._ticket is not None else None
+            wall = (self._ended or time.monotonic()) - self._started if self._started is not None else 0.0
             return Snapshot(list(self._steps), list(self._loss), list(self._metrics), step, elapsed,
                             min(1.0, max(0.0, progress)) if running else 1.0, rate, running, self._result,
-                            self._error, self._metric_note, self._preview, place, self._capped)
+                            self._error, self._metric_note, self._preview, place, self._capped, wall,
+                            self._promise.seconds if self._promise else None)
 
     def checkpoint_zip(self) -> bytes:
         """The run folder trainer.save writes, zipped (waits if the model is training)."""
@@ -258,6 +278,24 @@ def set_job(job: TrainingJob | None, key: str = JOB_KEY) -> None:
     st.session_state[key] = job
 
 
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block on `threads` torch threads (this thread only), as a job of that many would: the costs the
+    pages promise from are timed the way the work runs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def job_threads(config: RunConfig) -> int:
+    """Torch threads a training job of config uses: the small MLP 1 (it loses time to OpenMP sync), a U-Net the
+    cores the load leaves free (ui.timing.free_threads)."""
+    return MODEL_DEFAULTS[config.model.kind]["threads"] or timing.free_threads()
+
+
 def device_for(config: RunConfig) -> str:
     """Where a model trains: U-Nets on the GPU when there is one; the small 2D MLP always on the CPU."""
     return "cuda" if config.model.kind == "unet" and torch.cuda.is_available() else "cpu"
@@ -265,7 +303,7 @@ def device_for(config: RunConfig) -> str:
 
 def start_training(config: RunConfig, data: TrainingData, steps: int | None, seconds: float | None,
                    measure_every: int, key: str = JOB_KEY, measurement: Measurement = METRICS_2D,
-                   expected: float | None = None) -> TrainingJob:
+                   expected: timing.Estimate | None = None) -> TrainingJob:
     """Continue the current model when config only changes the budget, else start a new one (checked against the
     server's budget before anything is built); returns the job."""
     check_config(config)

@@ -3,21 +3,23 @@
 what differs between pages (widget keys, data, measurement, how measurements are drawn); the default is 2D."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import pandas as pd
 import streamlit as st
 
-from diffusion.config import DataConfig, RunConfig
+from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import TrainingData
 from diffusion.explore import toy2d as explore2d
-from diffusion.metrics.evaluation import row_sentences
-from diffusion.training.cost import step_seconds
+from diffusion.metrics.evaluation import row_interval, row_sentences
+from diffusion.training.cost import dummy_trainer
 
-from . import budget, charts, data2d, training
+from . import budget, charts, data2d, session_runs, timing, training
 from .layout import error_box
 from .training import Measurement, Snapshot, TrainingJob
 
 REFRESH_S = 0.8  # at least one redraw a second (the goal), each costing the trainer little
+FAR = {"w1": 1.5, "fid": 3.0}   # a finished run whose last number exceeds this many floors is too short to judge
 QUEUE_REFRESH_S = 2.0   # a waiting job's line is redrawn less often: many waiting pages must not load the server
 
 
@@ -56,44 +58,67 @@ class TrainingPanel:
 
 
 TOY2D = TrainingPanel("toy2d", data2d.training_data, lambda config: training.METRICS_2D, _curves_2d, _summary_2d)
-MEASURE_2D_S = 0.5   # seconds one 2D measurement takes (DDIM-50 samples and three metrics, on 2 cores)
 
 
-@st.cache_data(show_spinner="Timing a few training steps...", max_entries=32)
-def _step_seconds(config: RunConfig) -> float:
-    return step_seconds(config)
+@st.cache_data(show_spinner="Timing a few training steps and one measurement...", max_entries=32)
+def costs_2d(config: RunConfig) -> tuple[timing.Cost, timing.Cost]:
+    """(one training step, one W1/W2/KL measurement) of a 2D config, timed on one thread as its job runs them (the
+    measurement on the untrained network's samples, once the floor is drawn)."""
+    with training.torch_threads(1):
+        trainer = dummy_trainer(config)
+        step = timing.measure(trainer.train_step, repeats=5, warmup=2)
+        training.METRICS_2D.prepare(config)
+        run = trainer.as_run()
+        measurement = timing.measure(lambda: training.METRICS_2D(run), warmup=1, repeats=1)
+    return step, measurement
 
 
-def expected_2d(config: RunConfig, steps: int | None, seconds: float | None, every: int) -> tuple[float, float]:
-    """(expected seconds, seconds per step) of a 2D training: its steps at a measured step, plus measurements."""
-    per_step = _step_seconds(config)
-    if seconds is not None:
-        return float(seconds), per_step
-    return steps * per_step + (steps // every + 1 if every else 0) * MEASURE_2D_S, per_step
+def expected_2d(config: RunConfig, steps: int | None, seconds: float | None, every: int
+                ) -> tuple[timing.Estimate, float]:
+    """(the promise, seconds per step now) of a 2D training: its steps and measurements at their measured costs,
+    or the visitor's seconds when the budget is time."""
+    step, measurement = costs_2d(_cost_key(config))
+    if seconds is not None:      # the visitor's seconds, then the last measurement (the curves end at the model)
+        return timing.expect("training mlp (time budget)", (measurement, 1 if every else 0),
+                             fixed=float(seconds)), step.now()
+    measurements = steps // every + 1 if every else 0
+    return timing.expect("training mlp", (step, steps), (measurement, measurements)), step.now()
+
+
+def _cost_key(config: RunConfig) -> RunConfig:
+    """config with what does not change a step's cost (learning rate, budget, seed) at fixed values: one timing
+    serves every setting of those."""
+    return replace(config, train=replace(config.train, lr=TrainConfig.lr, steps=TrainConfig.steps,
+                                         seed=TrainConfig.seed))
 
 
 def _start(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int,
-           panel: TrainingPanel, expected: tuple[float, float] | None) -> None:
+           panel: TrainingPanel, expected: tuple[timing.Estimate, float]) -> None:
     job = training.current_job(panel.key)
     if job is not None and job.running:
         return
     try:
-        budget.check_config(config)              # before a network is built, even to time a step
-        total, per_step = expected or expected_2d(config, steps, seconds, measure_every)
-        budget.check_time(total, "this training", per_step)
+        promise, per_step = expected
+        budget.check_time(promise.seconds, "this training", per_step)
         training.start_training(config, panel.data(config.data), steps, seconds, measure_every, panel.key,
-                                panel.measurement(config), total)
+                                panel.measurement(config), promise)
     except ValueError as e:
         error_box("Could not start training", e)
 
 
 def train_buttons(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int,
-                  panel: TrainingPanel = TOY2D, expected: tuple[float, float] | None = None) -> None:
-    """Train (continuing the current model when only the budget changed) and Discard. expected: (seconds, seconds
-    per step) when the page has measured them (default: timed here on a click, for a 2D model).
+                  panel: TrainingPanel = TOY2D, expected: tuple[timing.Estimate, float] | None = None) -> None:
+    """Train (continuing the current model when only the budget changed) with the promised time, and Discard.
+    expected: (the promise, seconds per step) when the page has measured them (default: expected_2d, a 2D model).
 
     A click is handled before the button is drawn (its value is already in session_state), with this run's
     widget values, so the button is drawn disabled in the same run."""
+    try:
+        budget.check_config(config)              # before a network is built, even to time a step
+        expected = expected or expected_2d(config, steps, seconds, measure_every)
+    except ValueError as e:
+        error_box("Cannot train with these settings", e)
+        return
     if st.session_state.get(f"{panel.prefix}_train"):
         _start(config, steps, seconds, measure_every, panel, expected)
     job = training.current_job(panel.key)
@@ -108,9 +133,17 @@ def train_buttons(config: RunConfig, steps: int | None, seconds: float | None, m
         label = "Train a new model (settings changed; replaces the current one)"
     left, right = st.columns([3, 2])
     left.button(label, key=f"{panel.prefix}_train", type="primary", icon=":material/play_arrow:", disabled=running)
+    if not running:
+        left.caption(f"Expected: {expected[0].text()} on this machine (its parts timed here, for the load now).")
     if job is not None and not running:
-        right.button("Discard the model", key=f"{panel.prefix}_reset", on_click=training.set_job,
-                     args=(None, panel.key))
+        right.button("Discard the model", key=f"{panel.prefix}_reset", on_click=_discard, args=(job, panel.key))
+
+
+def _discard(job: TrainingJob, key: str) -> None:
+    """Drop the visitor's model, from this page and from the other pages' lists (ui.session_runs)."""
+    if job.run is not None:
+        session_runs.forget(job.run)
+    training.set_job(None, key)
 
 
 def show_training(job: TrainingJob | None, panel: TrainingPanel = TOY2D) -> None:
@@ -149,7 +182,8 @@ def _live_panel(panel: TrainingPanel) -> None:
     snap = job.snapshot() if job is not None else None
     if snap is None or not snap.running:
         st.rerun()          # once: the whole page redraws with the finished model
-    _progress_line(job, snap, f"Training: step {snap.step:,} · {snap.elapsed:.1f} s · {snap.rate:.0f} steps/s", panel)
+    left = f" · {timing.progress_text(snap.progress, snap.wall, snap.expected)}" if snap.expected else ""
+    _progress_line(job, snap, f"Training: step {snap.step:,} · {snap.rate:.0f} steps/s{left}", panel)
     _curves(snap, job.config, panel, live=True)
 
 
@@ -158,10 +192,24 @@ def _curves(snap: Snapshot, config: RunConfig, panel: TrainingPanel, live: bool)
     draw(charts.loss_curve, explore2d.loss_frame(snap.steps, snap.loss), width="stretch")
     metric_chart = panel.metric_chart(snap, config)
     if metric_chart is not None:
-        draw(*metric_chart)
+        builder, df = metric_chart
+        charts.panels(builder, df, live=live)
     panel.preview(snap)
     if snap.metric_note:
         st.warning(f"Some measurements have no value: {snap.metric_note}", icon=":material/warning:")
+
+
+def too_short(row: dict | None) -> str | None:
+    """A sentence when a run's last measurement (a metrics row) is still so far above its floor (FAR floors: the
+    whole interval beyond) that the run says little yet about its settings; None otherwise."""
+    for metric, factor in FAR.items():
+        if row and pd.notna(row.get(metric)) and pd.notna(row.get(f"{metric}_floor")):
+            value, floor = row_interval(row, metric), row_interval(row, metric, floor=True)
+            if value.low > factor * floor.value:
+                return (f"Too short to judge: at step {row['step']:,} {metric.upper()} is {value.value:.3g}, "
+                        f"{value.value / floor.value:.1f}x its floor ({floor.value:.3g}): the model has not learned the "
+                        "data yet.")
+    return None
 
 
 def _outcome(snap: Snapshot, config: RunConfig, panel: TrainingPanel) -> None:
@@ -179,6 +227,9 @@ def _outcome(snap: Snapshot, config: RunConfig, panel: TrainingPanel) -> None:
     elif result is not None:
         st.success(f"Done: {result.steps:,} steps in this run, {snap.step:,} in all, {snap.elapsed:.1f} s of "
                    f"training ({snap.rate:.0f} steps/s).", icon=":material/check:")
+    verdict = too_short(snap.metrics[-1] if snap.metrics else None)
+    if verdict and not snap.running:
+        st.warning(f"{verdict} Continue training adds steps to this model (the button above).", icon=":material/schedule:")
     summary = panel.summary(snap, config)
     if summary:
         st.caption(summary)

@@ -31,6 +31,7 @@ from diffusion.training.cost import dummy_trainer, seconds_per_step
 LIVE_N = 100          # samples per FID measurement while training on a CPU (reference and floor: the same n)
 LIVE_STEPS = 20       # DDIM steps of those samples
 PREVIEW_N = 16        # images in the grid refreshed while training
+PAIR_GAP = 12         # pixels between two (sample | nearest image) pairs; 2 inside a pair
 
 
 @lru_cache(maxsize=4)
@@ -39,14 +40,24 @@ def training_set(data: DataConfig) -> TrainingData:
     return load_data(data)
 
 
-def image_grid(images: Tensor, nrow: int | None = None, scale: int = 1) -> np.ndarray:
-    """(H, W, 3) uint8 grid of images (N, C, H, W) (float in [-1, 1] or uint8), enlarged scale times (nearest)."""
+def image_grid(images: Tensor, nrow: int | None = None, scale: int = 1, padding: int = 2, pad_value: int = 255
+               ) -> np.ndarray:
+    """(H, W, 3) uint8 grid of images (N, C, H, W) (float in [-1, 1] or uint8), enlarged scale times (nearest),
+    `padding` pixels of pad_value between them."""
     x = images if images.dtype == torch.uint8 else to_uint8(images)
     if x.ndim != 4 or x.shape[1] not in (1, 3) or len(x) == 0:
         raise ValueError(f"image_grid needs (N >= 1, 1|3, H, W) images, got {tuple(x.shape)}")
     x = x.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
-    grid = make_grid(x, nrow=nrow or math.ceil(math.sqrt(len(x))), padding=2, pad_value=255)   # (3, H', W')
-    return grid.permute(1, 2, 0).numpy()
+    grid = make_grid(x, nrow=nrow or math.ceil(math.sqrt(len(x))), padding=padding, pad_value=pad_value)
+    return grid.permute(1, 2, 0).numpy()                                                      # (H', W', 3)
+
+
+def pair_grid(first: Tensor, second: Tensor, per_row: int = 4, scale: int = 2) -> np.ndarray:
+    """(H, W, 3) uint8 grid of pairs (first[i] | second[i]), each pair framed in grey and set apart from the next by
+    a wide white gap, so that a pair reads as one: first, second (N, C, H, W)."""
+    tiles = torch.stack([torch.from_numpy(image_grid(torch.stack([a, b]), nrow=2, scale=scale, pad_value=128))
+                         .permute(2, 0, 1) for a, b in zip(to_uint8(first), to_uint8(second))])
+    return make_grid(tiles, nrow=per_row, padding=PAIR_GAP, pad_value=255).permute(1, 2, 0).numpy()
 
 
 def class_grid(run: Run, per_class: int, sampler: SamplerConfig, seed: int = 0) -> Tensor:
@@ -122,14 +133,17 @@ class MemorisationPairs:
     copy_floor: float          # fraction of held-out real images flagged as copies
 
 
+def holdout_images(data: DataConfig) -> Tensor:
+    """The held-out images (N, C, H, W) in [-1, 1] that memorisation_pairs compares samples with."""
+    return load_images(data.dataset, data.image_size, classes=data.classes, split="test", seed=data.seed).x
+
+
 def memorisation_pairs(samples: Tensor, data: DataConfig, scale: int = 2) -> MemorisationPairs:
     """Nearest training image (L2 in pixels) of each sample (N, C, H, W) in [-1, 1], against held-out images."""
     train = training_set(data).x
-    holdout = load_images(data.dataset, data.image_size, classes=data.classes, split="test", seed=data.seed).x
-    memo = memorisation_ratio(samples, train, holdout)
-    pairs = torch.stack([samples, train[memo.nearest]], dim=1).flatten(0, 1)
-    return MemorisationPairs(image_grid(pairs, nrow=8, scale=scale), memo.ratio.tolist(), int(memo.copies.sum()),
-                             memo.copy_floor)
+    memo = memorisation_ratio(samples, train, holdout_images(data))
+    return MemorisationPairs(pair_grid(samples, train[memo.nearest], scale=scale), memo.ratio.tolist(),
+                             int(memo.copies.sum()), memo.copy_floor)
 
 
 def diversity(samples: Tensor, data: DataConfig, seed: int = 0) -> dict[str, Interval]:

@@ -31,9 +31,3 @@ def seconds_per_step(trainer: Trainer, steps: int = 3) -> float:
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
-
-def step_seconds(config: RunConfig, steps: int = 3, device: str = "cpu") -> float:
-    """Seconds per training step of config on device: one warm-up step, then the median of `steps`."""
-    trainer = dummy_trainer(config, device)
-    trainer.train_step()
-    return seconds_per_step(trainer, steps)

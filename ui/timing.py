@@ -1,0 +1,233 @@
+"""How long work will take on this server, and how long it has left: every time the app promises comes from here.
+
+A promise is a unit cost measured on this server (a training step, an image through the network: `measure`) times
+the work, corrected twice: by the load on the machine now against the load when the cost was measured (`Cost.now`:
+the cores are shared evenly between the processes that want them), and by how this server's recent work of the same
+kind compared with its own promises (`Record`: the median ratio of observed to promised time, so overheads no unit
+cost sees, like drawing, are learned after one run). While work runs, `remaining` turns the observed rate into the
+time left. Pure Python at import (no torch, no streamlit), so that the package's callers, the pages' helpers and
+the benchmarks share it.
+
+A page uses it in three moves:
+
+    cost = timing.measure(lambda: one_step(), units=1)            # cache it with the inputs that set it
+    promise = timing.expect("training unet", (cost, steps), fixed=setup_seconds)
+    st.caption(f"... {promise.text()} ...")                        # "about 40 s"
+    with timing.timed(promise) as clock:                           # records observed / promised when the block ends
+        for i in range(steps):
+            ...
+            bar.progress(i / steps, timing.progress_text(i / steps, clock.elapsed(), promise.seconds))
+"""
+
+import math
+import os
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+RECORD_SIZE = 8                  # the last promises of each kind a correction is drawn from
+CORRECTION_RANGE = (0.5, 3.0)    # a correction outside this says more about one odd run than about the server
+TRUST_OBSERVED_AT = 0.2          # `remaining` trusts the observed rate alone once this share of the work is done
+LOAD_WINDOW_S = 60.0             # the OS's load average is over a minute: this process's own use is too
+
+
+def cores() -> int:
+    """CPU cores this process may run on (its affinity, not the machine's count, e.g. in a container)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:      # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def machine_load() -> float:
+    """Processes wanting a CPU, averaged over the last minute (the OS's load average; 0 where it has none)."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):   # Windows
+        return 0.0
+
+
+_own: deque = deque()                 # (wall, CPU seconds) of this process, over the last LOAD_WINDOW_S
+_own_lock = threading.Lock()
+
+
+def own_load() -> float:
+    """CPUs this process kept busy over about the last minute (its CPU time over wall time; 0 on the first call)."""
+    now, cpu = time.monotonic(), time.process_time()
+    with _own_lock:
+        _own.append((now, cpu))
+        while len(_own) > 2 and now - _own[1][0] >= LOAD_WINDOW_S:
+            _own.popleft()
+        then, cpu_then = _own[0]
+    return (cpu - cpu_then) / (now - then) if now - then > 1.0 else 0.0
+
+
+def load() -> float:
+    """Other processes wanting a CPU: the machine's load average less this process's own recent use (the server's
+    own bursts of work must not count as competition for its next one)."""
+    return max(0.0, machine_load() - own_load())
+
+
+def slowdown(load: float, threads: int = 1, n_cores: int | None = None) -> float:
+    """How much slower CPU work on `threads` threads runs beside `load` other runnable processes than on an idle
+    machine, when the kernel shares the cores evenly: max(1, (load + threads) / cores)."""
+    return max(1.0, (max(0.0, load) + threads) / (n_cores or cores()))
+
+
+def free_threads(load: float | None = None, n_cores: int | None = None) -> int:
+    """Threads a CPU job should use now: the cores the load leaves free, at least one. OpenMP threads that must share
+    a busy core wait for each other at every barrier: on 2 cores with two other busy processes, a U-Net training
+    step took 3-6x longer on 2 threads than on 1."""
+    n = n_cores or cores()
+    busy = load if load is not None else globals()["load"]()
+    return max(1, min(n, math.floor(n - busy + 0.5)))
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one unit of work costs on this server: `seconds`, measured while the load was `load`, on `threads`."""
+
+    seconds: float
+    load: float = 0.0
+    threads: int = 1
+
+    def now(self, load_now: float | None = None) -> float:
+        """Seconds per unit at the current load (or load_now): the measured seconds scaled by the change in
+        slowdown between then and now."""
+        current = load() if load_now is None else load_now
+        return self.seconds * slowdown(current, self.threads) / slowdown(self.load, self.threads)
+
+
+def measure(work: Callable[[], object], units: float = 1.0, repeats: int = 3, warmup: int = 1,
+            threads: int = 1) -> Cost:
+    """The cost of one unit of `work` (one call does `units` units): the median of `repeats` timed calls after
+    `warmup` untimed ones, with the load when it was measured. threads: how many torch threads the work ran on."""
+    if units <= 0 or repeats < 1:
+        raise ValueError(f"measure needs units > 0 and repeats >= 1, got units={units}, repeats={repeats}")
+    for _ in range(warmup):
+        work()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return Cost(statistics.median(times) / units, load(), threads)
+
+
+def measure_fit(work: Callable[[int], object], sizes: tuple[int, int], repeats: int = 2, warmup: int = 1,
+                threads: int = 1) -> tuple[Cost, Cost]:
+    """(fixed cost per call, cost per unit) of work(n), from calls timed at two sizes (a straight line through the
+    two medians; neither below 0): a call's overhead and its share per image differ by orders of magnitude between
+    the small batches of a filmstrip and the large ones of a measurement."""
+    small, large = (measure(lambda n=n: work(n), repeats=repeats, warmup=warmup, threads=threads) for n in sizes)
+    per_unit = max(0.0, (large.seconds - small.seconds) / (sizes[1] - sizes[0]))
+    fixed = max(0.0, small.seconds - sizes[0] * per_unit)
+    return Cost(fixed, small.load, threads), Cost(per_unit, small.load, threads)
+
+
+def duration(seconds: float) -> str:
+    """'about 40 s', 'about 3 min', 'about 1 h 20 min'; 'about 1 s' at least."""
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"about {round(seconds / 60)} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"about {hours} h {minutes} min" if minutes else f"about {hours} h"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A promise: `seconds` of work of `kind`, `base` before the server's correction for that kind."""
+
+    kind: str
+    seconds: float
+    base: float
+
+    def text(self) -> str:
+        return duration(self.seconds)
+
+    def __add__(self, other: "Estimate") -> "Estimate":
+        kind = self.kind if self.kind == other.kind else f"{self.kind} + {other.kind}"
+        return Estimate(kind, self.seconds + other.seconds, self.base + other.base)
+
+    def __radd__(self, other: "Estimate | int") -> "Estimate":
+        """sum(estimates) works (it starts from 0)."""
+        return self if other == 0 else other + self
+
+
+@dataclass
+class Record:
+    """This server's promises against what happened, per kind of work (thread-safe: every visitor adds to it)."""
+
+    size: int = RECORD_SIZE
+    _ratios: dict[str, deque] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def observe(self, kind: str, base: float, seconds: float) -> None:
+        """Work of `kind` promised `base` seconds (before correction) and took `seconds`."""
+        if base > 0 and seconds > 0:
+            with self._lock:
+                self._ratios.setdefault(kind, deque(maxlen=self.size)).append(seconds / base)
+
+    def correction(self, kind: str) -> float:
+        """The median observed / promised ratio of recent work of `kind`, within CORRECTION_RANGE (1 with none)."""
+        with self._lock:
+            ratios = list(self._ratios.get(kind, ()))
+        if not ratios:
+            return 1.0
+        return min(max(statistics.median(ratios), CORRECTION_RANGE[0]), CORRECTION_RANGE[1])
+
+
+RECORD = Record()     # the server's: one per process
+
+
+def expect(kind: str, *work: tuple[Cost, float], fixed: float = 0.0, load_now: float | None = None,
+           record: Record = RECORD) -> Estimate:
+    """The promise for work of `kind`: each (cost, units) at the current load, plus `fixed` seconds, times the
+    server's correction for that kind."""
+    current = load() if load_now is None else load_now
+    base = sum(cost.now(current) * units for cost, units in work) + fixed
+    return Estimate(kind, base * record.correction(kind), base)
+
+
+def remaining(done: float, elapsed: float, expected: float) -> float:
+    """Seconds left after `elapsed` seconds with a share `done` (0..1) of the work done: the promise at first, the
+    observed rate (elapsed / done) alone once TRUST_OBSERVED_AT of the work is done, a blend in between."""
+    if done >= 1:
+        return 0.0
+    if done <= 0:
+        return max(0.0, expected - elapsed)
+    trust = min(1.0, done / TRUST_OBSERVED_AT)
+    total = trust * elapsed / done + (1 - trust) * max(expected, elapsed)
+    return max(0.0, total - elapsed)
+
+
+def progress_text(done: float, elapsed: float, expected: float) -> str:
+    """'12 s so far · about 30 s left' for a progress bar."""
+    return f"{elapsed:.0f} s so far · {duration(remaining(done, elapsed, expected))} left"
+
+
+class Clock:
+    """Seconds since a timed block started (frozen when it ends)."""
+
+    def __init__(self):
+        self.start, self.end = time.perf_counter(), None
+
+    def elapsed(self) -> float:
+        return (self.end or time.perf_counter()) - self.start
+
+
+@contextmanager
+def timed(promise: Estimate, record: Record = RECORD, min_share: float = 0.0) -> Iterator[Clock]:
+    """Time a block of work that was promised: when it ends normally, the record learns how long it took against the
+    promise. An interrupted block teaches nothing, nor does one faster than min_share of its promise (a result
+    served from a cache says nothing about the server)."""
+    clock = Clock()
+    yield clock
+    clock.end = time.perf_counter()
+    if clock.elapsed() >= min_share * promise.base:
+        record.observe(promise.kind, promise.base, clock.elapsed())

@@ -18,7 +18,8 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from diffusion.data.toy2d import toy_dataset
-from diffusion.metrics.points2d import wasserstein
+from diffusion.metrics.intervals import normal, wilson
+from diffusion.metrics.points2d import wasserstein, wasserstein_sd
 
 W1_N, REFERENCE_SEED, FLOOR_SEED = 2000, 30_001, 40_001
 SUPPORT_N, SUPPORT_QUANTILE, SUPPORT_SEED = 5000, 0.99, 50_001
@@ -42,14 +43,23 @@ def true_points(dataset: str, n: int, seed: int, label: int | None = None) -> Te
     raise ValueError(f"class {label} of {dataset!r} is too rare to draw {n} points")
 
 
-def w1_and_floor(samples: Tensor | np.ndarray, dataset: str, seed: int = 0, label: int | None = None
-                 ) -> tuple[float, float]:
-    """(W1 of the n samples to n true points, W1 of n other true points to the same reference), in data units (the
-    sets have unit scale); class `label` only when given. The one place the 2D protocol is applied here."""
+def w1_sd_and_floor(samples: Tensor | np.ndarray, dataset: str, seed: int = 0, label: int | None = None
+                    ) -> tuple[float, float, float]:
+    """(W1 of the n samples to n true points, its delta-method sd, W1 of n other true points to the same reference),
+    in data units (the sets have unit scale); class `label` only when given. The one place the 2D protocol is
+    applied here."""
     samples = torch.as_tensor(np.asarray(samples), dtype=torch.float32)
     n = len(samples)
     reference = true_points(dataset, n, REFERENCE_SEED + seed, label)
-    return wasserstein(samples, reference), wasserstein(true_points(dataset, n, FLOOR_SEED + seed, label), reference)
+    w1, sd = wasserstein_sd(samples, reference)
+    return w1, sd, wasserstein(true_points(dataset, n, FLOOR_SEED + seed, label), reference)
+
+
+def w1_and_floor(samples: Tensor | np.ndarray, dataset: str, seed: int = 0, label: int | None = None
+                 ) -> tuple[float, float]:
+    """(W1, floor) of w1_sd_and_floor."""
+    w1, _, floor = w1_sd_and_floor(samples, dataset, seed, label)
+    return w1, floor
 
 
 def w1_ratio(samples: Tensor | np.ndarray, dataset: str, repeats: int) -> tuple[float, float, float]:
@@ -78,8 +88,9 @@ def off_support(points: Tensor | np.ndarray, dataset: str) -> np.ndarray:
 
 def class_quality(samples: Tensor | np.ndarray, labels: Tensor | np.ndarray | None, dataset: str, seed: int = 0
                   ) -> pd.DataFrame:
-    """One row per class (label) and one for all samples ("all"): n, w1, floor (same n, class-conditional
-    reference), ratio, and off_support (share of samples off the data's support)."""
+    """One row per class (label) and one for all samples ("all"): n, w1 with its 95% interval (w1_low, w1_high: the
+    delta method), floor (same n, class-conditional reference), ratio, and off_support (share of samples off the
+    data's support) with its Wilson interval (off_low, off_high)."""
     x = np.asarray(samples, dtype=np.float64).reshape(-1, 2)
     labels = None if labels is None else np.asarray(labels).reshape(-1)
     groups = [("all", np.ones(len(x), dtype=bool), None)]
@@ -88,7 +99,11 @@ def class_quality(samples: Tensor | np.ndarray, labels: Tensor | np.ndarray | No
     rows = []
     for name, keep, label in groups:
         part = x[keep]
-        w1, floor = w1_and_floor(part, dataset, seed, label) if len(part) >= 2 else (math.nan, math.nan)
-        rows.append({"label": str(name), "n": int(keep.sum()), "w1": w1, "floor": floor, "ratio": w1 / floor,
-                     "off_support": float(off_support(part, dataset).mean()) if len(part) else math.nan})
+        w1, sd, floor = w1_sd_and_floor(part, dataset, seed, label) if len(part) >= 2 else (math.nan,) * 3
+        interval = normal(w1, sd, "delta", lowest=0.0)
+        off = wilson(int(off_support(part, dataset).sum()), len(part)) if len(part) else None
+        rows.append({"label": str(name), "n": int(keep.sum()), "w1": w1, "w1_low": interval.low,
+                     "w1_high": interval.high, "floor": floor, "ratio": w1 / floor,
+                     "off_support": off.value if off else math.nan, "off_low": off.low if off else math.nan,
+                     "off_high": off.high if off else math.nan})
     return pd.DataFrame(rows)

@@ -1,0 +1,154 @@
+"""Guidance in 2D (the 2D page's last section): a class-conditional MLP trained with label dropout on a labelled set
+(its recipe from training.defaults, a short run through ui.training under its own job key), then the guidance scale
+w: samples per class beside the exact guided sampler of labelled mixtures (explore.exact: the exact posterior means
+as the denoiser), W1 per class against its floor, the share of samples off the data, and what the numbers show."""
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from diffusion.config import ScheduleConfig
+from diffusion.data import toy_for
+from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
+from diffusion.explore import guidance2d
+from diffusion.explore.quality2d import class_quality
+from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.run import Run
+from diffusion.training.defaults import run_config_2d
+
+from . import charts, data2d, training, training_view
+from .training_view import TrainingPanel
+
+PREFIX = "toy2d_guided"
+PANEL = TrainingPanel(PREFIX, data2d.training_data, lambda config: training.METRICS_2D, lambda snap, config: None,
+                      lambda snap, config: None)
+SCALES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+SAMPLER = SamplerConfig("ddim", steps=50)
+N = 2000
+STEP_OPTIONS = (300, 600, 1200, 2400, 3600, 7200)
+PALETTE = "tableau20"
+
+
+def labelled_sets() -> list[str]:
+    """The labelled presets, then this visitor's custom sets with labels (a CSV with a label column)."""
+    presets = [name for name, toy in TOY_DATASETS.items() if toy.num_classes]
+    return [*presets, *(data2d.data_config(name).dataset for name, cfg in data2d.custom_sets().items()
+                        if cfg.labels is not None)]
+
+
+def guidance_section() -> None:
+    st.header("Guidance in 2D")
+    st.markdown("Classifier-free guidance (Ho & Salimans 2022) on a labelled 2D set: one MLP learns both the "
+                "conditional denoiser (class y given) and the unconditional one (the label dropped, 10% of the time); "
+                "sampling uses uncond + w (cond − uncond). w = 0 ignores the class, w = 1 is the plain conditional "
+                "model, w > 1 is guidance. For mixtures the exact guided sampler (the same formula with the exact "
+                "posterior means) is drawn beside it.")
+    dataset = st.selectbox("Labelled set", labelled_sets(), format_func=_describe, key="toy2d_guided_dataset")
+    data = data2d.data_config(dataset)
+    classes = toy_for(data).num_classes
+    default = run_config_2d(data, num_classes=classes)
+    steps = st.select_slider("Steps", STEP_OPTIONS, value=default.train.steps, key=f"toy2d_guided_steps_{dataset}",
+                             help="The set's recipe by default (training.defaults): about 10 s on 2 idle cores")
+    config = run_config_2d(data, num_classes=classes, steps=steps)
+    st.caption(f"MLP {config.model.width}×{config.model.depth} conditioned on {classes} classes, label dropout "
+               f"{config.train.label_dropout:g}, {config.train.objective}-prediction, batch {config.train.batch_size:,}, "
+               f"lr {config.train.lr:g} ({config.train.decay} decay), linear schedule T = {config.schedule.timesteps}.")
+    training_view.train_buttons(config, steps, None, 0, panel=PANEL)
+    training_view.show_training(training.current_job(PANEL.key), PANEL)
+    model = training.current_run(PANEL.key)
+    if model is None:
+        st.info("Train the conditional model to guide it.")
+        return
+    _guided_view(*model)
+
+
+def _describe(dataset: str) -> str:
+    """Works outside a script run (AppTest formats options with it): custom sets are registered by labelled_sets."""
+    return f"{data2d.custom_name(dataset)}: {toy_dataset(dataset).num_classes} classes"
+
+
+@st.cache_data(show_spinner="Sampling with guidance...", max_entries=4 * data2d.PER_MODEL)
+def _learned(run_key: str, _run: Run, w: float) -> pd.DataFrame:
+    return guidance2d.guided_frame(_run, w, N, SAMPLER)
+
+
+@st.cache_data(show_spinner="Sampling the exact guided law...", max_entries=4 * data2d.PER_MODEL)
+def _exact(dataset: str, _run: Run, schedule: ScheduleConfig, w: float) -> pd.DataFrame | None:
+    return guidance2d.exact_guided_frame(_run.config.data, w, N, SAMPLER, schedule=schedule)
+
+
+@st.cache_data(show_spinner="Measuring each class...", max_entries=8 * data2d.PER_MODEL)
+def _quality(key: str, _frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """class_quality of the samples `key` names (run key, source, w)."""
+    return class_quality(_frame[["x", "y"]].to_numpy(), _frame["label"].to_numpy(), dataset)
+
+
+def _guided_view(run_key: str, run: Run) -> None:
+    dataset = run.config.data.dataset
+    st.caption(f"Model: {data2d.custom_name(dataset)} · step {run.step:,} (EMA weights) · {SAMPLER.name.upper()}-"
+               f"{SAMPLER.steps}, {N:,} samples, classes in turn, seed 0.")
+    w = st.select_slider("Guidance scale w", SCALES, value=3.0, key="toy2d_guided_w")
+    sources = {"learned": lambda w: _learned(run_key, run, w),
+               "exact": lambda w: _exact(dataset, run, run.config.schedule, w)}
+    frames = {name: get(w) for name, get in sources.items()}
+    cols = st.columns(2)
+    cols[0].altair_chart(_class_scatter(frames["learned"], f"learned model, w = {w:g}"), width="content")
+    if frames["exact"] is not None:
+        cols[1].altair_chart(_class_scatter(frames["exact"], f"exact guided law, w = {w:g}"), width="content")
+    else:
+        cols[1].info("The exact guided sampler needs a Gaussian mixture law (8gaussians, 25gaussians, your own "
+                     "sets); for this set compare with w = 1 and the data above.")
+    measured = {name: {v: _measure(f"{run_key}-{name}-{v}", get(v), dataset) for v in {1.0, w}}
+                for name, get in sources.items() if frames[name] is not None}
+    st.dataframe(_table({name: m[w][0] for name, m in measured.items()}), hide_index=True, width="stretch")
+    st.caption("W1 of each class's samples to as many fresh true points of that class (95% interval: the delta "
+               "method), beside the floor (other true points of that class, same n); off the data: farther from the "
+               "data than 99% of true points are (Wilson interval).")
+    st.markdown(reading(measured["learned"], w))
+
+
+def _measure(key: str, frame: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, tuple[float, float]]:
+    return _quality(key, frame, dataset), guidance2d.class_geometry(frame)
+
+
+def _class_scatter(frame: pd.DataFrame, title: str) -> alt.Chart:
+    scale = alt.Scale(domain=[-charts.DOMAIN, charts.DOMAIN], clamp=True)
+    return alt.Chart(frame, title=title).mark_circle(size=9, opacity=0.6, clip=True).encode(
+        x=alt.X("x:Q", scale=scale), y=alt.Y("y:Q", scale=scale),
+        color=alt.Color("label:N", title="class", scale=alt.Scale(scheme=PALETTE), legend=None),
+    ).properties(width=charts.PANEL + 60, height=charts.PANEL + 60)
+
+
+def _table(qualities: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per source and class: n, W1 [interval], floor, W1 / floor, share off the data [interval]."""
+    rows = []
+    for source, q in qualities.items():
+        for r in q.to_dict("records"):
+            rows.append({"model": source, "class": r["label"], "n": r["n"],
+                         "W1 [95%]": f"{r['w1']:.3f} [{r['w1_low']:.3f}, {r['w1_high']:.3f}]",
+                         "floor": f"{r['floor']:.3f}", "W1 / floor": f"{r['ratio']:.2f}",
+                         "off the data [95%]": f"{r['off_support']:.1%} [{r['off_low']:.1%}, {r['off_high']:.1%}]"})
+    return pd.DataFrame(rows)
+
+
+def reading(measured: dict[float, tuple[pd.DataFrame, tuple[float, float]]], w: float) -> str:
+    """What the learned model's numbers at w show against w = 1 (the plain conditional model), in words."""
+    if w == 1.0:
+        return ("At w = 1 the model samples each class as it learned it (no guidance); move w to see guidance "
+                "(w > 1) or its absence (w < 1).")
+    (q1, (spread1, sep1)), (qw, (spread, sep)) = measured[1.0], measured[w]
+    per_class = lambda q: q[q["label"] != "all"]  # noqa: E731
+    ratio1, ratio = per_class(q1)["ratio"].mean(), per_class(qw)["ratio"].mean()
+    all1, allw = q1.set_index("label").loc["all"], qw.set_index("label").loc["all"]
+    away = allw["off_low"] > all1["off_high"]
+    text = (f"Measured at w = {w:g} against w = 1 on {int(allw['n']):,} samples: each class's spread (RMS distance to "
+            f"its centroid) goes from {spread1:.3f} to {spread:.3f}, the class centroids' mean distance from "
+            f"{sep1:.3f} to {sep:.3f}, the mean per-class W1 / floor from {ratio1:.2f} to {ratio:.2f}, and the share "
+            f"of samples off the data from {all1['off_support']:.1%} to {allw['off_support']:.1%}. ")
+    effects = [("sharpens each class" if spread < spread1 else "blurs each class"),
+               ("pushes the classes apart" if sep > sep1 else "draws the classes together")]
+    if away:
+        effects.append("sends samples off the data (the intervals do not overlap)")
+    fit = "closer to" if ratio < ratio1 else "farther from"
+    return (text + f"So w = {w:g} " + ", ".join(effects) + f", and each class's samples are {fit} its law than at "
+            "w = 1" + ("." if w > 1 else " (w < 1 moves toward the unconditional model)."))

@@ -151,3 +151,6 @@ def test_class_quality_gives_intervals_that_hold_their_values():
     assert ((frame["off_low"] <= frame["off_support"]) & (frame["off_support"] <= frame["off_high"])).all()
     row = frame.set_index("label").loc["all"]
     assert row["off_low"] > 0 and row["off_support"] >= 6 / 606     # the six far points are off the data
+    assert ((frame["floor_low"] <= frame["floor"]) & (frame["floor"] <= frame["floor_high"])).all()
+    # a model's interval is never narrower than the floor's spread
+    assert ((frame["w1_high"] - frame["w1_low"]) >= (frame["floor_high"] - frame["floor_low"]) - 1e-12).all()

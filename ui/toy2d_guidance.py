@@ -102,8 +102,9 @@ def _guided_view(run_key: str, run: Run) -> None:
                 for name, get in sources.items() if frames[name] is not None}
     st.dataframe(_table({name: m[w][0] for name, m in measured.items()}), hide_index=True, width="stretch")
     st.caption("W1 of each class's samples to as many fresh true points of that class (95% interval: the delta "
-               "method), beside the floor (other true points of that class, same n); off the data: farther from the "
-               "data than 99% of true points are (Wilson interval).")
+               "method, never narrower than the floor's spread), beside the floor (other true points of that class, "
+               "same n; its interval: where 95% of true sets land); off the data: farther from the data than 99% of "
+               "true points are (Wilson interval).")
     st.markdown(reading(measured["learned"], w))
 
 
@@ -126,7 +127,8 @@ def _table(qualities: dict[str, pd.DataFrame]) -> pd.DataFrame:
         for r in q.to_dict("records"):
             rows.append({"model": source, "class": r["label"], "n": r["n"],
                          "W1 [95%]": f"{r['w1']:.3f} [{r['w1_low']:.3f}, {r['w1_high']:.3f}]",
-                         "floor": f"{r['floor']:.3f}", "W1 / floor": f"{r['ratio']:.2f}",
+                         "floor [95%]": f"{r['floor']:.3f} [{r['floor_low']:.3f}, {r['floor_high']:.3f}]",
+                         "W1 / floor": f"{r['ratio']:.2f}",
                          "off the data [95%]": f"{r['off_support']:.1%} [{r['off_low']:.1%}, {r['off_high']:.1%}]"})
     return pd.DataFrame(rows)
 

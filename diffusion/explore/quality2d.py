@@ -23,6 +23,7 @@ from diffusion.metrics.points2d import wasserstein, wasserstein_sd
 
 W1_N, REFERENCE_SEED, FLOOR_SEED = 2000, 30_001, 40_001
 SUPPORT_N, SUPPORT_QUANTILE, SUPPORT_SEED = 5000, 0.99, 50_001
+SPREAD_DRAWS, SPREAD_SEED = 5, 60_001   # extra true sets per (set, n, class, seed): the spread of the floor
 MAX_DRAWS = 64     # rejection rounds when drawing one class of a labelled set
 
 
@@ -53,6 +54,16 @@ def w1_sd_and_floor(samples: Tensor | np.ndarray, dataset: str, seed: int = 0, l
     reference = true_points(dataset, n, REFERENCE_SEED + seed, label)
     w1, sd = wasserstein_sd(samples, reference)
     return w1, sd, wasserstein(true_points(dataset, n, FLOOR_SEED + seed, label), reference)
+
+
+@lru_cache(maxsize=256)
+def floor_sd(dataset: str, n: int, seed: int = 0, label: int | None = None) -> float:
+    """The sd of the floor of w1_sd_and_floor (W1 of n true points to its reference) over SPREAD_DRAWS independent
+    true sets; it does not depend on the samples, so it is computed once per (set, n, seed, class)."""
+    reference = true_points(dataset, n, REFERENCE_SEED + seed, label)
+    draws = [wasserstein(true_points(dataset, n, SPREAD_SEED + SPREAD_DRAWS * seed + k, label), reference)
+             for k in range(SPREAD_DRAWS)]
+    return float(np.std(draws, ddof=1))
 
 
 def w1_and_floor(samples: Tensor | np.ndarray, dataset: str, seed: int = 0, label: int | None = None
@@ -89,7 +100,8 @@ def off_support(points: Tensor | np.ndarray, dataset: str) -> np.ndarray:
 def class_quality(samples: Tensor | np.ndarray, labels: Tensor | np.ndarray | None, dataset: str, seed: int = 0
                   ) -> pd.DataFrame:
     """One row per class (label) and one for all samples ("all"): n, w1 with its 95% interval (w1_low, w1_high: the
-    delta method), floor (same n, class-conditional reference), ratio, and off_support (share of samples off the
+    delta method, never narrower than the floor's spread), floor (same n, class-conditional reference) with the
+    interval where 95% of true sets land (floor_low, floor_high), ratio, and off_support (share of samples off the
     data's support) with its Wilson interval (off_low, off_high)."""
     x = np.asarray(samples, dtype=np.float64).reshape(-1, 2)
     labels = None if labels is None else np.asarray(labels).reshape(-1)
@@ -100,10 +112,12 @@ def class_quality(samples: Tensor | np.ndarray, labels: Tensor | np.ndarray | No
     for name, keep, label in groups:
         part = x[keep]
         w1, sd, floor = w1_sd_and_floor(part, dataset, seed, label) if len(part) >= 2 else (math.nan,) * 3
-        interval = normal(w1, sd, "delta", lowest=0.0)
+        spread = floor_sd(dataset, len(part), seed, label) if len(part) >= 2 else math.nan
+        interval, band = normal(w1, sd, "delta", spread, lowest=0.0), normal(floor, spread, "spread", lowest=0.0)
         off = wilson(int(off_support(part, dataset).sum()), len(part)) if len(part) else None
         rows.append({"label": str(name), "n": int(keep.sum()), "w1": w1, "w1_low": interval.low,
-                     "w1_high": interval.high, "floor": floor, "ratio": w1 / floor,
+                     "w1_high": interval.high, "floor": floor, "floor_low": band.low, "floor_high": band.high,
+                     "ratio": w1 / floor,
                      "off_support": off.value if off else math.nan, "off_low": off.low if off else math.nan,
                      "off_high": off.high if off else math.nan})
     return pd.DataFrame(rows)

@@ -119,6 +119,8 @@ def test_draw_a_distribution_train_on_it_and_guide_a_conditional_model(page, app
     main.get_by_role("button", name="Use this distribution").click()
     expect(main.get_by_text("Added ring-and-bar (yours): 2,000 points", exact=False)).to_be_visible(timeout=60_000)
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    canvas.scroll_into_view_if_needed()
+    _shot(page, "toy2d_custom", tmp_path)
 
     steps = main.locator('input[type=range][aria-label="Steps"]').first
     steps.focus()
@@ -126,8 +128,6 @@ def test_draw_a_distribution_train_on_it_and_guide_a_conditional_model(page, app
     main.get_by_role("button", name="Train", exact=False).first.click()
     expect(main.get_by_text("Done:", exact=False)).to_be_visible(timeout=120_000)
     expect(main.get_by_text("Model: custom:ring-and-bar", exact=False).first).to_be_visible(timeout=60_000)
-    main.get_by_text("Bring your own distribution", exact=False).scroll_into_view_if_needed()
-    _shot(page, "toy2d_custom", tmp_path)
 
     guided_steps = main.locator('input[type=range][aria-label="Steps"]').last
     guided_steps.focus()

@@ -85,13 +85,13 @@ def custom_name(dataset: str) -> str:
     return dataset.split(":")[1] if dataset.startswith(CUSTOM_PREFIX) else dataset
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=64)     # bounded: visitors add their own sets
 def points(dataset: str, n: int = 2000, seed: int = 0) -> pd.DataFrame:
     """n points of a toy set as a frame (x, y)."""
     return pd.DataFrame(explore2d.toy_points(dataset, n, seed), columns=["x", "y"])
 
 
-@st.cache_resource(show_spinner="Drawing the training set...")
+@st.cache_resource(show_spinner="Drawing the training set...", max_entries=32)   # 0.8 MB each; custom sets add more
 def _training_data(dataset: str, n: int | None, seed: int, _cfg: DataConfig) -> TrainingData:
     return load_data(_cfg)     # a custom set's name holds the hash of its points: the name keys the cache
 

@@ -50,9 +50,10 @@ def guidance_section() -> None:
     steps = st.select_slider("Steps", STEP_OPTIONS, value=default.train.steps, key=f"toy2d_guided_steps_{dataset}",
                              help="The set's recipe by default (training.defaults): about 10 s on 2 idle cores")
     config = run_config_2d(data, num_classes=classes, steps=steps)
+    train = config.train
     st.caption(f"MLP {config.model.width}×{config.model.depth} conditioned on {classes} classes, label dropout "
-               f"{config.train.label_dropout:g}, {config.train.objective}-prediction, batch {config.train.batch_size:,}, "
-               f"lr {config.train.lr:g} ({config.train.decay} decay), linear schedule T = {config.schedule.timesteps}.")
+               f"{train.label_dropout:g}, {train.objective}-prediction, batch {train.batch_size:,}, lr {train.lr:g} "
+               f"({train.decay} decay), linear schedule T = {config.schedule.timesteps}.")
     training_view.train_buttons(config, steps, None, 0, panel=PANEL)
     training_view.show_training(training.current_job(PANEL.key), PANEL)
     model = training.current_run(PANEL.key)

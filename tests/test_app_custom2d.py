@@ -181,8 +181,10 @@ def test_guidance_shows_each_class_beside_the_exact_law_with_its_numbers(guided)
     table = guided.dataframe[-1].value
     assert list(table["model"].unique()) == ["learned", "exact"]
     assert list(table[table["model"] == "exact"]["class"]) == ["all", *map(str, range(8))]
-    w1 = table["W1 [95%]"].str.extract(r"([\d.]+) \[([\d.]+), ([\d.]+)\]").astype(float)
-    assert ((w1[1] <= w1[0]) & (w1[0] <= w1[2])).all()
+    w1, floor = (table[c].str.split(" ").str[0].astype(float) for c in ("W1 [95%]", "floor [95%]"))
+    np.testing.assert_allclose(table["W1 / floor"].astype(float), w1 / floor, atol=0.006)     # shown to 2 decimals
+    off = table["off the data [95%]"].str.extract(r"([\d.]+)% \[([\d.]+)%, ([\d.]+)%\]").astype(float)
+    assert ((off[1] <= off[0]) & (off[0] <= off[2])).all() and (off[0] < 100).all()
     reading = guided.markdown[-1].value
     assert reading.startswith("Measured at w = 4 against w = 1 on 2,000 samples")
     assert "sharpens each class" in reading           # spread 0.24 -> 0.05 at 300 steps: far beyond noise

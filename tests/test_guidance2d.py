@@ -132,25 +132,3 @@ def test_guidance_sweep_of_a_trained_conditional_run(tiny_conditional_run):
     assert set(frame["label"]) == {"all", "0", "1"} and frame["w1"].notna().all()
     with pytest.raises(ValueError, match="class-conditional run"):
         guided_frame(exact_run("gaussian"), 2.0, 10)
-
-
-def test_class_geometry_measures_spread_and_separation():
-    import pandas as pd
-    from diffusion.explore.guidance2d import class_geometry
-    # class 0: (0, 0) +- (1, 0); class 1: (4, 3) +- (0, 2): spread sqrt((1 + 1 + 4 + 4) / 4), centroids 5 apart
-    frame = pd.DataFrame({"x": [-1.0, 1.0, 4.0, 4.0], "y": [0.0, 0.0, 1.0, 5.0], "label": [0, 0, 1, 1]})
-    spread, separation = class_geometry(frame)
-    assert spread == pytest.approx(np.sqrt(2.5)) and separation == pytest.approx(5.0)
-    assert np.isnan(class_geometry(frame[frame["label"] == 0])[1])
-
-
-def test_class_quality_gives_intervals_that_hold_their_values():
-    x, y = toy_dataset("moons").sample_labelled(600, torch.Generator().manual_seed(3))
-    frame = class_quality(np.concatenate([x.numpy(), [[9.0, 9.0]] * 6]), np.concatenate([y.numpy(), [0] * 6]), "moons")
-    assert ((frame["w1_low"] <= frame["w1"]) & (frame["w1"] <= frame["w1_high"])).all()
-    assert ((frame["off_low"] <= frame["off_support"]) & (frame["off_support"] <= frame["off_high"])).all()
-    row = frame.set_index("label").loc["all"]
-    assert row["off_low"] > 0 and row["off_support"] >= 6 / 606     # the six far points are off the data
-    assert ((frame["floor_low"] <= frame["floor"]) & (frame["floor"] <= frame["floor_high"])).all()
-    # a model's interval is never narrower than the floor's spread
-    assert ((frame["w1_high"] - frame["w1_low"]) >= (frame["floor_high"] - frame["floor_low"]) - 1e-12).all()

@@ -12,6 +12,7 @@ from diffusion.data import toy_for
 from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
 from diffusion.explore import guidance2d
 from diffusion.explore.quality2d import class_quality
+from diffusion.metrics.intervals import wilson
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 from diffusion.training.defaults import run_config_2d
@@ -102,10 +103,9 @@ def _guided_view(run_key: str, run: Run) -> None:
     measured = {name: {v: _measure(f"{run_key}-{name}-{v}", get(v), dataset) for v in {1.0, w}}
                 for name, get in sources.items() if frames[name] is not None}
     st.dataframe(_table({name: m[w][0] for name, m in measured.items()}), hide_index=True, width="stretch")
-    st.caption("W1 of each class's samples to as many fresh true points of that class (95% interval: the delta "
-               "method, never narrower than the floor's spread), beside the floor (other true points of that class, "
-               "same n; its interval: where 95% of true sets land); off the data: farther from the data than 99% of "
-               "true points are (Wilson interval).")
+    st.caption("W1 of each class's samples to as many fresh true points of that class, beside the floor (other "
+               "true points of that class against the same reference, same n), with 95% intervals as everywhere on "
+               "this page; off the data: farther from the data than 99% of true points are (Wilson interval).")
     st.markdown(reading(measured["learned"], w))
 
 
@@ -122,16 +122,23 @@ def _class_scatter(frame: pd.DataFrame, title: str) -> alt.Chart:
 
 
 def _table(qualities: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per source and class: n, W1 [interval], floor, W1 / floor, share off the data [interval]."""
+    """One row per source and class: n, W1 and the floor (with their 95% intervals where class_quality gives them),
+    W1 / floor, and the share of samples off the data with its Wilson interval."""
     rows = []
     for source, q in qualities.items():
         for r in q.to_dict("records"):
-            rows.append({"model": source, "class": r["label"], "n": r["n"],
-                         "W1 [95%]": f"{r['w1']:.3f} [{r['w1_low']:.3f}, {r['w1_high']:.3f}]",
-                         "floor [95%]": f"{r['floor']:.3f} [{r['floor_low']:.3f}, {r['floor_high']:.3f}]",
-                         "W1 / floor": f"{r['ratio']:.2f}",
-                         "off the data [95%]": f"{r['off_support']:.1%} [{r['off_low']:.1%}, {r['off_high']:.1%}]"})
+            off = wilson(round(r["off_support"] * r["n"]), int(r["n"]))
+            rows.append({"model": source, "class": r["label"], "n": r["n"], "W1 [95%]": _interval(r, "w1"),
+                         "floor [95%]": _interval(r, "floor"), "W1 / floor": f"{r['ratio']:.2f}",
+                         "off the data [95%]": f"{off.value:.1%} [{off.low:.1%}, {off.high:.1%}]"})
     return pd.DataFrame(rows)
+
+
+def _interval(row: dict, name: str) -> str:
+    """'value [low, high]' (3 decimals), or the value alone when the row has no interval for it."""
+    low, high = row.get(f"{name}_low"), row.get(f"{name}_high")
+    bounds = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+    return f"{row[name]:.3f}{bounds}"
 
 
 def reading(measured: dict[float, tuple[pd.DataFrame, tuple[float, float]]], w: float) -> str:

@@ -39,6 +39,16 @@ def exact_guided_frame(data: DataConfig | str, w: float, n: int, sampler: Sample
     return None if run is None or not run.num_classes else guided_frame(run, w, n, sampler, seed)
 
 
+def class_geometry(frame: pd.DataFrame) -> tuple[float, float]:
+    """(spread, separation) of labelled samples (columns x, y, label): the RMS distance of a sample to its class's
+    centroid, and the mean distance between class centroids (NaN with one class). Guidance w > 1 sharpens each class
+    (spread falls) and pushes the classes apart (separation grows)."""
+    centroids = frame.groupby("label")[["x", "y"]].mean()
+    offsets = frame[["x", "y"]].to_numpy(np.float64) - centroids.loc[frame["label"]].to_numpy(np.float64)
+    spread = float(np.sqrt((offsets**2).sum(axis=1).mean()))
+    return spread, float(pdist(centroids.to_numpy(np.float64)).mean()) if len(centroids) > 1 else float("nan")
+
+
 def guidance_sweep(run: Run, scales: tuple[float, ...] = GUIDANCE_SCALES, n: int = 2000,
                    sampler: SamplerConfig = SamplerConfig(), seed: int = 0, exact: bool = True) -> pd.DataFrame:
     """For each w: explore.quality2d.class_quality of the run's guided samples (and of the exact guided sampler when
@@ -57,12 +67,3 @@ def guidance_sweep(run: Run, scales: tuple[float, ...] = GUIDANCE_SCALES, n: int
     columns = ["source", "w", "label", "n", "w1", "floor", "ratio", "off_support"]
     return pd.concat(frames, ignore_index=True)[columns]
 
-
-def class_geometry(frame: pd.DataFrame) -> tuple[float, float]:
-    """(spread, separation) of labelled samples (columns x, y, label): the RMS distance of a sample to its class's
-    centroid, and the mean distance between class centroids (NaN with one class). Guidance w > 1 sharpens each class
-    (spread falls) and pushes the classes apart (separation grows)."""
-    centroids = frame.groupby("label")[["x", "y"]].mean()
-    offsets = frame[["x", "y"]].to_numpy(np.float64) - centroids.loc[frame["label"]].to_numpy(np.float64)
-    spread = float(np.sqrt((offsets**2).sum(axis=1).mean()))
-    return spread, float(pdist(centroids.to_numpy(np.float64)).mean()) if len(centroids) > 1 else float("nan")

@@ -12,7 +12,7 @@ from diffusion.data import toy_for
 from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
 from diffusion.explore import guidance2d
 from diffusion.explore.quality2d import class_quality
-from diffusion.metrics.intervals import wilson
+from diffusion.metrics.intervals import Interval, wilson
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 from diffusion.training.defaults import run_config_2d
@@ -127,11 +127,16 @@ def _table(qualities: dict[str, pd.DataFrame]) -> pd.DataFrame:
     rows = []
     for source, q in qualities.items():
         for r in q.to_dict("records"):
-            off = wilson(round(r["off_support"] * r["n"]), int(r["n"]))
+            off = _off_data(r)
             rows.append({"model": source, "class": r["label"], "n": r["n"], "W1 [95%]": _interval(r, "w1"),
                          "floor [95%]": _interval(r, "floor"), "W1 / floor": f"{r['ratio']:.2f}",
                          "off the data [95%]": f"{off.value:.1%} [{off.low:.1%}, {off.high:.1%}]"})
     return pd.DataFrame(rows)
+
+
+def _off_data(row) -> Interval:
+    """The share of a group's samples off the data, with its Wilson interval."""
+    return wilson(round(row["off_support"] * row["n"]), int(row["n"]))
 
 
 def _interval(row: dict, name: str) -> str:
@@ -150,7 +155,7 @@ def reading(measured: dict[float, tuple[pd.DataFrame, tuple[float, float]]], w: 
     per_class = lambda q: q[q["label"] != "all"]  # noqa: E731
     ratio1, ratio = per_class(q1)["ratio"].mean(), per_class(qw)["ratio"].mean()
     all1, allw = q1.set_index("label").loc["all"], qw.set_index("label").loc["all"]
-    away = allw["off_low"] > all1["off_high"]
+    away = _off_data(allw).low > _off_data(all1).high
     text = (f"Measured at w = {w:g} against w = 1 on {int(allw['n']):,} samples: each class's spread (RMS distance to "
             f"its centroid) goes from {spread1:.3f} to {spread:.3f}, the class centroids' mean distance from "
             f"{sep1:.3f} to {sep:.3f}, the mean per-class W1 / floor from {ratio1:.2f} to {ratio:.2f}, and the share "

@@ -66,4 +66,3 @@ def guidance_sweep(run: Run, scales: tuple[float, ...] = GUIDANCE_SCALES, n: int
             frames.append(quality.assign(source=name, w=float(w)))
     columns = ["source", "w", "label", "n", "w1", "floor", "ratio", "off_support"]
     return pd.concat(frames, ignore_index=True)[columns]
-

@@ -122,14 +122,14 @@ def test_draw_a_distribution_train_on_it_and_guide_a_conditional_model(page, app
     canvas.scroll_into_view_if_needed()
     _shot(page, "toy2d_custom", tmp_path)
 
-    steps = main.locator('input[type=range][aria-label="Steps"]').first
+    steps = main.locator('input[type=range][aria-label="Steps"]')
     steps.focus()
     steps.press("Home")                        # 100 steps: a few seconds
     main.get_by_role("button", name="Train", exact=False).first.click()
     expect(main.get_by_text("Done:", exact=False)).to_be_visible(timeout=120_000)
     expect(main.get_by_text("Model: custom:ring-and-bar", exact=False).first).to_be_visible(timeout=60_000)
 
-    guided_steps = main.locator('input[type=range][aria-label="Steps"]').last
+    guided_steps = main.locator('input[type=range][aria-label="Steps (conditional model)"]')
     guided_steps.focus()
     guided_steps.press("Home")                 # 300 steps of the conditional model on 8gaussians
     main.get_by_role("button", name="Train").filter(has_not_text="Continue").click()

@@ -48,7 +48,7 @@ def guidance_section() -> None:
     data = data2d.data_config(dataset)
     classes = toy_for(data).num_classes
     default = run_config_2d(data, num_classes=classes)
-    steps = st.select_slider("Steps", STEP_OPTIONS, value=default.train.steps, key=f"toy2d_guided_steps_{dataset}",
+    steps = st.select_slider("Steps (conditional model)", STEP_OPTIONS, value=default.train.steps, key=f"toy2d_guided_steps_{dataset}",
                              help="The set's recipe by default (training.defaults): about 10 s on 2 idle cores")
     config = run_config_2d(data, num_classes=classes, steps=steps)
     train = config.train

@@ -191,3 +191,14 @@ def test_guidance_shows_each_class_beside_the_exact_law_with_its_numbers(guided)
     assert "sharpens each class" in reading           # spread 0.24 -> 0.05 at 300 steps: far beyond noise
     guided.select_slider(key="toy2d_guided_w").set_value(1.0).run()
     assert guided.markdown[-1].value.startswith("At w = 1 the model samples each class as it learned it")
+
+
+def test_the_exact_guided_sampler_is_bounded_by_samples_times_components():
+    from diffusion.data.custom import custom_data
+    from ui.toy2d_guidance import EXACT_MIN_N, EXACT_WORK, N, exact_n
+    rng = np.random.default_rng(0)
+    sizes = {k: custom_data(f"blob{k}", rng.standard_normal((k, 2)), rng.integers(0, 3, k)).dataset
+             for k in (90, 1000, 1001)}
+    assert exact_n("8gaussians") == exact_n("25gaussians") == N and exact_n("moons") == 0
+    assert exact_n(sizes[90]) == N and exact_n(sizes[1000]) == EXACT_MIN_N == EXACT_WORK // 1000
+    assert exact_n(sizes[1001]) == 0

@@ -26,6 +26,8 @@ PANEL = TrainingPanel(PREFIX, data2d.training_data, lambda config: training.METR
 SCALES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 SAMPLER = SamplerConfig("ddim", steps=50)
 N = 2000
+EXACT_WORK, EXACT_MIN_N = 200_000, 200   # samples x mixture components the exact sampler may cost (its time grows
+                                         # with both: ~5 s for 2,000 samples of a 90-point set on a loaded CPU)
 STEP_OPTIONS = (300, 600, 1200, 2400, 3600, 7200)
 PALETTE = "tableau20"
 
@@ -74,9 +76,18 @@ def _learned(run_key: str, _run: Run, w: float) -> pd.DataFrame:
     return guidance2d.guided_frame(_run, w, N, SAMPLER)
 
 
+def exact_n(dataset: str) -> int:
+    """Samples drawn from the exact guided law: N, fewer for large mixtures (a custom set is one component per
+    point), 0 when fewer than EXACT_MIN_N would fit in EXACT_WORK."""
+    mixture = toy_dataset(dataset).mixture
+    n = 0 if mixture is None else min(N, EXACT_WORK // len(mixture.weights))
+    return n if n >= EXACT_MIN_N else 0
+
+
 @st.cache_data(show_spinner="Sampling the exact guided law...", max_entries=4 * data2d.PER_MODEL)
 def _exact(dataset: str, _run: Run, schedule: ScheduleConfig, w: float) -> pd.DataFrame | None:
-    return guidance2d.exact_guided_frame(_run.config.data, w, N, SAMPLER, schedule=schedule)
+    n = exact_n(dataset)
+    return guidance2d.exact_guided_frame(_run.config.data, w, n, SAMPLER, schedule=schedule) if n else None
 
 
 @st.cache_data(show_spinner="Measuring each class...", max_entries=8 * data2d.PER_MODEL)
@@ -96,10 +107,12 @@ def _guided_view(run_key: str, run: Run) -> None:
     cols = st.columns(2)
     cols[0].altair_chart(_class_scatter(frames["learned"], f"learned model, w = {w:g}"), width="content")
     if frames["exact"] is not None:
-        cols[1].altair_chart(_class_scatter(frames["exact"], f"exact guided law, w = {w:g}"), width="content")
+        cols[1].altair_chart(_class_scatter(frames["exact"], f"exact guided law, w = {w:g} "
+                                            f"({len(frames['exact']):,} samples)"), width="content")
     else:
-        cols[1].info("The exact guided sampler needs a Gaussian mixture law (8gaussians, 25gaussians, your own "
-                     "sets); for this set compare with w = 1 and the data above.")
+        cols[1].info("The exact guided sampler needs a Gaussian mixture law (8gaussians, 25gaussians, your own sets "
+                     f"of at most {EXACT_WORK // EXACT_MIN_N:,} points: its cost grows with the number of points); "
+                     "for this set compare with w = 1 and the data above.")
     measured = {name: {v: _measure(f"{run_key}-{name}-{v}", get(v), dataset) for v in {1.0, w}}
                 for name, get in sources.items() if frames[name] is not None}
     st.dataframe(_table({name: m[w][0] for name, m in measured.items()}), hide_index=True, width="stretch")

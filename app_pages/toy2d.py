@@ -12,7 +12,7 @@ with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.core.schedules import SCHEDULES
     from diffusion.explore.toy2d import METRIC_N
     from diffusion.sampling.config import SamplerConfig
-    from ui import charts, data2d, session_runs, toy2d_io, training, training_view
+    from ui import charts, data2d, session_runs, toy2d_custom, toy2d_guidance, toy2d_io, training, training_view
     from ui.layout import error_box
     from ui.settings2d import BATCHES, DEPTHS, LRS, MEASURE_EVERY, T_OPTIONS, WIDTHS, restore
 
@@ -28,9 +28,11 @@ st.caption("Every number below is computed live on this machine's CPU. Distances
 
 def data_section() -> str:
     st.header("1. Data")
+    toy2d_custom.custom_expander()
     names = data2d.dataset_names()
     dataset = st.selectbox("Distribution", names, format_func=data2d.describe, key="toy2d_dataset")
-    st.altair_chart(charts.scatter(data2d.points(dataset), f"{dataset}: 2,000 points"), width="stretch")
+    st.altair_chart(charts.scatter(data2d.points(dataset), f"{data2d.custom_name(dataset)}: 2,000 points"),
+                    width="stretch")
     return dataset
 
 
@@ -78,7 +80,7 @@ def train_section(dataset: str, schedule: str, T: int) -> None:
     st.caption(f"A measurement draws {METRIC_N:,} samples with DDIM-50 and compares them with {METRIC_N:,} true "
                "points (intervals: the delta method for W, a bootstrap for KL): about 0.5 s, taken from training "
                "time (and measured again at the end); the floor is drawn once, before training starts.")
-    config = training.run_config(dataset, schedule, T, width, depth, lr, batch, steps or 4000)
+    config = data2d.run_config(dataset, schedule, T, width, depth, lr, batch, steps or 4000)
     training_view.train_buttons(config, steps, seconds, every)
     training_view.show_training(training.current_job())
 
@@ -197,3 +199,4 @@ model = training.current_run()
 share_model(model)
 reverse_section(model)
 export_section(samplers_section(model))
+toy2d_guidance.guidance_section()

@@ -56,7 +56,7 @@ def live_training(page, url: str, measure_off: bool) -> tuple[float, float]:
         every = main.locator('input[type=range][aria-label="Measure W1, W2, KL every"]')
         every.focus()
         every.press("Home")
-    main.get_by_role("button", name="Train", exact=True).click()
+    main.get_by_role("button", name="Train", exact=True).first.click()     # section 3 (guidance has its own)
     progress = main.get_by_text("Training: step", exact=False)
     expect(progress).to_be_visible(timeout=30_000)
     seen, start = set(), time.perf_counter()

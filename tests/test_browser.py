@@ -167,3 +167,53 @@ def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
         expect(page.locator("[data-testid=stException]")).to_have_count(0)
     _readable(page)
     _shot(page, Path(info.path).stem, tmp_path)
+
+
+def _draw(pg, canvas, strokes) -> None:
+    """Drag the mouse along each stroke (points in 0..1 of the canvas), as a visitor draws."""
+    box = canvas.bounding_box()
+    for stroke in strokes:
+        x, y = stroke[0]
+        pg.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
+        pg.mouse.down()
+        for x, y in stroke[1:]:
+            pg.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=2)
+        pg.mouse.up()
+        pg.wait_for_timeout(300)
+
+
+def test_draw_a_distribution_train_on_it_and_guide_a_conditional_model(page, app_url, tmp_path):
+    """The canvas in Chromium: two strokes become a set that is selected and trained; then the guidance section
+    trains its conditional model (300 steps) and shows guided samples beside the exact law, with its reading."""
+    import math
+    expect = sync_api.expect
+    page.goto(f"{app_url}/toy2d")
+    main = page.get_by_test_id("stMainBlockContainer")
+    expect(main.get_by_role("heading", name="3. Train")).to_be_visible(timeout=60_000)
+    main.get_by_text("Bring your own distribution", exact=False).click()
+    canvas = main.locator("canvas.upper-canvas")
+    expect(canvas).to_be_visible(timeout=30_000)
+    ring = [(0.5 + 0.3 * math.cos(a / 20 * 2 * math.pi), 0.5 + 0.3 * math.sin(a / 20 * 2 * math.pi)) for a in range(21)]
+    _draw(page, canvas, [ring, [(0.2, 0.9), (0.8, 0.9)]])
+    main.get_by_label("Name (letters, digits, - and _)").fill("ring-and-bar")
+    main.get_by_role("button", name="Use this distribution").click()
+    expect(main.get_by_text("Added ring-and-bar (yours): 2,000 points", exact=False)).to_be_visible(timeout=60_000)
+    expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    canvas.scroll_into_view_if_needed()
+    _shot(page, "toy2d_custom", tmp_path)
+
+    steps = main.locator('input[type=range][aria-label="Steps"]')
+    steps.focus()
+    steps.press("Home")                        # 100 steps: a few seconds
+    main.get_by_role("button", name="Train", exact=False).first.click()
+    expect(main.get_by_text("Done:", exact=False)).to_be_visible(timeout=120_000)
+    expect(main.get_by_text("Model: custom:ring-and-bar", exact=False).first).to_be_visible(timeout=60_000)
+
+    guided_steps = main.locator('input[type=range][aria-label="Steps (conditional model)"]')
+    guided_steps.focus()
+    guided_steps.press("Home")                 # 300 steps of the conditional model on 8gaussians
+    main.get_by_role("button", name="Train").filter(has_not_text="Continue").click()
+    expect(main.get_by_text("Measured at w = 3 against w = 1", exact=False)).to_be_visible(timeout=180_000)
+    expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    main.get_by_text("Guidance scale w").scroll_into_view_if_needed()
+    _shot(page, "toy2d_guidance", tmp_path)

@@ -6,44 +6,99 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from diffusion.config import DataConfig
+from diffusion.config import CUSTOM_PREFIX, DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.core.schedules import NoiseSchedule, make_schedule, spaced_timesteps
-from diffusion.data import TrainingData, load_data
-from diffusion.data.toy2d import TOY_DATASETS
+from diffusion.data import TrainingData, load_data, toy_for
+from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
 from diffusion.explore import toy2d as explore2d
 from diffusion.metrics import evaluation
 from diffusion.metrics.protocol import points_protocol
+from diffusion.models.config import MLPConfig
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 
-from . import charts
+from . import charts, training
 
 PER_MODEL = 8                     # cached results kept per function, across models and visitors
 SAMPLERS = ("ddpm", "ddim")       # the discrete-time samplers whose trajectories this page draws against t
+CUSTOM_KEY = "toy2d_custom_sets"  # this visitor's own 2D sets (ui.toy2d_custom): dataset name -> DataConfig
+MAX_CUSTOM_SETS = 8               # per visitor; the oldest is forgotten first (its trained models keep their points)
+
+
+def custom_sets() -> dict[str, DataConfig]:
+    """This visitor's custom sets, and the custom set of the page's model (e.g. from an uploaded checkpoint)."""
+    sets = st.session_state.setdefault(CUSTOM_KEY, {})
+    job = training.current_job()
+    if job is not None and job.config.data.dataset.startswith(CUSTOM_PREFIX):
+        sets.setdefault(job.config.data.dataset, job.config.data)
+    return sets
+
+
+def add_custom_set(config: DataConfig) -> None:
+    """Offer a custom set (data.custom.custom_data) to this visitor wherever a preset is offered."""
+    sets = custom_sets()
+    sets.pop(config.dataset, None)
+    sets[config.dataset] = config
+    while len(sets) > MAX_CUSTOM_SETS:
+        sets.pop(next(iter(sets)))
+
+
+def data_config(dataset: str) -> DataConfig:
+    """The DataConfig of a preset or of one of this visitor's custom sets (registered in this process, so that
+    everything keyed by the name finds its points)."""
+    if not dataset.startswith(CUSTOM_PREFIX):
+        return DataConfig(dataset=dataset)
+    config = custom_sets()[dataset]
+    toy_for(config)
+    return config
+
+
+def run_config(dataset: str, schedule_name: str, timesteps: int, width: int, depth: int, lr: float,
+               batch_size: int, steps: int) -> RunConfig:
+    """training.run_config for a preset or one of this visitor's custom sets (whose DataConfig carries its points)."""
+    return RunConfig(data=data_config(dataset), schedule=ScheduleConfig(schedule_name, timesteps),
+                     model=MLPConfig(width=width, depth=depth),
+                     train=TrainConfig(steps=steps, batch_size=batch_size, lr=lr))
 
 
 def dataset_names() -> list[str]:
-    return list(TOY_DATASETS)
+    """The presets, then this visitor's custom sets (registered in this process: everything keyed by a name finds
+    its points)."""
+    customs = [data_config(name).dataset for name in custom_sets()]
+    return [*TOY_DATASETS, *customs]
 
 
 def describe(dataset: str) -> str:
+    """A set's name and description (works outside a script run: AppTest formats options with it)."""
+    if dataset.startswith(CUSTOM_PREFIX):
+        try:
+            toy = toy_dataset(dataset)
+        except ValueError:
+            return f"{custom_name(dataset)} (yours)"
+        classes = f", {toy.num_classes} classes" if toy.num_classes else ""
+        return f"{custom_name(dataset)} (yours): {len(toy.mixture.weights):,} points{classes}"
     return f"{dataset}: {TOY_DATASETS[dataset].description}"
 
 
-@st.cache_data(show_spinner=False)
+def custom_name(dataset: str) -> str:
+    """The name a visitor gave a custom set ("custom:NAME:HASH" -> NAME); a preset's own name."""
+    return dataset.split(":")[1] if dataset.startswith(CUSTOM_PREFIX) else dataset
+
+
+@st.cache_data(show_spinner=False, max_entries=64)     # bounded: visitors add their own sets
 def points(dataset: str, n: int = 2000, seed: int = 0) -> pd.DataFrame:
     """n points of a toy set as a frame (x, y)."""
     return pd.DataFrame(explore2d.toy_points(dataset, n, seed), columns=["x", "y"])
 
 
-@st.cache_resource(show_spinner="Drawing the training set...")
-def _training_data(dataset: str, n: int | None, seed: int) -> TrainingData:
-    return load_data(DataConfig(dataset=dataset, n=n, seed=seed))
+@st.cache_resource(show_spinner="Drawing the training set...", max_entries=32)   # 0.8 MB each; custom sets add more
+def _training_data(dataset: str, n: int | None, seed: int, _cfg: DataConfig) -> TrainingData:
+    return load_data(_cfg)     # a custom set's name holds the hash of its points: the name keys the cache
 
 
 def training_data(cfg: DataConfig) -> TrainingData:
     """The training set of a DataConfig, drawn once per process and shared read-only (trainers only index it)."""
-    return _training_data(cfg.dataset, cfg.n, cfg.seed)
+    return _training_data(cfg.dataset, cfg.n, cfg.seed, cfg)
 
 
 @st.cache_resource(show_spinner=False)

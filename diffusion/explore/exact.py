@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.core.oracles import GaussianMixture
-from diffusion.data.toy2d import Toy2D, toy_dataset
+from diffusion.data import toy_for
 from diffusion.models.config import MLPConfig
 from diffusion.sampling.run import Run
 
@@ -36,14 +36,15 @@ class MixtureNet(nn.Module):
         return self.mixture.posterior_mean(x_t, self.alpha_bar.to(x_t.device)[t.long()], keep).to(x_t.dtype)
 
 
-def exact_run(toy: Toy2D | str, schedule: ScheduleConfig = ScheduleConfig()) -> Run | None:
+def exact_run(data: DataConfig | str, schedule: ScheduleConfig = ScheduleConfig()) -> Run | None:
     """A Run sampling the exact law of a mixture set (None when the set is not a Gaussian mixture); labelled sets are
-    class-conditional, so SamplerConfig(guidance=w) gives the exact guided sampler."""
-    toy = toy_dataset(toy) if isinstance(toy, str) else toy
+    class-conditional, so SamplerConfig(guidance=w) gives the exact guided sampler. A custom set is given by its
+    DataConfig (which carries its points)."""
+    data = DataConfig(data) if isinstance(data, str) else data
+    toy = toy_for(data)
     if toy.mixture is None:
         return None
-    config = RunConfig(DataConfig(toy.name), schedule, MLPConfig(num_classes=toy.num_classes),
-                       TrainConfig(objective="x0"))
+    config = RunConfig(data, schedule, MLPConfig(num_classes=toy.num_classes), TrainConfig(objective="x0"))
     sch = schedule.build()
     return Run(config, sch, MixtureNet(toy.mixture, sch.alpha_bar, toy.component_labels).eval(), 0, [],
                f"the exact law of {toy.name}")

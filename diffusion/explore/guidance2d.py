@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+from scipy.spatial.distance import pdist
 
-from diffusion.config import ScheduleConfig
+from diffusion.config import DataConfig, ScheduleConfig
 from diffusion.explore.exact import exact_run
 from diffusion.explore.quality2d import COLUMNS, class_quality
 from diffusion.sampling.config import SamplerConfig
@@ -31,11 +32,21 @@ def guided_frame(run: Run, w: float, n: int, sampler: SamplerConfig = SamplerCon
     return pd.DataFrame({"x": x[:, 0], "y": x[:, 1], "label": labels.numpy()})
 
 
-def exact_guided_frame(dataset: str, w: float, n: int, sampler: SamplerConfig = SamplerConfig(), seed: int = 0,
-                       schedule: ScheduleConfig = ScheduleConfig()) -> pd.DataFrame | None:
+def exact_guided_frame(data: DataConfig | str, w: float, n: int, sampler: SamplerConfig = SamplerConfig(),
+                       seed: int = 0, schedule: ScheduleConfig = ScheduleConfig()) -> pd.DataFrame | None:
     """guided_frame of the exact model of a labelled mixture (None for sets without an exact law)."""
-    run = exact_run(dataset, schedule)
+    run = exact_run(data, schedule)
     return None if run is None or not run.num_classes else guided_frame(run, w, n, sampler, seed)
+
+
+def class_geometry(frame: pd.DataFrame) -> tuple[float, float]:
+    """(spread, separation) of labelled samples (columns x, y, label): the RMS distance of a sample to its class's
+    centroid, and the mean distance between class centroids (NaN with one class). Guidance w > 1 sharpens each class
+    (spread falls) and pushes the classes apart (separation grows)."""
+    centroids = frame.groupby("label")[["x", "y"]].mean()
+    offsets = frame[["x", "y"]].to_numpy(np.float64) - centroids.loc[frame["label"]].to_numpy(np.float64)
+    spread = float(np.sqrt((offsets**2).sum(axis=1).mean()))
+    return spread, float(pdist(centroids.to_numpy(np.float64)).mean()) if len(centroids) > 1 else float("nan")
 
 
 def guidance_sweep(run: Run, scales: tuple[float, ...] = GUIDANCE_SCALES, n: int = 2000,
@@ -44,7 +55,7 @@ def guidance_sweep(run: Run, scales: tuple[float, ...] = GUIDANCE_SCALES, n: int
     the set is a labelled mixture and exact is True). Columns source (learned | exact), w, then class_quality's."""
     dataset = _conditional(run).config.data.dataset
     sources = [("learned", run)]
-    truth = exact_run(dataset, run.config.schedule) if exact else None
+    truth = exact_run(run.config.data, run.config.schedule) if exact else None
     if truth is not None and truth.num_classes:
         sources.append(("exact", truth))
     frames = []

@@ -2,22 +2,30 @@
 keyed by the model's run_key (unique to one visitor's model, so nothing leaks between sessions).
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
-from diffusion.config import DataConfig
+from diffusion.config import DataConfig, RunConfig
 from diffusion.core.schedules import NoiseSchedule, make_schedule, spaced_timesteps
 from diffusion.data import TrainingData, load_data
 from diffusion.data.toy2d import TOY_DATASETS
+from diffusion.explore import densities
 from diffusion.explore import toy2d as explore2d
 from diffusion.metrics import evaluation
 from diffusion.metrics.protocol import points_protocol
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
+from diffusion.training.defaults import expected_seconds
 
 from . import charts
+from .charts import DOMAIN
 
+DENSITY_GRID = 60                 # density grids: 60 x 60 over the plots' window (exact mixtures: milliseconds)
+FORWARD_FRAMES, FORWARD_GRID = 30, 36   # the forward-process animation: frames, and density grid per frame
 PER_MODEL = 8                     # cached results kept per function, across models and visitors
 SAMPLERS = ("ddpm", "ddim")       # the discrete-time samplers whose trajectories this page draws against t
 
@@ -68,6 +76,47 @@ def noised(dataset: str, name: str, T: int, paper_t: int, n: int = 2000) -> pd.D
     return pd.DataFrame(explore2d.noised_points(x0, schedule(name, T), paper_t, seed=1), columns=["x", "y"])
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def density(dataset: str, name: str | None = None, T: int = 0, paper_t: int = 0, size: int = DENSITY_GRID
+            ) -> densities.DensityGrid:
+    """The density of x_t at paper timestep paper_t of schedule (name, T) (0 or no schedule: the data's), exact
+    for mixtures, else the (noised) kernel estimate, on a size x size grid over the plots' window."""
+    if name is None or paper_t == 0:
+        return densities.density_grid(dataset, 1.0, size, DOMAIN)
+    return densities.noised_density_grid(dataset, schedule(name, T), paper_t, size, DOMAIN)
+
+
+@st.cache_data(show_spinner="Noising the data, frame by frame...", max_entries=16)
+def forward_frames(dataset: str, name: str, T: int, n: int = 1000) -> tuple[pd.DataFrame, list]:
+    """The forward process as FORWARD_FRAMES + 1 frames of n points, and the density of x_t at each frame's t."""
+    x0 = points(dataset, n)[["x", "y"]].to_numpy(dtype=np.float32)
+    frames = explore2d.forward_frame(x0, schedule(name, T), min(FORWARD_FRAMES, T), seed=1)
+    ts = frames.drop_duplicates("frame")["t"].tolist()
+    return frames, [density(dataset, name, T, int(t), FORWARD_GRID) for t in ts]
+
+
+@st.cache_data(show_spinner="Timing a few training steps...", max_entries=32)
+def _step_seconds(timing: RunConfig) -> float:
+    """Seconds per training step of a config with 1,000 steps (training.defaults.expected_seconds: 20 timed steps of
+    a throwaway trainer after 5 warm-up ones), on one thread as the page's training runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return expected_seconds(timing, training_data(timing.data).x) / timing.train.steps
+    finally:
+        torch.set_num_threads(threads)
+
+
+def expected_time(config: RunConfig, steps: int | None, seconds: float | None, every: int,
+                  measure_seconds: float) -> tuple[float, float]:
+    """(expected seconds, seconds per step) of training config for `steps` (or `seconds`), measuring every `every`
+    steps at measure_seconds each."""
+    per_step = _step_seconds(replace(config, train=replace(config.train, steps=1000)))
+    if seconds is not None:
+        return float(seconds), per_step
+    return steps * per_step + (steps // every + 1 if every else 0) * measure_seconds, per_step
+
+
 def timesteps_used(T: int, steps: int) -> list[int]:
     """The paper timesteps a sampler with `steps` steps visits (trailing spacing, as Run.sample uses)."""
     return [t + 1 for t in spaced_timesteps(T, steps, SamplerConfig().spacing)]
@@ -106,13 +155,15 @@ def trajectory(run_key: str, _run: Run, sampler: SamplerConfig, n: int = 300) ->
 
 
 @st.cache_data(show_spinner=False, max_entries=4 * PER_MODEL)
-def _fields(run_key: str, _run: Run, t: int, kind: str) -> pd.DataFrame:
-    return explore2d.denoising_fields(_run, t, kind=kind)
+def _fields(run_key: str, _run: Run, t: int, kind: str, size: int) -> pd.DataFrame:
+    return explore2d.denoising_fields(_run, t, size, kind=kind)
 
 
-def fields(run_key: str, run: Run, paper_t: int, kind: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The learned and (mixture data) exact fields at paper timestep paper_t; exact is None without a closed form."""
-    df = _fields(run_key, run, paper_t - 1, kind)
+def fields(run_key: str, run: Run, paper_t: int, kind: str, size: int = 17
+           ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The learned and (mixture data) exact fields at paper timestep paper_t on a size x size grid; exact is None
+    without a closed form."""
+    df = _fields(run_key, run, paper_t - 1, kind, size)
     exact = df[df["field"] == "exact"]
     return df[df["field"] == "learned"], exact if len(exact) else None
 

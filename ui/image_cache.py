@@ -22,7 +22,8 @@ from diffusion.training.checkpoints import load_run
 
 SHIPPED_ROOT = Path(os.environ.get("DIFFUSION_CHECKPOINTS", CHECKPOINTS_DIR))
 SHIPPED = {"digit0": "mnist16-digit0", "cond": "mnist16-cond", "cross": "mnist16-cond-cross",
-           "mnist32": "mnist32-cond", "shapes32": "shapes32-cond", "moons": "moons"}   # name -> run folder
+           "mnist32": "mnist32-cond", "shapes32": "shapes32-cond", "moons": "moons",
+           "moons-flow": "moons-flow"}   # name -> run folder
 PER_MODEL = 8          # cached results kept per function, across models and visitors
 SCALE = {16: 3, 32: 2}  # grid enlargement per image size (nearest neighbour), so 16 px digits are legible
 

@@ -148,7 +148,8 @@ def reverse_section(model) -> None:
     model_caption(run_key, run)
     T = run.schedule.T
     cols = st.columns(3)
-    name = cols[0].radio("Sampler", data2d.SAMPLERS, format_func=str.upper, horizontal=True, key="toy2d_traj_sampler")
+    name = cols[0].radio("Sampler", data2d.SAMPLERS, index=data2d.SAMPLERS.index("ddim"), format_func=str.upper,
+                         horizontal=True, key="toy2d_traj_sampler")
     steps = cols[1].select_slider("Sampling steps", data2d.step_options(T), value=min(100, T),
                                   key=f"toy2d_traj_steps_{T}")
     with cols[2]:

@@ -27,12 +27,13 @@ def controls(labels: list[str], names: list[str], duration: int, redraw: bool, p
                 mode="immediate")
     pause = dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0), mode="immediate")
     buttons = [dict(label="▶ Play", method="animate", args=[None, play]),
-               dict(label="⏸ Pause", method="animate", args=[[None], pause])]
+               dict(label="❚❚ Pause", method="animate", args=[[None], pause])]
     steps = [dict(label=label, method="animate", args=[[name], {**pause, "frame": dict(duration=0, redraw=redraw)}])
              for label, name in zip(labels, names)]
-    return dict(updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.02, xanchor="left", yanchor="top",
+    return dict(margin=dict(l=10, r=10, t=40, b=90),
+                updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.06, xanchor="left", yanchor="top",
                                   pad=dict(r=8, t=4), showactive=False, buttons=buttons)],
-                sliders=[dict(active=0, steps=steps, x=0.22, len=0.78, y=-0.02, yanchor="top", pad=dict(t=4, b=4),
+                sliders=[dict(active=0, steps=steps, x=0.22, len=0.78, y=-0.06, yanchor="top", pad=dict(t=4, b=4),
                               currentvalue=dict(prefix=prefix, font=dict(size=13)), transition=dict(duration=0))])
 
 

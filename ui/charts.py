@@ -44,7 +44,7 @@ def schedule_curves(df: pd.DataFrame, t: int | None = None) -> alt.FacetChart:
                    now.mark_point(color="#e45756", filled=True, size=60, tooltip=True),
                    now.mark_text(align="left", dx=6, dy=-8, color="#e45756").encode(
                        text=alt.Text("value:Q", format=".3~g"))]
-    return alt.layer(*layers, data=long).properties(width=230, height=170).facet(
+    return alt.layer(*layers, data=long).properties(width=200, height=170).facet(
         column=alt.Column("quantity:N", title=None, sort=list(labels.values())),
     ).resolve_scale(y="independent")
 

@@ -2,6 +2,8 @@
 keyed by the model's run_key (unique to one visitor's model, so nothing leaks between sessions).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
@@ -28,6 +30,19 @@ DENSITY_GRID = 60                 # density grids: 60 x 60 over the plots' windo
 FORWARD_FRAMES, FORWARD_GRID = 30, 36   # the forward-process animation: frames, and density grid per frame
 PER_MODEL = 8                     # cached results kept per function, across models and visitors
 SAMPLERS = ("ddpm", "ddim")       # the discrete-time samplers whose trajectories this page draws against t
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """PyTorch on one thread while the block (or decorated function) runs: the 2D work is small tensors, and on a
+    loaded 2-core machine a second OpenMP thread made an ODE likelihood 15-20x slower (measured side by side);
+    the 2D training thread sets the same (ui.training)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def dataset_names() -> list[str]:
@@ -77,6 +92,7 @@ def noised(dataset: str, name: str, T: int, paper_t: int, n: int = 2000) -> pd.D
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
+@one_thread()
 def density(dataset: str, name: str | None = None, T: int = 0, paper_t: int = 0, size: int = DENSITY_GRID
             ) -> densities.DensityGrid:
     """The density of x_t at paper timestep paper_t of schedule (name, T) (0 or no schedule: the data's), exact
@@ -87,6 +103,7 @@ def density(dataset: str, name: str | None = None, T: int = 0, paper_t: int = 0,
 
 
 @st.cache_data(show_spinner="Noising the data, frame by frame...", max_entries=16)
+@one_thread()
 def forward_frames(dataset: str, name: str, T: int, n: int = 1000) -> tuple[pd.DataFrame, list]:
     """The forward process as FORWARD_FRAMES + 1 frames of n points, and the density of x_t at each frame's t."""
     x0 = points(dataset, n)[["x", "y"]].to_numpy(dtype=np.float32)
@@ -99,12 +116,8 @@ def forward_frames(dataset: str, name: str, T: int, n: int = 1000) -> tuple[pd.D
 def _step_seconds(timing: RunConfig) -> float:
     """Seconds per training step of a config with 1,000 steps (training.defaults.expected_seconds: 20 timed steps of
     a throwaway trainer after 5 warm-up ones), on one thread as the page's training runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return expected_seconds(timing, training_data(timing.data).x) / timing.train.steps
-    finally:
-        torch.set_num_threads(threads)
 
 
 def expected_time(config: RunConfig, steps: int | None, seconds: float | None, every: int,
@@ -123,12 +136,14 @@ def timesteps_used(T: int, steps: int) -> list[int]:
 
 
 @st.cache_data(show_spinner="Sampling...", max_entries=PER_MODEL)
+@one_thread()
 def samples(run_key: str, _run: Run, sampler: SamplerConfig, n: int = explore2d.METRIC_N) -> pd.DataFrame:
     """n samples as a frame (x, y); seed 0: the same x_T for every sampler choice."""
     return pd.DataFrame(_run.sample(n, sampler, seed=0).numpy(), columns=["x", "y"])
 
 
 @st.cache_data(show_spinner="Measuring...", max_entries=PER_MODEL)
+@one_thread()
 def metrics(run_key: str, _run: Run, sampler: SamplerConfig) -> evaluation.Result:
     """The measurement of samples(run_key, sampler) under the page's protocol with this sampler (intervals,
     floor); ValueError if the samples are not finite."""
@@ -145,16 +160,19 @@ def metrics_table(result: evaluation.Result) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner="Sampling every step count and measuring...", max_entries=PER_MODEL)
+@one_thread()
 def sweep(run_key: str, _run: Run, name: str, eta: float) -> pd.DataFrame:
     return explore2d.sampler_sweep(_run, name, eta)
 
 
 @st.cache_data(show_spinner="Recording the trajectory...", max_entries=PER_MODEL)
+@one_thread()
 def trajectory(run_key: str, _run: Run, sampler: SamplerConfig, n: int = 300) -> pd.DataFrame:
     return explore2d.trajectory_frame(_run, sampler, n)
 
 
 @st.cache_data(show_spinner=False, max_entries=4 * PER_MODEL)
+@one_thread()
 def _fields(run_key: str, _run: Run, t: int, kind: str, size: int) -> pd.DataFrame:
     return explore2d.denoising_fields(_run, t, size, kind=kind)
 
@@ -169,6 +187,7 @@ def fields(run_key: str, run: Run, paper_t: int, kind: str, size: int = 17
 
 
 @st.cache_data(show_spinner="Comparing with the exact denoiser...", max_entries=PER_MODEL)
+@one_thread()
 def field_errors(run_key: str, _run: Run) -> pd.DataFrame | None:
     return explore2d.field_error_frame(_run)
 

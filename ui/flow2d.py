@@ -17,16 +17,17 @@ from diffusion.metrics.likelihood import nll_report_2d
 from diffusion.sampling.run import Run
 
 from . import charts, image_cache, plots2d
+from .data2d import one_thread
 from .layout import error_box
 
 PAIR = {"diffusion": "moons", "flow": "moons-flow"}     # family -> shipped run (ui.image_cache.SHIPPED)
 COLOURS = {"diffusion": "#4c78a8", "flow": "#e45756", "exact flow": "#54a24b"}
-PATHS_N, PATH_STEPS = 48, 50
+PATHS_N, PATH_STEPS = 24, 50
 STRAIGHT_N = 500
 QUALITY_N, QUALITY_SAMPLERS, QUALITY_NFE = 1000, ("flow_euler", "ddim"), (2, 5, 10, 20, 50)
 NLL_N, DENSITY_SIZE = 500, 25
 # Seconds per unit of work, measured on the loaded 2-core machine (ODE likelihoods: ~525 network calls per batch).
-SECONDS = {"quality": 0.35, "nll": 0.006, "density": 0.005}
+SECONDS = {"quality": 0.35, "nll": 0.006, "density": 0.01}
 ASKED = "toy2d_flow_asked"        # {(what, run key)} the visitor asked for: shown again on every rerun
 
 
@@ -38,6 +39,7 @@ def pair() -> dict[str, tuple[str, Run]] | None:
 
 
 @st.cache_data(show_spinner="Integrating both models from the same noises...", max_entries=8)
+@one_thread()
 def paths(keys: tuple[str, ...], _runs: dict[str, Run], dataset: str) -> dict[str, np.ndarray]:
     """family -> (K + 1, n, 2) flow_euler paths from the same n unit noises; the exact flow's too when known."""
     out = {family: flow.flow_paths(run, PATHS_N, PATH_STEPS).x for family, run in _runs.items()}
@@ -46,6 +48,7 @@ def paths(keys: tuple[str, ...], _runs: dict[str, Run], dataset: str) -> dict[st
 
 
 @st.cache_data(show_spinner="Measuring straightness...", max_entries=8)
+@one_thread()
 def straightness(keys: tuple[str, ...], _runs: dict[str, Run]) -> pd.DataFrame:
     rows = []
     for family, run in _runs.items():
@@ -56,16 +59,19 @@ def straightness(keys: tuple[str, ...], _runs: dict[str, Run]) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner="Sampling at every NFE and measuring W1 and KL...", max_entries=8)
+@one_thread()
 def quality(keys: tuple[str, ...], _runs: dict[str, Run]) -> pd.DataFrame:
     return flow.quality_vs_nfe(_runs, QUALITY_SAMPLERS, QUALITY_NFE, n=QUALITY_N)
 
 
 @st.cache_data(show_spinner="Integrating the probability-flow ODE for each held-out point...", max_entries=8)
+@one_thread()
 def nll(run_key: str, _run: Run) -> dict:
     return nll_report_2d(_run, NLL_N)
 
 
 @st.cache_data(show_spinner="Integrating the probability-flow ODE at every grid point...", max_entries=8)
+@one_thread()
 def density_grids(run_key: str, _run: Run) -> tuple[DensityGrid, DensityGrid | None]:
     """The model's density by the ODE likelihood and the true one, on a DENSITY_SIZE grid."""
     out = flow.density_map(_run, DENSITY_SIZE)

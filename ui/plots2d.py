@@ -15,7 +15,7 @@ from diffusion.explore.densities import DensityGrid
 from .charts import DOMAIN
 
 HEIGHT = 460                  # pixels: legible on a laptop; the width is the column's
-DENSITY_SCALE = [[0.0, "rgba(255,255,255,0)"], [0.15, "#dbe9f6"], [0.5, "#9ecae1"], [1.0, "#3182bd"]]
+DENSITY_SCALE = [[0.0, "#ffffff"], [0.15, "#c6dbef"], [0.5, "#6baed6"], [1.0, "#08519c"]]
 FIELD_SCALE = "Viridis"
 FIELD_COLOURS = 8             # arrow shafts are drawn in this many magnitude bands (one Plotly trace each)
 COLOURS = {"data": "#4c78a8", "noised": "#f58518", "samples": "#e45756", "x0_hat": "#54a24b", "path": "#777777"}
@@ -27,30 +27,35 @@ def figure(title: str, height: int = HEIGHT) -> go.Figure:
     axis = dict(range=[-DOMAIN, DOMAIN], zeroline=False, showgrid=True, gridcolor="#eeeeee", constrain="domain")
     fig.update_layout(title=dict(text=title, x=0.01, y=0.98, font=dict(size=15)), height=height,
                       margin=dict(l=10, r=10, t=40, b=10), template="plotly_white",
-                      xaxis=dict(axis, title="x"), yaxis=dict(axis, title="y", scaleanchor="x", scaleratio=1),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+                      xaxis=axis, yaxis=dict(axis, scaleanchor="x", scaleratio=1),
+                      legend=dict(orientation="v", yanchor="bottom", y=0.0, xanchor="right", x=1.0,
+                                  bgcolor="rgba(255,255,255,0.75)", font=dict(size=12)))
     return fig
 
 
-def density_trace(grid: DensityGrid, name: str | None = None) -> go.Contour:
-    """The density as filled contours, pale where it is low (no colour bar: the shape is what matters)."""
-    return go.Contour(x=grid.x, y=grid.y, z=grid.density, colorscale=DENSITY_SCALE, showscale=False, ncontours=14,
-                      line=dict(width=0.4, color="rgba(49,130,189,0.5)"), name=name or grid.label,
-                      hoverinfo="skip", showlegend=True)
+def density_trace(grid: DensityGrid, name: str | None = None, fill: bool = False, levels: int = 12) -> go.Contour:
+    """The density as contour lines (under points) or filled contours (a density map alone) at `levels` even levels
+    from near 0 to its maximum, darker where it is higher (no colour bar: the shape is what matters)."""
+    top = float(np.nanmax(grid.density)) or 1.0
+    return go.Contour(x=grid.x, y=grid.y, z=grid.density, colorscale=DENSITY_SCALE, showscale=False, zmin=0, zmax=top,
+                      contours=dict(coloring="fill" if fill else "lines", start=top / levels, end=top,
+                                    size=top / levels), line=dict(width=0.5 if fill else 1.3),
+                      name=name or grid.label, hoverinfo="skip", showlegend=True)
 
 
-def points_trace(df: pd.DataFrame, name: str, color: str, size: float = 3.5, opacity: float = 0.7) -> go.Scatter:
+def points_trace(df: pd.DataFrame, name: str, color: str, size: float = 3.5, opacity: float = 0.55) -> go.Scatter:
     return go.Scatter(x=df["x"], y=df["y"], mode="markers", name=name, hoverinfo="skip",
                       marker=dict(size=size, color=color, opacity=opacity))
 
 
 def cloud(df: pd.DataFrame, title: str, grid: DensityGrid | None = None, color: str = COLOURS["data"],
           name: str = "points", height: int = HEIGHT) -> go.Figure:
-    """Points (columns x, y) over the contours of a density grid."""
+    """Points (columns x, y) over the contours of a density grid (filled when there are no points)."""
     fig = figure(title, height)
     if grid is not None:
-        fig.add_trace(density_trace(grid))
-    fig.add_trace(points_trace(df, name, color))
+        fig.add_trace(density_trace(grid, fill=df.empty))
+    if not df.empty:
+        fig.add_trace(points_trace(df, name, color))
     return fig
 
 
@@ -75,13 +80,13 @@ def field(df: pd.DataFrame, title: str, grid: DensityGrid | None = None, cmax: f
         sel = band == k
         if sel.any():
             xs, ys = _segments(*(cols[c][sel] for c in ("x", "y", "x2", "y2")))
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=colour, width=1.8), hoverinfo="skip",
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=colour, width=2.2), hoverinfo="skip",
                                      showlegend=False))
     angle = np.degrees(np.arctan2(cols["x2"] - cols["x"], cols["y2"] - cols["y"]))   # clockwise from up
     fig.add_trace(go.Scatter(
         x=cols["x2"], y=cols["y2"], mode="markers", name="arrow heads", showlegend=False, customdata=mag,
         hovertemplate="x_t = (%{x:.2f}, %{y:.2f})<br>length %{customdata:.3g}<extra></extra>",
-        marker=dict(symbol="triangle-up", size=7, angle=angle, color=mag, colorscale=FIELD_SCALE, cmin=0,
+        marker=dict(symbol="triangle-up", size=6, angle=angle, color=mag, colorscale=FIELD_SCALE, cmin=0,
                     cmax=cmax, colorbar=dict(title="length", thickness=10, len=0.8))))
     return fig
 
@@ -96,7 +101,7 @@ def paths(groups: dict[str, np.ndarray], title: str, colours: dict[str, str], gr
         gap = np.full((1, xs.shape[1]), np.nan)
         fig.add_trace(go.Scatter(x=np.concatenate([xs[..., 0], gap]).T.ravel(),
                                  y=np.concatenate([xs[..., 1], gap]).T.ravel(), mode="lines", name=f"{name} paths",
-                                 line=dict(color=colours[name], width=1), opacity=0.55, hoverinfo="skip"))
+                                 line=dict(color=colours[name], width=1.4), opacity=0.75, hoverinfo="skip"))
         fig.add_trace(go.Scatter(x=xs[-1, :, 0], y=xs[-1, :, 1], mode="markers", name=f"{name} samples",
                                  marker=dict(color=colours[name], size=6, line=dict(width=0.5, color="white")),
                                  hoverinfo="skip"))

@@ -89,8 +89,9 @@ def test_2d_page_plays_the_reverse_process_in_the_browser_without_a_rerun(page, 
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=120_000)
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
     chart.scroll_into_view_if_needed()
-    before = _positions(chart)
+    before, lines = _positions(chart), chart.locator("g.trace.scatter path.js-line")
     assert len(before) > 300                      # 300 particles and the marks on the paths
+    drawn = lines.count()                         # the density's contour lines and the paths
     sent.clear()
     chart.locator("g.updatemenu-button", has_text="Play").click()
     page.wait_for_timeout(1200)                   # about 12 of the 1x speed's 10 frames a second: mid-way
@@ -99,8 +100,12 @@ def test_2d_page_plays_the_reverse_process_in_the_browser_without_a_rerun(page, 
     assert sum(a != b for a, b in zip(before, paused)) > len(before) // 2, "the particles did not move"
     page.wait_for_timeout(800)
     assert _positions(chart) == paused, "the animation went on after Pause"
+    assert lines.count() == drawn > 0, "playing removed the density or the paths"
     reruns = [p for p in sent if (p if isinstance(p, bytes) else p.encode()).find(b"toy2d_") >= 0]
     assert not reruns, "playing the animation sent the page's widget states to the server (a rerun)"
+    chart.locator("g.updatemenu-button", has_text="Play").click()       # on to x_0, from where it paused
+    expect(chart.locator("g.slider-container text.slider-label").first).to_have_text("t = 0",
+                                                                         timeout=30_000)
     for heading in ("5. Samplers", "6. Diffusion vs flow matching", "7. Likelihood"):
         expect(main.get_by_role("heading", name=heading)).to_be_visible()
     expect(page.locator("[data-testid=stException]")).to_have_count(0)

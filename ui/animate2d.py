@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from diffusion.explore.densities import DensityGrid
 
-from .plots2d import COLOURS, density_trace, figure, points_trace
+from .plots2d import COLOURS, contour_lines, figure, points_trace
 
 SPEEDS = {"0.5×": 200, "1×": 100, "2×": 50, "4×": 25}     # milliseconds per frame
 MAX_FRAMES = 100               # frames kept in one animation (the last always)
@@ -21,15 +21,15 @@ def thin(frames: np.ndarray, most: int = MAX_FRAMES) -> np.ndarray:
     return frames[idx]
 
 
-def controls(labels: list[str], names: list[str], duration: int, redraw: bool, prefix: str) -> dict:
-    """Play/Pause buttons and a frame slider for frames `names` (slider labels `labels`): layout fields."""
-    play = dict(frame=dict(duration=duration, redraw=redraw), transition=dict(duration=0), fromcurrent=True,
+def controls(labels: list[str], names: list[str], duration: int, prefix: str) -> dict:
+    """Play/Pause buttons and a frame slider for frames `names` (slider labels `labels`): layout fields. Frames
+    move scatter traces only, so no redraw is needed (the densities are drawn as line traces for that)."""
+    play = dict(frame=dict(duration=duration, redraw=False), transition=dict(duration=0), fromcurrent=True,
                 mode="immediate")
     pause = dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0), mode="immediate")
     buttons = [dict(label="▶ Play", method="animate", args=[None, play]),
                dict(label="❚❚ Pause", method="animate", args=[[None], pause])]
-    steps = [dict(label=label, method="animate", args=[[name], {**pause, "frame": dict(duration=0, redraw=redraw)}])
-             for label, name in zip(labels, names)]
+    steps = [dict(label=label, method="animate", args=[[name], pause]) for label, name in zip(labels, names)]
     return dict(margin=dict(l=10, r=10, t=40, b=90),
                 updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.06, xanchor="left", yanchor="top",
                                   pad=dict(r=8, t=4), showactive=False, buttons=buttons)],
@@ -48,7 +48,7 @@ def forward(frames: pd.DataFrame, grids: list[DensityGrid] | None, duration: int
     numbers = np.sort(frames["frame"].unique())
     first = frames[frames["frame"] == numbers[0]]
     if grids is not None:
-        fig.add_trace(density_trace(grids[0], "density of x_t"))
+        fig.add_trace(contour_lines(grids[0], "density of x_t"))
     fig.add_trace(points_trace(first, "x_t", COLOURS["noised"]))
     traces = [0, 1] if grids is not None else [0]
     out, labels = [], []
@@ -56,11 +56,11 @@ def forward(frames: pd.DataFrame, grids: list[DensityGrid] | None, duration: int
         rows = frames[frames["frame"] == k]
         data = [go.Scatter(**_xy(rows))]
         if grids is not None:
-            data = [go.Contour(z=grids[i].density), *data]
+            data = [contour_lines(grids[i], "density of x_t"), *data]      # its own levels: the peak falls
         out.append(go.Frame(data=data, traces=traces, name=str(k)))
         labels.append(str(int(rows["t"].iloc[0])))
     fig.frames = out
-    fig.update_layout(**controls(labels, [f.name for f in out], duration, grids is not None, "t = "))
+    fig.update_layout(**controls(labels, [f.name for f in out], duration, "t = "))
     return fig
 
 
@@ -72,7 +72,7 @@ def reverse(traj: pd.DataFrame, n_paths: int, grid: DensityGrid | None, duration
     numbers = thin(np.sort(traj["frame"].unique()))
     shown = traj[traj["frame"].isin(numbers)]
     if grid is not None:
-        fig.add_trace(density_trace(grid, "data density"))
+        fig.add_trace(contour_lines(grid, "data density"))
     lines = shown[shown["point"] < n_paths].sort_values(["point", "frame"])
     gap = pd.DataFrame({"point": range(n_paths), "frame": np.inf, "x": np.nan, "y": np.nan})
     lines = pd.concat([lines, gap]).sort_values(["point", "frame"])
@@ -93,7 +93,7 @@ def reverse(traj: pd.DataFrame, n_paths: int, grid: DensityGrid | None, duration
                 go.Scatter(**_xy(rows[rows["point"] < n_paths]))]
         out.append(go.Frame(data=data, traces=[base, base + 1, base + 2], name=str(k)))
         t = int(rows["t"].iloc[0])
-        labels.append(f"{t}" if t else "0 (output)")
+        labels.append(str(t))                  # 0: the output x_0
     fig.frames = out
-    fig.update_layout(**controls(labels, [f.name for f in out], duration, False, "t = "))
+    fig.update_layout(**controls(labels, [f.name for f in out], duration, "t = "))
     return fig

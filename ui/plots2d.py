@@ -5,6 +5,7 @@ and fills its column's width (st.plotly_chart(width="stretch")); ui.animate2d bu
 Plotly rather than Altair here: contours and client-side animation frames (Plotly.animate) are built in.
 """
 
+import contourpy
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -41,6 +42,18 @@ def density_trace(grid: DensityGrid, name: str | None = None, fill: bool = False
                       contours=dict(coloring="fill" if fill else "lines", start=top / levels, end=top,
                                     size=top / levels), line=dict(width=0.5 if fill else 1.3),
                       name=name or grid.label, hoverinfo="skip", showlegend=True)
+
+
+def contour_lines(grid: DensityGrid, name: str | None = None, levels: int = 8) -> go.Scatter:
+    """The density's contour lines at `levels` even levels below its maximum as one line trace (NaN between lines):
+    unlike a Contour trace it survives Plotly's animation frames without a redraw, and frames can move it."""
+    top = float(np.nanmax(grid.density)) or 1.0
+    generator = contourpy.contour_generator(grid.x, grid.y, grid.density)
+    pieces = [np.vstack([line, [np.nan, np.nan]]) for k in range(1, levels + 1)
+              for line in generator.lines(top * k / (levels + 1))]
+    xy = np.vstack(pieces) if pieces else np.full((1, 2), np.nan)
+    return go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines", name=name or grid.label, hoverinfo="skip",
+                      line=dict(color="#3182bd", width=1.2), opacity=0.7)
 
 
 def points_trace(df: pd.DataFrame, name: str, color: str, size: float = 3.5, opacity: float = 0.55) -> go.Scatter:

@@ -24,6 +24,7 @@ from diffusion.sampling.run import Run
 from diffusion.training.defaults import expected_seconds
 
 from . import charts
+from .budget import check_config
 from .charts import DOMAIN
 
 DENSITY_GRID = 60                 # density grids: 60 x 60 over the plots' window (exact mixtures: milliseconds)
@@ -124,7 +125,8 @@ def _step_seconds(timing: RunConfig) -> float:
 def expected_time(config: RunConfig, steps: int | None, seconds: float | None, every: int,
                   measure_seconds: float) -> tuple[float, float]:
     """(expected seconds, seconds per step) of training config for `steps` (or `seconds`), measuring every `every`
-    steps at measure_seconds each."""
+    steps at measure_seconds each; ValueError when the server's budget refuses the model (checked before building)."""
+    check_config(config)
     per_step = _step_seconds(replace(config, train=replace(config.train, steps=1000)))
     if seconds is not None:
         return float(seconds), per_step

@@ -145,3 +145,19 @@ def test_flow_and_likelihood_sections_compute_on_a_click(shipped, monkeypatch):
     assert "model density (ODE likelihood)" in titles and "true density" in titles
     at.run()                                                              # asked once: still shown on a rerun
     assert "model density (ODE likelihood)" in [f["layout"]["title"]["text"] for f in _figures(at)]
+
+
+def test_a_mixture_model_shows_the_exact_field_beside_the_learned_one_on_one_colour_scale():
+    at = _page()
+    x = load_data(DataConfig("8gaussians", n=512)).x
+    job = TrainingJob(Trainer(run_config("8gaussians", "linear", 100, 32, 1, 1e-3, 64, 20), x))
+    job.start(20, None, 0)
+    assert job.wait(60)
+    at.session_state[JOB_KEY] = job
+    at.run()
+    assert not at.exception
+    fields = {f["layout"]["title"]["text"]: next(t for t in f["data"] if t.get("name") == "arrow heads")
+              for f in _figures(at) if any(t.get("name") == "arrow heads" for t in f["data"])}
+    assert sorted(fields) == ["exact E[x_0 | x_t], t = 20", "learned, t = 20"]
+    scales = {(t["marker"]["cmin"], t["marker"]["cmax"]) for t in fields.values()}
+    assert len(scales) == 1 and next(iter(scales))[1] > 0

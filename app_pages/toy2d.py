@@ -227,7 +227,7 @@ def samplers_section(model) -> pd.DataFrame | None:
 
 def flow_sections(model) -> None:
     st.header("6. Diffusion vs flow matching")
-    flow2d.comparison_section()
+    flow2d.comparison_section(model)
     st.header("7. Likelihood")
     flow2d.likelihood_section(model)
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 from diffusion.data import load_data
@@ -43,6 +42,18 @@ def _array(value) -> np.ndarray:
 
 def _animations(at: AppTest) -> list[dict]:
     return [f for f in _figures(at) if f.get("frames")]
+
+
+def _give_a_trained_model(at: AppTest, dataset: str = "moons", steps: int = 20) -> TrainingJob:
+    """A tiny model of `dataset` trained for `steps` steps (T = 100), set as the visitor's model, page rerun."""
+    x = load_data(DataConfig(dataset, n=512)).x
+    job = TrainingJob(Trainer(run_config(dataset, "linear", 100, 32, 1, 1e-3, 64, steps), x))
+    job.start(steps, None, 0)
+    assert job.wait(60)
+    at.session_state[JOB_KEY] = job
+    at.run()
+    assert not at.exception
+    return job
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +118,7 @@ def test_the_field_grid_follows_its_setting(shipped):
 def test_a_model_trained_after_choosing_a_shipped_run_takes_over(shipped):
     at = shipped
     assert at.session_state[CHOICE_KEY][0] == "moons"
-    x = load_data(DataConfig("moons", n=512)).x
-    job = TrainingJob(Trainer(run_config("moons", "linear", 100, 32, 1, 1e-3, 64, 20), x))
-    job.start(20, None, 0)
-    assert job.wait(60)
-    at.session_state[JOB_KEY] = job
-    at.run()
-    assert not at.exception
+    _give_a_trained_model(at)
     assert any(c.value.startswith("Model: Your model") for c in at.caption)
     at.button(key="toy2d_use_moons-flow").click().run()
     assert any("moons-flow" in c.value and c.value.startswith("Model:") for c in at.caption)
@@ -149,15 +154,25 @@ def test_flow_and_likelihood_sections_compute_on_a_click(shipped, monkeypatch):
 
 def test_a_mixture_model_shows_the_exact_field_beside_the_learned_one_on_one_colour_scale():
     at = _page()
-    x = load_data(DataConfig("8gaussians", n=512)).x
-    job = TrainingJob(Trainer(run_config("8gaussians", "linear", 100, 32, 1, 1e-3, 64, 20), x))
-    job.start(20, None, 0)
-    assert job.wait(60)
-    at.session_state[JOB_KEY] = job
-    at.run()
-    assert not at.exception
+    _give_a_trained_model(at, "8gaussians")
     fields = {f["layout"]["title"]["text"]: next(t for t in f["data"] if t.get("name") == "arrow heads")
               for f in _figures(at) if any(t.get("name") == "arrow heads" for t in f["data"])}
     assert sorted(fields) == ["exact E[x_0 | x_t], t = 20", "learned, t = 20"]
     scales = {(t["marker"]["cmin"], t["marker"]["cmax"]) for t in fields.values()}
     assert len(scales) == 1 and next(iter(scales))[1] > 0
+
+
+def test_the_visitors_model_and_its_flow_twin_are_compared_from_the_same_noises():
+    at = _page()
+    job = _give_a_trained_model(at, steps=30)
+    at.radio(key="toy2d_flow_source").set_value("own").run()
+    assert any("Its flow twin" in c.value for c in at.caption)
+    at.button(key="toy2d_twin_train").click().run()
+    twin = at.session_state["toy2d_twin_job"]
+    assert twin.wait(60) and twin.config.train.objective == "flow" and twin.trainer.step == 30
+    assert twin.config.model == job.config.model and twin.config.data == job.config.data
+    at.run()
+    assert not at.exception
+    straight = [d.value for d in at.dataframe if "straightness S" in d.value.columns]
+    assert len(straight) == 1 and list(straight[0]["model"]) == ["diffusion", "flow"]
+    assert any("Your model and its twin" in m.value for m in at.markdown)

@@ -1,7 +1,8 @@
-"""The 2D page's flow-matching sections (issue 13): diffusion beside flow matching on the shipped moons and
-moons-flow runs (same data, network, budget and seed), sampled from the same initial noises: paths drawn together
-with the exact flow's, Liu et al.'s straightness, quality against NFE with the floor; and the current model's
-likelihood by the probability-flow ODE beside the true density's (the floor), with its density map.
+"""The 2D page's flow-matching sections (issue 13): diffusion beside flow matching, for the shipped moons and
+moons-flow runs or the visitor's model and its twin (ui.twin2d), each pair with the same data, network, budget and
+seed, sampled from the same initial noises: paths drawn together with the exact flow's, Liu et al.'s straightness,
+quality against NFE with the floor; and the current model's likelihood by the probability-flow ODE beside the true
+density's (the floor), with its density map.
 
 Results are cached per run key (st.cache_data); a computation of more than a few seconds waits for a button that
 says its cost, and stays shown for that model once asked for.
@@ -16,7 +17,7 @@ from diffusion.explore.densities import DensityGrid
 from diffusion.metrics.likelihood import nll_report_2d
 from diffusion.sampling.run import Run
 
-from . import charts, image_cache, plots2d
+from . import charts, image_cache, models2d, plots2d, twin2d
 from .data2d import one_thread
 from .layout import error_box
 
@@ -93,20 +94,38 @@ def asked(what: str, run_key: str, label: str, seconds: float) -> bool:
     return False
 
 
-def comparison_section() -> None:
-    """Diffusion beside flow matching: the shipped pair, the same noises, paths, straightness, quality vs NFE."""
+SOURCES = {"shipped": "the shipped moons and moons-flow runs", "own": "your model and its twin of the other family"}
+
+
+def comparison_section(model: tuple[str, Run] | None) -> None:
+    """Diffusion beside flow matching: the shipped pair, or the visitor's model and its twin."""
+    source = st.radio("Compare", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="toy2d_flow_source")
+    if source == "own":
+        if model is None or models2d.is_shipped(model[0]):
+            st.info("Train a model first (section 3): its twin of the other family trains here.")
+            return
+        runs = twin2d.own_pair(model)
+        if runs is not None:
+            compare(runs, "Your model and its twin")
+        return
     runs = pair()
     if runs is None:
         st.info("The shipped moons and moons-flow runs are not in this copy (checkpoints/).")
         return
+    compare(runs, "Two shipped runs")
+
+
+def compare(runs: dict[str, tuple[str, Run]], what: str) -> None:
+    """Paths from the same noises, straightness and (on a click) quality against NFE of a diffusion-flow pair."""
     keys = tuple(key for key, _ in runs.values())
     models = {family: run for family, (_, run) in runs.items()}
     cfg = models["flow"].config
-    st.markdown(f"Two shipped runs on **{cfg.data.dataset}**, the same MLP {cfg.model.width}×{cfg.model.depth}, "
-                f"batch, learning rate, {cfg.train.steps:,} steps and seed: one trained to predict ε (diffusion), one "
-                "the velocity ε − x_0 of the straight path x_t = (1 − t) x_0 + t ε (flow matching, Lipman et al. "
-                "2023; Liu et al. 2022). Both are sampled in flow time from the **same initial noises** "
-                f"({PATH_STEPS} Euler steps); the exact flow of the true density is drawn from them too.")
+    st.markdown(f"{what} on **{cfg.data.dataset}**, the same MLP {cfg.model.width}×{cfg.model.depth}, batch, "
+                f"learning rate, {cfg.train.steps:,} steps and seed: one trained as a diffusion model "
+                f"({models['diffusion'].config.train.objective}-prediction), one on the velocity ε − x_0 of the "
+                "straight path x_t = (1 − t) x_0 + t ε (flow matching, Lipman et al. 2023; Liu et al. 2022). Both are "
+                f"sampled in flow time from the **same initial noises** ({PATH_STEPS} Euler steps); the exact flow of "
+                "the true density is drawn from them too.")
     left, right = st.columns([3, 2])
     groups = paths(keys, models, cfg.data.dataset)
     left.plotly_chart(plots2d.paths(groups, f"{PATHS_N} paths from the same noises", COLOURS),
@@ -118,7 +137,7 @@ def comparison_section() -> None:
         st.caption("Straighter paths lose less to few-step integration; one reflow step (re-training on the model's "
                    "own (noise, sample) pairs) straightens them further (`diffusion.explore.flow.reflow`).")
     cells = 2 * len(QUALITY_SAMPLERS) * len(QUALITY_NFE)
-    if asked("quality", "pair", "Measure quality against NFE for both", cells * SECONDS["quality"]):
+    if asked("quality", "|".join(keys), "Measure quality against NFE for both", cells * SECONDS["quality"]):
         try:
             table = quality(keys, models)
             st.altair_chart(charts.nfe_curves(table), width="stretch")

@@ -66,14 +66,12 @@ def forward_section(dataset: str) -> tuple[str, int]:
                    "from pure noise, so the model starts from inputs it never saw. Use more steps, the scaled "
                    "'linear' or 'cosine' schedule (Lin et al. 2024).", icon=":material/warning:")
     left, right = st.columns(2)
-    left.plotly_chart(plots2d.cloud(data2d.points(dataset), "x_0 (data)", data2d.density(dataset)),
-                      key="toy2d_x0_plot")
     noised = data2d.density(dataset, schedule, T, t)
-    right.plotly_chart(plots2d.cloud(data2d.noised(dataset, schedule, T, t), f"x_t at t = {t} over its density",
-                                     noised, plots2d.COLOURS["noised"]), key="toy2d_xt_plot")
-    st.subheader("Watch it move")
-    frames, grids = data2d.forward_frames(dataset, schedule, T)
-    st.plotly_chart(animate2d.forward(frames, grids, speed("toy2d_forward_speed")), key="toy2d_forward_anim")
+    left.plotly_chart(plots2d.cloud(data2d.noised(dataset, schedule, T, t), f"x_t at t = {t} over its density",
+                                    noised, plots2d.COLOURS["noised"]), key="toy2d_xt_plot")
+    with right:
+        st.plotly_chart(data2d.forward_animation(dataset, schedule, T, speed("toy2d_forward_speed")),
+                        key="toy2d_forward_anim")
     st.caption("Each point keeps its own ε for every t, so it slides from its x_0 toward ε along "
                "x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε; under it, the density of x_t (each mixture component's covariance "
                "grows to ᾱ_t C + (1 − ᾱ_t) I: exact for mixtures and for the kernel estimate).")

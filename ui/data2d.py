@@ -23,7 +23,7 @@ from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 from diffusion.training.defaults import expected_seconds
 
-from . import charts
+from . import animate2d, charts
 from .budget import check_config
 from .charts import DOMAIN
 
@@ -106,7 +106,7 @@ def density(dataset: str, name: str | None = None, T: int = 0, paper_t: int = 0,
 
 @st.cache_data(show_spinner="Noising the data, frame by frame...", max_entries=16)
 @one_thread()
-def forward_frames(dataset: str, name: str, T: int, n: int = 1000) -> tuple[pd.DataFrame, list]:
+def forward_frames(dataset: str, name: str, T: int, n: int = 600) -> tuple[pd.DataFrame, list]:
     """The forward process as FORWARD_FRAMES + 1 frames of n points, and the density of x_t at each frame's t."""
     x0 = points(dataset, n)[["x", "y"]].to_numpy(dtype=np.float32)
     frames = explore2d.forward_frame(x0, schedule(name, T), min(FORWARD_FRAMES, T), seed=1)
@@ -131,6 +131,13 @@ def expected_time(config: RunConfig, steps: int | None, seconds: float | None, e
     if seconds is not None:
         return float(seconds), per_step
     return steps * per_step + (steps // every + 1 if every else 0) * measure_seconds, per_step
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def forward_animation(dataset: str, name: str, T: int, duration: int):
+    """The forward-process animation (ui.animate2d.forward) of forward_frames, built once per setting (a rerun
+    only ships it)."""
+    return animate2d.forward(*forward_frames(dataset, name, T), duration)
 
 
 def timesteps_used(T: int, steps: int) -> list[int]:

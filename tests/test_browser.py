@@ -137,6 +137,56 @@ def test_overview_then_train_on_the_2d_page(page, app_url, tmp_path):
     _shot(page, "toy2d", tmp_path)
 
 
+POINTS_JS = "els => els.map(e => e.getAttribute('transform'))"
+
+
+def _positions(chart) -> list[str]:
+    """The rendered SVG positions of every marker in a Plotly chart (Plotly 7 ships its data base64-encoded: the
+    DOM is where positions can be read)."""
+    return chart.locator("g.trace.scatter path.point").evaluate_all(POINTS_JS)
+
+
+def test_2d_page_plays_the_reverse_process_in_the_browser_without_a_rerun(page, app_url, tmp_path):
+    """The shipped moons run becomes the model at a click; Play advances the reverse-process frames in the browser
+    with no message to the server (a rerun would send the page's widget states), Pause stops them; the sections
+    after it render."""
+    expect = sync_api.expect
+    sent: list[bytes | str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
+    page.goto(f"{app_url}/toy2d")
+    main = page.get_by_test_id("stMainBlockContainer")
+    expect(main.get_by_role("heading", name="3. Train")).to_be_visible(timeout=60_000)
+    main.get_by_role("button", name="Use the shipped moons run").click()
+    chart = main.locator(".st-key-toy2d_reverse_anim .js-plotly-plot")
+    expect(chart).to_be_visible(timeout=120_000)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=120_000)
+    expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    chart.scroll_into_view_if_needed()
+    before, lines = _positions(chart), chart.locator("g.trace.scatter path.js-line")
+    assert len(before) > 300                      # 300 particles and the marks on the paths
+    drawn = lines.count()                         # the density's contour lines and the paths
+    sent.clear()
+    chart.locator("g.updatemenu-button", has_text="Play").click()
+    page.wait_for_timeout(1200)                   # about 12 of the 1x speed's 10 frames a second: mid-way
+    chart.locator("g.updatemenu-button", has_text="Pause").click()
+    paused = _positions(chart)
+    assert sum(a != b for a, b in zip(before, paused)) > len(before) // 2, "the particles did not move"
+    page.wait_for_timeout(800)
+    assert _positions(chart) == paused, "the animation went on after Pause"
+    assert lines.count() == drawn > 0, "playing removed the density or the paths"
+    reruns = [p for p in sent if (p if isinstance(p, bytes) else p.encode()).find(b"toy2d_") >= 0]
+    assert not reruns, "playing the animation sent the page's widget states to the server (a rerun)"
+    chart.locator("g.updatemenu-button", has_text="Play").click()       # on to x_0, from where it paused
+    expect(chart.locator("g.slider-container text.slider-label").first).to_have_text("t = 0",
+                                                                         timeout=30_000)
+    for heading in ("5. Samplers", "6. Diffusion vs flow matching", "7. Likelihood"):
+        expect(main.get_by_role("heading", name=heading)).to_be_visible()
+    expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    folder = Path(os.environ.get("SCREENSHOTS_DIR", tmp_path))
+    folder = folder if folder.is_absolute() else ROOT / folder
+    main.locator(".st-key-toy2d_reverse_anim").screenshot(path=str(folder / "toy2d-reverse.png"))
+
+
 IMAGE_PAGES = ("app_pages/mnist_digit.py", "app_pages/mnist_conditional.py", "app_pages/images32.py")
 OTHER_PAGES = [p for p in PAGES if p.path not in ("app_pages/overview.py", "app_pages/toy2d.py")]
 

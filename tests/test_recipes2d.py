@@ -8,10 +8,9 @@ import torch
 
 from diffusion.cli import main as cli
 from diffusion.config import DataConfig
-from diffusion.data import load_data
 from diffusion.data.custom import custom_data
 from diffusion.data.toy2d import TOY_DATASETS
-from diffusion.training.defaults import CUSTOM_RECIPE, RECIPES_2D, expected_seconds, recipe_2d, run_config_2d
+from diffusion.training.defaults import CUSTOM_RECIPE, RECIPES_2D, recipe_2d, run_config_2d
 
 
 def test_every_preset_has_a_recipe_predicting_v_with_a_cosine_decay():
@@ -46,11 +45,3 @@ def test_the_cli_trains_a_2d_set_with_its_recipe(tmp_path):
     assert saved["model"]["num_classes"] == 2 and saved["train"]["lr"] == 0.01
     assert cli(["train", "--dataset", "swissroll", "--conditional", "--steps", "3", "--out", str(tmp_path / "x")]) == 2
 
-
-def test_expected_seconds_from_timed_steps():
-    config = run_config_2d("moons", steps=1000, batch_size=64)
-    x = load_data(DataConfig("moons", n=2000)).x
-    one = expected_seconds(config, x, probe_steps=10)
-    assert 0 < one < 1000
-    with pytest.raises(ValueError, match="probe_steps=0"):
-        expected_seconds(config, x, probe_steps=0)

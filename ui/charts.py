@@ -32,11 +32,19 @@ def scatter(df: pd.DataFrame, title: str, x: str = "x", y: str = "y", color: str
     ).properties(width=PANEL, height=PANEL)
 
 
-def schedule_curves(df: pd.DataFrame) -> alt.Chart:
-    """One quantity (beta_t, alpha_bar_t or log-SNR) against t (columns t, value): a panel of schedule_panels."""
-    return alt.Chart(df).mark_line().encode(
-        x=alt.X("t:Q", title="t"), y=alt.Y("value:Q", title=None, axis=alt.Axis(format=TICKS)),
-    ).properties(height=160)
+def schedule_curves(df: pd.DataFrame, t: int | None = None) -> alt.LayerChart:
+    """One quantity (beta_t, alpha_bar_t or log-SNR) against t (columns t, value): a panel of panels(); the current
+    t marked (a rule, a point and the value there) when given."""
+    base = alt.Chart(df).encode(x=alt.X("t:Q", title="t"),
+                                y=alt.Y("value:Q", title=None, axis=alt.Axis(format=TICKS)))
+    layers = [base.mark_line()]
+    if t is not None:
+        now = base.transform_filter(f"datum.t == {int(t)}")
+        layers += [now.mark_rule(color="#e45756", strokeDash=[4, 3]).encode(y=alt.Undefined),
+                   now.mark_point(color="#e45756", filled=True, size=60, tooltip=True),
+                   now.mark_text(align="left", dx=6, dy=-8, color="#e45756").encode(
+                       text=alt.Text("value:Q", format=".3~g"))]
+    return alt.layer(*layers).properties(height=160)
 
 
 def schedule_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -123,6 +131,23 @@ def field_error(df: pd.DataFrame) -> alt.Chart:
         y=alt.Y("value:Q", title="RMS per coordinate (log)", scale=alt.Scale(type="log")),
         color=alt.Color("curve:N", title=None, legend=alt.Legend(orient="top")),
     ).properties(height=STRETCH_HEIGHT + 40)
+
+
+def nfe_curves(df: pd.DataFrame, metric: str = "w1") -> alt.LayerChart:
+    """A metric against NFE (log) per run and sampler (explore.flow.quality_vs_nfe: columns run, sampler, nfe,
+    metric, metric_low, metric_high, metric_floor_low, metric_floor_high), 95% error bars, the floor as a band."""
+    df = df.assign(curve=df["run"] + " · " + df["sampler"])
+    x = alt.X("nfe:Q", title="network evaluations (NFE)", scale=alt.Scale(type="log"))
+    base = alt.Chart(df).encode(x=x)
+    band = base.mark_area(opacity=0.2, color="#54a24b").encode(
+        y=alt.Y(f"min({metric}_floor_low):Q"), y2=f"max({metric}_floor_high):Q")
+    bars = base.mark_rule().encode(y=f"{metric}_low:Q", y2=f"{metric}_high:Q", color="curve:N")
+    line = base.mark_line(point=True).encode(
+        y=alt.Y(f"{metric}:Q", title=f"{METRIC_LABELS.get(metric, metric)} (log)", scale=alt.Scale(type="log")),
+        color=alt.Color("curve:N", title=None, legend=alt.Legend(orient="top")),
+        strokeDash=alt.StrokeDash("run:N", title=None), tooltip=["run:N", "sampler:N", "nfe:Q", f"{metric}:Q",
+                                                                  f"{metric}_low:Q", f"{metric}_high:Q"])
+    return alt.layer(band, bars, line).properties(height=STRETCH_HEIGHT + 40)
 
 
 def label_metrics(df: pd.DataFrame) -> pd.DataFrame:

@@ -2,23 +2,31 @@
 keyed by the model's run_key (unique to one visitor's model, so nothing leaks between sessions).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
-from diffusion.config import CUSTOM_PREFIX, DataConfig, RunConfig, ScheduleConfig, TrainConfig
+from diffusion.config import CUSTOM_PREFIX, DataConfig
 from diffusion.core.schedules import NoiseSchedule, make_schedule, spaced_timesteps
 from diffusion.data import TrainingData, load_data, toy_for
 from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
+from diffusion.explore import densities
 from diffusion.explore import toy2d as explore2d
 from diffusion.metrics import evaluation
 from diffusion.metrics.protocol import points_protocol
-from diffusion.models.config import MLPConfig
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 
-from . import charts, training
+from . import animate2d, charts, training
+from .charts import DOMAIN
 
+DENSITY_GRID = 60                 # density grids: 60 x 60 over the plots' window (exact mixtures: milliseconds)
+FORWARD_FRAMES, FORWARD_GRID = 24, 30   # the forward-process animation: frames, density grid per frame (a kernel
+                                        # estimate costs ~0.2 s a grid on a loaded 2-core machine)
 PER_MODEL = 8                     # cached results kept per function, across models and visitors
 SAMPLERS = ("ddpm", "ddim")       # the discrete-time samplers whose trajectories this page draws against t
 CUSTOM_KEY = "toy2d_custom_sets"  # this visitor's own 2D sets (ui.toy2d_custom): dataset name -> DataConfig
@@ -53,12 +61,17 @@ def data_config(dataset: str) -> DataConfig:
     return config
 
 
-def run_config(dataset: str, schedule_name: str, timesteps: int, width: int, depth: int, lr: float,
-               batch_size: int, steps: int) -> RunConfig:
-    """training.run_config for a preset or one of this visitor's custom sets (whose DataConfig carries its points)."""
-    return RunConfig(data=data_config(dataset), schedule=ScheduleConfig(schedule_name, timesteps),
-                     model=MLPConfig(width=width, depth=depth),
-                     train=TrainConfig(steps=steps, batch_size=batch_size, lr=lr))
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """PyTorch on one thread while the block (or decorated function) runs: the 2D work is small tensors, and on a
+    loaded 2-core machine a second OpenMP thread made an ODE likelihood 15-20x slower (measured side by side);
+    the 2D training thread sets the same (ui.training)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def dataset_names() -> list[str]:
@@ -123,18 +136,48 @@ def noised(dataset: str, name: str, T: int, paper_t: int, n: int = 2000) -> pd.D
     return pd.DataFrame(explore2d.noised_points(x0, schedule(name, T), paper_t, seed=1), columns=["x", "y"])
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+@one_thread()
+def density(dataset: str, name: str | None = None, T: int = 0, paper_t: int = 0, size: int = DENSITY_GRID
+            ) -> densities.DensityGrid:
+    """The density of x_t at paper timestep paper_t of schedule (name, T) (0 or no schedule: the data's), exact
+    for mixtures, else the (noised) kernel estimate, on a size x size grid over the plots' window."""
+    if name is None or paper_t == 0:
+        return densities.density_grid(dataset, 1.0, size, DOMAIN)
+    return densities.noised_density_grid(dataset, schedule(name, T), paper_t, size, DOMAIN)
+
+
+@st.cache_data(show_spinner="Noising the data, frame by frame...", max_entries=16)
+@one_thread()
+def forward_frames(dataset: str, name: str, T: int, n: int = 600) -> tuple[pd.DataFrame, list]:
+    """The forward process as FORWARD_FRAMES + 1 frames of n points, and the density of x_t at each frame's t."""
+    x0 = points(dataset, n)[["x", "y"]].to_numpy(dtype=np.float32)
+    frames = explore2d.forward_frame(x0, schedule(name, T), min(FORWARD_FRAMES, T), seed=1)
+    ts = frames.drop_duplicates("frame")["t"].tolist()
+    return frames, [density(dataset, name, T, int(t), FORWARD_GRID) for t in ts]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def forward_animation(dataset: str, name: str, T: int, duration: int):
+    """The forward-process animation (ui.animate2d.forward) of forward_frames, built once per setting (a rerun
+    only ships it)."""
+    return animate2d.forward(*forward_frames(dataset, name, T), duration)
+
+
 def timesteps_used(T: int, steps: int) -> list[int]:
     """The paper timesteps a sampler with `steps` steps visits (trailing spacing, as Run.sample uses)."""
     return [t + 1 for t in spaced_timesteps(T, steps, SamplerConfig().spacing)]
 
 
 @st.cache_data(show_spinner="Sampling...", max_entries=PER_MODEL)
+@one_thread()
 def samples(run_key: str, _run: Run, sampler: SamplerConfig, n: int = explore2d.METRIC_N) -> pd.DataFrame:
     """n samples as a frame (x, y); seed 0: the same x_T for every sampler choice."""
     return pd.DataFrame(_run.sample(n, sampler, seed=0).numpy(), columns=["x", "y"])
 
 
 @st.cache_data(show_spinner="Measuring...", max_entries=PER_MODEL)
+@one_thread()
 def metrics(run_key: str, _run: Run, sampler: SamplerConfig) -> evaluation.Result:
     """The measurement of samples(run_key, sampler) under the page's protocol with this sampler (intervals,
     floor); ValueError if the samples are not finite."""
@@ -151,28 +194,34 @@ def metrics_table(result: evaluation.Result) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner="Sampling every step count and measuring...", max_entries=PER_MODEL)
+@one_thread()
 def sweep(run_key: str, _run: Run, name: str, eta: float) -> pd.DataFrame:
     return explore2d.sampler_sweep(_run, name, eta)
 
 
 @st.cache_data(show_spinner="Recording the trajectory...", max_entries=PER_MODEL)
+@one_thread()
 def trajectory(run_key: str, _run: Run, sampler: SamplerConfig, n: int = 300) -> pd.DataFrame:
     return explore2d.trajectory_frame(_run, sampler, n)
 
 
 @st.cache_data(show_spinner=False, max_entries=4 * PER_MODEL)
-def _fields(run_key: str, _run: Run, t: int, kind: str) -> pd.DataFrame:
-    return explore2d.denoising_fields(_run, t, kind=kind)
+@one_thread()
+def _fields(run_key: str, _run: Run, t: int, kind: str, size: int) -> pd.DataFrame:
+    return explore2d.denoising_fields(_run, t, size, kind=kind)
 
 
-def fields(run_key: str, run: Run, paper_t: int, kind: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The learned and (mixture data) exact fields at paper timestep paper_t; exact is None without a closed form."""
-    df = _fields(run_key, run, paper_t - 1, kind)
+def fields(run_key: str, run: Run, paper_t: int, kind: str, size: int = 17
+           ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The learned and (mixture data) exact fields at paper timestep paper_t on a size x size grid; exact is None
+    without a closed form."""
+    df = _fields(run_key, run, paper_t - 1, kind, size)
     exact = df[df["field"] == "exact"]
     return df[df["field"] == "learned"], exact if len(exact) else None
 
 
 @st.cache_data(show_spinner="Comparing with the exact denoiser...", max_entries=PER_MODEL)
+@one_thread()
 def field_errors(run_key: str, _run: Run) -> pd.DataFrame | None:
     return explore2d.field_error_frame(_run)
 

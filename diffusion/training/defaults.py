@@ -8,7 +8,6 @@ decays along a cosine to 10% at the last step; the EMA of weights uses the train
 min(ema_decay, (1 + n) / (10 + n)) after n steps, so after a short run it averages about the last n / 9 steps.
 """
 
-import time
 from dataclasses import dataclass
 
 from diffusion.config import CUSTOM_PREFIX, DataConfig, RunConfig, ScheduleConfig, TrainConfig
@@ -82,15 +81,3 @@ def run_config_2d(data: DataConfig | str, num_classes: int = 0, schedule: Schedu
     recipe = recipe_2d(data.dataset)
     return RunConfig(data, schedule, recipe.model(num_classes), recipe.train(**train_overrides))
 
-
-def expected_seconds(config: RunConfig, x, y=None, probe_steps: int = 20) -> float:
-    """Seconds config.train.steps steps should take here, from `probe_steps` timed steps of a throwaway trainer with
-    the same network and batch (after 5 warm-up steps): the "about N s" shown before training starts."""
-    from diffusion.training.trainer import Trainer
-    if not (isinstance(probe_steps, int) and 1 <= probe_steps <= 1000):
-        raise ValueError(f"probe_steps={probe_steps!r} is out of range; allowed: integers from 1 to 1000")
-    probe = Trainer(config, x, y if getattr(config.model, "num_classes", 0) else None)
-    probe.run(steps=5)
-    start = time.perf_counter()
-    probe.run(steps=probe_steps)
-    return config.train.steps * (time.perf_counter() - start) / probe_steps

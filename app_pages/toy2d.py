@@ -198,13 +198,12 @@ def samplers_section(model) -> pd.DataFrame | None:
     cols[0].plotly_chart(plots2d.cloud(samples, f"{METRIC_N:,} samples over the data's density",
                                        data2d.density(dataset), plots2d.COLOURS["samples"], "samples"),
                          key="toy2d_samples_plot")
-    with cols[1]:
-        try:
-            result = data2d.metrics(run_key, run, sampler)
-            st.dataframe(data2d.metrics_table(result), width="stretch")
-            st.caption(f"95% intervals; n = {result.n:,}; {result.protocol.name}")
-        except ValueError as e:
-            error_box("No metrics for these samples", e)
+    try:                                  # below the plot, full width: the table never scrolls inside itself
+        result = data2d.metrics(run_key, run, sampler)
+        st.dataframe(data2d.metrics_table(result), width="stretch")
+        st.caption(f"95% intervals; n = {result.n:,}; {result.protocol.name}")
+    except ValueError as e:
+        error_box("No metrics for these samples", e)
     if st.toggle("Sweep the number of steps (5 to 1000, about 10 s)", key="toy2d_sweep"):
         sweep = data2d.sweep(run_key, run, name, sampler.eta)
         st.dataframe(data2d.sweep_table(sweep), hide_index=True, width="stretch")

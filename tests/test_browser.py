@@ -4,6 +4,7 @@ Set SCREENSHOTS_DIR=docs/screenshots to refresh the README's screenshots.
 """
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -257,7 +258,7 @@ def test_draw_a_distribution_train_on_it_and_guide_a_conditional_model(page, app
     steps.press("Home")                        # 100 steps: a few seconds
     main.get_by_role("button", name="Train", exact=False).first.click()
     expect(main.get_by_text("Done:", exact=False)).to_be_visible(timeout=120_000)
-    expect(main.get_by_text("Model: custom:ring-and-bar", exact=False).first).to_be_visible(timeout=60_000)
+    expect(main.get_by_text(re.compile(r"Model: .* · custom:ring-and-bar")).first).to_be_visible(timeout=60_000)
 
     guided_steps = main.locator('input[type=range][aria-label="Steps (conditional model)"]')
     guided_steps.focus()

@@ -131,11 +131,11 @@ def compare(runs: dict[str, tuple[str, Run]], what: str) -> None:
     left.plotly_chart(plots2d.paths(groups, f"{PATHS_N} paths from the same noises", COLOURS),
                       width="stretch", key="toy2d_flow_paths")
     with right:
-        st.markdown("**Straightness** (Liu et al. 2022: mean squared gap between the velocity along a path and "
-                    "the straight line from x_T to its sample; 0 = straight; 95% interval)")
-        st.dataframe(straightness(keys, models), hide_index=True, width="stretch")
+        st.markdown("**Straightness** (Liu et al. 2022, the table below: mean squared gap between the velocity along "
+                    "a path and the straight line from x_T to its sample; 0 = straight; 95% interval)")
         st.caption("Straighter paths lose less to few-step integration; one reflow step (re-training on the model's "
                    "own (noise, sample) pairs) straightens them further (`diffusion.explore.flow.reflow`).")
+    st.dataframe(straightness(keys, models), hide_index=True, width="stretch")   # full width: no inner scrolling
     cells = 2 * len(QUALITY_SAMPLERS) * len(QUALITY_NFE)
     if asked("quality", "|".join(keys), "Measure quality against NFE for both", cells * SECONDS["quality"]):
         try:

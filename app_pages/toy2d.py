@@ -204,7 +204,7 @@ def samplers_section(model) -> pd.DataFrame | None:
         st.caption(f"95% intervals; n = {result.n:,}; {result.protocol.name}")
     except ValueError as e:
         error_box("No metrics for these samples", e)
-    if st.toggle("Sweep the number of steps (5 to 1000, about 10 s)", key="toy2d_sweep"):
+    if st.toggle("Sweep the number of steps (5 to 1000)", key="toy2d_sweep"):
         sweep = data2d.sweep(run_key, run, name, sampler.eta)
         st.dataframe(data2d.sweep_table(sweep), hide_index=True, width="stretch")
         long = charts.label_metrics(data2d.sweep_curves(sweep))

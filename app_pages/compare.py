@@ -72,7 +72,7 @@ def curves_section(runs: list) -> None:
     note = compare.device_note(catalog.table(chosen)) if x == "time" else None
     if note:
         st.warning(note, icon=":material/warning:")
-    st.altair_chart(compare.loss_overlay(catalog.loss_curves(chosen), x, log_y), width="stretch")
+    charts.show(compare.loss_overlay(catalog.loss_curves(chosen), x, log_y))
     metrics = catalog.metric_curves(chosen)
     if metrics.empty:
         st.caption("None of these runs logged quality measurements during training.")
@@ -101,7 +101,7 @@ def analysis_section(runs: list) -> None:
         table = compare.comparable_runs(table, metric)
     elif metric == "train_seconds" and compare.device_note(table):
         st.warning(compare.device_note(table), icon=":material/warning:")
-    st.altair_chart(compare.analysis_chart(table, metric, compare.AXES[axis_name]), width="stretch")
+    charts.show(compare.analysis_chart(table, metric, compare.AXES[axis_name]))
     differ = catalog.differences(table)
     st.caption(compare.how_to_read(metric, axis_name) + (f" These runs differ in: {', '.join(differ)}."
                                                           if differ else ""))

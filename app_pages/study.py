@@ -7,7 +7,7 @@ st.title("Quality versus network evaluations")
 with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.explore.study import NFE_TARGETS, PRECISIONS, best_at, goal_line, protocol_line, quality_metrics
     from diffusion.sampling.registry import SAMPLERS
-    from ui import study_view
+    from ui import charts, study_view
     from ui.layout import error_box
 
 st.markdown("Every sampler starts from the **same initial noises** (sample *i* of the seed draws its own noise "
@@ -67,8 +67,8 @@ if best and best.reference_nfe < 1000:
     st.caption(f"The reference here is DDPM with {best.reference_nfe} NFE, not 1000.")
 study_view.quality_charts(frame, metrics)
 st.caption(f"Bars: 95% intervals; the green band is the floor at the same n. {protocol_line(frame)}")
-st.altair_chart(study_view.time_chart(frame), width="stretch")
-st.altair_chart(study_view.literature_chart(frame, headline), width="stretch")
+charts.show(study_view.time_chart(frame))
+charts.show(study_view.literature_chart(frame, headline))
 st.subheader("Stability")
 st.caption("max |x|: the largest coordinate along the trajectories, in the sampler's own space (VP x_t for "
            "DDPM/DDIM; x_t / √ᾱ_t, up to σ_max ≈ 80 times the noise, for Euler, Heun and DPM-Solver++); non-finite: "

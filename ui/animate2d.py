@@ -30,11 +30,12 @@ def controls(labels: list[str], names: list[str], duration: int, prefix: str) ->
     buttons = [dict(label="▶ Play", method="animate", args=[None, play]),
                dict(label="❚❚ Pause", method="animate", args=[[None], pause])]
     steps = [dict(label=label, method="animate", args=[[name], pause]) for label, name in zip(labels, names)]
-    return dict(margin=dict(l=10, r=10, t=40, b=90),
-                updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.06, xanchor="left", yanchor="top",
+    return dict(margin=dict(b=150),             # the buttons on one row, the slider and its ticks on the next
+                updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.04, xanchor="left", yanchor="top",
                                   pad=dict(r=8, t=4), showactive=False, buttons=buttons)],
-                sliders=[dict(active=0, steps=steps, x=0.22, len=0.78, y=-0.06, yanchor="top", pad=dict(t=4, b=4),
-                              currentvalue=dict(prefix=prefix, font=dict(size=13)), transition=dict(duration=0))])
+                sliders=[dict(active=0, steps=steps, x=0.0, len=1.0, y=-0.13, yanchor="top", pad=dict(t=4, b=4),
+                              currentvalue=dict(prefix=prefix, font=dict(size=13), xanchor="right"),
+                              transition=dict(duration=0))])
 
 
 def _xy(df: pd.DataFrame, x: str = "x", y: str = "y") -> dict:

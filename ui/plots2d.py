@@ -13,7 +13,7 @@ from plotly.colors import sample_colorscale
 
 from diffusion.explore.densities import DensityGrid
 
-from .charts import DOMAIN
+from .charts import DOMAIN, wrap
 
 HEIGHT = 460                  # pixels: legible on a laptop; the width is the column's
 DENSITY_SCALE = [[0.0, "#ffffff"], [0.15, "#c6dbef"], [0.5, "#6baed6"], [1.0, "#08519c"]]
@@ -23,14 +23,19 @@ COLOURS = {"data": "#4c78a8", "noised": "#f58518", "samples": "#e45756", "x0_hat
 
 
 def figure(title: str, height: int = HEIGHT) -> go.Figure:
-    """An empty square figure on the page's window, with room for a legend on top."""
+    """An empty square figure on the page's window: the title wrapped to fit a half column at 1,024 px, the legend
+    in one row between the title and the plot (never over the data or the ticks), ticks every unit."""
     fig = go.Figure()
-    axis = dict(range=[-DOMAIN, DOMAIN], zeroline=False, showgrid=True, gridcolor="#eeeeee", constrain="domain")
-    fig.update_layout(title=dict(text=title, x=0.01, y=0.98, font=dict(size=15)), height=height,
-                      margin=dict(l=10, r=10, t=40, b=10), template="plotly_white",
+    lines = wrap(title, 46)
+    axis = dict(range=[-DOMAIN, DOMAIN], zeroline=False, showgrid=True, gridcolor="#eeeeee", constrain="domain",
+                dtick=1, tickfont=dict(size=12))
+    top = 30 + 20 * len(lines) + 28
+    fig.update_layout(title=dict(text="<br>".join(lines), x=0.01, xanchor="left", y=1.0, yanchor="top",
+                                 pad=dict(t=10), font=dict(size=15)),
+                      height=height + top - 40, margin=dict(l=10, r=10, t=top, b=10), template="plotly_white",
                       xaxis=axis, yaxis=dict(axis, scaleanchor="x", scaleratio=1),
-                      legend=dict(orientation="v", yanchor="bottom", y=0.0, xanchor="right", x=1.0,
-                                  bgcolor="rgba(255,255,255,0.75)", font=dict(size=12)))
+                      legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0.0,
+                                  font=dict(size=12)))
     return fig
 
 

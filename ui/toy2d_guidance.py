@@ -105,10 +105,10 @@ def _guided_view(run_key: str, run: Run) -> None:
                "exact": lambda w: _exact(dataset, run, run.config.schedule, w)}
     frames = {name: get(w) for name, get in sources.items()}
     cols = st.columns(2)
-    cols[0].altair_chart(_class_scatter(frames["learned"], f"learned model, w = {w:g}"), width="content")
+    charts.show(_class_scatter(frames["learned"], f"learned model, w = {w:g}"), cols[0])
     if frames["exact"] is not None:
-        cols[1].altair_chart(_class_scatter(frames["exact"], f"exact guided law, w = {w:g} "
-                                            f"({len(frames['exact']):,} samples)"), width="content")
+        charts.show(_class_scatter(frames["exact"], f"exact guided law, w = {w:g} "
+                                   f"({len(frames['exact']):,} samples)"), cols[1])
     else:
         cols[1].info("The exact guided sampler needs a Gaussian mixture law (8gaussians, 25gaussians, your own sets "
                      f"of at most {EXACT_WORK // EXACT_MIN_N:,} points: its cost grows with the number of points); "
@@ -128,10 +128,10 @@ def _measure(key: str, frame: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame,
 
 def _class_scatter(frame: pd.DataFrame, title: str) -> alt.Chart:
     scale = alt.Scale(domain=[-charts.DOMAIN, charts.DOMAIN], clamp=True)
-    return alt.Chart(frame, title=title).mark_circle(size=9, opacity=0.6, clip=True).encode(
+    return alt.Chart(frame, title=charts.titled(title, chars=36)).mark_circle(size=9, opacity=0.6, clip=True).encode(
         x=alt.X("x:Q", scale=scale), y=alt.Y("y:Q", scale=scale),
         color=alt.Color("label:N", title="class", scale=alt.Scale(scheme=PALETTE), legend=None),
-    ).properties(width=charts.PANEL + 60, height=charts.PANEL + 60)
+    ).properties(height=charts.PANEL + 60)
 
 
 def _table(qualities: dict[str, pd.DataFrame]) -> pd.DataFrame:

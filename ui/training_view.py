@@ -188,7 +188,7 @@ def _live_panel(panel: TrainingPanel) -> None:
 
 
 def _curves(snap: Snapshot, config: RunConfig, panel: TrainingPanel, live: bool) -> None:
-    draw = charts.live_chart if live else (lambda builder, df, **kw: st.altair_chart(builder(df), **kw))
+    draw = charts.live_chart if live else (lambda builder, df, **kw: charts.show(builder(df), **kw))
     draw(charts.loss_curve, explore2d.loss_frame(snap.steps, snap.loss), width="stretch")
     metric_chart = panel.metric_chart(snap, config)
     if metric_chart is not None:

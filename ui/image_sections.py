@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from diffusion.data.images import class_names
 from diffusion.explore import images as ei
 from diffusion.metrics.intervals import wilson
 from diffusion.sampling.config import SamplerConfig
@@ -109,6 +110,17 @@ def sampler_controls(prefix: str, run: Run) -> SamplerConfig:
     return SamplerConfig(name, steps=steps, guidance=w)
 
 
+def row_names(run: Run) -> str:
+    """What the rows of a class grid are, by name (the digits, the shapes, CIFAR-10's classes)."""
+    names = class_names(run.config.data.dataset)
+    if names is None or len(names) < run.num_classes:
+        return "Row c: class c"
+    names = names[:run.num_classes]
+    if names == tuple(str(k) for k in range(len(names))):
+        return f"Rows, top to bottom: the digits {names[0]} to {names[-1]}"
+    return "Rows, top to bottom: " + ", ".join(names)
+
+
 def _grid(prefix: str, model: Model, sampling: Sampling) -> tuple | None:
     """(grid, caption) of the grid the widgets describe: drawn at once when that takes at most GRID_AUTO_S seconds,
     else behind a button naming its time; None while it waits."""
@@ -121,7 +133,7 @@ def _grid(prefix: str, model: Model, sampling: Sampling) -> tuple | None:
         per_class = cols[0].select_slider("Images per class", PER_CLASS, first, key=f"{prefix}_per_class")
         promise = sampling.promise("grid", per_class * run.num_classes, calls_per_step=run.num_classes)
         draw = lambda: image_cache.class_grid(run_key, run, per_class, sampler, seed)   # noqa: E731
-        caption = f"Row c: class c; column j: initial noise j (seed {seed})"
+        caption = f"{row_names(run)}; column j: initial noise j (seed {seed})"
     else:
         n = cols[0].select_slider("Images", GRID_IMAGES, 25, key=f"{prefix}_n")
         promise = sampling.promise("grid", n)

@@ -70,7 +70,8 @@ class Sampling:
 
 
 def choose_model(prefix: str, shipped: str | None, trained: Model | None) -> Model | None:
-    """The shipped run image_cache.SHIPPED[shipped] (if any) or this visitor's trained model, as the visitor picks."""
+    """The shipped run image_cache.SHIPPED[shipped] (if any) or this visitor's trained model, as the visitor picks;
+    a model the visitor has just trained becomes the pick (once: they can go back to the shipped run)."""
     run = image_cache.shipped_run(shipped) if shipped else None
     options = (["shipped"] if run is not None else []) + (["trained"] if trained is not None else [])
     if not options:
@@ -79,6 +80,9 @@ def choose_model(prefix: str, shipped: str | None, trained: Model | None) -> Mod
         st.info(f"No model yet: {missing}train one above.", icon=":material/info:")
         return None
     labels = {"shipped": f"shipped run ({image_cache.SHIPPED.get(shipped)})", "trained": "the model you trained"}
+    if trained is not None and st.session_state.get(f"{prefix}_model_seen") != trained[0]:
+        st.session_state[f"{prefix}_model_seen"] = trained[0]
+        st.session_state[f"{prefix}_model"] = "trained"
     pick = st.radio("Model", options, format_func=labels.get, horizontal=True, key=f"{prefix}_model")
     model = (image_cache.shipped_key(shipped), run) if pick == "shipped" else trained
     model_caption(model[1])

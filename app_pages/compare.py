@@ -16,7 +16,7 @@ st.caption("This page trains nothing: it reads each run's config.json and metric
 
 
 def all_columns(table) -> None:
-    st.dataframe(table, hide_index=True, width="stretch", key="compare_table", column_config={
+    st.dataframe(table, hide_index=True, width="stretch", height="content", key="compare_table", column_config={
         "parameters": st.column_config.NumberColumn("parameters", format="localized"),
         "train_seconds": st.column_config.NumberColumn("training time (s)", format="%.1f"),
         "device": st.column_config.TextColumn("trained on"),
@@ -38,7 +38,7 @@ def runs_section() -> list:
         st.info("No runs yet: train one on a phase page, or add a folder above.")
         return []
     table = catalog.table(summaries)
-    st.dataframe(compare.runs_overview(table), hide_index=True, width="stretch", key="compare_overview")
+    st.dataframe(compare.runs_overview(table), hide_index=True, width="stretch", height="content", key="compare_overview")
     with st.expander(f"Every column ({len(table.columns)}: configuration, each metric's interval and floor, "
                      "protocol, path)"):
         all_columns(table)

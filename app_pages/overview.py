@@ -1,11 +1,60 @@
-"""Overview: what diffusion does, the DDPM equations with the slips they are often written with corrected, the
-notation, and a link to each phase."""
+"""Overview: a first screen that shows diffusion at work (the shipped moons run's reverse process, played in the
+browser), one sentence of what this is and a card per phase; below it, the DDPM equations with the slips they are
+often written with corrected, and the notation."""
+
+from pathlib import Path
 
 import streamlit as st
 
 from ui import pages
 
+THUMBNAILS = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "thumbs"   # written by the browser test
+
 st.title("Diffusion Explorer")
+st.markdown("**Watch a diffusion model turn noise into data, train your own on 2D points and MNIST on this machine, "
+            "and read every result against what a perfect model would score.**")
+
+
+def moving_picture() -> None:
+    """The shipped moons run's reverse process as a Plotly animation (it plays in the browser: press Play)."""
+    with st.spinner("Loading PyTorch and the shipped moons run (once per server start)..."):
+        from diffusion.sampling.config import SamplerConfig
+        from ui import animate2d, data2d, image_cache
+        if not image_cache.has_shipped("moons"):
+            st.info("The shipped moons run is not in this copy (checkpoints/): train one on Phase 1.")
+            return
+        run = image_cache.shipped_run("moons")
+        traj = data2d.trajectory(image_cache.shipped_key("moons"), run, SamplerConfig("ddim", steps=50))
+        figure = animate2d.reverse(traj, 24, data2d.density("moons"), duration=100, height=420)
+    st.plotly_chart(figure, key="overview_reverse")
+    st.caption("300 points of pure noise x_T become the two moons under the shipped model (DDIM, 50 steps): press "
+               "Play. Phase 1 trains one like it in seconds.")
+
+
+def phase_card(phase: pages.PageInfo) -> None:
+    with st.container(border=True):
+        thumb = THUMBNAILS / f"{Path(phase.path).stem}.png"
+        if thumb.is_file():
+            st.image(str(thumb), width="stretch")
+        st.page_link(phase.path, label=phase.title, icon=phase.icon)
+
+
+picture, cards = st.columns([5, 4], gap="medium")
+with picture:
+    moving_picture()
+with cards:
+    st.markdown("**Start here**, or go to any phase:")
+    phases = pages.phases()
+    for start in range(0, len(phases), 2):
+        for col, phase in zip(st.columns(2), phases[start:start + 2]):
+            with col:
+                phase_card(phase)
+
+st.header("What each page does")
+for phase in pages.phases():
+    st.page_link(phase.path, label=phase.title, icon=phase.icon)
+    st.caption(phase.summary)
+
 st.markdown(
     "A diffusion model learns to **undo noise**. The *forward process* blurs data into Gaussian noise in $T$ "
     "small random steps; a network is trained to predict, from a noisy $x_t$, the noise that was added (or "
@@ -16,8 +65,8 @@ st.markdown(
 
 st.info(
     "**Notation.** We write what Ho et al. (2020) write: $\\alpha_t = 1 - \\beta_t$ and "
-    "$\\bar\\alpha_t = \\prod_{s \\le t} \\alpha_s$. Some course notes (this project's first design notes "
-    "among them) call these $\\sigma_t$ and $\\bar\\sigma_t$; here $\\sigma$ is kept for noise levels "
+    "$\\bar\\alpha_t = \\prod_{s \\le t} \\alpha_s$. Some course notes call these $\\sigma_t$ and "
+    "$\\bar\\sigma_t$; here $\\sigma$ is kept for noise levels "
     "(sampling standard deviations, and EDM's $\\sigma = \\sqrt{(1-\\bar\\alpha)/\\bar\\alpha}$).",
     icon=":material/translate:",
 )
@@ -74,8 +123,3 @@ st.markdown("**DDIM** (Song et al. 2021, eq. 12) reuses the same network with fe
 st.latex(r"x_{t-1} = \sqrt{\bar\alpha_{t-1}}\,\hat x_0 + \sqrt{1-\bar\alpha_{t-1}-\sigma_t^2}\;"
          r"\varepsilon_\theta(x_t, t) + \sigma_t z,\qquad \sigma_t = \eta\sqrt{\frac{1-\bar\alpha_{t-1}}"
          r"{1-\bar\alpha_t}}\sqrt{1-\frac{\bar\alpha_t}{\bar\alpha_{t-1}}}")
-
-st.header("Phases")
-for phase in pages.phases():
-    st.page_link(phase.path, label=phase.title, icon=phase.icon)
-    st.caption(phase.summary)

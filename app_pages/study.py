@@ -3,7 +3,7 @@ quality, wall time, the published curves on a relative axis, and numerical stabi
 
 import streamlit as st
 
-st.title("Quality versus network evaluations")
+st.title("Quality vs steps")
 with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.explore.study import NFE_TARGETS, PRECISIONS, best_at, goal_line, protocol_line, quality_metrics
     from diffusion.sampling.registry import SAMPLERS
@@ -49,13 +49,19 @@ st.caption(f"Expected time for this sweep on this machine: {promise.text()} (the
            f"samplers, 500 samples, with the DDPM reference) would take {full.text()}: run that one with "
            "`python -m diffusion study` or `benchmarks/study_table.py`, on a GPU if you have one.")
 frame = study_view.stored(key)
-if st.button("Run the sweep", key="study_go", type="primary", disabled=frame is not None):
+shipped = study_view.shipped_study(run_key, inputs) if frame is None else None
+if st.button("Run the sweep" if shipped is None else "Run the sweep again here", key="study_go", type="primary",
+             disabled=frame is not None):
     bar = st.progress(0.0, f"starting ({promise.text()} expected)...")
     try:
         frame = study_view.run_study(key, run, promise, bar.progress, **inputs)
     except ValueError as e:
         error_box("The sweep failed", e)
     bar.empty()
+if frame is None and shipped is not None:
+    frame = shipped
+    st.caption(f"Drawn below: the sweep shipped with this run, for these settings (`{study_view.SHIPPED_COMMAND}`); "
+               "the button re-runs it on this server.")
 if frame is None:
     st.stop()
 
@@ -73,9 +79,9 @@ st.subheader("Stability")
 st.caption("max |x|: the largest coordinate along the trajectories, in the sampler's own space (VP x_t for "
            "DDPM/DDIM; x_t / √ᾱ_t, up to σ_max ≈ 80 times the noise, for Euler, Heun and DPM-Solver++); non-finite: "
            "samples with NaN or inf (their quality is not measured)." + study_view.stability_note(frame))
-st.dataframe(study_view.stability_table(frame), hide_index=True, width="stretch", column_config={
+st.dataframe(study_view.stability_table(frame), hide_index=True, width="stretch", height="content", column_config={
     column: st.column_config.NumberColumn(label, format="%.4g") if column.startswith(("max", "nfe", "non"))
     else st.column_config.TextColumn(label) for column, label in study_view.STABILITY_COLUMNS.items()})
 with st.expander("All results"):
-    st.dataframe(frame, hide_index=True, width="stretch")
+    st.dataframe(frame, hide_index=True, width="stretch", height="content")
     st.download_button("Download (CSV)", frame.to_csv(index=False), "study.csv", "text/csv", key="study_dl")

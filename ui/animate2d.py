@@ -31,6 +31,7 @@ def controls(labels: list[str], names: list[str], duration: int, prefix: str) ->
                dict(label="❚❚ Pause", method="animate", args=[[None], pause])]
     steps = [dict(label=label, method="animate", args=[[name], pause]) for label, name in zip(labels, names)]
     return dict(margin=dict(b=150),             # the buttons on one row, the slider and its ticks on the next
+                legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.02),   # right of the square
                 updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.04, xanchor="left", yanchor="top",
                                   pad=dict(r=8, t=4), showactive=False, buttons=buttons)],
                 sliders=[dict(active=0, steps=steps, x=0.0, len=1.0, y=-0.13, yanchor="top", pad=dict(t=4, b=4),
@@ -65,11 +66,12 @@ def forward(frames: pd.DataFrame, grids: list[DensityGrid] | None, duration: int
     return fig
 
 
-def reverse(traj: pd.DataFrame, n_paths: int, grid: DensityGrid | None, duration: int) -> go.Figure:
+def reverse(traj: pd.DataFrame, n_paths: int, grid: DensityGrid | None, duration: int, height: int = 520
+            ) -> go.Figure:
     """The reverse process (explore.toy2d.trajectory_frame: columns frame, t, point, x, y, x0_x, x0_y): particles
     x_t from x_T to x_0 and their x̂_0, with the first n_paths particles' whole paths drawn and their current
     position marked on them. Frames thinned to MAX_FRAMES."""
-    fig = figure("Reverse process: x_T → x_0 (press Play)", height=520)
+    fig = figure("Reverse process: x_T → x_0 (press Play)", height=height)
     numbers = thin(np.sort(traj["frame"].unique()))
     shown = traj[traj["frame"].isin(numbers)]
     if grid is not None:

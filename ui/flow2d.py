@@ -135,7 +135,7 @@ def compare(runs: dict[str, tuple[str, Run]], what: str) -> None:
                     "a path and the straight line from x_T to its sample; 0 = straight; 95% interval)")
         st.caption("Straighter paths lose less to few-step integration; one reflow step (re-training on the model's "
                    "own (noise, sample) pairs) straightens them further (`diffusion.explore.flow.reflow`).")
-    st.dataframe(straightness(keys, models), hide_index=True, width="stretch")   # full width: no inner scrolling
+    st.dataframe(straightness(keys, models), hide_index=True, width="stretch", height="content")   # full width: no inner scrolling
     cells = 2 * len(QUALITY_SAMPLERS) * len(QUALITY_NFE)
     if asked("quality", "|".join(keys), "Measure quality against NFE for both", cells * SECONDS["quality"]):
         try:
@@ -158,7 +158,7 @@ def likelihood_section(model: tuple[str, Run] | None) -> None:
                 "2021; Chen et al. 2018), integrated by torchdiffeq's adaptive dopri5 with the exact divergence in 2D. "
                 "The true density's own NLL of the same points is the floor: the gap estimates KL(true ‖ model).")
     if asked("nll", run_key, f"Compute the NLL of {NLL_N} held-out points", NLL_N * SECONDS["nll"]):
-        st.dataframe(nll_table(nll(run_key, run)), hide_index=True, width="stretch")
+        st.dataframe(nll_table(nll(run_key, run)), hide_index=True, width="stretch", height="content")
     if asked("density", run_key, "Draw the model's density map", DENSITY_SIZE ** 2 * SECONDS["density"]):
         learned, true = density_grids(run_key, run)
         cols = st.columns(2)

@@ -32,9 +32,9 @@ def controls(labels: list[str], names: list[str], duration: int, prefix: str) ->
     steps = [dict(label=label, method="animate", args=[[name], pause]) for label, name in zip(labels, names)]
     return dict(margin=dict(b=150),             # the buttons on one row, the slider and its ticks on the next
                 legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.02),   # right of the square
-                updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.04, xanchor="left", yanchor="top",
-                                  pad=dict(r=8, t=4), showactive=False, buttons=buttons)],
-                sliders=[dict(active=0, steps=steps, x=0.0, len=1.0, y=-0.13, yanchor="top", pad=dict(t=4, b=4),
+                updatemenus=[dict(type="buttons", direction="left", x=0.0, y=0.0, xanchor="left", yanchor="top",
+                                  pad=dict(r=8, t=34), showactive=False, buttons=buttons)],   # below the x ticks
+                sliders=[dict(active=0, steps=steps, x=0.0, len=1.0, y=0.0, yanchor="top", pad=dict(t=74, b=4),
                               currentvalue=dict(prefix=prefix, font=dict(size=13), xanchor="right"),
                               transition=dict(duration=0))])
 

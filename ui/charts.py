@@ -50,7 +50,7 @@ def explorer_theme() -> alt.theme.ThemeConfig:
         "view": {"continuousHeight": PANEL_HEIGHT},
         "axis": {"labelFontSize": 12, "titleFontSize": 12, "titlePadding": 8, "labelOverlap": True,
                  "labelFlush": False},
-        "legend": {"orient": "bottom", "direction": "horizontal", "columns": 2, "labelLimit": 0, "titleLimit": 0,
+        "legend": {"orient": "bottom", "direction": "horizontal", "columns": 1, "labelLimit": 0, "titleLimit": 0,
                    "symbolLimit": 0, "labelFontSize": 12, "titleFontSize": 12, "offset": 10},
         "title": {"anchor": "start", "fontSize": 14, "subtitleFontSize": 12, "subtitlePadding": 4, "offset": 10},
         "range": {"category": list(PALETTE)},

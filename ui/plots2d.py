@@ -115,7 +115,7 @@ def paths(groups: dict[str, np.ndarray], title: str, colours: dict[str, str], gr
           ) -> go.Figure:
     """Paths per group: name -> (K + 1, n, 2) points from x_T to the sample, drawn as lines with the end marked."""
     fig = figure(title)
-    fig.update_layout(legend=dict(yanchor="top", y=-0.07), margin=dict(b=90))    # its entries take rows: below
+    fig.update_layout(legend=dict(yanchor="top", y=-0.1), margin=dict(b=110))    # its entries take rows: below
     if grid is not None:
         fig.add_trace(density_trace(grid))
     for name, xs in groups.items():

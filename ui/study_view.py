@@ -171,12 +171,12 @@ def literature_chart(frame: pd.DataFrame, metric: str) -> alt.Chart:
     return alt.Chart(df, title=titled(
         f"Relative quality: {label} (ours, solid, in colour) or CIFAR-10 FID (papers, dashed, grey) over the same "
         "curve's 1000-NFE value", "Curves with no 1000-NFE point are divided by their best value. Absolute values "
-        "are not comparable (different data, different feature networks); ratios are.", chars=90)).mark_line(
+        "are not comparable (different data, different feature networks); ratios are.", chars=70)).mark_line(
         point=True, clip=True).encode(
         x=alt.X("nfe:Q", title="NFE (log)", scale=log_scale(), axis=log_axis("x")),
         y=alt.Y("relative:Q", title="quality / curve's 1000-NFE value (log)", scale=log_scale(), axis=log_axis("y")),
-        color=alt.Color("curve:N", title=None, scale=scale, legend=alt.Legend(columns=3)),
-        strokeDash=alt.StrokeDash("source:N", title="source", scale=alt.Scale(
+        color=alt.Color("curve:N", title=None, scale=scale),
+        strokeDash=alt.StrokeDash("source:N", legend=None, scale=alt.Scale(     # the title says which is which
             domain=["this run"] + sorted(set(df["source"]) - {"this run"}),
             range=[[1, 0]] + [[5, 3]] * len(set(df["source"]) - {"this run"}))),
         tooltip=["source:N", "curve:N", "nfe:Q", "relative:Q"]).properties(height=STRETCH_HEIGHT)

@@ -32,11 +32,13 @@ def moving_picture() -> None:
 
 
 def phase_card(phase: pages.PageInfo) -> None:
+    """A card: the page's thumbnail (its first result) beside the link to it."""
     with st.container(border=True):
         thumb = THUMBNAILS / f"{Path(phase.path).stem}.png"
+        picture, link = st.columns([2, 3], vertical_alignment="center")
         if thumb.is_file():
-            st.image(str(thumb), width="stretch")
-        st.page_link(phase.path, label=phase.title, icon=phase.icon)
+            picture.image(str(thumb), width="stretch")
+        link.page_link(phase.path, label=phase.title, icon=phase.icon)
 
 
 picture, cards = st.columns([5, 4], gap="medium")
@@ -44,11 +46,8 @@ with picture:
     moving_picture()
 with cards:
     st.markdown("**Start here**, or go to any phase:")
-    phases = pages.phases()
-    for start in range(0, len(phases), 2):
-        for col, phase in zip(st.columns(2), phases[start:start + 2]):
-            with col:
-                phase_card(phase)
+    for phase in pages.phases():
+        phase_card(phase)
 
 st.header("What each page does")
 for phase in pages.phases():

@@ -24,9 +24,8 @@ if not runs:
 label = st.selectbox("Run", list(runs), key="study_run")
 run_key, run = runs[label]
 image = run.is_image
-cols = st.columns(2)
-samplers = cols[0].multiselect("Samplers", SAMPLERS, default=list(SAMPLERS), key="study_samplers")
-nfe = cols[1].multiselect("NFE targets", NFE_TARGETS, default=[5, 10, 20, 50] if image else [5, 10, 20, 50, 100],
+samplers = st.multiselect("Samplers", SAMPLERS, default=list(SAMPLERS), key="study_samplers")   # full width: every
+nfe = st.multiselect("NFE targets",                                                               # chip in view NFE_TARGETS, default=[5, 10, 20, 50] if image else [5, 10, 20, 50, 100],
                           key=f"study_nfe_{image}")
 cols = st.columns(3)
 n = cols[0].select_slider("Samples", [16, 32, 64, 128, 256, 500, 1000, 2000, 5000], value=64 if image else 500,
@@ -34,7 +33,8 @@ n = cols[0].select_slider("Samples", [16, 32, 64, 128, 256, 500, 1000, 2000, 500
 precisions = cols[1].multiselect("Network precision", list(PRECISIONS), default=["float32"], key="study_precision",
                                  help="bfloat16 / float16: the network's weights and matmuls in that type, the "
                                       "sampler's arithmetic in float32. float16 on a CPU is slow.")
-reference = cols[2].toggle(f"DDPM reference ({run.schedule.T} NFE)", value=not image, key=f"study_ref_{image}")
+reference = cols[2].toggle("DDPM reference", value=not image, key=f"study_ref_{image}",
+                           help=f"DDPM over all {run.schedule.T} steps ({run.schedule.T} NFE), the curves' yardstick")
 
 if not (samplers and nfe and precisions):
     st.info("Pick at least one sampler, one NFE target and one precision.")

@@ -34,9 +34,9 @@ FLOOR_COLOUR = "#54a24b"
 PALETTE = ("#4c78a8", "#e45756", "#f58518", "#72b7b2", "#b279a2", "#9d755d", "#eeca3b", "#ff9da6", "#79706e",
            "#1f77b4", "#d62728", "#9467bd")
 NAMED_COLOURS = {                # one colour per sampler and family on every page (the rest: a stable hash)
-    "ddpm": "#4c78a8", "ddim": "#f58518", "euler": "#e45756", "heun": "#b279a2", "dpm-solver": "#72b7b2",
-    "dpm_solver": "#72b7b2", "flow_euler": "#e45756", "flow_heun": "#b279a2", "diffusion": "#4c78a8",
-    "flow": "#e45756", "exact flow": FLOOR_COLOUR, "floor": FLOOR_COLOUR}
+    "ddpm": "#4c78a8", "ddim": "#f58518", "euler": "#e45756", "heun": "#b279a2", "dpmpp2m": "#72b7b2",
+    "flow_euler": "#9d755d", "flow_midpoint": "#ff9da6", "diffusion": "#4c78a8", "flow": "#e45756",
+    "exact flow": FLOOR_COLOUR, "floor": FLOOR_COLOUR}
 SCHEDULE_LABELS = {"beta": "β_t", "alpha_bar": "ᾱ_t", "log_snr": "log SNR_t"}
 METRIC_LABELS = {"w1": "W1", "w2": "W2", "kl_model_true": "KL(model‖true)", "kl_true_model": "KL(true‖model)"}
 Builder = Callable[[pd.DataFrame], alt.TopLevelMixin]
@@ -75,10 +75,10 @@ def colours(names: Iterable[str]) -> alt.Scale:
 
 def log_axis(channel: str = "y", title: str | None = alt.Undefined, **options) -> alt.Axis:
     """A log axis labelled at round values only: 1-2-5 in each decade where there is room (a label every ~22 px
-    on a y axis, ~70 px on an x axis), decades where there is not (every k-th decade over many); ticks without a
+    on a y axis, ~45 px on an x axis), decades where there is not (every k-th decade over many); ticks without a
     label at the other 1-2-5 values. Vega's own log ticks label 1..9 and then drop labels that overlap (10, 4, 2,
     0.5, 0.3), which reads as noise."""
-    size, gap = ("height", 22) if channel == "y" else ("width", 70)
+    size, gap = ("height", 22) if channel == "y" else ("width", 45)
     span = f"max(log(domain('{channel}')[1] / domain('{channel}')[0]) / LN10, 0.05)"
     per_decade = f"({size} / {span})"
     exponent = "floor(log(datum.value) / LN10 + 1e-6)"

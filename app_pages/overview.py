@@ -9,6 +9,7 @@ import streamlit as st
 from ui import pages
 
 THUMBNAILS = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "thumbs"   # written by the browser test
+THUMB_WIDTH = 96               # pixels: six cards and the picture above the fold of a laptop's window
 
 st.title("Diffusion Explorer")
 st.markdown("**Watch a diffusion model turn noise into data, train your own on 2D points and MNIST on this machine, "
@@ -26,26 +27,28 @@ def moving_picture() -> None:
         run = image_cache.shipped_run("moons")
         traj = data2d.trajectory(image_cache.shipped_key("moons"), run, SamplerConfig("ddim", steps=50))
         figure = animate2d.reverse(traj, 24, data2d.density("moons"), duration=100, height=420)
+        figure.update_layout(showlegend=False)         # the caption says what is drawn: the square keeps the width
     st.plotly_chart(figure, key="overview_reverse")
-    st.caption("300 points of pure noise x_T become the two moons under the shipped model (DDIM, 50 steps): press "
-               "Play. Phase 1 trains one like it in seconds.")
+    st.caption("300 points of pure noise x_T (blue) become the two moons (their density: the contours) under the "
+               "shipped model, DDIM in 50 steps; 24 paths in grey, red where their points are now. Press Play. "
+               "Phase 1 trains one like it in seconds.")
 
 
 def phase_card(phase: pages.PageInfo) -> None:
     """A card: the page's thumbnail (its first result) beside the link to it."""
     with st.container(border=True):
         thumb = THUMBNAILS / f"{Path(phase.path).stem}.png"
-        picture, link = st.columns([2, 3], vertical_alignment="center")
+        picture, link = st.columns([1, 2.4], vertical_alignment="center", gap="small")
         if thumb.is_file():
-            picture.image(str(thumb), width="stretch")
+            picture.image(str(thumb), width=THUMB_WIDTH)
         link.page_link(phase.path, label=phase.title, icon=phase.icon)
 
 
-picture, cards = st.columns([5, 4], gap="medium")
+picture, cards = st.columns(2, gap="medium")
 with picture:
     moving_picture()
 with cards:
-    st.markdown("**Start here**, or go to any phase:")
+    st.caption("**Start here**, or go to any phase:")
     for phase in pages.phases():
         phase_card(phase)
 

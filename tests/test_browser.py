@@ -294,6 +294,10 @@ def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
         expect(main.locator("h1").first).to_have_text(info.title)
     settle(page, timeout=180)
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    draw = main.get_by_role("button", name="Draw the grid", exact=False)
+    if draw.count():                                   # a loaded machine: the grid waits for a click
+        draw.click()
+        settle(page, timeout=300)
     expect(main.locator(FIRST_RESULT).first).to_be_visible(timeout=60_000)   # a result, not only controls
     _readable(page)
     _thumbnail(page, Path(info.path).stem, tmp_path)

@@ -36,6 +36,8 @@ def controls(labels: list[str], names: list[str], duration: int, prefix: str) ->
                                   pad=dict(r=8, t=34), showactive=False, buttons=buttons)],   # below the x ticks
                 sliders=[dict(active=0, steps=steps, x=0.0, len=1.0, y=0.0, yanchor="top", pad=dict(t=74, b=4),
                               currentvalue=dict(prefix=prefix, font=dict(size=13), xanchor="right"),
+                              font=dict(color="rgba(0,0,0,0)"),   # no step labels: Plotly shows every k-th one, so
+                                                                  # they stop short of the end (833 of 1,000)
                               transition=dict(duration=0))])
 
 

@@ -74,26 +74,28 @@ def colours(names: Iterable[str]) -> alt.Scale:
 
 
 def log_axis(channel: str = "y", title: str | None = alt.Undefined, **options) -> alt.Axis:
-    """A log axis labelled at round values only: 1-2-5 in each decade where there is room (a label every ~22 px
-    on a y axis, ~45 px on an x axis), decades where there is not (every k-th decade over many); ticks without a
-    label at the other 1-2-5 values. Vega's own log ticks label 1..9 and then drop labels that overlap (10, 4, 2,
-    0.5, 0.3), which reads as noise."""
+    """A log axis labelled at round values only, as densely as there is room for a label every ~22 px on a y axis
+    (~45 px on an x axis): every 1..9 x 10^k on a short span, 1-2-5 on a longer one, decades (every k-th over many
+    decades) beyond; ticks without a label at the other values. Vega's own log ticks label 1..9 and then drop the
+    labels that overlap (10, 4, 2, 0.5, 0.3), which reads as noise."""
     size, gap = ("height", 22) if channel == "y" else ("width", 45)
-    span = f"max(log(domain('{channel}')[1] / domain('{channel}')[0]) / LN10, 0.05)"
+    span = f"max(log(domain('{channel}')[1] / domain('{channel}')[0]) / LN10, 0.01)"
     per_decade = f"({size} / {span})"
     exponent = "floor(log(datum.value) / LN10 + 1e-6)"
     mantissa = f"(datum.value / pow(10, {exponent}))"
     decade = f"abs({mantissa} - 1) < 1e-3"
     one_two_five = f"({decade} || abs({mantissa} - 2) < 1e-3 || abs({mantissa} - 5) < 1e-3)"
     every = f"max(ceil({gap} / {per_decade}), 1)"
-    shown = f"({per_decade} * 0.3 >= {gap} ? {one_two_five} : ({decade} && {exponent} % {every} == 0))"
-    values = [m * 10.0 ** e for e in range(-6, 10) for m in (1, 2, 5)]
+    shown = (f"({per_decade} * 0.046 >= {gap} || ({per_decade} * 0.3 >= {gap} ? {one_two_five} : "
+             f"({decade} && {exponent} % {every} == 0)))")        # 0.046: log10(10/9), the closest pair of 1..9
+    values = [m * 10.0 ** e for e in range(-6, 10) for m in range(1, 10)]
     return alt.Axis(title=title, values=values, tickCount=len(values), labelOverlap=False, format=TICKS,
                     labelExpr=f"{shown} ? datum.label : ''", **options)
 
 
 def log_scale() -> alt.Scale:
-    return alt.Scale(type="log", nice=True)        # the domain runs decade to decade: both ends labelled
+    """A log scale on the data's extent (not niced to whole decades: the curve fills the plot)."""
+    return alt.Scale(type="log", nice=False)
 
 
 def wrap(title: str, chars: int = TITLE_CHARS) -> list[str]:
@@ -146,11 +148,20 @@ def schedule_frame(df: pd.DataFrame) -> pd.DataFrame:
     return long.assign(quantity=long["quantity"].map(SCHEDULE_LABELS))
 
 
-def loss_curve(df: pd.DataFrame) -> alt.Chart:
-    """Training loss against step (columns step, loss); the x axis ends at the run's last step."""
+def spans_decades(values: pd.Series, ratio: float = 3.0) -> bool:
+    """Whether positive values span enough (max / min >= ratio) for a log axis to help; a narrower span reads
+    better on a linear axis (a log axis would have one round value in it)."""
+    values = values[values > 0]
+    return len(values) > 1 and float(values.max()) >= ratio * float(values.min())
+
+
+def loss_curve(df: pd.DataFrame, log_y: bool = True) -> alt.Chart:
+    """Training loss against step (columns step, loss), on a log axis when log_y (spans_decades); the x axis ends
+    at the run's last step."""
+    y = (alt.Y("loss:Q", title="loss (log scale)", scale=log_scale(), axis=log_axis("y")) if log_y else
+         alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=False), axis=alt.Axis(format=TICKS)))
     return alt.Chart(df, title="Training loss (mean over bins of steps)").mark_line(clip=True).encode(
-        x=alt.X("step:Q", title="step", scale=alt.Scale(nice=False), axis=alt.Axis(format=TICKS)),
-        y=alt.Y("loss:Q", title="loss (log scale)", scale=log_scale(), axis=log_axis("y")),
+        x=alt.X("step:Q", title="step", scale=alt.Scale(nice=False), axis=alt.Axis(format=TICKS)), y=y,
     ).properties(height=STRETCH_HEIGHT)
 
 

@@ -25,6 +25,7 @@ LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "labe
 HIGHER_IS_BETTER = ("accuracy",)
 SCAN_TTL_S = 30      # a folder's list of runs is scanned again after this many seconds, not on every rerun
 NO_PROTOCOL = "no protocol recorded"
+LEGACY_PREFIX = "old·"           # protocols measured before the protocol existed (diffusion.metrics.measure.LEGACY)
 X_AXES = {"step": "step", "time": "training time (s)"}
 
 
@@ -251,10 +252,18 @@ def how_to_read(metric: str, axis_name: str) -> str:
             "(eps, x0, v, edm) or datasets are not on the same scale, and a metric is read against its floor.")
 
 
+def current_first(labels: list[str]) -> list[str]:
+    """Labels of protocols (or 'protocol on data' groups) with today's protocols first, then the legacy ones
+    (measure.LEGACY: 'old·...'), then none recorded; the order among each kept."""
+    def age(label: str) -> int:
+        return 2 if label.startswith(NO_PROTOCOL) else 1 if label.startswith(LEGACY_PREFIX) else 0
+    return sorted(labels, key=age)
+
+
 def pick_protocol(curves: pd.DataFrame) -> str:
-    """The protocol whose points the overlay draws: the visitor's pick when the curves have several (the most
-    common first)."""
-    protocols = curves["protocol"].fillna(NO_PROTOCOL).value_counts().index.tolist()
+    """The protocol whose points the overlay draws: the visitor's pick when the curves have several (today's
+    protocols first, the most common first among them)."""
+    protocols = current_first(curves["protocol"].fillna(NO_PROTOCOL).value_counts().index.tolist())
     if len(protocols) == 1:
         return protocols[0]
     return st.selectbox("Measured with (only points of one protocol are comparable)", protocols,
@@ -264,7 +273,7 @@ def pick_protocol(curves: pd.DataFrame) -> str:
 def comparable_runs(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The runs whose metric was measured under the protocol and data the visitor picks (one group only)."""
     groups = catalog.comparable(table, metric)
-    label = st.selectbox("Compared under (protocol and data)", list(groups), key="compare_group")
+    label = st.selectbox("Compared under (protocol and data)", current_first(list(groups)), key="compare_group")
     left = int(table[metric].notna().sum()) - len(groups[label])
     if left:
         st.caption(f"{left} run(s) with a {LABELS[metric]} measured under another protocol or on other data are left "

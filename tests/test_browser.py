@@ -68,6 +68,14 @@ LAYOUT = """charts => {
       problems.push(`${el.dataset.testid || el.tagName} under "${where(el)}": [${Math.round(a)}, ${Math.round(b)}] `
                     + `in its column [${Math.round(left)}, ${Math.round(right)}]`);
   }
+  for (const box of (main || document.body).querySelectorAll("*")) {     // a box or chip row scrolling sideways
+    if (box.scrollWidth <= box.clientWidth + 1 || !box.checkVisibility()) continue;
+    const overflow = getComputedStyle(box).overflowX;
+    if ((overflow === "auto" || overflow === "scroll") && !box.closest("[data-testid=stDataFrame]"))
+      problems.push(`${box.dataset.testid || box.className.toString().split(" ")[0] || box.tagName} under `
+                    + `"${where(box)}" scrolls sideways: ${box.scrollWidth} > ${box.clientWidth}: `
+                    + `"${box.innerText.slice(0, 40)}"`);
+  }
   for (const legend of document.querySelectorAll(".js-plotly-plot g.legend")) {
     const q = legend.getBoundingClientRect();
     if (q.width > 0 && (q.left < 0 || q.right > vw))

@@ -74,11 +74,11 @@ def colours(names: Iterable[str]) -> alt.Scale:
 
 
 def log_axis(channel: str = "y", title: str | None = alt.Undefined, **options) -> alt.Axis:
-    """A log axis labelled at round values only, as densely as there is room for a label every ~22 px on a y axis
+    """A log axis labelled at round values only, as densely as there is room for a label every ~18 px on a y axis
     (~45 px on an x axis): every 1..9 x 10^k on a short span, 1-2-5 on a longer one, decades (every k-th over many
     decades) beyond; ticks without a label at the other values. Vega's own log ticks label 1..9 and then drop the
     labels that overlap (10, 4, 2, 0.5, 0.3), which reads as noise."""
-    size, gap = ("height", 22) if channel == "y" else ("width", 45)
+    size, gap = ("height", 18) if channel == "y" else ("width", 45)
     span = f"max(log(domain('{channel}')[1] / domain('{channel}')[0]) / LN10, 0.01)"
     per_decade = f"({size} / {span})"
     exponent = "floor(log(datum.value) / LN10 + 1e-6)"

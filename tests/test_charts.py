@@ -65,3 +65,9 @@ def test_titles_wrap_to_their_panel():
     title = charts.titled("exact guided law, w = 1.5 (2,000 samples) over the mixture's density", chars=36)
     assert all(len(line) <= 36 for line in title.to_dict()["text"])
     assert " ".join(title.to_dict()["text"]).endswith("density")
+
+
+def test_a_log_panel_drops_values_it_cannot_place():
+    """A floor's lower bound at 0 on a log axis left the FID panels without a domain, so without a y axis."""
+    clean = charts.positive(METRIC.assign(floor_low=0.0))
+    assert clean["floor_low"].isna().all() and (clean["value"] == METRIC["value"]).all()

@@ -188,6 +188,13 @@ def metric_curves(df: pd.DataFrame, x_title: str = "step", log_x: bool = False, 
     return alt.layer(band, floor_bars, floor, bars, line, data=df).properties(height=PANEL_HEIGHT)
 
 
+def positive(df: pd.DataFrame) -> pd.DataFrame:
+    """df with every value <= 0 of its numeric columns made missing: a log axis has no place for them, and one
+    (a floor's lower bound at 0, say) would leave the whole axis without a domain, so without ticks."""
+    numeric = df.select_dtypes("number").columns
+    return df.assign(**{c: df[c].where(df[c] > 0) for c in numeric})
+
+
 def panels(builder: Callable[..., alt.TopLevelMixin], df: pd.DataFrame, by: str = "metric",
            order: Sequence[str] = tuple(METRIC_LABELS.values()), per_row: int = 2, live: bool = False,
            **options) -> None:
@@ -201,6 +208,8 @@ def panels(builder: Callable[..., alt.TopLevelMixin], df: pd.DataFrame, by: str 
         for col, value in zip(st.columns(per_row), values[start:start + per_row]):
             part = df[df[by] == value]
             kw = {**options, "y_title": str(value), **({"log_y": True} if str(value).startswith("FID") else {})}
+            if kw.get("log_y"):
+                part = positive(part)
             floor = "floor" in part and part["floor"].notna().any()
             title = titled(str(value), "green band: the floor (95%)" if floor else None)
             with col:

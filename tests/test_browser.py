@@ -141,7 +141,7 @@ def _shot(pg, name: str, tmp_path: Path) -> None:
     assert (folder / f"{name}.png").stat().st_size > 10_000
 
 
-THUMB_WIDTH, THUMB_HEIGHT = 360, 240     # pixels: the Overview's cards (taller pictures keep their top)
+THUMB_WIDTH, THUMB_HEIGHT = 360, 240     # pixels: the Overview's cards (the middle of the first result)
 FIRST_RESULT = ".js-plotly-plot, [data-testid=stVegaLiteChart], [data-testid=stImage] img"
 
 
@@ -153,13 +153,16 @@ def _thumbnail(pg, name: str, tmp_path: Path) -> None:
     folder.mkdir(exist_ok=True)
     main = pg.get_by_test_id("stMainBlockContainer")
     first = main.locator(FIRST_RESULT).first
-    first.scroll_into_view_if_needed()
+    first.evaluate("el => el.scrollIntoView({block: 'center'})")    # clear of Streamlit's header
     settle(pg)
     path = folder / f"{name}.png"
     first.screenshot(path=str(path))
-    with Image.open(path) as image:
-        scaled = image.convert("RGB").resize((THUMB_WIDTH, round(image.height * THUMB_WIDTH / image.width)))
-    scaled.crop((0, 0, THUMB_WIDTH, min(scaled.height, THUMB_HEIGHT))).save(path, optimize=True)
+    with Image.open(path) as image:                    # the middle of it at 3:2, THUMB_WIDTH wide
+        width = min(image.width, image.height * THUMB_WIDTH // THUMB_HEIGHT)
+        height = width * THUMB_HEIGHT // THUMB_WIDTH
+        left, top = (image.width - width) // 2, (image.height - height) // 2
+        thumb = image.convert("RGB").crop((left, top, left + width, top + height))
+    thumb.resize((THUMB_WIDTH, THUMB_HEIGHT)).save(path, optimize=True)
 
 
 def test_overview_then_train_on_the_2d_page(page, app_url, tmp_path):

@@ -69,5 +69,6 @@ def test_titles_wrap_to_their_panel():
 
 def test_a_log_panel_drops_values_it_cannot_place():
     """A floor's lower bound at 0 on a log axis left the FID panels without a domain, so without a y axis."""
-    clean = charts.positive(METRIC.assign(floor_low=0.0))
+    clean = charts.positive(METRIC.assign(floor_low=0.0, step=[0, 1]))
     assert clean["floor_low"].isna().all() and (clean["value"] == METRIC["value"]).all()
+    assert clean["step"].tolist() == [0, 1]                  # the x axis (guidance w = 0) keeps its points

@@ -188,11 +188,13 @@ def metric_curves(df: pd.DataFrame, x_title: str = "step", log_x: bool = False, 
     return alt.layer(band, floor_bars, floor, bars, line, data=df).properties(height=PANEL_HEIGHT)
 
 
+Y_COLUMNS = ("value", "low", "high", "floor", "floor_low", "floor_high")     # what a metric panel puts on its y axis
+
+
 def positive(df: pd.DataFrame) -> pd.DataFrame:
-    """df with every value <= 0 of its numeric columns made missing: a log axis has no place for them, and one
-    (a floor's lower bound at 0, say) would leave the whole axis without a domain, so without ticks."""
-    numeric = df.select_dtypes("number").columns
-    return df.assign(**{c: df[c].where(df[c] > 0) for c in numeric})
+    """df with every value <= 0 of its y columns (Y_COLUMNS) made missing: a log axis has no place for them, and
+    one (a floor's lower bound at 0, say) would leave the whole axis without a domain, so without ticks."""
+    return df.assign(**{c: df[c].where(df[c] > 0) for c in Y_COLUMNS if c in df})
 
 
 def panels(builder: Callable[..., alt.TopLevelMixin], df: pd.DataFrame, by: str = "metric",

@@ -24,9 +24,10 @@ if not runs:
 label = st.selectbox("Run", list(runs), key="study_run")
 run_key, run = runs[label]
 image = run.is_image
-samplers = st.multiselect("Samplers", SAMPLERS, default=list(SAMPLERS), key="study_samplers")   # full width: every
-nfe = st.multiselect("NFE targets",                                                               # chip in view NFE_TARGETS, default=[5, 10, 20, 50] if image else [5, 10, 20, 50, 100],
-                          key=f"study_nfe_{image}")
+# Full width, each: every chip in view at 1,024 px (in two columns they scroll sideways inside themselves)
+samplers = st.multiselect("Samplers", SAMPLERS, default=list(SAMPLERS), key="study_samplers")
+nfe = st.multiselect("NFE targets", NFE_TARGETS, default=[5, 10, 20, 50] if image else [5, 10, 20, 50, 100],
+                     key=f"study_nfe_{image}")
 cols = st.columns(3)
 n = cols[0].select_slider("Samples", [16, 32, 64, 128, 256, 500, 1000, 2000, 5000], value=64 if image else 500,
                           key=f"study_n_{image}")

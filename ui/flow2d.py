@@ -140,7 +140,7 @@ def compare(runs: dict[str, tuple[str, Run]], what: str) -> None:
     if asked("quality", "|".join(keys), "Measure quality against NFE for both", cells * SECONDS["quality"]):
         try:
             table = quality(keys, models)
-            st.altair_chart(charts.nfe_curves(table), width="stretch")
+            charts.show(charts.nfe_curves(table))
             st.caption(f"W1 of {QUALITY_N:,} samples per point against {QUALITY_N:,} fresh true points, 95% "
                        "intervals (delta method); the green band is the floor (true points against true points, "
                        "same n). Same initial noises for every point.")

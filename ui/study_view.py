@@ -56,7 +56,7 @@ def shipped_study(run_key: str, inputs: dict) -> pd.DataFrame | None:
     for name in SHIPPED:
         path = image_cache.SHIPPED_ROOT / image_cache.SHIPPED[name] / SHIPPED_STUDY
         if path.is_file() and image_cache.has_shipped(name) and image_cache.shipped_key(name) == run_key:
-            return pd.read_csv(path, keep_default_na=False, na_values=[""])
+            return pd.read_csv(path).astype({"settings": object, "error": object})   # text, empty where none
     return None
 
 

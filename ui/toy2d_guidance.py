@@ -115,7 +115,7 @@ def _guided_view(run_key: str, run: Run) -> None:
                      "for this set compare with w = 1 and the data above.")
     measured = {name: {v: _measure(f"{run_key}-{name}-{v}", get(v), dataset) for v in {1.0, w}}
                 for name, get in sources.items() if frames[name] is not None}
-    st.dataframe(_table({name: m[w][0] for name, m in measured.items()}), hide_index=True, width="stretch", height="content")
+    st.table(_table({name: m[w][0] for name, m in measured.items()}), hide_index=True)   # wraps: never scrolls
     st.caption("W1 of each class's samples to as many fresh true points of that class, beside the floor (other "
                "true points of that class against the same reference, same n), with 95% intervals as everywhere on "
                "this page; off the data: farther from the data than 99% of true points are (Wilson interval). "

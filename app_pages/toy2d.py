@@ -1,6 +1,6 @@
 """Phase 1: diffusion on 2D toy data. Pick data and see its density, watch the forward process, train live (or use a
 shipped run), play the reverse process, read the denoising fields, compare samplers, set diffusion beside flow
-matching, measure the likelihood, export. Sections 4 on use this visitor's current model (ui.models2d)."""
+matching, measure the likelihood, export. Sections 4 on use this visitor's current model (ui.toy2d.models2d)."""
 
 import streamlit as st
 
@@ -13,10 +13,12 @@ with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.core.schedules import SCHEDULES
     from diffusion.explore.toy2d import METRIC_N
     from diffusion.sampling.config import SamplerConfig
-    from ui import animate2d, charts, data2d, flow2d, models2d, plots2d, session_runs, settings2d, toy2d_custom
-    from ui import toy2d_guidance, toy2d_io, training, training_view
-    from ui.layout import error_box
-    from ui.settings2d import BATCHES, DECAYS, DEPTHS, LRS, MEASURE_EVERY, OBJECTIVES, T_OPTIONS, WIDTHS
+    from ui.toy2d import animate2d, data2d, flow2d, models2d, plots2d, settings2d, toy2d_custom, toy2d_guidance, toy2d_io
+    from ui.toy2d import training2d
+    from ui.views import charts, training_view
+    from ui.jobs import session_runs, training
+    from ui.views.layout import error_box
+    from ui.toy2d.settings2d import BATCHES, DECAYS, DEPTHS, LRS, MEASURE_EVERY, OBJECTIVES, T_OPTIONS, WIDTHS
 
 SCHEDULE_HELP = ("linear: DDPM's 1e-4..0.02 scaled by 1000/T · linear_unscaled: the same betas whatever T "
                  "(too little noise when T is small) · cosine: Nichol & Dhariwal 2021 · sigmoid: Chen 2023")
@@ -108,8 +110,8 @@ def train_section(dataset: str, schedule: str, T: int) -> None:
     config = settings2d.run_config(dataset, schedule, T, width, depth, lr, batch, objective, decay, steps or 4000)
     st.caption(f"A measurement draws {METRIC_N:,} samples with DDIM-50 against {METRIC_N:,} true points, taken from "
                "training time (and measured again at the end); the floor is drawn once, before training starts.")
-    training_view.train_buttons(config, steps, seconds, every)
-    training_view.show_training(training.current_job())
+    training_view.train_buttons(config, steps, seconds, every, training2d.TOY2D)
+    training_view.show_training(training.current_job(), training2d.TOY2D)
 
 
 def shipped_block():

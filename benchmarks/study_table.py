@@ -25,8 +25,10 @@ sys.path.insert(0, str(ROOT))
 from diffusion.explore.study import NFE_TARGETS, goal_line, protocol_line, quality_metric, study
 from diffusion.sampling.registry import SAMPLERS
 from diffusion.training.checkpoints import load_run
+from diffusion.training.shipped import shipped_runs
 
-RUNS = {"moons": "checkpoints/moons", "mnist16-digit0": "checkpoints/mnist16-digit0"}
+SHIPPED = shipped_runs()
+RUNS = {SHIPPED[name].folder: f"checkpoints/{SHIPPED[name].folder}" for name in ("moons", "digit0")}
 # Beyond the defaults: DDIM's stochastic variants (its Table 1) and EDM's churn, for the goal search.
 VARIANTS = ("ddim:eta=0.5", "ddim:eta=1", "ddpm:variance=beta", "heun:churn=40:s_min=0.05:s_max=50",
             "dpmpp2m:grid=karras")

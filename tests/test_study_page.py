@@ -11,7 +11,7 @@ from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data.toy2d import toy_dataset
 from diffusion.explore.study import quality_metrics
 from diffusion.training.trainer import Trainer
-from ui.session_runs import KEY
+from ui.jobs.session_runs import KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "app_pages/study.py"

@@ -21,10 +21,10 @@ from diffusion.metrics.intervals import normal
 from diffusion.models import parameter_count
 from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import CHECKPOINTS_DIR, CONFIG, EMA, LIKELIHOOD, METRICS
+from diffusion.training.shipped import shipped_runs
 
 SKIPPED = ("classifiers",)       # folders under CHECKPOINTS_DIR that hold feature networks, not diffusion runs
-SHIPPED_RUNS = ("moons", "mnist16-digit0", "mnist16-cond", "mnist16-cond-cross", "mnist32-cond", "shapes32-cond",
-                "moons-flow", "mnist16-digit0-flow")
+SHIPPED_RUNS = tuple(run.folder for run in shipped_runs().values())   # their folders (checkpoints/shipped.json)
 LOSS_WINDOW = 100                # final loss: mean of the last LOSS_WINDOW logged losses (one is noisy)
 METRIC_ORDER = (*METRICS_2D, "nll", "fid", "kid", "accuracy")   # quality columns diffusion.metrics.measure logs
 LIKELIHOOD_METRICS = ("bits_per_dim", "model_nll")   # columns of likelihood.json (likelihood_columns)

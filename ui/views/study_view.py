@@ -12,13 +12,9 @@ from diffusion.explore import literature, study
 from diffusion.sampling.registry import nfe as nfe_of
 from diffusion.sampling.run import Run
 
-from . import budget, image_cache, scheduler, session_runs, timing
-from .charts import METRIC_LABELS, STRETCH_HEIGHT, TICKS, panels
+from ui.jobs import budget, run_costs, scheduler, session_runs, shipped_runs, timing
+from ui.views.charts import METRIC_LABELS, STRETCH_HEIGHT, TICKS, panels
 
-SHIPPED = {"moons": "moons (2D MLP)", "moons-flow": "moons (2D MLP), flow matching", "digit0": "MNIST digit 0, 16x16",
-           "digit0-flow": "MNIST digit 0, 16x16, flow matching", "cond": "MNIST 16x16, conditional",
-           "cross": "MNIST 16x16, cross-attention", "mnist32": "MNIST 32x32, conditional",
-           "shapes32": "shapes 32x32 RGB, conditional"}   # image_cache's shipped run names -> labels
 LEGEND_ON_TOP_HEIGHT = 440  # a quality panel: its legend on top takes ~150 px of it, the plot the rest
 STORED_STUDIES = 64          # results kept per process (every visitor's)
 ROW_COST = {"2d": timing.Cost(0.2), "image": timing.Cost(0.5)}   # scoring one row (idle 2-core CPU; the record
@@ -29,10 +25,10 @@ LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "labe
 def runs() -> dict[str, tuple[str, Run]]:
     """label -> (key, Run): the shipped runs present on disk, then this visitor's session runs."""
     out = {}
-    for name, label in SHIPPED.items():
-        if image_cache.has_shipped(name):
-            out[f"{label} · checkpoints/{image_cache.SHIPPED[name]}"] = (image_cache.shipped_key(name),
-                                                                         image_cache.shipped_run(name))
+    for name, shipped in shipped_runs.SHIPPED.items():
+        if shipped_runs.has_shipped(name):
+            out[f"{shipped.label} · checkpoints/{shipped.folder}"] = (shipped_runs.shipped_key(name),
+                                                                      shipped_runs.shipped_run(name))
     for name, run in session_runs.session_runs().items():
         out[f"{name} (this session)"] = (f"session-{id(run)}@{run.step}", run)
     return out
@@ -68,9 +64,9 @@ def run_study(key: tuple, run: Run, promise: timing.Estimate, progress, **inputs
 def promise(run_key: str, run: Run, samplers: tuple[str, ...], nfe_targets: tuple[int, ...], n: int,
             precisions: tuple[str, ...], reference: bool) -> timing.Estimate:
     """How long the sweep takes on this server: its network calls and images through the network at the run's
-    sampling costs timed here (image_cache.sampling_costs), plus each row's quality measurement (ROW_COST)."""
+    sampling costs timed here (ui.jobs.run_costs.sampling_costs), plus each row's quality measurement (ROW_COST)."""
     configs = study.plan(run, samplers, nfe_targets, reference)
-    call, image = image_cache.sampling_costs(run_key, run, image_cache.script_threads())
+    call, image = run_costs.sampling_costs(run_key, run, run_costs.script_threads())
     calls = sum(nfe_of(c.name, c.steps) for c in configs) * len(precisions)
     row = ROW_COST["image" if run.is_image else "2d"]
     return timing.expect("study sweep", (call, calls), (image, calls * n), (row, len(configs) * len(precisions)))

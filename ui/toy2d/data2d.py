@@ -21,15 +21,17 @@ from diffusion.metrics.protocol import points_protocol
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 
-from . import animate2d, charts, training
-from .charts import DOMAIN
+from ui.toy2d import animate2d
+from ui.views import charts
+from ui.jobs import training
+from ui.views.charts import DOMAIN
 
 DENSITY_GRID = 60                 # density grids: 60 x 60 over the plots' window (exact mixtures: milliseconds)
 FORWARD_FRAMES, FORWARD_GRID = 24, 30   # the forward-process animation: frames, density grid per frame (a kernel
                                         # estimate costs ~0.2 s a grid on a loaded 2-core machine)
 PER_MODEL = 8                     # cached results kept per function, across models and visitors
 SAMPLERS = ("ddpm", "ddim")       # the discrete-time samplers whose trajectories this page draws against t
-CUSTOM_KEY = "toy2d_custom_sets"  # this visitor's own 2D sets (ui.toy2d_custom): dataset name -> DataConfig
+CUSTOM_KEY = "toy2d_custom_sets"  # this visitor's own 2D sets (ui.toy2d.toy2d_custom): dataset name -> DataConfig
 MAX_CUSTOM_SETS = 8               # per visitor; the oldest is forgotten first (its trained models keep their points)
 
 
@@ -65,7 +67,7 @@ def data_config(dataset: str) -> DataConfig:
 def one_thread() -> Iterator[None]:
     """PyTorch on one thread while the block (or decorated function) runs: the 2D work is small tensors, and on a
     loaded 2-core machine a second OpenMP thread made an ODE likelihood 15-20x slower (measured side by side);
-    the 2D training thread sets the same (ui.training)."""
+    the 2D training thread sets the same (ui.jobs.training)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -159,7 +161,7 @@ def forward_frames(dataset: str, name: str, T: int, n: int = 600) -> tuple[pd.Da
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def forward_animation(dataset: str, name: str, T: int, duration: int):
-    """The forward-process animation (ui.animate2d.forward) of forward_frames, built once per setting (a rerun
+    """The forward-process animation (ui.toy2d.animate2d.forward) of forward_frames, built once per setting (a rerun
     only ships it)."""
     return animate2d.forward(*forward_frames(dataset, name, T), duration)
 

@@ -1,6 +1,6 @@
 """Plotly figures of the 2D page: point clouds over a density's contours, vector fields over the noised density
 (arrows scaled, coloured by magnitude), and paths. Every figure is square on the fixed window [-DOMAIN, DOMAIN]^2
-and fills its column's width (st.plotly_chart(width="stretch")); ui.animate2d builds the animated ones on these.
+and fills its column's width (st.plotly_chart(width="stretch")); ui.toy2d.animate2d builds the animated ones on these.
 
 Plotly rather than Altair here: contours and client-side animation frames (Plotly.animate) are built in.
 """
@@ -13,7 +13,7 @@ from plotly.colors import sample_colorscale
 
 from diffusion.explore.densities import DensityGrid
 
-from .charts import DOMAIN
+from ui.views.charts import DOMAIN
 
 HEIGHT = 460                  # pixels: legible on a laptop; the width is the column's
 DENSITY_SCALE = [[0.0, "#ffffff"], [0.15, "#c6dbef"], [0.5, "#6baed6"], [1.0, "#08519c"]]

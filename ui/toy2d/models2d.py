@@ -1,7 +1,7 @@
-"""The 2D page's current model: the visitor's own trained model, or a shipped run they chose (moons, moons-flow),
+"""The 2D page's current model: the visitor's own trained model, or a shipped run they chose (checkpoints/shipped.json: those of page toy2d),
 whichever came last, so that the sections after training work before any training.
 
-A shipped run is loaded once per process and shared read-only (ui.image_cache.shipped_run); choosing it records the
+A shipped run is loaded once per process and shared read-only (ui.jobs.shipped_runs); choosing it records the
 visitor's trained model of that moment, so a model trained afterwards takes over again.
 """
 
@@ -9,12 +9,9 @@ import streamlit as st
 
 from diffusion.sampling.run import Run
 
-from . import image_cache, training
+from ui.jobs import shipped_runs, training
 
-SHIPPED_2D = {"moons": "the shipped moons run (diffusion, ε-prediction)",
-              "moons-flow": "the shipped moons-flow run (flow matching)"}
 CHOICE_KEY = "toy2d_shipped"       # (shipped name, run_key of the visitor's trained model when it was chosen)
-SHIPPED_PREFIX = "shipped-"
 
 
 def _trained_key() -> str | None:
@@ -31,23 +28,24 @@ def current_model() -> tuple[str, Run] | None:
     """(run_key, Run) of this visitor's current model: the shipped run they chose, unless they trained since."""
     choice = st.session_state.get(CHOICE_KEY)
     trained = training.current_run()
-    if choice and (trained is None or trained[0] == choice[1]) and image_cache.has_shipped(choice[0]):
-        return image_cache.shipped_key(choice[0]), image_cache.shipped_run(choice[0])
+    if choice and (trained is None or trained[0] == choice[1]) and shipped_runs.has_shipped(choice[0]):
+        return shipped_runs.shipped_key(choice[0]), shipped_runs.shipped_run(choice[0])
     return trained
 
 
 def is_shipped(run_key: str) -> bool:
-    return run_key.startswith(SHIPPED_PREFIX)
+    return run_key.startswith(shipped_runs.KEY_PREFIX)
 
 
 def shipped_buttons(model: tuple[str, Run] | None) -> None:
     """One button per shipped 2D run in this copy, and one back to the visitor's own model when they have one."""
-    available = [name for name in SHIPPED_2D if image_cache.has_shipped(name)]
+    available = [name for name in shipped_runs.on_page("toy2d") if shipped_runs.has_shipped(name)]
     trained = training.current_run()
     cols = st.columns(len(available) + 1)
     for col, name in zip(cols, available):
-        col.button(f"Use {SHIPPED_2D[name].split(' (')[0]}", key=f"toy2d_use_{name}", on_click=use_shipped,
-                   args=(name,), icon=":material/inventory_2:", help=f"Sections 4 on use {SHIPPED_2D[name]}")
+        about = shipped_runs.SHIPPED[name].about
+        col.button(f"Use {about.split(' (')[0]}", key=f"toy2d_use_{name}", on_click=use_shipped,
+                   args=(name,), icon=":material/inventory_2:", help=f"Sections 4 on use {about}")
     if trained is not None and model is not None and is_shipped(model[0]):
         cols[-1].button("Back to my trained model", key="toy2d_use_mine", on_click=use_shipped, args=(None,))
 
@@ -55,6 +53,6 @@ def shipped_buttons(model: tuple[str, Run] | None) -> None:
 def describe(run_key: str, run: Run) -> str:
     """Where the current model comes from, for its caption."""
     if is_shipped(run_key):
-        name = run_key[len(SHIPPED_PREFIX):].rsplit("-", 1)[0]
-        return SHIPPED_2D.get(name, name).capitalize()
+        folder = run_key[len(shipped_runs.KEY_PREFIX):].rsplit("-", 1)[0]
+        return next((r.about for r in shipped_runs.SHIPPED.values() if r.folder == folder), folder).capitalize()
     return "Your model"

@@ -1,5 +1,5 @@
 """The image pages' training section: U-Net preset, steps, learning rate, batch, schedule and T, the expected time
-from a measured step, then the live job (ui.training) with FID measured every N steps on the shipped classifier's
+from a measured step, then the live job (ui.jobs.training) with FID measured every N steps on the shipped classifier's
 features (n samples with a 95% interval, the floor at the same n) and a sample grid refreshed at each measurement."""
 
 import math
@@ -17,11 +17,13 @@ from diffusion.models.config import UNET_PRESETS, unet_preset
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 
-from . import budget, charts, image_cache, session_runs, timing, training, training_view
-from .image_ondemand import run_parts
-from .layout import error_box
-from .roots import confine, data_roots, describe
-from .training import Snapshot
+from ui.jobs import budget, session_runs, timing, training
+from ui.views import charts, training_view
+from ui.images import image_cache
+from ui.images.image_ondemand import run_parts
+from ui.views.layout import error_box
+from ui.jobs.roots import confine, data_roots, describe
+from ui.jobs.training import Snapshot
 
 T_OPTIONS = (100, 200, 500, 1000)
 LRS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3)
@@ -66,7 +68,7 @@ FOLDER_HELP = ("A folder on this server, under the data folder it allows (data/ 
 
 
 def folder_dataset(typed: str) -> str:
-    """'folder:PATH' for a typed image folder inside the allowed data roots (ui.roots); "" with an info or an error
+    """'folder:PATH' for a typed image folder inside the allowed data roots (ui.jobs.roots); "" with an info or an error
     box when none is typed or it is refused."""
     if not typed.strip():
         st.info(f"Type a folder to train on your images ({describe(data_roots())} on this server).",

@@ -2,9 +2,9 @@
 copy of the history for the page to draw, and a stop event. The job lives in st.session_state, per visitor and
 per page (its key). What it measures while training is a Measurement: the 2D metrics, or FID for images.
 
-The thread first waits for a slot of the server's scheduler (ui.scheduler: the snapshot says where it stands in
-line), then trains for at most the server's job budget (ui.budget), and stops early when its visitor has gone
-(ui.visitor: the page closed) or asks it to.
+The thread first waits for a slot of the server's scheduler (ui.jobs.scheduler: the snapshot says where it stands in
+line), then trains for at most the server's job budget (ui.jobs.budget), and stops early when its visitor has gone
+(ui.jobs.visitor: the page closed) or asks it to.
 """
 
 import math
@@ -29,10 +29,10 @@ from diffusion.sampling.run import Run
 from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS
 from diffusion.training.trainer import RunResult, StepInfo, Trainer
 
-from . import timing, visitor
-from .budget import budget, check_config
-from .checkpoint_io import zip_trainer
-from .scheduler import Place, Ticket, scheduler
+from ui.jobs import timing, visitor
+from ui.jobs.budget import budget, check_config
+from ui.jobs.checkpoint_io import zip_trainer
+from ui.jobs.scheduler import Place, Ticket, scheduler
 
 JOB_KEY = "toy2d_job"
 
@@ -83,7 +83,7 @@ class Snapshot:
     place: Place | None = None   # where the job stands in the server's queue (position 0: training)
     capped: bool = False         # the server's job budget, not the visitor's, set the time limit
     wall: float = 0.0            # seconds since the job got its slot (measurements included)
-    expected: float | None = None    # the promised seconds of this job (ui.timing), for the time left
+    expected: float | None = None    # the promised seconds of this job (ui.jobs.timing), for the time left
 
 
 def run_config(dataset: str, schedule: str, timesteps: int, width: int, depth: int, lr: float,
@@ -147,7 +147,7 @@ class TrainingJob:
     def start(self, steps: int | None, seconds: float | None, measure_every: int,
               expected: timing.Estimate | None = None) -> None:
         """Train in the background for `steps` more steps or `seconds` (at most the server's job budget), measuring
-        every measure_every steps, once the server's scheduler gives a slot; expected: the promise (ui.timing), which
+        every measure_every steps, once the server's scheduler gives a slot; expected: the promise (ui.jobs.timing), which
         the server's record compares with the time the job took when it ran the budget it was given."""
         if self.running:
             raise RuntimeError("this model is already training")
@@ -292,7 +292,7 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 def job_threads(config: RunConfig) -> int:
     """Torch threads a training job of config uses: the small MLP 1 (it loses time to OpenMP sync), a U-Net the
-    cores the load leaves free (ui.timing.free_threads)."""
+    cores the load leaves free (ui.jobs.timing.free_threads)."""
     return MODEL_DEFAULTS[config.model.kind]["threads"] or timing.free_threads()
 
 

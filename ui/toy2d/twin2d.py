@@ -10,10 +10,12 @@ from diffusion.config import RunConfig
 from diffusion.explore import flow
 from diffusion.sampling.run import Run
 
-from . import data2d, training, training_view
+from ui.jobs import training
+from ui.toy2d import data2d
+from ui.toy2d.training2d import panel_2d
+from ui.views import training_view
 
-PANEL = training_view.TrainingPanel("toy2d_twin", data2d.training_data, lambda config: training.METRICS_2D,
-                                    lambda snap, config: None, lambda snap, config: None)
+PANEL = panel_2d("toy2d_twin", curves=False)
 
 
 def family(run: Run) -> str:

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from . import data2d, settings2d, training
-from .checkpoint_io import load_trainer_zip
-from .layout import error_box
+from ui.toy2d import data2d, settings2d
+from ui.jobs import training
+from ui.jobs.checkpoint_io import load_trainer_zip
+from ui.views.layout import error_box
 
 
 def load_uploaded(upload_key: str, message_key: str) -> None:

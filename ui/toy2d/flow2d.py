@@ -1,5 +1,5 @@
 """The 2D page's flow-matching sections (issue 13): diffusion beside flow matching, for the shipped moons and
-moons-flow runs or the visitor's model and its twin (ui.twin2d), each pair with the same data, network, budget and
+moons-flow runs or the visitor's model and its twin (ui.toy2d.twin2d), each pair with the same data, network, budget and
 seed, sampled from the same initial noises: paths drawn together with the exact flow's, Liu et al.'s straightness,
 quality against NFE with the floor; and the current model's likelihood by the probability-flow ODE beside the true
 density's (the floor), with its density map.
@@ -17,11 +17,14 @@ from diffusion.explore.densities import DensityGrid
 from diffusion.metrics.likelihood import nll_report_2d
 from diffusion.sampling.run import Run
 
-from . import charts, image_cache, models2d, plots2d, twin2d
-from .data2d import one_thread
-from .layout import error_box
+from ui.jobs import shipped_runs
+from ui.toy2d import models2d, plots2d, twin2d
+from ui.toy2d.data2d import one_thread
+from ui.views import charts
+from ui.views.layout import error_box
 
-PAIR = {"diffusion": "moons", "flow": "moons-flow"}     # family -> shipped run (ui.image_cache.SHIPPED)
+PAIR = {run.method: name for name, run in shipped_runs.SHIPPED.items() if run.page == "toy2d" and run.dataset == "moons"}
+# method (diffusion, flow) -> the shipped moons run trained by it (checkpoints/shipped.json)
 COLOURS = {"diffusion": "#4c78a8", "flow": "#e45756", "exact flow": "#54a24b"}
 PATHS_N, PATH_STEPS = 24, 50
 STRAIGHT_N = 500
@@ -34,9 +37,9 @@ ASKED = "toy2d_flow_asked"        # {(what, run key)} the visitor asked for: sho
 
 def pair() -> dict[str, tuple[str, Run]] | None:
     """family -> (run key, Run) of the shipped pair, or None when this copy lacks one of them."""
-    if not all(image_cache.has_shipped(name) for name in PAIR.values()):
+    if not all(shipped_runs.has_shipped(name) for name in PAIR.values()):
         return None
-    return {family: (image_cache.shipped_key(name), image_cache.shipped_run(name)) for family, name in PAIR.items()}
+    return {family: (shipped_runs.shipped_key(name), shipped_runs.shipped_run(name)) for family, name in PAIR.items()}
 
 
 @st.cache_data(show_spinner="Integrating both models from the same noises...", max_entries=8)

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from diffusion.explore.densities import DensityGrid
 
-from .plots2d import COLOURS, contour_lines, figure, points_trace
+from ui.toy2d.plots2d import COLOURS, contour_lines, figure, points_trace
 
 SPEEDS = {"0.5×": 200, "1×": 100, "2×": 50, "4×": 25}     # milliseconds per frame
 MAX_FRAMES = 100               # frames kept in one animation (the last always)

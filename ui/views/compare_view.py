@@ -13,9 +13,9 @@ from diffusion.explore import catalog
 from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import CONFIG, EMA, METRICS
 
-from .charts import METRIC_LABELS, STRETCH_HEIGHT, TICKS
-from .roots import confine, run_roots
-from .session_runs import session_runs
+from ui.views.charts import METRIC_LABELS, STRETCH_HEIGHT, TICKS
+from ui.jobs.roots import confine, run_roots
+from ui.jobs.session_runs import session_runs
 
 FOLDERS_KEY, PATH_KEY, ADD_ERROR_KEY = "compare_folders", "compare_path", "compare_add_error"
 LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy", "nll": "NLL (exact density)",
@@ -109,7 +109,7 @@ def all_runs() -> list[catalog.RunSummary]:
 
 
 def add_folder() -> None:
-    """Callback of the Add button: remember the typed folder if it lies inside the allowed roots (ui.roots) and
+    """Callback of the Add button: remember the typed folder if it lies inside the allowed roots (ui.jobs.roots) and
     holds runs, else keep the error to show."""
     typed = st.session_state.get(PATH_KEY, "").strip()
     st.session_state[ADD_ERROR_KEY] = None

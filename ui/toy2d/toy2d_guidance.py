@@ -1,5 +1,5 @@
 """Guidance in 2D (the 2D page's last section): a class-conditional MLP trained with label dropout on a labelled set
-(its recipe from training.defaults, a short run through ui.training under its own job key), then the guidance scale
+(its recipe from training.defaults, a short run through ui.jobs.training under its own job key), then the guidance scale
 w: samples per class beside the exact guided sampler of labelled mixtures (explore.exact: the exact posterior means
 as the denoiser), W1 per class against its floor, the share of samples off the data, and what the numbers show."""
 
@@ -17,12 +17,13 @@ from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 from diffusion.training.defaults import run_config_2d
 
-from . import charts, data2d, training, training_view
-from .training_view import TrainingPanel
+from ui.jobs import training
+from ui.toy2d import data2d
+from ui.toy2d.training2d import panel_2d
+from ui.views import charts, training_view
 
 PREFIX = "toy2d_guided"
-PANEL = TrainingPanel(PREFIX, data2d.training_data, lambda config: training.METRICS_2D, lambda snap, config: None,
-                      lambda snap, config: None)
+PANEL = panel_2d(PREFIX, curves=False)
 SCALES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 SAMPLER = SamplerConfig("ddim", steps=50)
 N = 2000

@@ -31,7 +31,7 @@ def device_label() -> str:
 def finish(device_slot: DeltaGenerator) -> None:
     """After the page: import the heavy modules (a no-op once done) and show the device in the sidebar."""
     import diffusion.metrics.evaluation  # noqa: F401 - warms the POT import the 2D metrics need
-    from .scheduler import scheduler
+    from ui.jobs.scheduler import scheduler
     running, waiting = scheduler().counts()
     device_slot.caption(f"Device: {device_label()} · 2D models train on the CPU, 1 thread each · jobs on this "
                         f"server: {running} of {scheduler().slots} running, {waiting} waiting")

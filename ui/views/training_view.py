@@ -1,49 +1,34 @@
 """The training section's controls and display: the Train button, live progress and charts while the job runs
 (a fragment redrawn every REFRESH_S seconds from a snapshot), and the outcome once it stops. A TrainingPanel says
-what differs between pages (widget keys, data, measurement, how measurements are drawn); the default is 2D."""
+what differs between pages (widget keys, data, measurement, how measurements are drawn); the 2D page's panels are in ui.toy2d.training2d."""
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pandas as pd
 import streamlit as st
 
-from diffusion.config import DataConfig, RunConfig, TrainConfig
+from diffusion.config import DataConfig, RunConfig
 from diffusion.data import TrainingData
 from diffusion.explore import toy2d as explore2d
-from diffusion.metrics.evaluation import row_interval, row_sentences
-from diffusion.training.cost import dummy_trainer
+from diffusion.metrics.evaluation import row_interval
 
-from . import budget, charts, data2d, session_runs, timing, training
-from .layout import error_box
-from .training import Measurement, Snapshot, TrainingJob
+from ui.jobs import budget, session_runs, timing, training
+from ui.jobs.training import Measurement, Snapshot, TrainingJob
+from ui.views import charts
+from ui.views.layout import error_box
 
 REFRESH_S = 0.8  # at least one redraw a second (the goal), each costing the trainer little
 FAR = {"w1": 1.5, "fid": 3.0}   # a finished run whose last number exceeds this many floors is too short to judge
 QUEUE_REFRESH_S = 2.0   # a waiting job's line is redrawn less often: many waiting pages must not load the server
 
 
-def _curves_2d(snap: Snapshot, config: RunConfig) -> tuple[Callable, object] | None:
-    """The 2D metric chart (builder, frame): each number with its interval, the floor as a band, or None before any
-    measurement."""
-    if not snap.metrics:
-        return None
-    return charts.metric_curves, charts.label_metrics(explore2d.metrics_frame(snap.metrics))
-
-
-def _summary_2d(snap: Snapshot, config: RunConfig) -> str | None:
-    rows = [r for r in snap.metrics if isinstance(r.get("protocol"), str) and "w1_low" in r]
-    if not rows:
-        return None
-    last = rows[-1]
-    return (f"Last measurement (step {last['step']:,}; {int(last['n']):,} samples, {last['protocol']}; 95% intervals): "
-            + row_sentences(last, {m: charts.METRIC_LABELS[m] for m in explore2d.METRICS}))
-
-
 @dataclass(frozen=True)
 class TrainingPanel:
     """What differs between the pages that train: the widget-key prefix (the job lives under PREFIX_job), the
-    training data, the measurement, the metric chart (builder, frame) and the caption of the last measurement."""
+    training data, the measurement, the metric chart (builder, frame), the caption of the last measurement, a preview
+    of the model, and the promise (the expected time, seconds per step) of a training when the page does not pass one
+    (the 2D panels: ui.toy2d.training2d.expected_2d)."""
 
     prefix: str
     data: Callable[[DataConfig], TrainingData]
@@ -51,45 +36,11 @@ class TrainingPanel:
     metric_chart: Callable[[Snapshot, RunConfig], tuple[Callable, object] | None]
     summary: Callable[[Snapshot, RunConfig], str | None]
     preview: Callable[[Snapshot], None] = lambda snap: None
+    promise: Callable[[RunConfig, int | None, float | None, int], tuple[timing.Estimate, float]] | None = None
 
     @property
     def key(self) -> str:
         return f"{self.prefix}_job"
-
-
-TOY2D = TrainingPanel("toy2d", data2d.training_data, lambda config: training.METRICS_2D, _curves_2d, _summary_2d)
-
-
-@st.cache_data(show_spinner="Timing a few training steps and one measurement...", max_entries=32)
-def costs_2d(config: RunConfig) -> tuple[timing.Cost, timing.Cost]:
-    """(one training step, one W1/W2/KL measurement) of a 2D config, timed on one thread as its job runs them (the
-    measurement on the untrained network's samples, once the floor is drawn)."""
-    with training.torch_threads(1):
-        trainer = dummy_trainer(config)
-        step = timing.measure(trainer.train_step, repeats=5, warmup=2)
-        training.METRICS_2D.prepare(config)
-        run = trainer.as_run()
-        measurement = timing.measure(lambda: training.METRICS_2D(run), warmup=1, repeats=1)
-    return step, measurement
-
-
-def expected_2d(config: RunConfig, steps: int | None, seconds: float | None, every: int
-                ) -> tuple[timing.Estimate, float]:
-    """(the promise, seconds per step now) of a 2D training: its steps and measurements at their measured costs,
-    or the visitor's seconds when the budget is time."""
-    step, measurement = costs_2d(_cost_key(config))
-    if seconds is not None:      # the visitor's seconds, then the last measurement (the curves end at the model)
-        return timing.expect("training mlp (time budget)", (measurement, 1 if every else 0),
-                             fixed=float(seconds)), step.now()
-    measurements = steps // every + 1 if every else 0
-    return timing.expect("training mlp", (step, steps), (measurement, measurements)), step.now()
-
-
-def _cost_key(config: RunConfig) -> RunConfig:
-    """config with what does not change a step's cost (learning rate, budget, seed) at fixed values: one timing
-    serves every setting of those."""
-    return replace(config, train=replace(config.train, lr=TrainConfig.lr, steps=TrainConfig.steps,
-                                         seed=TrainConfig.seed))
 
 
 def _start(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int,
@@ -107,15 +58,15 @@ def _start(config: RunConfig, steps: int | None, seconds: float | None, measure_
 
 
 def train_buttons(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int,
-                  panel: TrainingPanel = TOY2D, expected: tuple[timing.Estimate, float] | None = None) -> None:
+                  panel: TrainingPanel, expected: tuple[timing.Estimate, float] | None = None) -> None:
     """Train (continuing the current model when only the budget changed) with the promised time, and Discard.
-    expected: (the promise, seconds per step) when the page has measured them (default: expected_2d, a 2D model).
+    expected: (the promise, seconds per step) when the page has measured them (default: the panel's promise).
 
     A click is handled before the button is drawn (its value is already in session_state), with this run's
     widget values, so the button is drawn disabled in the same run."""
     try:
         budget.check_config(config)              # before a network is built, even to time a step
-        expected = expected or expected_2d(config, steps, seconds, measure_every)
+        expected = expected or panel.promise(config, steps, seconds, measure_every)
     except ValueError as e:
         error_box("Cannot train with these settings", e)
         return
@@ -140,13 +91,13 @@ def train_buttons(config: RunConfig, steps: int | None, seconds: float | None, m
 
 
 def _discard(job: TrainingJob, key: str) -> None:
-    """Drop the visitor's model, from this page and from the other pages' lists (ui.session_runs)."""
+    """Drop the visitor's model, from this page and from the other pages' lists (ui.jobs.session_runs)."""
     if job.run is not None:
         session_runs.forget(job.run)
     training.set_job(None, key)
 
 
-def show_training(job: TrainingJob | None, panel: TrainingPanel = TOY2D) -> None:
+def show_training(job: TrainingJob | None, panel: TrainingPanel) -> None:
     """Live panel while the job runs, its outcome and curves once it has stopped."""
     if job is None:
         return

@@ -1,11 +1,9 @@
 """Cached results for the image pages, keyed by the model's run_key (a shipped run's folder and step, or one
 visitor's trained model) and the inputs: grids, filmstrips, memorisation, diversity, interpolation, guidance.
-The shipped runs' folders are named here once (DIFFUSION_CHECKPOINTS overrides their root, e.g. in tests)."""
+The shipped runs are loaded by ui.jobs.shipped_runs."""
 
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -13,7 +11,6 @@ import torch
 
 from diffusion.config import DataConfig, RunConfig
 from diffusion.explore import images as ei
-from diffusion.training.checkpoints import CHECKPOINTS_DIR
 from diffusion.metrics.evaluation import measure_samples
 from diffusion.metrics.images import nearest_neighbours
 from diffusion.metrics.intervals import Interval
@@ -21,40 +18,17 @@ from diffusion.metrics.protocol import reference_for
 from diffusion.explore.interpolation import interpolate_labels, interpolate_noise
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
-from diffusion.training.checkpoints import load_run
 from diffusion.training.cost import dummy_trainer
 
-from . import timing, training
+from ui.jobs import timing, training
 
-SHIPPED_ROOT = Path(os.environ.get("DIFFUSION_CHECKPOINTS", CHECKPOINTS_DIR))
-SHIPPED = {"digit0": "mnist16-digit0", "cond": "mnist16-cond", "cross": "mnist16-cond-cross",
-           "mnist32": "mnist32-cond", "shapes32": "shapes32-cond", "moons": "moons",
-           "digit0-flow": "mnist16-digit0-flow", "moons-flow": "moons-flow"}   # name -> run folder
 PER_MODEL = 8          # cached results kept per function, across models and visitors
 SCALE = {16: 3, 32: 2}  # grid enlargement per image size (nearest neighbour), so 16 px digits are legible
-COST_BATCHES = (2, 32)  # batch sizes a sampling step is timed at
 SEARCH_SIZES = (1, 16)  # images the memorisation search is timed at
 
 
 def scale_for(run: Run) -> int:
     return SCALE.get(run.config.data.image_size, 1)
-
-
-@st.cache_resource(show_spinner="Loading the shipped run...")
-def shipped_run(name: str) -> Run | None:
-    """The shipped run SHIPPED[name] (EMA weights, shared read-only by every visitor), or None if absent."""
-    path = SHIPPED_ROOT / SHIPPED[name]
-    return load_run(path) if (path / "config.json").is_file() else None
-
-
-def has_shipped(name: str) -> bool:
-    """Whether the shipped run SHIPPED[name] is in this copy (checked without loading it)."""
-    return (SHIPPED_ROOT / SHIPPED[name] / "config.json").is_file()
-
-
-def shipped_key(name: str) -> str:
-    run = shipped_run(name)
-    return f"shipped-{SHIPPED[name]}-{run.step if run else 0}"
 
 
 @st.cache_data(show_spinner="Sampling...", max_entries=PER_MODEL)
@@ -71,23 +45,6 @@ class Grid:
     seconds: float
     evaluations: int          # images through the network (ei.network_evaluations)
 
-
-
-def script_threads() -> int:
-    """Set this script thread's torch threads to the cores the load leaves free (ui.timing.free_threads), so that
-    the sections sample at the thread count their costs were timed at; returns it."""
-    threads = timing.free_threads()
-    torch.set_num_threads(threads)
-    return threads
-
-
-@st.cache_data(show_spinner=False, max_entries=PER_MODEL)
-def sampling_costs(run_key: str, _run: Run, threads: int) -> tuple[timing.Cost, timing.Cost]:
-    """(per network call, per image through the network) of sampling this run on this machine: one DDIM step timed
-    at two batch sizes (a call's fixed cost dominates the small batches of the filmstrip and the class rows), on
-    `threads` torch threads (script_threads)."""
-    return timing.measure_fit(lambda n: _run.sample(n, SamplerConfig("ddim", steps=1), y=_run.balanced_labels(n)),
-                              COST_BATCHES, threads=threads)
 
 
 @st.cache_data(show_spinner=False, max_entries=PER_MODEL)
@@ -183,7 +140,7 @@ def measurement_cost(data: DataConfig, n: int) -> timing.Cost:
 @st.cache_data(show_spinner="Timing a few training steps and one sampling step...", max_entries=32)
 def training_costs(config: RunConfig, device: str, threads: int, sample_n: int) -> tuple[timing.Cost, timing.Cost, int]:
     """(one training step, one DDIM step of sample_n images, parameters) of config on device, timed on a trainer fed
-    zeros, on `threads` torch threads as its job runs them (ui.training.job_threads)."""
+    zeros, on `threads` torch threads as its job runs them (ui.jobs.training.job_threads)."""
     with training.torch_threads(threads):
         trainer = dummy_trainer(config, device)
         step = timing.measure(trainer.train_step, repeats=2, threads=threads)

@@ -13,8 +13,8 @@ import streamlit as st
 from diffusion.config import RunConfig, ScheduleConfig
 from diffusion.training.defaults import recipe_2d, run_config_2d
 
-from . import data2d
-from .training import current_job
+from ui.toy2d import data2d
+from ui.jobs.training import current_job
 
 T_OPTIONS = (10, 20, 50, 100, 200, 500, 1000, 2000, 4000)
 WIDTHS = (32, 64, 128, 256, 512)

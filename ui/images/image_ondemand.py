@@ -1,5 +1,5 @@
 """On-demand sections of the image pages. A first render draws only the sample grid; every costlier section waits
-behind a button that names its expected time on this machine (ui.timing). Once pressed, the section stays open for
+behind a button that names its expected time on this machine (ui.jobs.timing). Once pressed, the section stays open for
 that model (st.session_state) and its results come from caches keyed by their inputs, so an unrelated widget change
 costs nothing. When a widget the section depends on changes (the grid's sampling steps, say), it recomputes on its
 own only if that takes at most AUTO_S seconds; otherwise it waits behind its button again, which names the new time,
@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import streamlit as st
 
-from . import timing
+from ui.jobs import timing
 
 T = TypeVar("T")
 AUTO_S = 3.0          # an open section recomputes for new inputs on its own when that takes at most this long
@@ -49,7 +49,7 @@ def opened(key: str, model_key: str, inputs: Hashable, action: str, promise: tim
 @contextmanager
 def working(what: str, promise: timing.Estimate) -> Iterator[None]:
     """A spinner naming the promise beside a live clock while one long call runs; the server's record learns from
-    it (ui.timing.timed)."""
+    it (ui.jobs.timing.timed)."""
     with st.spinner(f"{what} ({promise.text()} expected)", show_time=True), \
             timing.timed(promise, min_share=LEARN_SHARE):
         yield

@@ -1,6 +1,6 @@
 """Bring your own distribution (the 2D page's data section): a visitor's own 2D set from strokes or points drawn on
 a canvas, a CSV of points, a silhouette image or a typed word. It is standardised like the presets and becomes a
-kernel mixture (data.custom), offered wherever a preset is (ui.data2d.add_custom_set): training, floors, metrics,
+kernel mixture (data.custom), offered wherever a preset is (ui.toy2d.data2d.add_custom_set): training, floors, metrics,
 the exact denoiser, checkpoints. Inputs are bounded before they are read (data.sources); a bad one shows an error box.
 
 The canvas is streamlit-drawable-canvas (Fabric.js), imported where it is drawn: importing it outside `streamlit run`
@@ -16,9 +16,9 @@ from diffusion.config import MAX_CUSTOM_CLASSES, MAX_CUSTOM_POINTS, MIN_CUSTOM_P
 from diffusion.data import sources
 from diffusion.data.custom import custom_data, slugify
 
-from . import data2d
-from .canvas_strokes import canvas_strokes
-from .layout import error_box
+from ui.toy2d import data2d
+from ui.toy2d.canvas_strokes import canvas_strokes
+from ui.views.layout import error_box
 
 SOURCES = {"draw": "Draw", "csv": "CSV of points", "image": "Silhouette image", "word": "Word"}
 DRAW_MODES = {"freedraw": "strokes", "point": "points (click)"}

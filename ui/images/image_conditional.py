@@ -12,10 +12,12 @@ from diffusion.metrics.evaluation import row_interval, rows_frame
 from diffusion.metrics.intervals import reading
 from diffusion.sampling.config import SamplerConfig
 
-from . import charts, image_cache, timing
-from .image_ondemand import opened, run_parts, working
-from .image_sections import Model, Sampling, guidance_slider
-from .layout import error_box
+from ui.images import image_cache
+from ui.images.image_ondemand import opened, run_parts, working
+from ui.images.image_sections import Model, Sampling, guidance_slider
+from ui.jobs import shipped_runs, timing
+from ui.views import charts
+from ui.views.layout import error_box
 
 SWEEP_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
 SWEEP_NS = (20, 50, 100, 200, 500)
@@ -121,12 +123,12 @@ def label_interpolation_section(prefix: str, model: Model, sampling: Sampling) -
 
 def _compared() -> dict[str, Sampling]:
     """Each compared shipped run's sampling costs on this machine (cross-attention costs more per image)."""
-    return {name: Sampling.of((image_cache.shipped_key(name), image_cache.shipped_run(name)),
+    return {name: Sampling.of((shipped_runs.shipped_key(name), shipped_runs.shipped_run(name)),
                               SamplerConfig("ddim", steps=ei.LIVE_STEPS)) for name in COMPARED}
 
 
 def _measure_both(prefix: str, w: float, compared: dict[str, Sampling]) -> None:
-    runs = {name: image_cache.shipped_run(name) for name in COMPARED}
+    runs = {name: shipped_runs.shipped_run(name) for name in COMPARED}
     data = runs[COMPARED[0]].config.data
     promise = timing.expect("conditioning FID", (image_cache.measurement_cost(data, COMPARE_N), len(runs))) + sum(
         sampling.promise("conditioning FID", COMPARE_N, ei.LIVE_STEPS, w) for sampling in compared.values())
@@ -134,9 +136,9 @@ def _measure_both(prefix: str, w: float, compared: dict[str, Sampling]) -> None:
                   promise):
         return
     rows = run_parts("Measuring:", [
-        (image_cache.SHIPPED[name], lambda name=name, run=run: image_cache.fid(
-            image_cache.shipped_key(name), run, COMPARE_N, ei.LIVE_STEPS, w)) for name, run in runs.items()], promise)
-    st.dataframe(pd.DataFrame([{"run": image_cache.SHIPPED[name], "FID [95%]": row_interval(row, "fid").text(),
+        (shipped_runs.SHIPPED[name].folder, lambda name=name, run=run: image_cache.fid(
+            shipped_runs.shipped_key(name), run, COMPARE_N, ei.LIVE_STEPS, w)) for name, run in runs.items()], promise)
+    st.dataframe(pd.DataFrame([{"run": shipped_runs.SHIPPED[name].folder, "FID [95%]": row_interval(row, "fid").text(),
                                 "floor [95%]": row_interval(row, "fid", floor=True).text(),
                                 "reading": reading(row_interval(row, "fid"), row_interval(row, "fid", floor=True)),
                                 "label accuracy [95%]": row_interval(row, "accuracy").text(),
@@ -147,7 +149,7 @@ def _measure_both(prefix: str, w: float, compared: dict[str, Sampling]) -> None:
 def conditioning_comparison(prefix: str) -> None:
     """The shipped label-added and cross-attention runs side by side, when both exist (own w)."""
     st.header("Conditioning: label added to the time embedding vs cross-attention")
-    if not all(image_cache.has_shipped(name) for name in COMPARED):
+    if not all(shipped_runs.has_shipped(name) for name in COMPARED):
         st.info("Needs both shipped runs (checkpoints/mnist16-cond and checkpoints/mnist16-cond-cross).",
                 icon=":material/info:")
         return
@@ -159,11 +161,11 @@ def conditioning_comparison(prefix: str) -> None:
         return
     sampler = SamplerConfig("ddim", steps=ei.LIVE_STEPS, guidance=w)
     with working("Sampling both runs", promise):
-        grids = [image_cache.class_grid(image_cache.shipped_key(name), image_cache.shipped_run(name),
+        grids = [image_cache.class_grid(shipped_runs.shipped_key(name), shipped_runs.shipped_run(name),
                                         COMPARE_PER_CLASS, sampler).image for name in COMPARED]
     for col, name, grid in zip(st.columns(len(COMPARED)), COMPARED, grids):
-        run = image_cache.shipped_run(name)
+        run = shipped_runs.shipped_run(name)
         params = sum(p.numel() for p in run.net.parameters())
-        col.image(grid, caption=f"{image_cache.SHIPPED[name]}: {run.config.model.conditioning}, {params:,} parameters, "
+        col.image(grid, caption=f"{shipped_runs.SHIPPED[name].folder}: {run.config.model.conditioning}, {params:,} parameters, "
                                 f"step {run.step:,}, w = {w:g}", width="stretch")      # the two at one size
     _measure_both(prefix, w, compared)

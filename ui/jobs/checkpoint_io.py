@@ -1,10 +1,10 @@
 """Checkpoints as zip files: export a trainer's run folder, and load an uploaded zip back into a trainer (the 2D
-page's Load button is ui.toy2d_io).
+page's Load button is ui.toy2d.toy2d_io).
 
 Anything wrong with an upload raises ValueError with a message for an error box; nothing in it is executed
 or unpickled (diffusion.training.checkpoints reads JSON and safetensors only). A zip may hold only the files of a
 run folder (checkpoints.RUN_FILES, at its top or in one folder): never a commit marker, a pending file or a path.
-Its config is validated, and checked against this server's budget (ui.budget), before any network is built.
+Its config is validated, and checked against this server's budget (ui.jobs.budget), before any network is built.
 """
 
 import io
@@ -16,7 +16,7 @@ from diffusion.data import is_toy
 from diffusion.training.checkpoints import CONFIG, RUN_FILES, load_run, read_config
 from diffusion.training.trainer import Trainer
 
-from .budget import check_config
+from ui.jobs.budget import check_config
 
 MAX_UNZIPPED = 64 * 2**20    # bytes: a 2D checkpoint is well under 10 MB; refuse zip bombs
 

@@ -11,9 +11,10 @@ from diffusion.metrics.intervals import wilson
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 
-from . import image_cache, timing
-from .image_ondemand import opened, working
-from .layout import error_box
+from ui.images import image_cache
+from ui.images.image_ondemand import opened, working
+from ui.jobs import run_costs, shipped_runs, timing
+from ui.views.layout import error_box
 
 Model = tuple[str, Run]
 STEP_OPTIONS = (10, 20, 50, 100, 250)
@@ -31,7 +32,7 @@ GUIDANCE_FORMULA = ("Classifier-free guidance (Ho & Salimans 2022): guided = unc
 @dataclass(frozen=True)
 class Sampling:
     """The grid's sampler (the on-demand sections follow it) and what sampling costs on this machine: per network
-    call and per image through the network (image_cache.sampling_costs); model names the network, so that the
+    call and per image through the network (ui.jobs.run_costs.sampling_costs); model names the network, so that the
     server's record corrects each kind of work per network."""
 
     sampler: SamplerConfig
@@ -46,7 +47,7 @@ class Sampling:
         m = run.config.model
         name = f"{run.config.data.dataset} {m.image_size}x{m.image_size}x{m.channels} {m.base_width}" + (
             f" {m.conditioning}" if m.num_classes else "")
-        costs = image_cache.sampling_costs(run_key, run, image_cache.script_threads())
+        costs = run_costs.sampling_costs(run_key, run, run_costs.script_threads())
         return cls(sampler, *costs, bool(run.num_classes), name)
 
     def kind(self, work: str) -> str:
@@ -69,17 +70,18 @@ class Sampling:
 
 
 def choose_model(prefix: str, shipped: str | None, trained: Model | None) -> Model | None:
-    """The shipped run image_cache.SHIPPED[shipped] (if any) or this visitor's trained model, as the visitor picks."""
-    run = image_cache.shipped_run(shipped) if shipped else None
+    """The shipped run named `shipped` (ui.jobs.shipped_runs; if any) or this visitor's trained model, as the visitor
+    picks."""
+    run = shipped_runs.shipped_run(shipped) if shipped else None
+    folder = shipped_runs.SHIPPED[shipped].folder if shipped else None
     options = (["shipped"] if run is not None else []) + (["trained"] if trained is not None else [])
     if not options:
-        missing = f"the shipped run (checkpoints/{image_cache.SHIPPED[shipped]}) is not in this copy; " if shipped \
-            else ""
+        missing = f"the shipped run (checkpoints/{folder}) is not in this copy; " if shipped else ""
         st.info(f"No model yet: {missing}train one above.", icon=":material/info:")
         return None
-    labels = {"shipped": f"shipped run ({image_cache.SHIPPED.get(shipped)})", "trained": "the model you trained"}
+    labels = {"shipped": f"shipped run ({folder})", "trained": "the model you trained"}
     pick = st.radio("Model", options, format_func=labels.get, horizontal=True, key=f"{prefix}_model")
-    model = (image_cache.shipped_key(shipped), run) if pick == "shipped" else trained
+    model = (shipped_runs.shipped_key(shipped), run) if pick == "shipped" else trained
     model_caption(model[1])
     return model
 
@@ -181,7 +183,7 @@ def filmstrip_section(prefix: str, model: Model, sampling: Sampling) -> None:
 def memorisation_section(prefix: str, model: Model, sampling: Sampling) -> None:
     st.header("Memorisation: each sample beside its nearest training image")
     run_key, run = model
-    search, per_image, holdout = image_cache.search_costs(run_key, run, image_cache.script_threads())
+    search, per_image, holdout = image_cache.search_costs(run_key, run, run_costs.script_threads())
     promise = sampling.promise("memorisation", MEMO_N) + timing.expect(
         sampling.kind("memorisation"), (search, 2), (per_image, MEMO_N + holdout))
     if not opened(f"{prefix}_memo", run_key, sampling.sampler, f"Compare {MEMO_N} samples with the training set",

@@ -5,7 +5,7 @@ import streamlit as st
 
 st.title("Quality versus network evaluations")
 with st.spinner("Loading PyTorch (once per server start)..."):
-    from diffusion.explore.study import NFE_TARGETS, PRECISIONS, best_at, goal_line, protocol_line, quality_metrics
+    from diffusion.explore.nfe_study import NFE_TARGETS, PRECISIONS, best_at, goal_line, protocol_line, quality_metrics
     from diffusion.sampling.registry import SAMPLERS
     from ui.views import study_view
     from ui.views.layout import error_box

@@ -11,8 +11,8 @@ with st.spinner("Loading PyTorch (once per server start)..."):
     import pandas as pd
 
     from diffusion.core.schedules import SCHEDULES
-    from diffusion.explore.toy2d import METRIC_N
-    from diffusion.sampling.config import SamplerConfig
+    from diffusion.explore.toy2d_experiments import METRIC_N
+    from diffusion.sampling.sampler_config import SamplerConfig
     from ui.toy2d import animate2d, data2d, flow2d, models2d, plots2d, settings2d, toy2d_custom, toy2d_guidance, toy2d_io
     from ui.toy2d import training2d
     from ui.views import charts, training_view

@@ -13,7 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from diffusion.data import load_data
-from diffusion.explore.toy2d import toy_points
+from diffusion.explore.toy2d_experiments import toy_points
 from diffusion.config import DataConfig
 from diffusion.training.defaults import recipe_2d
 from diffusion.training.trainer import Trainer

@@ -92,10 +92,10 @@ def test_imports_point_one_way_between_subpackages():
 
 
 def test_configs_are_data_they_import_no_losses_nor_networks():
-    data_only = {"diffusion.core.schedules", "diffusion.core.forward", "diffusion.core.flow",  # formulas, no losses
-                 "diffusion.models.config"}
+    data_only = {"diffusion.core.schedules", "diffusion.core.forward", "diffusion.core.flow_matching",  # formulas, no losses
+                 "diffusion.models.model_config"}
     assert _graph("diffusion")["diffusion.config"] == data_only
-    assert _graph("diffusion")["diffusion.models.config"] == set()
+    assert _graph("diffusion")["diffusion.models.model_config"] == set()
 
 
 def test_the_ui_takes_no_defaults_from_the_cli():
@@ -140,7 +140,7 @@ def test_the_ui_is_folders_by_page_family_and_no_import_runs_back_up():
 
 def test_an_import_back_up_or_between_families_is_reported():
     graph = {"ui.jobs.timing": {"ui.views.charts"}, "ui.toy2d.flow2d": {"ui.images.image_cache"},
-             "ui.views.charts": {"ui.jobs.timing", "diffusion.core.flow"}, "app_pages.toy2d": {"ui.toy2d.flow2d"}}
+             "ui.views.charts": {"ui.jobs.timing", "diffusion.core.flow_matching"}, "app_pages.toy2d": {"ui.toy2d.flow2d"}}
     assert _upward(graph) == ["ui.jobs.timing imports ui.views.charts", "ui.toy2d.flow2d imports ui.images.image_cache"]
 
 

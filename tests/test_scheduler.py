@@ -7,7 +7,7 @@ import time
 import pytest
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
-from diffusion.models.config import MLPConfig
+from diffusion.models.model_config import MLPConfig
 from ui.jobs import budget, visitor
 from ui.jobs.scheduler import Scheduler, Ticket, default_slots, ordinal
 

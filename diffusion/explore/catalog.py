@@ -15,8 +15,8 @@ import pandas as pd
 from safetensors import safe_open
 
 from diffusion.config import RunConfig
-from diffusion.explore.toy2d import METRICS as METRICS_2D
-from diffusion.explore.toy2d import loss_frame
+from diffusion.explore.toy2d_experiments import METRICS as METRICS_2D
+from diffusion.explore.toy2d_experiments import loss_frame
 from diffusion.metrics.intervals import normal
 from diffusion.models import parameter_count
 from diffusion.sampling.run import Run
@@ -151,7 +151,7 @@ def architecture(model_config: Any) -> str:
     """A short description: "MLP 128x3 gelu", "U-Net small-16" (a preset) or "U-Net 32x(1, 2), attn (1,)"."""
     if model_config.kind == "mlp":
         return f"MLP {model_config.width}x{model_config.depth} {model_config.activation}"
-    from diffusion.models.config import UNET_PRESETS
+    from diffusion.models.model_config import UNET_PRESETS
     for preset, settings in UNET_PRESETS.items():
         if all(getattr(model_config, k) == v for k, v in settings.items() if k not in ("image_size", "channels")):
             return f"U-Net {preset}"

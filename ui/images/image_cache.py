@@ -10,13 +10,13 @@ import streamlit as st
 import torch
 
 from diffusion.config import DataConfig, RunConfig
-from diffusion.explore import images as ei
+from diffusion.explore import image_experiments as ei
 from diffusion.metrics.evaluation import measure_samples
-from diffusion.metrics.images import nearest_neighbours
+from diffusion.metrics.image_metrics import nearest_neighbours
 from diffusion.metrics.intervals import Interval
 from diffusion.metrics.protocol import reference_for
 from diffusion.explore.interpolation import interpolate_labels, interpolate_noise
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 from diffusion.training.cost import dummy_trainer
 

@@ -6,11 +6,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from diffusion.explore import images as ei
+from diffusion.explore import image_experiments as ei
 from diffusion.explore import trends
 from diffusion.metrics.evaluation import row_interval, rows_frame
 from diffusion.metrics.intervals import reading
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 
 from ui.images import image_cache
 from ui.images.image_ondemand import opened, run_parts, working

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from diffusion.explore import images as ei
+from diffusion.explore import image_experiments as ei
 from diffusion.metrics.intervals import wilson
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
 from ui.images import image_cache

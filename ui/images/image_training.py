@@ -9,12 +9,12 @@ import streamlit as st
 
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.core.schedules import SCHEDULES
-from diffusion.explore import images as ei
+from diffusion.explore import image_experiments as ei
 from diffusion.metrics.classifier import classifier_dir
 from diffusion.metrics.evaluation import row_sentences
 from diffusion.metrics.protocol import reference_for
-from diffusion.models.config import UNET_PRESETS, unet_preset
-from diffusion.sampling.config import SamplerConfig
+from diffusion.models.model_config import UNET_PRESETS, unet_preset
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
 from ui.jobs import budget, session_runs, timing, training

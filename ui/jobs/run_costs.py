@@ -4,7 +4,7 @@ study's promises multiply these unit costs by their work (ui.jobs.timing)."""
 import streamlit as st
 import torch
 
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
 from ui.jobs import timing

@@ -21,10 +21,10 @@ import torch
 
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.data import TrainingData
-from diffusion.explore import toy2d as explore2d
+from diffusion.explore import toy2d_experiments as explore2d
 from diffusion.metrics import evaluation
 from diffusion.metrics.protocol import points_protocol, reference_for
-from diffusion.models.config import MLPConfig
+from diffusion.models.model_config import MLPConfig
 from diffusion.sampling.run import Run
 from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS
 from diffusion.training.trainer import RunResult, StepInfo, Trainer

@@ -13,12 +13,12 @@ import torch
 from diffusion.config import CUSTOM_PREFIX, DataConfig
 from diffusion.core.schedules import NoiseSchedule, make_schedule, spaced_timesteps
 from diffusion.data import TrainingData, load_data, toy_for
-from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
+from diffusion.data.toy_datasets import TOY_DATASETS, toy_dataset
 from diffusion.explore import densities
-from diffusion.explore import toy2d as explore2d
+from diffusion.explore import toy2d_experiments as explore2d
 from diffusion.metrics import evaluation
 from diffusion.metrics.protocol import points_protocol
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
 from ui.toy2d import animate2d

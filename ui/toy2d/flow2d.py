@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from diffusion.explore import flow
+from diffusion.explore import flow_experiments as flow
 from diffusion.explore.densities import DensityGrid
 from diffusion.metrics.likelihood import nll_report_2d
 from diffusion.sampling.run import Run
@@ -137,7 +137,7 @@ def compare(runs: dict[str, tuple[str, Run]], what: str) -> None:
         st.markdown("**Straightness** (Liu et al. 2022, the table below: mean squared gap between the velocity along "
                     "a path and the straight line from x_T to its sample; 0 = straight; 95% interval)")
         st.caption("Straighter paths lose less to few-step integration; one reflow step (re-training on the model's "
-                   "own (noise, sample) pairs) straightens them further (`diffusion.explore.flow.reflow`).")
+                   "own (noise, sample) pairs) straightens them further (`diffusion.explore.flow_experiments.reflow`).")
     st.dataframe(straightness(keys, models), hide_index=True, width="stretch")   # full width: no inner scrolling
     cells = 2 * len(QUALITY_SAMPLERS) * len(QUALITY_NFE)
     if asked("quality", "|".join(keys), "Measure quality against NFE for both", cells * SECONDS["quality"]):

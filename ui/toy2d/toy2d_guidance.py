@@ -9,11 +9,11 @@ import streamlit as st
 
 from diffusion.config import ScheduleConfig
 from diffusion.data import toy_for
-from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
+from diffusion.data.toy_datasets import TOY_DATASETS, toy_dataset
 from diffusion.explore import guidance2d
 from diffusion.explore.quality2d import class_quality
 from diffusion.metrics.intervals import Interval, wilson
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 from diffusion.training.defaults import run_config_2d
 

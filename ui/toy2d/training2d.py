@@ -7,7 +7,7 @@ from dataclasses import replace
 import streamlit as st
 
 from diffusion.config import RunConfig, TrainConfig
-from diffusion.explore import toy2d as explore2d
+from diffusion.explore import toy2d_experiments as explore2d
 from diffusion.metrics.evaluation import row_sentences
 from diffusion.training.cost import dummy_trainer
 

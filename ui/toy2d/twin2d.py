@@ -7,7 +7,7 @@ from dataclasses import replace
 import streamlit as st
 
 from diffusion.config import RunConfig
-from diffusion.explore import flow
+from diffusion.explore import flow_experiments as flow
 from diffusion.sampling.run import Run
 
 from ui.jobs import training

@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from diffusion.explore import literature, study
+from diffusion.explore import literature, nfe_study as study
 from diffusion.sampling.registry import nfe as nfe_of
 from diffusion.sampling.run import Run
 

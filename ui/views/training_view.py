@@ -10,7 +10,7 @@ import streamlit as st
 
 from diffusion.config import DataConfig, RunConfig
 from diffusion.data import TrainingData
-from diffusion.explore import toy2d as explore2d
+from diffusion.explore import toy2d_experiments as explore2d
 from diffusion.metrics.evaluation import row_interval
 
 from ui.jobs import budget, session_runs, timing, training

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from diffusion.metrics.evaluation import measure_samples
 from diffusion.metrics.protocol import Protocol, image_protocol, points_protocol, reference_for
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.registry import SAMPLERS, sampler_spec, steps_for_nfe
 from diffusion.sampling.registry import nfe as nfe_of
 from diffusion.sampling.run import Run

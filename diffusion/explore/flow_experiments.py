@@ -17,12 +17,12 @@ from torch import Tensor
 
 from diffusion.config import RunConfig
 from diffusion.core.oracles import flow_denoiser, flow_velocity
-from diffusion.data.toy2d import density_mixture
-from diffusion.explore.study import NFE_TARGETS, study
-from diffusion.explore.toy2d import FIELD_EXTENT, grid_points
+from diffusion.data.toy_datasets import density_mixture
+from diffusion.explore.nfe_study import NFE_TARGETS, study
+from diffusion.explore.toy2d_experiments import FIELD_EXTENT, grid_points
 from diffusion.metrics.likelihood import run_log_likelihood
-from diffusion.sampling.config import SamplerConfig
-from diffusion.sampling.flow import flow_euler_sample
+from diffusion.sampling.sampler_config import SamplerConfig
+from diffusion.sampling.flow_samplers import flow_euler_sample
 from diffusion.sampling.run import SEED_STRIDE, Run, Trajectory
 from diffusion.sampling.vp import SeededNoise
 from diffusion.training.trainer import Trainer

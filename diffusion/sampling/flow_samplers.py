@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from diffusion.core.flow import FlowDenoiser
+from diffusion.core.flow_matching import FlowDenoiser
 from diffusion.sampling.vp import Noise
 
 FlowCallback = Callable[[int, float, Tensor, Tensor], None]  # (i, t, x_t, x0_hat)

@@ -24,7 +24,7 @@ from torchvision.utils import make_grid
 from diffusion.data.folder import index_folder, read_image
 from diffusion.data.folder import labels as folder_labels
 from diffusion.data.shapes import SHAPE_CLASSES, make_shapes
-from diffusion.models.config import MAX_IMAGE_SIZE
+from diffusion.models.model_config import MAX_IMAGE_SIZE
 
 IMAGE_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "shapes")  # plus "folder:<path>"
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")  # apt-get install dataset-fashion-mnist

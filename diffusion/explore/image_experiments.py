@@ -18,13 +18,13 @@ from torchvision.utils import make_grid
 
 from diffusion.config import DataConfig, RunConfig
 from diffusion.data import TrainingData, load_data
-from diffusion.data.images import load_images, to_uint8
+from diffusion.data.image_datasets import load_images, to_uint8
 from diffusion.metrics.classifier import load_classifier
 from diffusion.metrics.evaluation import Result, measure_run, rows_frame
-from diffusion.metrics.images import class_histogram, memorisation_ratio, pairwise_distance_sd
+from diffusion.metrics.image_metrics import class_histogram, memorisation_ratio, pairwise_distance_sd
 from diffusion.metrics.intervals import Interval, normal, wilson
 from diffusion.metrics.protocol import Protocol, image_protocol
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run, Trajectory
 from diffusion.training.cost import dummy_trainer, seconds_per_step
 

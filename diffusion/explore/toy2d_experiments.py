@@ -20,11 +20,11 @@ from diffusion.core.forward import q_sample
 from diffusion.core.oracles import GaussianMixture
 from diffusion.core.schedules import NoiseSchedule
 from diffusion.data import toy_for
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.toy_datasets import toy_dataset
 from diffusion.metrics.evaluation import LIVE_2D_N as METRIC_N
 from diffusion.metrics.evaluation import measure_samples, rows_frame
 from diffusion.metrics.protocol import points_protocol
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run, Trajectory
 
 METRICS = ("w1", "w2", "kl_model_true", "kl_true_model")

@@ -92,7 +92,7 @@ def test_imports_point_one_way_between_subpackages():
 
 
 def test_configs_are_data_they_import_no_losses_nor_networks():
-    data_only = {"diffusion.core.schedules", "diffusion.core.forward", "diffusion.core.flow_matching",  # formulas, no losses
+    data_only = {"diffusion.core.schedules", "diffusion.core.forward", "diffusion.core.flow_matching",  # no losses
                  "diffusion.models.model_config"}
     assert _graph("diffusion")["diffusion.config"] == data_only
     assert _graph("diffusion")["diffusion.models.model_config"] == set()
@@ -109,7 +109,7 @@ FAMILIES = ("ui.toy2d", "ui.images")
 
 
 def _room(module: str) -> str:
-    """The folder a module of the Streamlit layer lives in ("ui.toy2d", "app_pages", ...); "diffusion" for the package."""
+    """The folder of a module of the Streamlit layer ("ui.toy2d", "app_pages", ...); "diffusion" for the package."""
     if module.startswith("diffusion"):
         return "diffusion"
     parts = module.split(".")
@@ -133,14 +133,16 @@ def _upward(graph: dict[str, set[str]]) -> list[str]:
 
 def test_the_ui_is_folders_by_page_family_and_no_import_runs_back_up():
     graph = _app_graph()
-    assert {_room(m) for m in graph if m.startswith("ui.")} == {"ui.toy2d", "ui.images", "ui.views", "ui.jobs"}  # none loose
+    folders = {_room(m) for m in graph if m.startswith("ui.")}
+    assert folders == {"ui.toy2d", "ui.images", "ui.views", "ui.jobs"}        # no module left loose in ui/
     assert _upward(graph) == []
     assert _cycles(graph) == []
 
 
 def test_an_import_back_up_or_between_families_is_reported():
     graph = {"ui.jobs.timing": {"ui.views.charts"}, "ui.toy2d.flow2d": {"ui.images.image_cache"},
-             "ui.views.charts": {"ui.jobs.timing", "diffusion.core.flow_matching"}, "app_pages.toy2d": {"ui.toy2d.flow2d"}}
+             "ui.views.charts": {"ui.jobs.timing", "diffusion.core.flow_matching"},
+             "app_pages.toy2d": {"ui.toy2d.flow2d"}}
     assert _upward(graph) == ["ui.jobs.timing imports ui.views.charts", "ui.toy2d.flow2d imports ui.images.image_cache"]
 
 

@@ -39,7 +39,7 @@ def test_a_new_shipped_run_is_one_entry(tmp_path):
 @pytest.mark.parametrize("entry,message", [
     ({**ENTRY, "page": "phase9"}, f"has page 'phase9'; allowed: {', '.join(PAGES)}"),
     ({**ENTRY, "method": "gan"}, f"has method 'gan'; allowed: {', '.join(METHODS)}"),
-    ({**ENTRY, "folder": "../runs/x"}, "has folder '../runs/x'; allowed: a folder name under checkpoints/"),
+    ({**ENTRY, "folder": "../runs/x"}, "has folder '../runs/x'; allowed: a folder's name in checkpoints/"),
     ({k: v for k, v in ENTRY.items() if k != "label"}, "shipped run 0 is .*allowed: an object with the non-empty"),
     ({**ENTRY, "about": ""}, "shipped run 0 is .*allowed: an object with the non-empty"),
 ])

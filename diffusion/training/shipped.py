@@ -28,14 +28,16 @@ class ShippedRun:
 
 def _entry(i: int, raw: object) -> ShippedRun:
     keys = [f.name for f in fields(ShippedRun)]
-    if not isinstance(raw, dict) or sorted(raw) != sorted(keys) or not all(isinstance(v, str) and v for v in raw.values()):
+    strings = isinstance(raw, dict) and all(isinstance(v, str) and v for v in raw.values())
+    if not strings or sorted(raw) != sorted(keys):
         raise ValueError(f"shipped run {i} is {raw!r}; allowed: an object with the non-empty strings {keys}")
     run = ShippedRun(**raw)
     for field, value, allowed in (("page", run.page, PAGES), ("method", run.method, METHODS)):
         if value not in allowed:
             raise ValueError(f"shipped run {run.name!r} has {field} {value!r}; allowed: {', '.join(allowed)}")
     if Path(run.folder).name != run.folder:
-        raise ValueError(f"shipped run {run.name!r} has folder {run.folder!r}; allowed: a folder name under checkpoints/")
+        raise ValueError(f"shipped run {run.name!r} has folder {run.folder!r}; allowed: a folder's name in "
+                         "checkpoints/")
     return run
 
 

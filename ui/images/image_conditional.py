@@ -166,6 +166,6 @@ def conditioning_comparison(prefix: str) -> None:
     for col, name, grid in zip(st.columns(len(COMPARED)), COMPARED, grids):
         run = shipped_runs.shipped_run(name)
         params = sum(p.numel() for p in run.net.parameters())
-        col.image(grid, caption=f"{shipped_runs.SHIPPED[name].folder}: {run.config.model.conditioning}, {params:,} parameters, "
-                                f"step {run.step:,}, w = {w:g}", width="stretch")      # the two at one size
+        col.image(grid, caption=f"{shipped_runs.SHIPPED[name].folder}: {run.config.model.conditioning}, "
+                                f"{params:,} parameters, step {run.step:,}, w = {w:g}", width="stretch")      # the two at one size
     _measure_both(prefix, w, compared)

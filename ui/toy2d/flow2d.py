@@ -23,8 +23,8 @@ from ui.toy2d.data2d import one_thread
 from ui.views import charts
 from ui.views.layout import error_box
 
-PAIR = {run.method: name for name, run in shipped_runs.SHIPPED.items() if run.page == "toy2d" and run.dataset == "moons"}
-# method (diffusion, flow) -> the shipped moons run trained by it (checkpoints/shipped.json)
+PAIR = {run.method: name for name, run in shipped_runs.SHIPPED.items()      # method (diffusion, flow) -> the
+        if run.page == "toy2d" and run.dataset == "moons"}                 # shipped moons run trained by it
 COLOURS = {"diffusion": "#4c78a8", "flow": "#e45756", "exact flow": "#54a24b"}
 PATHS_N, PATH_STEPS = 24, 50
 STRAIGHT_N = 500

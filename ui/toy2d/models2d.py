@@ -1,5 +1,5 @@
-"""The 2D page's current model: the visitor's own trained model, or a shipped run they chose (checkpoints/shipped.json: those of page toy2d),
-whichever came last, so that the sections after training work before any training.
+"""The 2D page's current model: the visitor's own trained model, or a shipped run they chose (the runs of page toy2d
+in checkpoints/shipped.json), whichever came last, so that the sections after training work before any training.
 
 A shipped run is loaded once per process and shared read-only (ui.jobs.shipped_runs); choosing it records the
 visitor's trained model of that moment, so a model trained afterwards takes over again.

@@ -1,5 +1,5 @@
 """Checkpoints as zip files: export a trainer's run folder, and load an uploaded zip back into a trainer (the 2D
-page's Load button is ui.toy2d.toy2d_io).
+page's Load button is ui.toy2d.checkpoint_upload).
 
 Anything wrong with an upload raises ValueError with a message for an error box; nothing in it is executed
 or unpickled (diffusion.training.checkpoints reads JSON and safetensors only). A zip may hold only the files of a

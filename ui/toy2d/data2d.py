@@ -31,7 +31,7 @@ FORWARD_FRAMES, FORWARD_GRID = 24, 30   # the forward-process animation: frames,
                                         # estimate costs ~0.2 s a grid on a loaded 2-core machine)
 PER_MODEL = 8                     # cached results kept per function, across models and visitors
 SAMPLERS = ("ddpm", "ddim")       # the discrete-time samplers whose trajectories this page draws against t
-CUSTOM_KEY = "toy2d_custom_sets"  # this visitor's own 2D sets (ui.toy2d.toy2d_custom): dataset name -> DataConfig
+CUSTOM_KEY = "toy2d_custom_sets"  # this visitor's own 2D sets (ui.toy2d.custom2d): dataset name -> DataConfig
 MAX_CUSTOM_SETS = 8               # per visitor; the oldest is forgotten first (its trained models keep their points)
 
 

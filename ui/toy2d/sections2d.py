@@ -10,7 +10,7 @@ from diffusion.explore.toy2d_experiments import METRIC_N
 from diffusion.sampling.sampler_config import SamplerConfig
 
 from ui.jobs import session_runs, training
-from ui.toy2d import animate2d, data2d, flow2d, models2d, plots2d, settings2d, toy2d_custom, toy2d_io, training2d
+from ui.toy2d import animate2d, checkpoint_upload, custom2d, data2d, flow2d, models2d, plots2d, settings2d, training2d
 from ui.toy2d.settings2d import BATCHES, DECAYS, DEPTHS, LRS, MEASURE_EVERY, OBJECTIVES, T_OPTIONS, WIDTHS
 from ui.views import charts, training_view
 from ui.views.layout import error_box
@@ -31,7 +31,7 @@ def speed(key: str) -> int:
 
 def data_section() -> str:
     st.header("1. Data")
-    toy2d_custom.custom_expander()
+    custom2d.custom_expander()
     names = data2d.dataset_names()
     dataset = st.selectbox("Distribution", names, format_func=data2d.describe, key="toy2d_dataset",
                            on_change=settings2d.take_recipe, help="The training settings (section 3) follow its recipe")
@@ -227,8 +227,8 @@ def export_section(samples: pd.DataFrame | None) -> None:
     st.file_uploader("Load a checkpoint (.zip from this page; the current model is replaced)", type="zip",
                      key="toy2d_upload")
     st.button("Load checkpoint", key="toy2d_load", disabled=job is not None and job.running,
-              on_click=toy2d_io.load_uploaded, args=("toy2d_upload", LOAD_MESSAGE))
-    toy2d_io.show_load_result(LOAD_MESSAGE)
+              on_click=checkpoint_upload.load_uploaded, args=("toy2d_upload", LOAD_MESSAGE))
+    checkpoint_upload.show_load_result(LOAD_MESSAGE)
 
 
 def share_model(model) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import pages
+from ui.views import pages
 
 THUMBNAILS = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "thumbs"   # written by the browser test
 THUMB_WIDTH = 96               # pixels: six cards and the picture above the fold of a laptop's window
@@ -19,13 +19,14 @@ st.markdown("**Watch a diffusion model turn noise into data, train your own on 2
 def moving_picture() -> None:
     """The shipped moons run's reverse process as a Plotly animation (it plays in the browser: press Play)."""
     with st.spinner("Loading PyTorch and the shipped moons run (once per server start)..."):
-        from diffusion.sampling.config import SamplerConfig
-        from ui import animate2d, data2d, image_cache
-        if not image_cache.has_shipped("moons"):
+        from diffusion.sampling.sampler_config import SamplerConfig
+        from ui.jobs import shipped_runs
+        from ui.toy2d import animate2d, data2d
+        if not shipped_runs.has_shipped("moons"):
             st.info("The shipped moons run is not in this copy (checkpoints/): train one on Phase 1.")
             return
-        run = image_cache.shipped_run("moons")
-        traj = data2d.trajectory(image_cache.shipped_key("moons"), run, SamplerConfig("ddim", steps=50))
+        run = shipped_runs.shipped_run("moons")
+        traj = data2d.trajectory(shipped_runs.shipped_key("moons"), run, SamplerConfig("ddim", steps=50))
         figure = animate2d.reverse(traj, 24, data2d.density("moons"), duration=100, height=420)
         figure.update_layout(showlegend=False)         # the caption says what is drawn: the square keeps the width
     st.plotly_chart(figure, key="overview_reverse")

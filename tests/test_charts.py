@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from diffusion.sampling.registry import SAMPLERS
-from ui import charts, compare, image_conditional, study_view
+from ui.images import image_conditional
+from ui.views import charts, study_view
+from ui.views import compare_view as compare
 
 MIN_PANEL = 180
 

@@ -9,7 +9,7 @@ import streamlit as st
 from ui.views import pages
 
 THUMBNAILS = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "thumbs"   # written by the browser test
-THUMB_WIDTH = 96               # pixels: six cards and the picture above the fold of a laptop's window
+THUMB_WIDTH = 72               # pixels: six cards and the picture above the fold of a laptop's window
 
 st.title("Diffusion Explorer")
 st.markdown("**Watch a diffusion model turn noise into data, train your own on 2D points and MNIST on this machine, "
@@ -39,13 +39,13 @@ def phase_card(phase: pages.PageInfo) -> None:
     """A card: the page's thumbnail (its first result) beside the link to it."""
     with st.container(border=True):
         thumb = THUMBNAILS / f"{Path(phase.path).stem}.png"
-        picture, link = st.columns([1, 2.4], vertical_alignment="center", gap="small")
+        picture, link = st.columns([1, 3], vertical_alignment="center", gap="small")
         if thumb.is_file():
             picture.image(str(thumb), width=THUMB_WIDTH)
-        link.page_link(phase.path, label=phase.title, icon=phase.icon)
+        link.page_link(phase.path, label=phase.title)          # no icon: the whole name fits at 1,024 px
 
 
-picture, cards = st.columns(2, gap="medium")
+picture, cards = st.columns([1, 1.1], gap="medium")
 with picture:
     moving_picture()
 with cards:
@@ -124,5 +124,6 @@ with right:
 st.markdown("**DDIM** (Song et al. 2021, eq. 12) reuses the same network with fewer steps: with "
             "$\\hat x_0$ the prediction of $x_0$ and $\\eta \\in [0, 1]$ ($\\eta = 0$: deterministic),")
 st.latex(r"x_{t-1} = \sqrt{\bar\alpha_{t-1}}\,\hat x_0 + \sqrt{1-\bar\alpha_{t-1}-\sigma_t^2}\;"
-         r"\varepsilon_\theta(x_t, t) + \sigma_t z,\qquad \sigma_t = \eta\sqrt{\frac{1-\bar\alpha_{t-1}}"
+         r"\varepsilon_\theta(x_t, t) + \sigma_t z,")          # two lines: one fits a 1,024 px window
+st.latex(r"\sigma_t = \eta\sqrt{\frac{1-\bar\alpha_{t-1}}"
          r"{1-\bar\alpha_t}}\sqrt{1-\frac{\bar\alpha_t}{\bar\alpha_{t-1}}}")

@@ -69,7 +69,7 @@ LAYOUT = """charts => {
                     + `in its column [${Math.round(left)}, ${Math.round(right)}]`);
   }
   for (const box of (main || document.body).querySelectorAll("*")) {     // a box or chip row scrolling sideways
-    if (box.scrollWidth <= box.clientWidth + 1 || !box.checkVisibility()) continue;
+    if (box.scrollWidth <= box.clientWidth + 3 || !box.checkVisibility()) continue;   // KaTeX rounds by 2 px
     const overflow = getComputedStyle(box).overflowX;
     if ((overflow === "auto" || overflow === "scroll") && !box.closest("[data-testid=stDataFrame]"))
       problems.push(`${box.dataset.testid || box.className.toString().split(" ")[0] || box.tagName} under `

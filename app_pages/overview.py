@@ -28,7 +28,7 @@ def moving_picture() -> None:
         run = shipped_runs.shipped_run("moons")
         traj = data2d.trajectory(shipped_runs.shipped_key("moons"), run, SamplerConfig("ddim", steps=50))
         figure = animate2d.reverse(traj, 24, data2d.density("moons"), duration=100, height=420)
-        figure.update_layout(showlegend=False)         # the caption says what is drawn: the square keeps the width
+        figure.update_layout(showlegend=False, title_text="Noise → moons (press Play)")   # the caption says the rest
     st.plotly_chart(figure, key="overview_reverse")
     st.caption("300 points of pure noise x_T (blue) become the two moons (their density: the contours) under the "
                "shipped model, DDIM in 50 steps; 24 paths in grey, red where their points are now. Press Play. "

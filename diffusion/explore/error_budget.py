@@ -21,7 +21,6 @@ says which, and every output carries it.
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
@@ -100,12 +99,10 @@ class ExactModel(Run):
 
 
 def exact_model(run: Run) -> tuple[ExactModel, ExactLaw]:
-    """The exact model beside a 2D run (same config, schedule and grids) and the law it samples."""
+    """The exact model beside a 2D run (same config, schedule and grids) and the law it samples; a class-conditional
+    run is compared unconditionally (y = None: its null label), with the set's whole law."""
     if run.is_image:
         raise ValueError("the error budget is for 2D runs: an image set has no exact law")
-    if run.num_classes:
-        raise ValueError(f"this run is class-conditional ({run.num_classes} classes); the error budget covers "
-                         "unconditional runs")
     law = exact_law(run.config.data.dataset)
     return ExactModel(run.config, run.schedule, run.net, run.step, run.history, law.description,
                       law=law.mixture), law
@@ -157,6 +154,8 @@ def error_budget(run: Run, protocol: Protocol) -> ErrorBudget:
     """The floor, solver, network and total of a 2D run under a points2d protocol (its sampler and seed)."""
     if protocol.family != "points2d" or protocol.label is not None:
         raise ValueError(f"protocol {protocol.name}: the error budget needs an unlabelled 2D protocol")
+    if protocol.sampler.guidance != 1.0:
+        raise ValueError(f"guidance w={protocol.sampler.guidance:g}: the error budget covers unguided sampling (w = 1)")
     exact, law = exact_model(run)
     ref = reference_for(protocol, run.config.data)
     learned = run.sample(ref.n, protocol.sampler, seed=protocol.seed)
@@ -204,8 +203,3 @@ def denoiser_error(run: Run, n: int = CURVE_N, levels: int = CURVE_LEVELS, seed:
             row |= {name: v.value, f"{name}_low": v.low, f"{name}_high": v.high}
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def worst_levels(curve: pd.DataFrame, k: int = 3) -> np.ndarray:
-    """The sigmas of the k levels with the largest denoiser error (what the network has learned least)."""
-    return curve.nlargest(k, "error")["sigma"].to_numpy()

@@ -13,8 +13,8 @@ with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.core.schedules import SCHEDULES
     from diffusion.explore.toy2d import METRIC_N
     from diffusion.sampling.config import SamplerConfig
-    from ui import animate2d, charts, data2d, flow2d, models2d, plots2d, session_runs, settings2d, toy2d_custom
-    from ui import toy2d_guidance, toy2d_io, training, training_view
+    from ui import animate2d, charts, data2d, error_sources, flow2d, models2d, plots2d, session_runs, settings2d
+    from ui import toy2d_custom, toy2d_guidance, toy2d_io, training, training_view
     from ui.layout import error_box
     from ui.settings2d import BATCHES, DECAYS, DEPTHS, LRS, MEASURE_EVERY, OBJECTIVES, T_OPTIONS, WIDTHS
 
@@ -169,7 +169,6 @@ def fields_subsection(run_key: str, run) -> None:
     cols[0].plotly_chart(first, key="toy2d_field_learned")
     if second is not None:
         cols[1].plotly_chart(second, key="toy2d_field_exact")
-        st.altair_chart(charts.field_error(data2d.field_errors(run_key, run)), width="stretch")
     else:
         cols[1].info("The exact field is known for Gaussian mixtures only (gaussian, 8gaussians, 25gaussians).")
     st.caption("Arrows share one length scale per t (the 95th-percentile length drawn as 0.9 grid cells, clipped at "
@@ -253,6 +252,7 @@ model = shipped_block()
 share_model(model)
 reverse_section(model)
 samples = samplers_section(model)
+error_sources.section(model)
 flow_sections(model)
 export_section(samples)
 toy2d_guidance.guidance_section()

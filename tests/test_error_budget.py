@@ -58,7 +58,8 @@ def test_the_exact_model_as_the_network_has_no_network_error_and_a_zero_curve(mo
 @pytest.mark.parametrize("make, sampler", [
     (oracle_run, SamplerConfig("ddim", 20)), (oracle_run, SamplerConfig("flow_midpoint", 10)),
     (oracle_flow_run, SamplerConfig("ddim", 20)), (oracle_flow_run, SamplerConfig("heun", 10)),
-    (oracle_flow_run, SamplerConfig("flow_midpoint", 10))], ids=lambda v: v.name if isinstance(v, SamplerConfig) else v.__name__)
+    (oracle_flow_run, SamplerConfig("flow_midpoint", 10))],
+    ids=lambda v: v.name if isinstance(v, SamplerConfig) else v.__name__)
 def test_a_network_built_another_way_from_the_exact_law_has_no_network_error(make, sampler):
     """The exact eps (discrete timesteps) and the exact velocity (a flow run) through each space where they are told
     the true noise level: only float rounding apart from the exact model, and the denoiser-error curve is 0. (A

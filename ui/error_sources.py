@@ -69,14 +69,15 @@ def table(b: ErrorBudget) -> pd.DataFrame:
 
 def _sampler(T: int) -> SamplerConfig:
     cols = st.columns(2)
-    name = cols[0].radio("Sampler", SAMPLERS, index=SAMPLERS.index("ddim"), horizontal=True, key="toy2d_budget_sampler",
+    name = cols[0].radio("Sampler", SAMPLERS, index=SAMPLERS.index("ddim"), horizontal=True,
+                         key="toy2d_error_budget_sampler",
                          help="Both models go through this sampler, on its grid, from the same noises")
     spec = REGISTRY[name]
     discrete = spec.space == "timesteps"
     options = step_options(T, STEP_CHOICES) if discrete else list(STEP_CHOICES)
     default = min(spec.default_steps, T) if discrete else spec.default_steps
     steps = cols[1].select_slider("Sampling steps", options, value=default if default in options else options[-1],
-                                  key=f"toy2d_budget_steps_{name}_{T}")
+                                  key=f"toy2d_error_budget_steps_{name}_{T}")
     return SamplerConfig(name, steps)
 
 
@@ -94,7 +95,7 @@ def section(model: tuple[str, Run] | None) -> None:
     sampler = _sampler(run.schedule.T)
     promise = timing.expect("error budget 2d", (evaluation_cost(run_key, run), sampler.nfe + CURVE_LEVELS * CURVE_N /
                                                 BUDGET_N), (score_cost(), SCORES))
-    if not image_ondemand.opened("toy2d_budget", run_key, sampler, "Compute the error budget", promise):
+    if not image_ondemand.opened("toy2d_error_budget", run_key, sampler, "Compute the error budget", promise):
         return
     try:
         with image_ondemand.working("Sampling your model and the exact model from the same noises", promise):

@@ -12,7 +12,7 @@ import torch
 from conftest import oracle_flow_run, oracle_run
 from diffusion.data.custom import custom_data
 from diffusion.data.toy2d import density_mixture, toy_dataset
-from diffusion.explore.error_budget import (QUADRATURE_POINTS, ExactModel, error_budget, denoiser_error,
+from diffusion.explore.error_budget import (QUADRATURE_POINTS, RAW, ExactModel, error_budget, denoiser_error,
                                             exact_law, exact_model)
 from diffusion.metrics.evaluation import measure_run
 from diffusion.metrics.protocol import points_protocol, reference_for
@@ -53,6 +53,9 @@ def test_the_exact_model_as_the_network_has_no_network_error_and_a_zero_curve(mo
     assert budget.total == budget.solver and budget.consistent
     curve = denoiser_error(exact, n=200, levels=8)
     assert len(curve) == 8 and (curve["error"] == 0).all() and (curve["mmse"] > 0).all()
+    x, t = torch.randn(50, 2), torch.full((50,), 0.4)                   # every space is the exact law's, the ODE too
+    torch.testing.assert_close(exact.velocity()(x, t, None), (x - exact.flow_denoiser(RAW)(x, t)) / 0.4,
+                               rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("make, sampler", [

@@ -28,7 +28,7 @@ from torch import Tensor
 from diffusion.core.edm import nearest_timestep
 from diffusion.core.flow import FlowDenoiser, sigma_from_flow, vp_from_flow, vp_point
 from diffusion.core.forward import q_sample
-from diffusion.core.oracles import GaussianMixture
+from diffusion.core.oracles import GaussianMixture, flow_velocity
 from diffusion.data.toy2d import CUSTOM_PREFIX, density_mixture, toy_dataset
 from diffusion.explore.densities import density_law
 from diffusion.metrics.intervals import Interval, normal
@@ -96,6 +96,9 @@ class ExactModel(Run):
 
     def sigma_denoiser(self, sampler: SamplerConfig):
         return sigma_from_flow(self.flow_denoiser(sampler))
+
+    def velocity(self):
+        return flow_velocity(self.law)
 
 
 def exact_model(run: Run) -> tuple[ExactModel, ExactLaw]:

@@ -21,7 +21,7 @@ def small(monkeypatch):
 
 
 def _budget_tables(at: AppTest) -> list:
-    return [d.value for d in at.dataframe if "W1 [95% interval]" in d.value.columns]
+    return [t.value for t in at.table if "W1 [95% interval]" in t.value.columns]
 
 
 def _budget_table(at: AppTest):
@@ -46,7 +46,7 @@ def test_the_budget_of_a_shipped_run_shows_each_term_with_its_interval_and_proto
     run_button.click().run()
     assert not at.exception
     table = _budget_table(at)
-    assert list(table["term"]) == TERMS
+    assert list(table.index) == TERMS
     assert all(re.fullmatch(r"[\d.e-]+ \[[\d.e-]+, [\d.e-]+\]", cell) for cell in table["W1 [95% interval]"])
     assert set(table["protocol"]) == {"2d·n300·fresh·ddim50·s0"}
     assert "quadrature" in " ".join(c.value for c in at.caption)
@@ -69,6 +69,6 @@ def test_the_visitors_own_model_gets_its_budget_with_the_exact_law():
     at.button(key="toy2d_error_budget_run").click().run()
     assert not at.exception
     table = _budget_table(at)
-    assert list(table["term"]) == TERMS and set(table["protocol"]) == {"2d·n300·fresh·ddim50·s0"}
+    assert list(table.index) == TERMS and set(table["protocol"]) == {"2d·n300·fresh·ddim50·s0"}
     assert any("the set's exact law" in c.value for c in at.caption)
     assert "total" in " ".join(at.markdown[i].value for i in range(len(at.markdown)))

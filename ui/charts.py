@@ -5,6 +5,7 @@ live_chart turns it into a Vega-Lite spec once and then only ships new data on e
 to_dict costs ~40 ms a chart, time the training thread would lose to the GIL twice a second).
 """
 
+import math
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
@@ -123,25 +124,30 @@ def field(df: pd.DataFrame, title: str) -> alt.LayerChart:
 
 
 def denoiser_error(df: pd.DataFrame) -> alt.LayerChart:
-    """E||D_theta - D*||^2 and E||D* - x0||^2 against sigma, both axes log, each with its 95% interval as a band
-    (explore.error_budget.denoiser_error: columns sigma, error, error_low, error_high, mmse, mmse_low, mmse_high); an
-    interval reaching 0 is drawn down to the axis."""
+    """E||D_theta - D*||^2 and E||D* - x0||^2 against sigma, both axes log, each point with its 95% interval as an
+    error bar (explore.error_budget.denoiser_error: columns sigma, error, error_low, error_high, mmse, mmse_low,
+    mmse_high); an interval reaching 0 is drawn down to the axis."""
     names = {"error": "learned vs exact denoiser: E‖D_θ − D*‖²", "mmse": "exact denoiser vs x_0: E‖D* − x_0‖²"}
     long = pd.concat([pd.DataFrame({"sigma": df["sigma"], "curve": label, "value": df[k], "low": df[f"{k}_low"],
                                     "high": df[f"{k}_high"]}) for k, label in names.items()], ignore_index=True)
     positive = long["value"][long["value"] > 0]
     bottom = float(positive.min()) / 3 if len(positive) else 1e-6
+    top = float(long["high"].max()) * 1.5
     long["low"] = long["low"].clip(lower=bottom)
-    y_scale = alt.Scale(type="log", domain=[bottom, float(long["high"].max()) * 1.5], clamp=True)
-    colour = alt.Color("curve:N", title=None, legend=alt.Legend(orient="top", labelLimit=400))
+    decades = [10.0**k for k in range(math.floor(math.log10(bottom)), math.ceil(math.log10(top)) + 1)]
+    y_scale = alt.Scale(type="log", domain=[bottom, top], clamp=True)
+    colour = alt.Color("curve:N", title=None, scale=alt.Scale(domain=list(names.values()),
+                                                              range=["#e45756", "#4c78a8"]),
+                       legend=alt.Legend(orient="top", labelLimit=400))
     base = alt.Chart(long).encode(x=alt.X("sigma:Q", title="noise level σ (log)", scale=alt.Scale(type="log"),
                                           axis=alt.Axis(format=TICKS)), color=colour)
-    band = base.mark_area(opacity=0.2).encode(y=alt.Y("low:Q", scale=y_scale), y2="high:Q")
+    bars = base.mark_rule(opacity=0.6).encode(y=alt.Y("low:Q", scale=y_scale), y2="high:Q")
     line = base.mark_line(point=True).encode(
-        y=alt.Y("value:Q", title="mean squared error (log)", scale=y_scale, axis=alt.Axis(format=".1~e")),
+        y=alt.Y("value:Q", title="mean squared error (log)", scale=y_scale,
+                axis=alt.Axis(values=decades, format="~e")),
         tooltip=["curve:N", alt.Tooltip("sigma:Q", format=".3~g"), alt.Tooltip("value:Q", format=".3~g"),
                  alt.Tooltip("low:Q", format=".3~g"), alt.Tooltip("high:Q", format=".3~g")])
-    return alt.layer(band, line, title="Where the network has not learned the denoiser").properties(
+    return alt.layer(bars, line, title="Where the network has not learned the denoiser").properties(
         height=STRETCH_HEIGHT + 40)
 
 

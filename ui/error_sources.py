@@ -103,7 +103,7 @@ def section(model: tuple[str, Run] | None) -> None:
     except ValueError as e:
         error_box("No error budget for this model", e)
         return
-    st.dataframe(table(b), hide_index=True, width="stretch")
+    st.table(table(b).set_index("term"))                              # five rows: wrapped, never scrolled
     st.caption(f"W1 in the data's scale units, 95% intervals. Exact model: {b.law.description}. "
                f"{b.protocol.describe()}. |solver − network| ≤ total ≤ solver + network: "
                f"{'holds' if b.consistent else 'fails'}.")

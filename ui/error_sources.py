@@ -110,5 +110,5 @@ def section(model: tuple[str, Run] | None) -> None:
     st.altair_chart(charts.denoiser_error(c), width="stretch")
     st.caption(f"E‖D_θ(x_t) − D*(x_t)‖² is what the network has not learned at each noise level, over x_t = √ᾱ x_0 + "
                f"√(1 − ᾱ) ε with {CURVE_N:,} fresh true x_0 per level (the raw network, no projection); "
-               "E‖D*(x_t) − x_0‖² is what no denoiser can remove. The network's own error on x_0 is their sum. Bands: "
+               "E‖D*(x_t) − x_0‖² is what no denoiser can remove. The network's own error on x_0 is their sum. Bars: "
                f"95% intervals (std / √n). Exact model: {b.law.description}.")

@@ -24,10 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench_2d import train_ours  # noqa: E402
 
-from diffusion.data.toy2d import TOY_DATASETS  # noqa: E402
+from diffusion.data.toy_datasets import TOY_DATASETS  # noqa: E402
 from diffusion.explore.error_budget import denoiser_error, error_budget  # noqa: E402
 from diffusion.metrics.protocol import points_protocol  # noqa: E402
-from diffusion.sampling.config import SamplerConfig  # noqa: E402
+from diffusion.sampling.sampler_config import SamplerConfig  # noqa: E402
 from diffusion.training.checkpoints import load_run  # noqa: E402
 
 SAMPLERS = (SamplerConfig("ddim", 50), SamplerConfig("heun", 18))

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from test_app_toy2d import _give_a_trained_model, _page
-from ui import error_sources
+from ui.toy2d import error_sources
 
 TERMS = ["floor", "solver", "network", "network, per sample", "total"]
 

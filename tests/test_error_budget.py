@@ -11,12 +11,12 @@ import torch
 
 from conftest import oracle_flow_run, oracle_run
 from diffusion.data.custom import custom_data
-from diffusion.data.toy2d import density_mixture, toy_dataset
+from diffusion.data.toy_datasets import density_mixture, toy_dataset
 from diffusion.explore.error_budget import (QUADRATURE_POINTS, RAW, ExactModel, error_budget, denoiser_error,
                                             exact_law, exact_model)
 from diffusion.metrics.evaluation import measure_run
 from diffusion.metrics.protocol import points_protocol, reference_for
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training.checkpoints import load_run
 
 DELTA = torch.tensor([0.3, -0.4])          # |delta| = 0.5

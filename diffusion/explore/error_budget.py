@@ -13,7 +13,7 @@ The denoiser error E||D_theta(x_t, t) - D*(x_t, t)||^2 over x_t ~ p_t, per noise
 has not learned; E||D* - x0||^2 beside it is what no denoiser can remove (their sum is E||D_theta - x0||^2).
 
 The exact model: the set's own law when it is a Gaussian mixture (gaussian, 8gaussians, 25gaussians; a custom
-set's law is its kernel mixture), the curve sets' law by quadrature (data.toy2d.density_mixture), and for the rest
+set's law is its kernel mixture), the curve sets' law by quadrature (data.toy_datasets.density_mixture), and for the rest
 (checkerboard) a kernel density estimate of true points (explore.densities.density_law); `ExactLaw.description`
 says which, and every output carries it.
 """
@@ -26,15 +26,15 @@ import torch
 from torch import Tensor
 
 from diffusion.core.edm import nearest_timestep
-from diffusion.core.flow import FlowDenoiser, sigma_from_flow, vp_from_flow, vp_point
+from diffusion.core.flow_matching import FlowDenoiser, sigma_from_flow, vp_from_flow, vp_point
 from diffusion.core.forward import q_sample
 from diffusion.core.oracles import GaussianMixture, flow_velocity
-from diffusion.data.toy2d import CUSTOM_PREFIX, density_mixture, toy_dataset
+from diffusion.data.toy_datasets import CUSTOM_PREFIX, density_mixture, toy_dataset
 from diffusion.explore.densities import density_law
 from diffusion.metrics.intervals import Interval, normal
 from diffusion.metrics.points2d import wasserstein_sd
 from diffusion.metrics.protocol import Protocol, reference_for
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
 CURVE_LEVELS, CURVE_N, CURVE_SEED = 20, 1000, 30_001

@@ -1,7 +1,7 @@
 """The 2D page's "Where the error comes from" (issue 19): for the current model (the visitor's, or a shipped moons
 run) and a sampler, the error budget (explore.error_budget: floor, solver, network and total W1 from the same noises)
 as a table with intervals and protocol, and the denoiser's error against the noise level as a chart. It computes on
-a click that names its time on this machine (ui.timing, through ui.image_ondemand), cached per model and sampler.
+a click that names its time on this machine (ui.jobs.timing), per model and sampler, and stays shown for them.
 """
 
 import pandas as pd
@@ -12,13 +12,13 @@ from diffusion.explore.error_budget import CURVE_LEVELS, CURVE_N, RAW, ErrorBudg
     exact_model
 from diffusion.metrics.intervals import reading
 from diffusion.metrics.points2d import score_2d
-from diffusion.metrics.protocol import points_protocol
+from diffusion.metrics.protocol import points_protocol, sampler_tag
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.registry import REGISTRY, SAMPLERS
 from diffusion.sampling.run import Run
 
-from ui.images import image_ondemand
 from ui.jobs import timing
+from ui.toy2d.flow2d import asked
 from ui.toy2d.data2d import PER_MODEL, one_thread, step_options
 from ui.views import charts
 from ui.views.layout import error_box
@@ -27,6 +27,7 @@ BUDGET_N = 1000               # samples of each model, true points in the refere
 SCORES = 3                    # scorings of n points per budget: the learned and exact samples against the reference,
                               # and against each other (the reference and its floor: built once per process)
 STEP_CHOICES = (1, 2, 5, 10, 18, 20, 50, 100, 250, 500, 1000)
+LEARN_SHARE = 0.2             # a run faster than this share of its promise came from the cache: it teaches nothing
 
 
 @st.cache_data(show_spinner="Timing both denoisers on this machine...", max_entries=PER_MODEL)
@@ -97,10 +98,11 @@ def section(model: tuple[str, Run] | None) -> None:
     sampler = _sampler(run.schedule.T)
     promise = timing.expect("error budget 2d", (evaluation_cost(run_key, run), sampler.nfe + CURVE_LEVELS * CURVE_N /
                                                 BUDGET_N), (score_cost(), SCORES))
-    if not image_ondemand.opened("toy2d_error_budget", run_key, sampler, "Compute the error budget", promise):
+    if not asked("error_budget", f"{run_key}|{sampler_tag(sampler)}", "Compute the error budget", promise.seconds):
         return
     try:
-        with image_ondemand.working("Sampling your model and the exact model from the same noises", promise):
+        with st.spinner(f"Sampling your model and the exact model from the same noises ({promise.text()} "
+                        "expected)", show_time=True), timing.timed(promise, min_share=LEARN_SHARE):
             b, c = budget(run_key, run, sampler, BUDGET_N), curve(run_key, run, CURVE_N)
     except ValueError as e:
         error_box("No error budget for this model", e)

@@ -101,17 +101,37 @@ def test_a_good_upload_still_loads(good_zip):
 
 
 LOAD_HOSTILE = """
-import json, resource, sys
+import json, resource, sys, time
 from ui import data2d
 from ui.checkpoint_io import load_trainer_zip
 data = open(sys.argv[1], "rb").read()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
 try:
     load_trainer_zip(data, data2d.training_data)
 except ValueError as e:
     print("refused:", e)
+print("seconds", time.perf_counter() - start)
 print("grew_mb", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
 """
+
+
+def _load_hostile(upload: Path) -> tuple[str, float, float]:
+    """(what the refusal said, seconds, MB the peak memory grew) of loading upload in a fresh process."""
+    done = subprocess.run([sys.executable, "-c", LOAD_HOSTILE, str(upload)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert "refused:" in done.stdout, done.stderr
+    said = done.stdout.split("refused:")[1].split("\nseconds")[0].strip()
+    return said, float(done.stdout.split("seconds")[1].split()[0]), float(done.stdout.split("grew_mb")[1])
+
+
+def huge_config_zip(good: bytes, points: int = 10_000_000) -> bytes:
+    """Issue 20's upload: a checkpoint whose config.json carries `points` custom points (10,000,000: 60 MB of
+    JSON, ~1 MB zipped with its weights); parsed whole it took 16 s and 1 GB of server memory."""
+    members = _members(good)
+    config = json.loads(members["config.json"])
+    config["data"].update(dataset="custom:huge:0123456789", points="POINTS")
+    text = json.dumps(config).replace('"POINTS"', "[" + "[1,0]," * (points - 1) + "[1,0]]")
+    return _zip({**members, "config.json": text.encode()})
 
 
 def test_the_939_byte_upload_allocates_nothing(tmp_path):
@@ -121,11 +141,29 @@ def test_the_939_byte_upload_allocates_nothing(tmp_path):
     upload.write_bytes(_zip({"config.json": json.dumps(HOSTILE_CONFIG).encode()}))
     assert upload.stat().st_size < 1200
     before = sorted(p.name for p in tmp_path.iterdir())
-    done = subprocess.run([sys.executable, "-c", LOAD_HOSTILE, str(upload)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
-    assert "refused: invalid config.json in the zip: MLP num_classes=250000 is out of range" in done.stdout, done.stderr
-    assert float(done.stdout.split("grew_mb")[1]) < MEMORY_BOUND_MB
+    said, _, grew = _load_hostile(upload)
+    assert said.startswith("invalid config.json in the zip: MLP num_classes=250000 is out of range")
+    assert grew < MEMORY_BOUND_MB
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_60_mb_config_is_refused_before_it_is_parsed(tmp_path, good_zip):
+    """Issue 20: 10,000,000 custom points in config.json are refused in a fresh process within 2 s and
+    MEMORY_BOUND_MB, by a message naming the size found and the limit (ui/checkpoint_io, training/bounded_json)."""
+    upload = tmp_path / "huge.zip"
+    upload.write_bytes(huge_config_zip(good_zip))
+    assert upload.stat().st_size < 2_000_000              # far under the 40 MB an upload may have
+    said, seconds, grew = _load_hostile(upload)
+    assert re.fullmatch(r"config.json of the zip has 60,\d{3},\d{3} bytes; allowed: at most 1,000,000", said), said
+    assert seconds < 2.0 and grew < MEMORY_BOUND_MB, (seconds, grew)
+    said, seconds, grew = _load_hostile(_write(tmp_path / "many.zip", huge_config_zip(good_zip, 100_000)))
+    assert said == "config.json of the zip holds an array of more than 5,000 items; allowed: at most 5,000", said
+    assert seconds < 2.0 and grew < MEMORY_BOUND_MB, (seconds, grew)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from diffusion.config import RunConfig, TrainConfig
 from diffusion.data import load_data
 from diffusion.training.trainer import Trainer
 from ui.checkpoint_io import zip_trainer
+from ui.roots import confine, data_roots
 from ui.scheduler import Ticket, scheduler
 from ui.training import JOB_KEY
 
@@ -187,7 +188,7 @@ def test_compare_confines_typed_folders_and_never_tells_what_exists_outside(root
     rows = len(at.dataframe[0].value) if at.dataframe else 0
     outside = {typed: _add(at, typed) for typed in ("/", "/etc", "/no/such/folder", "../../..", str(roots))}
     for typed, error in outside.items():
-        assert f"run folder {typed!r} is not inside the folders this server allows; allowed: folders under " \
+        assert f"run folder {typed!r} is not a folder inside the folders this server allows; allowed: folders under " \
                f"{roots / 'runs'}/" in error
     assert (len(at.dataframe[0].value) if at.dataframe else 0) == rows
 
@@ -213,8 +214,27 @@ def _folder(at: AppTest, typed: str) -> AppTest:
 def test_phase_4_refuses_folders_outside_the_data_root_without_listing_them(roots, typed):
     at = _folder(_app(IMAGES32), typed)
     error = _error(at)
-    assert f"image folder {typed!r} is not inside the folders this server allows" in error
+    assert f"image folder {typed!r} is not a folder inside the folders this server allows" in error
     assert "passwd" not in error and "self" not in error and "doc" not in error
+
+
+@pytest.mark.parametrize("typed", ["evil_link", "data/evil_link", "{data}/evil_link", "evil_link/passwd", "loop",
+                                   "missing", "data/missing", "a_file", "", "{data}/../runs"])
+def test_every_refused_path_gets_one_message_links_included(roots, typed):
+    """Issue 20: a link inside the data root gave "'.../data/data/evil_link' does not exist" (the root joined twice);
+    now a link out, a loop, a missing path, a file, an empty string and a sibling root all read the same."""
+    data = roots / "data"
+    (data / "evil_link").symlink_to("/etc")
+    (data / "loop").symlink_to(data / "loop")
+    (data / "a_file").write_text("not a folder")
+    (data / "real").mkdir()
+    (data / "good_link").symlink_to(data / "real")
+    typed = typed.format(data=data)
+    with pytest.raises(ValueError) as refused:
+        confine(typed, data_roots(), "image folder")
+    assert str(refused.value) == (f"image folder {typed!r} is not a folder inside the folders this server allows; "
+                                  f"allowed: folders under {data}/")
+    assert confine("good_link", data_roots(), "image folder") == confine("real", data_roots(), "x") == data / "real"
 
 
 def test_phase_4_names_an_imageless_folder_without_listing_it(roots):

@@ -73,16 +73,14 @@ def costs_2d(config: RunConfig) -> tuple[timing.Cost, timing.Cost]:
     return step, measurement
 
 
-def expected_2d(config: RunConfig, steps: int | None, seconds: float | None, every: int
-                ) -> tuple[timing.Estimate, float]:
-    """(the promise, seconds per step now) of a 2D training: its steps and measurements at their measured costs,
-    or the visitor's seconds when the budget is time."""
+def expected_2d(config: RunConfig, steps: int | None, seconds: float | None, every: int) -> timing.Estimate:
+    """The promise of a 2D training: its steps and measurements at their measured costs, or the visitor's seconds
+    when the budget is time (then the first and last measurements, which the job's clock counts too)."""
     step, measurement = costs_2d(_cost_key(config))
-    if seconds is not None:      # the visitor's seconds, then the last measurement (the curves end at the model)
-        return timing.expect("training mlp (time budget)", (measurement, 1 if every else 0),
-                             fixed=float(seconds)), step.now()
+    if seconds is not None:
+        return timing.expect("training mlp (time budget)", (measurement, 1 if every else 0), fixed=float(seconds))
     measurements = steps // every + 1 if every else 0
-    return timing.expect("training mlp", (step, steps), (measurement, measurements)), step.now()
+    return timing.expect("training mlp", (step, steps), (measurement, measurements))
 
 
 def _cost_key(config: RunConfig) -> RunConfig:
@@ -93,13 +91,12 @@ def _cost_key(config: RunConfig) -> RunConfig:
 
 
 def _start(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int,
-           panel: TrainingPanel, expected: tuple[timing.Estimate, float]) -> None:
+           panel: TrainingPanel, promise: timing.Estimate) -> None:
     job = training.current_job(panel.key)
     if job is not None and job.running:
         return
     try:
-        promise, per_step = expected
-        budget.check_time(promise.seconds, "this training", per_step)
+        budget.check_time(promise.seconds, "this training", steps)
         training.start_training(config, panel.data(config.data), steps, seconds, measure_every, panel.key,
                                 panel.measurement(config), promise)
     except ValueError as e:
@@ -107,9 +104,9 @@ def _start(config: RunConfig, steps: int | None, seconds: float | None, measure_
 
 
 def train_buttons(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int,
-                  panel: TrainingPanel = TOY2D, expected: tuple[timing.Estimate, float] | None = None) -> None:
+                  panel: TrainingPanel = TOY2D, expected: timing.Estimate | None = None) -> None:
     """Train (continuing the current model when only the budget changed) with the promised time, and Discard.
-    expected: (the promise, seconds per step) when the page has measured them (default: expected_2d, a 2D model).
+    expected: the promise when the page has measured its parts (default: expected_2d, a 2D model).
 
     A click is handled before the button is drawn (its value is already in session_state), with this run's
     widget values, so the button is drawn disabled in the same run."""
@@ -128,13 +125,13 @@ def train_buttons(config: RunConfig, steps: int | None, seconds: float | None, m
     elif job is None:
         label = "Train"
     elif training.same_model(job.config, config):
-        label = f"Continue training from step {job.trainer.step:,}"
+        label = f"Continue training from step {job.step:,}"
     else:
         label = "Train a new model (settings changed; replaces the current one)"
     left, right = st.columns([3, 2])
     left.button(label, key=f"{panel.prefix}_train", type="primary", icon=":material/play_arrow:", disabled=running)
     if not running:
-        left.caption(f"Expected: {expected[0].text()} on this machine (its parts timed here, for the load now).")
+        left.caption(f"Expected: {expected.text()} on this machine (its parts timed here, for the load now).")
     if job is not None and not running:
         right.button("Discard the model", key=f"{panel.prefix}_reset", on_click=_discard, args=(job, panel.key))
 

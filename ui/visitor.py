@@ -24,13 +24,14 @@ def session_id() -> str | None:
 
 def visitor_key() -> str | None:
     """Who is asking, for the one-job-per-visitor cap (ui.scheduler): the browser's XSRF cookie (the same in all
-    its tabs), hashed; without one, this tab's session. None outside a Streamlit server (AppTest, scripts), where
-    every session reads the same id and nobody is capped."""
-    from streamlit import runtime
+    its tabs), hashed; without one, this tab's session. None outside a Streamlit server (scripts; AppTest, whose
+    runtime is a mock and whose sessions all read one id), where nobody is capped."""
     import streamlit as st
-    if not runtime.exists():
+    from streamlit import runtime
+    if not runtime.exists() or type(runtime.get_instance()) is not runtime.Runtime:
         return None
-    cookie = next((st.context.cookies[c] for c in XSRF_COOKIES if c in st.context.cookies), None)
+    cookies = st.context.cookies
+    cookie = next((cookies[c] for c in XSRF_COOKIES if c in cookies), None)
     return hashlib.sha256(cookie.encode()).hexdigest()[:16] if cookie else session_id()
 
 

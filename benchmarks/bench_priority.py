@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from diffusion.config import RunConfig  # noqa: E402
 from diffusion.data import load_data  # noqa: E402
 from diffusion.training.trainer import Trainer  # noqa: E402
-from ui.scheduler import JOB_NICE, lower_priority  # noqa: E402
+from ui.jobs.scheduler import JOB_NICE, lower_priority  # noqa: E402
 
 
 def page_task() -> float:

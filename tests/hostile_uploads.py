@@ -9,7 +9,7 @@ import zipfile
 from diffusion.config import RunConfig, TrainConfig
 from diffusion.data import load_data
 from diffusion.training.trainer import Trainer
-from ui.checkpoint_io import zip_trainer
+from ui.jobs.checkpoint_io import zip_trainer
 
 HOSTILE_CONFIG = {**RunConfig().to_dict(), "model": {"kind": "mlp", "width": 4096, "num_classes": 250_000}}
 OVERFLOW_CSV = b"1.26e307,-1.32e306\n" * 10 + b"-1.1e307,1.2e306\n" * 10   # issue 20: the variance overflowed

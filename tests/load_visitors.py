@@ -26,7 +26,7 @@ from pathlib import Path
 from playwright.sync_api import expect, sync_playwright
 from streamlit_server import CHROMIUM, CHROMIUM_ARGS, app_server, serve_app
 
-from ui.scheduler import JOB_NICE
+from ui.jobs.scheduler import JOB_NICE
 
 MAIN = "stMainBlockContainer"
 

@@ -19,9 +19,9 @@ from streamlit.testing.v1 import AppTest
 from diffusion.config import RunConfig, TrainConfig
 from diffusion.data import load_data
 from diffusion.training.trainer import Trainer
-from ui.roots import confine, data_roots
-from ui.scheduler import Ticket, scheduler
-from ui.training import JOB_KEY
+from ui.jobs.roots import confine, data_roots
+from ui.jobs.scheduler import Ticket, scheduler
+from ui.jobs.training import JOB_KEY
 
 TOY2D, COMPARE, IMAGES32 = "app_pages/toy2d.py", "app_pages/compare.py", "app_pages/images32.py"
 MEMORY_BOUND_MB = 300
@@ -87,8 +87,8 @@ def test_a_good_upload_still_loads(good_zip):
 
 LOAD_HOSTILE = """
 import json, resource, sys, time
-from ui import data2d
-from ui.checkpoint_io import load_trainer_zip
+from ui.toy2d import data2d
+from ui.jobs.checkpoint_io import load_trainer_zip
 data = open(sys.argv[1], "rb").read()
 before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
 try:
@@ -128,7 +128,8 @@ def hostile(good_zip) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("name, said", [
-    ("60 MB config (10,000,000 points)", r"config.json of the zip has 60,\d{3},\d{3} bytes; allowed: at most 1,000,000"),
+    ("60 MB config (10,000,000 points)",
+     r"config.json of the zip has 60,\d{3},\d{3} bytes; allowed: at most 1,000,000"),
     ("100,000 points under the size bound",
      "config.json of the zip holds an array of more than 5,000 items; allowed: at most 5,000"),
     ("36 MB history (3,000,000 rows)", r"metrics.csv in the zip has 39,\d{3},\d{3} bytes; allowed: at most 16,000,000"),

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
-from diffusion.data import toy2d
+from diffusion.data import toy_datasets as toy2d
 from diffusion.data.custom import KERNEL_STD, custom_data, custom_set
 from diffusion.data.sources import (
     MAX_CSV_BYTES,
@@ -21,12 +21,12 @@ from diffusion.data.sources import (
     points_from_strokes,
     points_from_word,
 )
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.toy_datasets import toy_dataset
 from diffusion.explore.densities import density_grid
 from diffusion.metrics.evaluation import measure_run
 from diffusion.metrics.protocol import points_protocol
-from diffusion.models.config import MLPConfig
-from diffusion.sampling.config import SamplerConfig
+from diffusion.models.model_config import MLPConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training.checkpoints import load_run
 from diffusion.training.trainer import Trainer
 
@@ -190,8 +190,8 @@ def test_values_near_the_largest_float_are_refused_not_standardised_to_zero():
     rows = [f"{1.26e307 * rng.uniform(0.5, 1):.3g},{-1.32e306 * rng.uniform(0.5, 1):.3g}" for _ in range(20)]
     points, _ = points_from_csv("\n".join(rows))
     assert np.isinf(points.var(axis=0).sum())               # what the old check computed
-    with pytest.raises(ValueError, match=r"points hold 20 rows with a value beyond 1e\+150 \(the largest is 1\.\d+e\+307\)"
-                                         r"; allowed: values of magnitude at most 1e\+150"):
+    with pytest.raises(ValueError, match=r"points hold 20 rows with a value beyond 1e\+150 \(the largest is "
+                                         r"1\.\d+e\+307\); allowed: values of magnitude at most 1e\+150"):
         custom_data("huge", points)
     scaled = custom_data("scaled", points * 1e-160).points   # the same shape at a size float64 can measure
     spread = np.asarray(scaled)

@@ -1,5 +1,5 @@
-"""The server-wide job queue (ui.scheduler), the visitor's presence (ui.visitor), the per-visitor budget
-(ui.budget) and the training job's use of them (ui.training): real threads, real time, real trainings."""
+"""The server-wide job queue (ui.jobs.scheduler), the visitor's presence (ui.jobs.visitor), the per-visitor budget
+(ui.jobs.budget) and the training job's use of them (ui.jobs.training): real threads, real time, real trainings."""
 
 import math
 import os
@@ -10,10 +10,10 @@ import pytest
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
-from diffusion.models.config import MLPConfig
+from diffusion.models.model_config import MLPConfig
 from diffusion.training.trainer import Trainer
-from ui import budget, training, visitor
-from ui.scheduler import Scheduler, Ticket, default_slots, ordinal
+from ui.jobs import budget, training, visitor
+from ui.jobs.scheduler import Scheduler, Ticket, default_slots, ordinal
 
 
 def _hold(s: Scheduler, ticket: Ticket, release: threading.Event, order: list) -> threading.Thread:
@@ -235,10 +235,10 @@ def test_the_slot_is_free_again_on_every_path(server):
 def test_the_steps_the_budget_message_promises_are_the_steps_a_job_runs(server, monkeypatch):
     """Issue 20: "at most N steps" disagreed with the observed rate by ~3.5x (it left out the measurements). Here the
     N of the refusal and the steps a job capped at the budget really runs agree within 1.6x."""
-    from ui import training_view
+    from ui.toy2d.training2d import expected_2d
     monkeypatch.setenv("DIFFUSION_JOB_SECONDS", "4")
     steps, every = 100_000, 100
-    promise = training_view.expected_2d(TINY, steps, None, every)
+    promise = expected_2d(TINY, steps, None, every)
     with pytest.raises(ValueError, match="at most ([\\d,]+) steps") as refused:
         budget.check_time(promise.seconds, "this training", steps)
     promised = int(refused.value.args[0].rsplit("at most ", 1)[1].split(" steps")[0].replace(",", ""))

@@ -10,12 +10,13 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
-from diffusion.data.toy2d import toy_dataset
-from diffusion.explore.study import plan, quality_metrics, study_protocol
+from diffusion.data.toy_datasets import toy_dataset
+from diffusion.explore.nfe_study import plan, quality_metrics, study_protocol
 from diffusion.metrics.protocol import reference_for
 from diffusion.training.trainer import Trainer
-from ui import scheduler, study_view, timing
-from ui.session_runs import KEY
+from ui.jobs import scheduler, timing
+from ui.jobs.session_runs import KEY
+from ui.views import study_view
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "app_pages/study.py"

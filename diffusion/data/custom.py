@@ -20,12 +20,12 @@ import torch
 from diffusion.config import CUSTOM_PREFIX, MAX_CUSTOM_CLASSES, MAX_CUSTOM_POINTS, MIN_CUSTOM_POINTS, DataConfig
 from diffusion.core.oracles import GaussianMixture
 import diffusion.data.sources as sources
-from diffusion.data.toy2d import Toy2D, mixture_set, register_custom
+from diffusion.data.toy_datasets import Toy2D, mixture_set, register_custom
 
 KERNEL_FRACTION = 0.05               # kernel std / the points' own scale (moons' noise is 0.057 of its scale)
 KERNEL_STD = KERNEL_FRACTION / math.sqrt(1 + KERNEL_FRACTION**2)   # in standardised units
 DECIMALS = 5                         # standardised points are stored rounded to this many decimals
-MAX_MAGNITUDE = 1e150                # raw coordinates: their squares summed over MAX_CUSTOM_POINTS stay finite in float64
+MAX_MAGNITUDE = 1e150                # raw coordinates: squared and summed over every point, finite in float64
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 

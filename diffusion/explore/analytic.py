@@ -95,7 +95,7 @@ def summary(sets: dict[str, SampleSet]) -> pd.DataFrame:
     rows = []
     for name, s in sets.items():
         copies = s.copies()
-        to_net = np.sqrt(_per_image_mse(s.samples, sets["network"].samples).mean()) if "network" in sets else np.nan
+        to_net = float(_per_image_mse(s.samples, sets["network"].samples).mean()) ** 0.5 if "network" in sets else np.nan
         rows.append({"denoiser": LABELS.get(name, name), "n": len(s.ratio), "median d1": float(s.distance.median()),
                      "median d1 / typical": float(s.ratio.median()), "copies": copies.value,
                      "copies_low": copies.low, "copies_high": copies.high, "RMS to network": float(to_net)})

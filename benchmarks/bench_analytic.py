@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusion.explore import analytic as an
+from diffusion.explore import analytic_comparison as an
 from diffusion.explore import size_sweep as sw
 from diffusion.metrics.evaluation import row_sentences
 from diffusion.sampling.config import SamplerConfig
@@ -30,7 +30,8 @@ DIGIT_RUN = CHECKPOINTS_DIR / "mnist16-digit0"
 
 def _header(args) -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} (1 min) · torch threads {torch.get_num_threads()} · "
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} (1 min) · torch threads {torch.get_num_threads()}"
+          " · "
           f"`python benchmarks/bench_analytic.py {' '.join(sys.argv[1:])}`\n")
 
 
@@ -46,7 +47,8 @@ def compare(args) -> None:
     sampler = SamplerConfig("ddim", steps=args.steps)
     start = time.perf_counter()
     sets = an.side_by_side(run, args.n, sampler, args.seed)
-    print(f"Samples from the same {args.n} noises (DDIM {args.steps}, seed {args.seed}), {time.perf_counter() - start:.0f} "
+    seconds = time.perf_counter() - start
+    print(f"Samples from the same {args.n} noises (DDIM {args.steps}, seed {args.seed}), {seconds:.0f} "
           f"s; d1 = L2 distance to the nearest of the {len(an.training_set(run.config.data).x)} training zeros\n")
     print(_markdown(an.summary(sets)))
     start = time.perf_counter()
@@ -85,7 +87,8 @@ def sweep(args) -> None:
         raise SystemExit(f"no sweep run under {CHECKPOINTS_DIR}: {', '.join(sw.SWEEP_FOLDERS.values())}")
     start = time.perf_counter()
     table, _ = sw.sweep_table(runs, args.n, seed=args.seed)
-    print(f"{args.n} samples per N (DDIM {sw.SWEEP_SAMPLER.steps}, seed {args.seed}), {time.perf_counter() - start:.0f} "
+    seconds = time.perf_counter() - start
+    print(f"{args.n} samples per N (DDIM {sw.SWEEP_SAMPLER.steps}, seed {args.seed}), {seconds:.0f} "
           "s; d1 against the run's own N images, 'typical' the median d1 of held-out images; copies: d1 / typical < "
           "0.3 (Wilson 95%); FID on the Fashion-MNIST classifier's features, its floor from the class's training set\n")
     shown = table.assign(FID=[row_sentences(r, {"fid": "FID"}) for r in table.to_dict("records")],

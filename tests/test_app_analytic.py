@@ -7,7 +7,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from diffusion.explore import analytic as an
+from diffusion.explore import analytic_comparison as an
 from diffusion.explore.size_sweep import SWEEP_FOLDERS
 from ui import image_cache
 

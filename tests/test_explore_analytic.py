@@ -1,11 +1,11 @@
-"""The analytic denoisers as runs beside the shipped digit-0 U-Net (explore.analytic): every kind of sampler drives
-them, the optimal denoiser's samples are training images, all sides start from the same noises, and the agreement
-along t reads as the network's generalisation predicts."""
+"""The analytic denoisers as runs beside the shipped digit-0 U-Net (explore.analytic_comparison): every kind of sampler
+drives them, the optimal denoiser's samples are training images, all sides start from the same noises, and the
+agreement along t reads as the network's generalisation predicts."""
 
 import pytest
 import torch
 
-from diffusion.explore import analytic as an
+from diffusion.explore import analytic_comparison as an
 from diffusion.explore.images import training_set
 from diffusion.metrics.images import nearest_neighbours
 from diffusion.sampling.config import SamplerConfig

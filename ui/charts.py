@@ -172,8 +172,8 @@ def live_chart(builder: Builder, df: pd.DataFrame, title: str | None = None, opt
 
 
 def agreement_curves(df: pd.DataFrame) -> alt.LayerChart:
-    """Mean squared x0_hat difference per pixel against the paper timestep t, one line per denoiser (explore.analytic
-    .agreement: columns t, denoiser, value, low, high), both axes log, 95% error bars."""
+    """Mean squared x0_hat difference per pixel against the paper timestep t, one line per denoiser
+    (explore.analytic_comparison.agreement: columns t, denoiser, value, low, high), both axes log, 95% error bars."""
     base = alt.Chart(df).encode(x=alt.X("t:Q", title="timestep t (log)", scale=alt.Scale(type="log"),
                                         axis=alt.Axis(format=TICKS)))
     color = alt.Color("denoiser:N", title=None, legend=alt.Legend(orient="top", labelLimit=400))

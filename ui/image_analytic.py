@@ -1,11 +1,11 @@
 """The image pages' sections on why a network generalises: its samples beside three analytic denoisers' from the same
-noises, how closely its x0_hat follows each along t (explore.analytic), and the training-set-size sweep of the shipped
-Fashion-MNIST runs (explore.size_sweep); each behind a button naming its time (ui.timing)."""
+noises, how closely its x0_hat follows each along t (explore.analytic_comparison), and the training-set-size sweep of
+the shipped Fashion-MNIST runs (explore.size_sweep); each behind a button naming its time (ui.timing)."""
 
 import pandas as pd
 import streamlit as st
 
-from diffusion.explore import analytic as an
+from diffusion.explore import analytic_comparison as an
 from diffusion.explore import images as ei
 from diffusion.explore import size_sweep as sw
 from diffusion.metrics.evaluation import row_sentences
@@ -132,7 +132,8 @@ def size_sweep_section(prefix: str) -> None:
     st.header("Training-set size: from copies to new images")
     runs = sweep_runs()
     if not runs:
-        st.info(f"The sweep runs ({', '.join(sw.SWEEP_FOLDERS.values())}) are not in this copy.", icon=":material/info:")
+        st.info(f"The sweep runs ({', '.join(sw.SWEEP_FOLDERS.values())}) are not in this copy.",
+                icon=":material/info:")
         return
     st.markdown(f"The same tiny U-Net trained on N = {', '.join(f'{n:,}' for n in runs)} Fashion-MNIST ankle boots "
                 "(16x16; MNIST offline has only 400 images of a digit), the same steps each (Kadkhodaie et al. 2024: "
@@ -155,6 +156,7 @@ def size_sweep_section(prefix: str) -> None:
     for _, row in table.iterrows():
         st.caption(f"N = {int(row['N']):,}: {row_sentences(row.to_dict(), {'fid': 'FID'})} · copies "
                    f"{row['copies']:.0%} [{row['copies_low']:.0%}, {row['copies_high']:.0%}] ({row['protocol']})")
-    st.caption(f"{SWEEP_N} samples per N ({sw.SWEEP_SAMPLER.name.upper()} {sw.SWEEP_SAMPLER.steps}, seed 0). FID on the "
+    st.caption(f"{SWEEP_N} samples per N ({sw.SWEEP_SAMPLER.name.upper()} {sw.SWEEP_SAMPLER.steps}, seed 0). FID on "
+               "the "
                "shipped Fashion-MNIST classifier's features against held-out ankle boots, its floor from the class's "
                "6,000 training images (not the N: a floor of 10 images says nothing); d1 against the run's own N.")

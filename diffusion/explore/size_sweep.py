@@ -1,8 +1,8 @@
 """The training-set-size sweep (Kadkhodaie et al. 2024): the same small U-Net trained on N = 10 ... 6,000 images of one
 Fashion-MNIST class (runs shipped under checkpoints/, SWEEP_FOLDERS), and for each N its samples beside their nearest
-training images, the memorisation measure (explore.analytic: d1 and d1 over held-out d1, against the run's own N
-images) and FID under the measurement protocol against held-out images of the class, with its floor (the class's full
-training set, not the N images: at N = 10 a floor of 10 images would say nothing).
+training images, the memorisation measure (explore.analytic_comparison: d1 and d1 over held-out d1, against the run's
+own N images) and FID under the measurement protocol against held-out images of the class, with its floor (the
+class's full training set, not the N images: at N = 10 a floor of 10 images would say nothing).
 """
 
 from dataclasses import replace
@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from diffusion.explore.analytic import SampleSet, memorisation
+from diffusion.explore.analytic_comparison import SampleSet, memorisation
 from diffusion.explore.images import holdout_images, training_set
 from diffusion.metrics.evaluation import Result, measure_samples
 from diffusion.metrics.protocol import image_protocol

@@ -1,9 +1,9 @@
-"""The analytic image denoisers (core.analytic): oracles and equivalences, exact to float64 precision."""
+"""The analytic image denoisers (core.analytic_denoisers): oracles and equivalences, exact to float64 precision."""
 
 import pytest
 import torch
 
-from diffusion.core.analytic import EmpiricalDenoiser, GaussianDenoiser, PatchDenoiser, alpha_bar_at
+from diffusion.core.analytic_denoisers import EmpiricalDenoiser, GaussianDenoiser, PatchDenoiser, alpha_bar_at
 from diffusion.core.edm import fractional_timestep
 from diffusion.core.oracles import GaussianMixture
 from diffusion.core.schedules import make_schedule

@@ -1,7 +1,7 @@
-"""The analytic denoisers beside a trained image network (core.analytic): each as a Run on the network's own training
-set and schedule, so any registered sampler draws from it; samples of all from the same initial noises with their
-distance to the nearest training image; and how closely the network's x0_hat follows each one, noise level by noise
-level, on noised held-out images (x_t ~ p_t).
+"""The analytic denoisers beside a trained image network (core.analytic_denoisers): each as a Run on the network's own
+training set and schedule, so any registered sampler draws from it; samples of all from the same initial noises with
+their distance to the nearest training image; and how closely the network's x0_hat follows each one, noise level by
+noise level, on noised held-out images (x_t ~ p_t).
 
 The memorisation measure is the project's (metrics.images.memorisation_ratio): d1, the L2 distance (pixels in
 [-1, 1]) from a sample to its nearest training image, and d1 over the median d1 of held-out real images (~0: a copy
@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from diffusion.core.analytic import EmpiricalDenoiser, GaussianDenoiser, PatchDenoiser
+from diffusion.core.analytic_denoisers import EmpiricalDenoiser, GaussianDenoiser, PatchDenoiser
 from diffusion.core.forward import q_sample
 from diffusion.explore.images import holdout_images, training_set
 from diffusion.metrics.images import COPY_THRESHOLD, memorisation_ratio
@@ -95,7 +95,8 @@ def summary(sets: dict[str, SampleSet]) -> pd.DataFrame:
     rows = []
     for name, s in sets.items():
         copies = s.copies()
-        to_net = float(_per_image_mse(s.samples, sets["network"].samples).mean()) ** 0.5 if "network" in sets else np.nan
+        to_net = float(_per_image_mse(s.samples, sets["network"].samples).mean()) ** 0.5 if "network" in sets \
+            else np.nan
         rows.append({"denoiser": LABELS.get(name, name), "n": len(s.ratio), "median d1": float(s.distance.median()),
                      "median d1 / typical": float(s.ratio.median()), "copies": copies.value,
                      "copies_low": copies.low, "copies_high": copies.high, "RMS to network": float(to_net)})

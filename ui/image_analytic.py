@@ -17,7 +17,7 @@ from .image_ondemand import opened, working
 
 SIDE_N, SIDE_STEPS = 8, 20            # samples per denoiser, DDIM steps (the patch machine costs ~0.1-0.3 s an image)
 AGREE_N = 16                          # held-out images noised at each t
-SWEEP_N, SWEEP_PAIRS = 200, 8         # samples per N for FID and memorisation; pairs shown per N
+SWEEP_N, SWEEP_PAIRS = 100, 8         # samples per N for FID and memorisation; pairs shown per N
 EXPLAIN = (
     "Three denoisers that need no training, each run by the same sampler from the same initial noises as the "
     "network: the **optimal (empirical) denoiser** of the training set, E[x0 | x_t] when x0 is one of the N training "
@@ -129,7 +129,7 @@ def sweep_frame(table: pd.DataFrame) -> pd.DataFrame:
 
 def size_sweep_section(prefix: str) -> None:
     """The shipped training-set-size sweep: samples beside their nearest training images, copies and FID against N."""
-    st.header("Training-set size: from copies to new images")
+    st.subheader("Training-set size: from copies to new images")
     runs = sweep_runs()
     if not runs:
         st.info(f"The sweep runs ({', '.join(sw.SWEEP_FOLDERS.values())}) are not in this copy.",

@@ -1,4 +1,4 @@
-"""The training-set-size sweep (Kadkhodaie et al. 2024): the same small U-Net trained on N = 10 ... 6,000 images of one
+"""The training-set-size sweep (Kadkhodaie et al. 2024): the same small U-Net trained on N = 10 ... 1,000 images of one
 Fashion-MNIST class (runs shipped under checkpoints/, SWEEP_FOLDERS), and for each N its samples beside their nearest
 training images, the memorisation measure (explore.analytic_comparison: d1 and d1 over held-out d1, against the run's
 own N images) and FID under the measurement protocol against held-out images of the class, with its floor (the
@@ -19,7 +19,7 @@ from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import CHECKPOINTS_DIR, load_run
 
-SWEEP_N = (10, 100, 1000, 6000)
+SWEEP_N = (10, 30, 100, 1000)
 SWEEP_FOLDERS = {n: f"fashion16-boot-n{n}" for n in SWEEP_N}   # fashion-mnist class 9 (ankle boot), 16x16, tiny U-Net
 SWEEP_SAMPLER = SamplerConfig("ddim", steps=50)
 

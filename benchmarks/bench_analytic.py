@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diffusion.explore import analytic_comparison as an
 from diffusion.explore import size_sweep as sw
 from diffusion.metrics.evaluation import row_sentences
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training.checkpoints import CHECKPOINTS_DIR, load_run
 
 DIGIT_RUN = CHECKPOINTS_DIR / "mnist16-digit0"

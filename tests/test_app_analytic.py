@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from diffusion.explore import analytic_comparison as an
 from diffusion.explore.size_sweep import SWEEP_FOLDERS
-from ui import image_cache
+from ui.jobs import shipped_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 600
@@ -54,7 +54,7 @@ def test_analytic_denoisers_and_agreement_on_demand():
 
 
 def test_size_sweep_on_demand():
-    shipped = [f for f in SWEEP_FOLDERS.values() if (image_cache.SHIPPED_ROOT / f / "config.json").is_file()]
+    shipped = [f for f in SWEEP_FOLDERS.values() if (shipped_runs.SHIPPED_ROOT / f / "config.json").is_file()]
     assert shipped == list(SWEEP_FOLDERS.values()), shipped            # the sweep is shipped: it needs no training
     at = _page()
     charts = _charts(at)

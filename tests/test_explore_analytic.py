@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from diffusion.explore import analytic_comparison as an
-from diffusion.explore.images import training_set
-from diffusion.metrics.images import nearest_neighbours
-from diffusion.sampling.config import SamplerConfig
+from diffusion.explore.image_experiments import training_set
+from diffusion.metrics.image_metrics import nearest_neighbours
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training.checkpoints import CHECKPOINTS_DIR, load_run
 
 

@@ -4,7 +4,7 @@ its training images at the smallest N to new images at the largest, with FID mea
 import pytest
 
 from diffusion.explore import size_sweep as sw
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ from torch import Tensor, nn
 
 from diffusion.core.analytic_denoisers import EmpiricalDenoiser, GaussianDenoiser, PatchDenoiser
 from diffusion.core.forward import q_sample
-from diffusion.explore.images import holdout_images, training_set
-from diffusion.metrics.images import COPY_THRESHOLD, memorisation_ratio
+from diffusion.explore.image_experiments import holdout_images, training_set
+from diffusion.metrics.image_metrics import COPY_THRESHOLD, memorisation_ratio
 from diffusion.metrics.intervals import Interval, normal, wilson
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
 ANALYTIC = ("empirical", "gaussian", "patch")

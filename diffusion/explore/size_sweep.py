@@ -12,10 +12,10 @@ import pandas as pd
 import torch
 
 from diffusion.explore.analytic_comparison import SampleSet, memorisation
-from diffusion.explore.images import holdout_images, training_set
+from diffusion.explore.image_experiments import holdout_images, training_set
 from diffusion.metrics.evaluation import Result, measure_samples
 from diffusion.metrics.protocol import image_protocol
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import CHECKPOINTS_DIR, load_run
 

@@ -22,8 +22,8 @@ def test_samples_move_from_copies_to_new_images(runs):
     ends = {n: runs[n] for n in (min(runs), max(runs))}
     table, sets = sw.sweep_table(ends, n=48, sampler=SamplerConfig("ddim", steps=20))
     small, large = table.iloc[0], table.iloc[1]
-    assert small["copies_low"] > 0.3 and small["median d1 / typical"] < 0.3     # most samples copy one of N images
-    assert large["copies_high"] < small["copies_low"] and large["median d1 / typical"] > 0.6
+    assert small["copies"] > 0.25 and small["median d1 / typical"] < 0.5    # N = 10: half the samples copy an image
+    assert large["copies_high"] < small["copies_low"] and large["median d1 / typical"] > 0.9   # N = 1,000: none
     assert (table["fid_low"] <= table["fid"]).all() and (table["fid"] <= table["fid_high"]).all()
     assert table["protocol"].str.startswith("fid·clf·n48·test·ddim20").all()
     assert [len(s.ratio) for s in sets.values()] == [48, 48]

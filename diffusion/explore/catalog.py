@@ -24,7 +24,8 @@ from diffusion.training.checkpoints import CHECKPOINTS_DIR, CONFIG, EMA, LIKELIH
 from diffusion.training.shipped import shipped_runs
 
 SKIPPED = ("classifiers",)       # folders under CHECKPOINTS_DIR that hold feature networks, not diffusion runs
-SHIPPED_RUNS = tuple(run.folder for run in shipped_runs().values())   # their folders (checkpoints/shipped.json)
+SHIPPED_RUNS = tuple(run.folder for run in shipped_runs().values()   # the shipped models' folders (checkpoints/shipped.json;
+                     if run.role == "model")                          # the size sweep's runs are measured by its section)
 LOSS_WINDOW = 100                # final loss: mean of the last LOSS_WINDOW logged losses (one is noisy)
 METRIC_ORDER = (*METRICS_2D, "nll", "fid", "kid", "accuracy")   # quality columns diffusion.metrics.measure logs
 LIKELIHOOD_METRICS = ("bits_per_dim", "model_nll")   # columns of likelihood.json (likelihood_columns)

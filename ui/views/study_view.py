@@ -26,7 +26,7 @@ def runs() -> dict[str, tuple[str, Run]]:
     """label -> (key, Run): the shipped runs present on disk, then this visitor's session runs."""
     out = {}
     for name, shipped in shipped_runs.SHIPPED.items():
-        if shipped_runs.has_shipped(name):
+        if shipped.role == "model" and shipped_runs.has_shipped(name):
             out[f"{shipped.label} · checkpoints/{shipped.folder}"] = (shipped_runs.shipped_key(name),
                                                                       shipped_runs.shipped_run(name))
     for name, run in session_runs.session_runs().items():

@@ -34,7 +34,9 @@ from diffusion.sampling.config import SamplerConfig
 Family = Literal["points2d", "fid"]
 Split = Literal["fresh", "test", "train"]
 REFERENCE_SEED, FLOOR_SEED = 10_001, 10_002
-FLOOR_DRAWS = 10                 # independent floor sets: the floor is their mean, its interval their spread
+FLOOR_DRAWS = 10                 # independent floor sets (seeds FLOOR_SEED .. FLOOR_SEED + 9): mean and spread
+HELD_OUT_SEED = 20_001           # 2D held-out points of a likelihood (+ its seed): no training set (data seeds are
+                                 # small), reference or floor draw (10,001 .. 10,011) uses these generators
 MAX_N, MAX_SEED = 100_000, 2**31 - 1
 EXTRACTORS = {"classifier": "clf", "inception": "incv3"}
 SHORT = {"guidance": "w", "eta": "eta", "variance": "var", "spacing": "sp"}

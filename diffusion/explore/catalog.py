@@ -18,6 +18,7 @@ from diffusion.config import RunConfig
 from diffusion.explore.toy2d import METRICS as METRICS_2D
 from diffusion.explore.toy2d import loss_frame
 from diffusion.metrics.intervals import normal
+from diffusion.metrics.protocol import END_SIGMA
 from diffusion.models import parameter_count
 from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import CHECKPOINTS_DIR, CONFIG, EMA, LIKELIHOOD, METRICS
@@ -230,12 +231,13 @@ def likelihood_columns(report: dict, step: int) -> dict[str, Any]:
 
 
 def likelihood_end(report: dict) -> str:
-    """Where a likelihood report's ODE ends, e.g. 'sigma 0.01 (t 0.0099), matched'; reports written before the end
-    was matched say their own t_min and 'not matched'."""
+    """Where a likelihood report's ODE ends, e.g. 'sigma 0.01 (t 0.0099), matched' (at END_SIGMA, where every family's
+    likelihood is read); a report written before the end was matched is matched only if it ended there."""
     end = report.get("end")
-    if end is None:
+    if end is None:                        # an older report: matched when it happened to end at END_SIGMA
         t_min = report["t_range"][0]
-        return f"t {t_min:.2g} (sigma {t_min / (1 - t_min):.2g}), not matched"
+        sigma = t_min / (1 - t_min)
+        end = {"t_min": t_min, "sigma_min": sigma, "matched": abs(sigma / END_SIGMA - 1) < 1e-6}
     return f"sigma {end['sigma_min']:.2g} (t {end['t_min']:.2g}), {'matched' if end['matched'] else 'not matched'}"
 
 

@@ -23,7 +23,7 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 from diffusion.core.flow import Velocity, time_of_sigma
-from diffusion.metrics.protocol import HELD_OUT_SEED
+from diffusion.metrics.protocol import END_SIGMA, HELD_OUT_SEED
 from diffusion.sampling.run import Run
 
 Divergence = Literal["exact", "hutchinson"]
@@ -33,7 +33,6 @@ MAX_PROBES = 64
 FIRST_STEPS = 100              # the solver's first step is this fraction of the interval (then adapted)
 PIXEL_BINS = 256               # 8-bit images
 BITS_OFFSET = math.log2(PIXEL_BINS / 2)   # -log2 |d[-1, 1] / d[0, 256]| per dimension: 7 bits
-END_SIGMA = 0.010000500037503125         # sqrt(beta_1 / (1 - beta_1)), beta_1 = 1e-4: linear schedule, T = 1,000
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ Family = Literal["points2d", "fid"]
 Split = Literal["fresh", "test", "train"]
 REFERENCE_SEED, FLOOR_SEED = 10_001, 10_002
 FLOOR_DRAWS = 10                 # independent floor sets (seeds FLOOR_SEED .. FLOOR_SEED + 9): mean and spread
+END_SIGMA = 0.010000500037503125  # where every reported likelihood's ODE ends (metrics.likelihood): the smallest noise
+                                 # level sqrt(beta_1 / (1 - beta_1)) of the linear schedule, beta_1 = 1e-4, T = 1,000
 HELD_OUT_SEED = 20_001           # 2D held-out points of a likelihood (+ its seed): no training set (data seeds are
                                  # small), reference or floor draw (10,001 .. 10,011) uses these generators
 MAX_N, MAX_SEED = 100_000, 2**31 - 1

@@ -11,7 +11,7 @@ from diffusion.config import DataConfig
 from diffusion.data import load_data
 from diffusion.data.images import load_images, to_uint8
 from diffusion.data.toy2d import toy_dataset
-from diffusion.metrics.evaluation import measure_run, measure_samples
+from diffusion.metrics.evaluation import measure_run, measure_samples, prepare_floor
 from diffusion.metrics.fid import Frechet, features
 from diffusion.metrics.intervals import ABOVE, AT, reading
 from diffusion.metrics.points2d import score_2d
@@ -192,3 +192,14 @@ def test_kid_is_precision_and_recall_floors_come_from_every_floor_draw():
         assert m in result.floor and "draws" in result.floor[m].method, m
     assert "bootstrap" in result.extra["recall"].method and result.reading("kid") == AT
     assert result.report()["precision"]["floor"]["value"] == floor.value
+
+
+def test_the_floor_a_training_page_prepares_is_the_one_its_measurement_uses():
+    """prepare_floor (built before a page's clock runs) is, for a conditional run, the stratified reference that
+    measure_run then measures against: the same cached object."""
+    run = load_run(CHECKPOINTS_DIR / "mnist16-cond")
+    protocol = image_protocol(run.config.data, 60, SamplerConfig("ddim", 3))
+    ref = prepare_floor(protocol, run.config)
+    result, _ = measure_run(run, protocol)
+    assert "bal10" in result.protocol.name and reference_for(result.protocol, run.config.data) is ref
+    assert result.floor["fid"] == ref.floor["fid"]

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from diffusion.config import DataConfig
+from diffusion.config import DataConfig, RunConfig
 from diffusion.metrics.intervals import LEVEL, Interval, normal, reading, sentence, wilson
 from diffusion.metrics.protocol import (
     BOUNDS,
@@ -28,7 +28,7 @@ from diffusion.metrics.protocol import (
     stratify,
 )
 from diffusion.sampling.config import SamplerConfig
-from diffusion.sampling.run import Run
+from diffusion.sampling.run import Run, balanced_labels
 
 LIVE_2D_N, LIVE_2D_STEPS = 1000, 50     # the 2D page's live protocol: DDIM-50 (at most T steps), 1,000 points
 INTERVALS = (f"{LEVEL:.0%}: W1, W2 by the delta method (Kantorovich potentials); KL, FID, precision and recall by "
@@ -177,6 +177,12 @@ def measure_samples(samples: Tensor, protocol: Protocol, data: DataConfig, *, y:
     images = samples if samples.dtype == torch.uint8 else to_uint8(samples)
     more, more_floor, extra, details = _image_extras(images, y, data, ref, extra_metrics)
     return Result(protocol, ref.n, ref.cap, metrics | more, floor | more_floor, extra, details)
+
+
+def prepare_floor(protocol: Protocol, config: RunConfig) -> Reference:
+    """Build (and cache) the reference and floor that measure_run will use for a run of config: stratified by the
+    balanced labels it samples conditional runs with; what the training pages build before their clock runs."""
+    return reference_for(stratify(protocol, balanced_labels(config, sample_size(protocol, config.data))), config.data)
 
 
 def measure_run(run: Run, protocol: Protocol, *, y: Tensor | None = None, extra_metrics: Sequence[str] = (),

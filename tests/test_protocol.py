@@ -9,8 +9,8 @@ import torch
 
 from diffusion.config import DataConfig
 from diffusion.data import load_data
-from diffusion.data.images import load_images, to_uint8
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.image_datasets import load_images, to_uint8
+from diffusion.data.toy_datasets import toy_dataset
 from diffusion.metrics.evaluation import measure_run, measure_samples, prepare_floor
 from diffusion.metrics.fid import Frechet, features
 from diffusion.metrics.intervals import ABOVE, AT, reading
@@ -28,7 +28,7 @@ from diffusion.metrics.protocol import (
 )
 from diffusion.metrics.intervals import prediction_factor
 from diffusion.metrics.prc import precision_recall
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training.checkpoints import CHECKPOINTS_DIR, load_run
 
 MOONS, ZEROS = DataConfig("moons"), DataConfig("mnist", image_size=16, classes=(0,))

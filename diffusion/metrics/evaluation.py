@@ -27,8 +27,8 @@ from diffusion.metrics.protocol import (
     sample_size,
     stratify,
 )
-from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.run import Run, balanced_labels
+from diffusion.sampling.sampler_config import SamplerConfig
 
 LIVE_2D_N, LIVE_2D_STEPS = 1000, 50     # the 2D page's live protocol: DDIM-50 (at most T steps), 1,000 points
 INTERVALS = (f"{LEVEL:.0%}: W1, W2 by the delta method (Kantorovich potentials); KL, FID, precision and recall by "
@@ -118,7 +118,7 @@ def _fidelity(images: Tensor, ref: Reference, extra_metrics: Sequence[str], data
               ) -> dict[str, Interval]:
     """KID and IS (torch-fidelity) +- Z times the std the library reports (over KID subsets, over IS splits), precision
     and recall (metrics.prc) +- Z times their bootstrap sd; no sd below its floor's."""
-    from diffusion.metrics.images import image_metrics
+    from diffusion.metrics.image_metrics import image_metrics
     from diffusion.metrics.prc import precision_recall
     fidelity = tuple(m for m in extra_metrics if m in ("isc", "kid"))
     scores = {}
@@ -137,7 +137,7 @@ def _image_extras(images: Tensor, y: Tensor | None, data: DataConfig, ref: Refer
     IS, precision and recall (shown beside their floors: higher is not worse), each floor from every floor draw
     (protocol.extra_floor); label accuracy and class shares on the dataset's classifier, memorisation."""
     from diffusion.metrics.classifier import classifier_dir, load_classifier
-    from diffusion.metrics.images import INCEPTION, classifier_outputs, memorisation_ratio, resolve_extractor
+    from diffusion.metrics.image_metrics import INCEPTION, classifier_outputs, memorisation_ratio, resolve_extractor
     metrics, floor, extra, details = {}, {}, {}, {}
     if extra_metrics:
         floor, floor_sd = extra_floor(ref, tuple(sorted(extra_metrics)), data.dataset)
@@ -173,7 +173,7 @@ def measure_samples(samples: Tensor, protocol: Protocol, data: DataConfig, *, y:
     metrics, floor = ref.measure(samples), dict(ref.floor)
     if protocol.family == "points2d":
         return Result(protocol, ref.n, ref.cap, metrics, floor)
-    from diffusion.data.images import to_uint8
+    from diffusion.data.image_datasets import to_uint8
     images = samples if samples.dtype == torch.uint8 else to_uint8(samples)
     more, more_floor, extra, details = _image_extras(images, y, data, ref, extra_metrics)
     return Result(protocol, ref.n, ref.cap, metrics | more, floor | more_floor, extra, details)

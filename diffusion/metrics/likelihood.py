@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from diffusion.core.flow import Velocity, time_of_sigma
+from diffusion.core.flow_matching import Velocity, time_of_sigma
 from diffusion.metrics.protocol import END_SIGMA, HELD_OUT_SEED
 from diffusion.sampling.run import Run
 
@@ -184,10 +184,10 @@ def bits_per_dim(run: Run, images: Tensor, *, y: Tensor | None = None, probes: i
 
 def nll_report_2d(run: Run, n: int = 2000, seed: int = 0) -> dict:
     """The run's NLL (nats, exact divergence) of n fresh true points at the matched end (end_of), beside the floor:
-    the true density's own NLL of the same points, blurred to that end (data.toy2d.density_mixture; None for
+    the true density's own NLL of the same points, blurred to that end (data.toy_datasets.density_mixture; None for
     checkerboard), and their paired difference, an estimate of KL(true || model) >= 0; each mean with its standard
     error over the points."""
-    from diffusion.data.toy2d import density_mixture, toy_dataset
+    from diffusion.data.toy_datasets import density_mixture, toy_dataset
     dataset, end = run.config.data.dataset, end_of(run)
     x = toy_dataset(dataset).sample(n, torch.Generator().manual_seed(HELD_OUT_SEED + seed))
     lik = run_log_likelihood(run, x, t_min=end["t_min"])
@@ -204,7 +204,7 @@ def nll_report_2d(run: Run, n: int = 2000, seed: int = 0) -> dict:
 def nll_report_images(run: Run, n: int = 200, probes: int = 1, seed: int = 0) -> dict:
     """Bits/dim of n held-out images (the dataset's test split, the run's classes) at the matched end (end_of),
     conditioned on their labels for conditional runs; Hutchinson's divergence with `probes` probes per image."""
-    from diffusion.data.images import load_images, to_uint8
+    from diffusion.data.image_datasets import load_images, to_uint8
     data_cfg = run.config.data
     held_out = load_images(data_cfg.dataset, data_cfg.image_size, classes=data_cfg.classes, split="test", n=n,
                            seed=seed)

@@ -26,10 +26,10 @@ import torch
 from torch import Tensor
 
 from diffusion.config import DataConfig
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.toy_datasets import toy_dataset
 from diffusion.metrics.intervals import Interval, normal, spread
 from diffusion.metrics.points2d import ValueSD, data_scale, score_2d
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 
 Family = Literal["points2d", "fid"]
 Split = Literal["fresh", "test", "train"]
@@ -237,7 +237,7 @@ def _image_sets(p: Protocol, data: DataConfig) -> tuple[Tensor, Tensor, Tensor |
     """(reference images uint8 (n, C, H, W), the floor's pool (float), the pool's labels, cap) for an image
     protocol."""
     from diffusion.data import load_data
-    from diffusion.data.images import load_images, to_uint8
+    from diffusion.data.image_datasets import load_images, to_uint8
     loaded = load_data(data)
     train, labels = loaded.x, loaded.y
     if p.reference == "test":
@@ -256,7 +256,7 @@ def _image_sets(p: Protocol, data: DataConfig) -> tuple[Tensor, Tensor, Tensor |
 
 
 def _image_reference(p: Protocol, data: DataConfig, inception_weights: str | None) -> Reference:
-    from diffusion.data.images import to_uint8
+    from diffusion.data.image_datasets import to_uint8
     from diffusion.metrics.fid import Frechet, features
     images, pool, pool_labels, cap = _image_sets(p, data)
     n = len(images)
@@ -305,7 +305,7 @@ def _floor_pick(p: Protocol, n: int, labels: Tensor | None, size: int, generator
 def extra_floor(ref: Reference, metrics: tuple[str, ...], dataset: str) -> tuple[dict[str, Interval], dict[str, float]]:
     """(floor intervals, floor sds) of torch-fidelity's KID and IS and of precision/recall (metrics.prc) for an image
     reference: each computed on every floor draw against the reference, like FID's floor (built once per process)."""
-    from diffusion.metrics.images import image_metrics
+    from diffusion.metrics.image_metrics import image_metrics
     from diffusion.metrics.prc import precision_recall
     fidelity = tuple(m for m in metrics if m in ("isc", "kid"))
     real = ref.embed(ref.images) if "prc" in metrics else None

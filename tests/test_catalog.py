@@ -176,7 +176,7 @@ def test_shipped_runs_say_their_device_and_label_the_rows_of_the_old_protocol():
         assert new["step"].iloc[-1] == summary.step, name   # measured under the protocol at the end (the moons pair,
         # trained under it, at every row; mnist16-cond re-measured again with its stratified floor, bal10)
         assert (old["step"] <= summary.step).all() and history["protocol"].notna().all()
-        assert catalog.final_metrics(summary.history)["protocol"] == new["protocol"].iloc[0]
+        assert catalog.final_metrics(summary.history)["protocol"] == new["protocol"].iloc[-1]
 
 
 def test_a_likelihood_measurement_reaches_the_table_and_goes_stale_when_the_run_trains_on(cli_run, tmp_path):

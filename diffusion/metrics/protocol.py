@@ -177,6 +177,7 @@ class Reference:
     floor_sets: tuple[Tensor, ...] = ()  # image protocols: every floor draw's images (uint8)
     pool: Tensor | None = None       # folder datasets: training images outside the reference (memorisation)
     finite_population: float = 1.0   # sqrt(1 - n / N) when floor draws take n of a pool of N (intervals.spread)
+    scale: float = 1.0               # 2D: the unit of W1 and W2, data_scale of the reference points
 
     @property
     def floor_images(self) -> Tensor | None:
@@ -230,7 +231,7 @@ def _points_reference(p: Protocol, dataset: str) -> Reference:
         return score_2d(x, reference, mixture=toy.mixture, scale=scale)
     draws = [true_points(p.floor_seed + k, p.strata) for k in range(FLOOR_DRAWS)]
     floor, sds = _floor([score(d) for d in draws], f"{FLOOR_DRAWS} fresh true samples", 1.0)
-    return Reference(p, p.n, "", lambda x: x, score, floor, sds, tuple(len(d) for d in draws))
+    return Reference(p, p.n, "", lambda x: x, score, floor, sds, tuple(len(d) for d in draws), scale=scale)
 
 
 def _image_sets(p: Protocol, data: DataConfig) -> tuple[Tensor, Tensor, Tensor | None, str]:

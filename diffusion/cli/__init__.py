@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model (resumes when --out already holds a run)")
     _add_data_args(t)
+    t.add_argument("--images", type=int, help="images: train on this many of the selected images, a subset drawn "
+                   "with --seed (default: all; the training-set-size sweep of docs/analytic-denoisers.md)")
     t.add_argument("--model", choices=("mlp", "unet"))
     t.add_argument("--preset", help="U-Net preset (default: small-16 up to 16 px, small-32 above)")
     t.add_argument("--conditional", action="store_true", default=None, help="class-conditional (images and "

@@ -187,3 +187,18 @@ def live_chart(builder: Builder, df: pd.DataFrame, title: str | None = None, opt
     """Draw builder(df, **options) cheaply: a spec cached per builder and options plus this frame as its data."""
     spec = _spec(builder, tuple(df.columns), tuple(sorted((options or {}).items())))
     st.vega_lite_chart(df, {**spec, "title": title} if title else spec, **kwargs)
+
+
+def agreement_curves(df: pd.DataFrame) -> alt.LayerChart:
+    """Mean squared x0_hat difference per pixel against the paper timestep t, one line per denoiser
+    (explore.analytic_comparison.agreement: columns t, denoiser, value, low, high), both axes log, 95% error bars."""
+    base = alt.Chart(df).encode(x=alt.X("t:Q", title="timestep t (log)", scale=alt.Scale(type="log"),
+                                        axis=alt.Axis(format=TICKS)))
+    color = alt.Color("denoiser:N", title=None, legend=alt.Legend(orient="top", labelLimit=400))
+    bars = base.transform_calculate(shown="max(datum.low, datum.value / 100)").mark_rule().encode(
+        y="shown:Q", y2="high:Q", color=color)    # a log axis has no 0: an interval reaching 0 is cut at value / 100
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("value:Q", title="mean |Δ x̂0|² per pixel (log)", scale=alt.Scale(type="log"),
+                axis=alt.Axis(format=TICKS)),
+        color=color, tooltip=["t:Q", "sigma:Q", "denoiser:N", "value:Q", "low:Q", "high:Q"])
+    return alt.layer(bars, line).properties(height=STRETCH_HEIGHT + 40)

@@ -138,6 +138,13 @@ class GaussianMixture:
         return GaussianMixture(self.weights, math.sqrt(alpha_bar) * self.means,
                                alpha_bar * self.covs + (1.0 - alpha_bar) * eye)
 
+    def blurred(self, sigma: float) -> "GaussianMixture":
+        """Exact law of x + sigma eps (the VE point at noise level sigma): covs C_k + sigma^2 I."""
+        if not sigma >= 0.0:
+            raise ValueError(f"sigma={sigma!r} is out of range; allowed: sigma >= 0")
+        eye = torch.eye(self.dim, dtype=torch.float64, device=self.means.device)
+        return GaussianMixture(self.weights, self.means, self.covs + sigma**2 * eye)
+
     @torch.no_grad()
     def component_posteriors(self, x_t: Tensor, alpha_bar: Tensor) -> tuple[Tensor, Tensor]:
         """Per row and component: log w_k p_t(x_t | k) (B, K) and E[x0 | x_t, k] (B, K, D), float64, where

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.core.oracles import GaussianMixture
+from diffusion.core.schedules import alpha_bar_at
 from diffusion.data import toy_for
 from diffusion.models.config import MLPConfig
 from diffusion.sampling.run import Run
@@ -14,7 +15,8 @@ from diffusion.sampling.run import Run
 
 class MixtureNet(nn.Module):
     """The exact x0-prediction network of a (labelled) mixture: (x_t (B, D), t (B,), y (B,) | None) -> E[x0 | x_t, y]
-    (B, D), with y = null_label or None meaning unconditional; class y is the sub-mixture of components labelled y."""
+    (B, D), with y = null_label or None meaning unconditional; class y is the sub-mixture of components labelled y.
+    t is a code timestep, integer or fractional (schedules.alpha_bar_at): the exact answer at any continuous t."""
 
     def __init__(self, mixture: GaussianMixture, alpha_bar: Tensor, component_labels: Tensor | None = None):
         super().__init__()
@@ -33,7 +35,7 @@ class MixtureNet(nn.Module):
         if y is not None and self.component_labels is not None:
             labels = self.component_labels.to(x_t.device)
             keep = (labels[None, :] == y.long()[:, None]) | (y == self.null_label)[:, None]     # (B, K)
-        return self.mixture.posterior_mean(x_t, self.alpha_bar.to(x_t.device)[t.long()], keep).to(x_t.dtype)
+        return self.mixture.posterior_mean(x_t, alpha_bar_at(self.alpha_bar, t), keep).to(x_t.dtype)
 
 
 def exact_run(data: DataConfig | str, schedule: ScheduleConfig = ScheduleConfig()) -> Run | None:

@@ -50,3 +50,14 @@ def exact_run(data: DataConfig | str, schedule: ScheduleConfig = ScheduleConfig(
     sch = schedule.build()
     return Run(config, sch, MixtureNet(toy.mixture, sch.alpha_bar, toy.component_labels).eval(), 0, [],
                f"the exact law of {toy.name}")
+
+
+def gaussian_run(stds: tuple[float, float], schedule: ScheduleConfig = ScheduleConfig()) -> Run:
+    """The exact model of N(0, diag(stds)^2) in 2D, a Run: every deterministic sampler is then a linear map of x_T,
+    so its output law is known exactly (sampling.reference.linear_output_std), no sampling noise."""
+    if len(stds) != 2 or not all(s > 0 for s in stds):
+        raise ValueError(f"stds={stds!r}; allowed: two positive standard deviations")
+    mixture = GaussianMixture(torch.ones(1), torch.zeros(1, 2), torch.diag(torch.tensor(stds) ** 2)[None].double())
+    config = RunConfig(DataConfig("gaussian"), schedule, MLPConfig(), TrainConfig(objective="x0"))
+    sch = schedule.build()
+    return Run(config, sch, MixtureNet(mixture, sch.alpha_bar).eval(), 0, [], f"N(0, diag{tuple(stds)}^2)")

@@ -13,9 +13,10 @@ import torch
 from torch import Tensor
 
 from diffusion.core.flow import FlowDenoiser
+from diffusion.core.time import FlowTime
 from diffusion.sampling.vp import Noise
 
-FlowCallback = Callable[[int, float, Tensor, Tensor], None]  # (i, t, x_t, x0_hat)
+FlowCallback = Callable[[int, FlowTime, Tensor, Tensor], None]  # (i, t, x_t, x0_hat)
 
 
 def _check(times: Tensor) -> list[float]:

@@ -4,11 +4,13 @@ adaptive Runge-Kutta (torchdiffeq's dopri5, tight tolerances, float64) in flow t
 own last step to 0 (x0_hat). A sampler converges to it as its steps grow, at the rate of its order (docs/samplers.md).
 """
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from diffusion.core.flow import time_of_sigma
 from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.registry import sampler_spec
 from diffusion.sampling.run import SEED_STRIDE, Run
 from diffusion.sampling.vp import SeededNoise
 
@@ -47,3 +49,28 @@ def reference_sample(run: Run, n: int, sampler: SamplerConfig, *, seed: int = 0,
     options = {"step_t": span[1:], "first_step": (t_start - t_end) * FIRST_STEP}
     x = odeint(velocity, scale * z, span, rtol=rtol, atol=atol, method="dopri5", options=options)[-1]
     return denoise(x, rows(t_end, x), y).cpu()
+
+
+@torch.no_grad()
+def linear_output_std(run: Run, sampler: SamplerConfig) -> Tensor:
+    """The output standard deviation per axis (D,) float64 of a deterministic sampler on a zero-mean Gaussian run with
+    diagonal covariance (explore.exact.gaussian_run): its map of x_T is then linear and diagonal, so the output std
+    along axis i is |f(e_i) - f(0)| for x_T ~ N(0, I). Exact, no sampling noise."""
+    ode_span(run, sampler)                                      # refuses a stochastic sampler
+    dim = run.sample_shape[0]
+    x_T = torch.cat([torch.zeros(1, dim), torch.eye(dim)])
+    out = sampler_spec(sampler.name).run(run, sampler, x_T, y=None, noise=None, callback=None).double()
+    return (out[1:] - out[:1]).diagonal().abs()
+
+
+def fitted_order(nfe: list[int], errors: list[float]) -> float:
+    """The convergence order p of error ~ C NFE^-p: minus the least-squares slope of log error against log NFE."""
+    if len(nfe) != len(errors) or len(nfe) < 2 or min(errors) <= 0:
+        raise ValueError(f"nfe {nfe} and errors {errors}: allowed: two or more pairs, errors > 0")
+    return -float(np.polyfit(np.log(nfe), np.log(errors), 1)[0])
+
+
+def reference_error(run: Run, sampler: SamplerConfig, n: int, reference: Tensor, seed: int = 0) -> float:
+    """Mean distance per sample between `sampler`'s samples and the reference solution from the same noises."""
+    x = run.sample(n, sampler, seed=seed).double()
+    return float((x - reference).norm(dim=1).mean())

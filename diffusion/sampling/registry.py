@@ -35,6 +35,7 @@ class SamplerSpec:
     settings: tuple[str, ...]
     run: Callable[..., Tensor]
     default_steps: int           # its documented steps: with the exact denoiser, as good as ddpm-1000 (docs/samplers.md)
+    order: int = 1               # of convergence to the ODE solution as steps grow (0: stochastic, no ODE solution)
     evaluations_per_step: int = 1
     saves_last: int = 0          # evaluations saved on the last step (Heun: no correction at sigma = 0)
     shown: tuple[str, ...] = ()  # settings that name a variant in tables (study), default or not
@@ -94,20 +95,20 @@ def _flow(second_order: bool):
 
 
 REGISTRY: dict[str, SamplerSpec] = {spec.name: spec for spec in (
-    SamplerSpec("ddpm", "timesteps", ("spacing", "variance"), _ddpm, 1000, shown=("variance",),
+    SamplerSpec("ddpm", "timesteps", ("spacing", "variance"), _ddpm, 1000, order=0, shown=("variance",),
                 description="ancestral sampling, Ho et al. 2020 Algorithm 2"),
     SamplerSpec("ddim", "timesteps", ("spacing", "eta"), _ddim, 100, shown=("eta",),
                 description="DDIM, Song et al. 2021 eq. 12"),
     SamplerSpec("euler", "sigmas", SIGMA_GRID_SETTINGS + CHURN_SETTINGS, _edm(False), 100, shown=("grid", "rho"),
                 description="Euler on the probability-flow ODE, Karras et al. 2022"),
-    SamplerSpec("heun", "sigmas", SIGMA_GRID_SETTINGS + CHURN_SETTINGS, _edm(True), 25, evaluations_per_step=2,
-                saves_last=1, shown=("grid", "rho"), description="EDM Algorithm 2 (Heun, 2nd order), Karras et al. 2022"),
-    SamplerSpec("dpmpp2m", "sigmas", SIGMA_GRID_SETTINGS, _dpmpp2m, 50, shown=("grid",),
+    SamplerSpec("heun", "sigmas", SIGMA_GRID_SETTINGS + CHURN_SETTINGS, _edm(True), 25, order=2,
+                evaluations_per_step=2, saves_last=1, shown=("grid", "rho"), description="EDM Algorithm 2 (Heun, 2nd order), Karras et al. 2022"),
+    SamplerSpec("dpmpp2m", "sigmas", SIGMA_GRID_SETTINGS, _dpmpp2m, 50, order=2, shown=("grid",),
                 description="DPM-Solver++(2M), Lu et al. 2022"),
     SamplerSpec("flow_euler", "flow", SIGMA_GRID_SETTINGS, _flow(False), 100,
-                description="Euler in flow time t, uniform steps (rectified flow, Liu et al. 2022)"),
-    SamplerSpec("flow_midpoint", "flow", SIGMA_GRID_SETTINGS, _flow(True), 25, evaluations_per_step=2, saves_last=1,
-                description="explicit midpoint in flow time t, uniform steps (2nd order)"),
+                description="Euler in flow time t (rectified flow, Liu et al. 2022)"),
+    SamplerSpec("flow_midpoint", "flow", SIGMA_GRID_SETTINGS, _flow(True), 25, order=2, evaluations_per_step=2,
+                saves_last=1, description="explicit midpoint in flow time t, uniform steps (2nd order)"),
 )}
 SAMPLERS: tuple[str, ...] = tuple(REGISTRY)
 

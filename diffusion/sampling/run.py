@@ -35,7 +35,7 @@ from diffusion.core.flow import (
     vp_from_flow,
 )
 from diffusion.core.schedules import NoiseSchedule, spaced_timesteps
-from diffusion.core.time import Clip
+from diffusion.core.time import TIME_OF_SPACE, Clip, FlowTime, Sigma, Timestep
 from diffusion.data import data_radius, toy_for
 from diffusion.sampling.config import SamplerConfig
 from diffusion.sampling.registry import Space, sampler_spec
@@ -46,18 +46,22 @@ SEED_STRIDE = 1_000_000  # sample i of seed s draws from seed s * SEED_STRIDE + 
 
 @dataclass
 class Trajectory:
-    """What a sampler visited, one entry per network evaluation it showed: `times` are code timesteps t (ints) when
-    space is "timesteps" (ddpm, ddim), noise levels sigma (floats) when it is "sigmas" (euler, heun, dpmpp2m) and
-    flow times t in [0, 1] (floats) when it is "flow" (flow_euler, flow_midpoint); x_t (K, B, ...) before each step,
-    in the sampler's own space, and x0_hat (K, B, ...)."""
+    """What a sampler visited, one entry per network evaluation it showed. `times` holds one kind of time, the one
+    of its space (core.time): Timestep ints (code index t) for "timesteps" (ddpm, ddim), Sigma floats for "sigmas"
+    (euler, heun, dpmpp2m), FlowTime floats in [0, 1] for "flow" (flow_euler, flow_midpoint); `time_name` says which.
+    x_t (K, B, ...) before each step, in the sampler's own space, and x0_hat (K, B, ...)."""
 
     space: Space = "timesteps"
-    times: list[int | float] = field(default_factory=list)
+    times: list[Timestep] | list[Sigma] | list[FlowTime] = field(default_factory=list)
     x_t: list[Tensor] = field(default_factory=list)
     x0_hat: list[Tensor] = field(default_factory=list)
 
-    def record(self, i: int, time: int | float, x_t: Tensor, x0_hat: Tensor) -> None:
-        self.times.append(time)
+    @property
+    def time_name(self) -> str:
+        return TIME_OF_SPACE[self.space]
+
+    def record(self, i: int, time: Timestep | Sigma | FlowTime, x_t: Tensor, x0_hat: Tensor) -> None:
+        self.times.append(int(time) if self.space == "timesteps" else float(time))
         self.x_t.append(x_t.detach().cpu())
         self.x0_hat.append(x0_hat.detach().cpu())
 
@@ -124,8 +128,8 @@ class Run:
         if sampler.clip == Clip.AUTO:
             return own
         if sampler.clip not in (own, Clip.NONE):
-            raise ValueError(f"clip={sampler.clip.value!r} does not apply to a {'n image' if self.is_image else ' 2D'} "
-                             f"run; allowed: auto, {own.value}, none")
+            kind = "an image" if self.is_image else "a 2D"
+            raise ValueError(f"clip={sampler.clip.value!r} does not apply to {kind} run; allowed: auto, {own.value}, none")
         return sampler.clip
 
     def _wrap(self, denoise, sampler: SamplerConfig):

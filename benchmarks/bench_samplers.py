@@ -29,7 +29,12 @@ from diffusion.data.custom import custom_data  # noqa: E402
 from diffusion.explore.exact import exact_run, gaussian_run  # noqa: E402
 from diffusion.metrics.points2d import wasserstein  # noqa: E402
 from diffusion.sampling.config import SamplerConfig  # noqa: E402
-from diffusion.sampling.reference import fitted_order, linear_output_std, reference_error, reference_sample  # noqa: E402
+from diffusion.sampling.reference import (  # noqa: E402
+    fitted_order,
+    linear_output_std,
+    reference_error,
+    reference_sample,
+)
 from diffusion.sampling.registry import REGISTRY  # noqa: E402
 
 ODE_SAMPLERS = [name for name, spec in REGISTRY.items() if spec.order > 0]
@@ -75,11 +80,13 @@ def std_table() -> None:
     print("| sampler | NFE | " + " | ".join(f"s = {s:g}" for s in stds) + " |\n|---|---|" + "---|" * len(stds))
     runs = [gaussian_run(stds[:2]), gaussian_run(stds[2:])]
     configs = [SamplerConfig(k, REGISTRY[k].default_steps, clip="none") for k in ODE_SAMPLERS]
-    configs += [SamplerConfig("ddim", 50, clip="none"), SamplerConfig("ddim", 100, spacing="trailing", clip="none"),
-                SamplerConfig("heun", 18, grid="karras", clip="none")]
+    before = [("ddim", 50, {"spacing": "trailing"}), ("ddim", 100, {"spacing": "trailing"}),   # the old defaults
+              ("ddim", 100, {"spacing": "quadratic"}), ("heun", 18, {"grid": "karras"}), ("heun", 25, {"grid": "karras"}),
+              ("flow_euler", 100, {"grid": "flow"}), ("ddim", 1000, {})]
+    configs += [SamplerConfig(name, steps, clip="none", **kw) for name, steps, kw in before]
     for config in configs:
         got = torch.cat([linear_output_std(run, config) for run in runs]) / torch.tensor(stds) - 1
-        tag = f"{config.name}-{config.steps}" + (f" {config.spacing or config.grid}" if config.spacing or config.grid else "")
+        tag = f"{config.name}-{config.steps} {config.timestep_spacing or config.sigma_grid}"
         print(f"| {tag} | {config.nfe} | " + " | ".join(f"{v:+.2%}" for v in got.tolist()) + " |")
 
 

@@ -107,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
         p.add_argument("--steps", type=int, default=50, help="network evaluations")
         p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity, 0 to 1")
-        p.add_argument("--spacing", choices=SPACINGS, help="ddim, ddpm timesteps (default: quadratic for ddim, "
+        p.add_argument("--spacing", choices=SPACINGS, help="ddim, ddpm timesteps (default: cubic for ddim, "
                        "trailing for ddpm)")
         p.add_argument("--variance", choices=VARIANCES, default="beta_tilde", help="DDPM posterior variance")
         p.add_argument("--clip", choices=CLIPS, default=SamplerConfig.clip.value,
@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--grid", choices=GRIDS, help="euler/heun/dpmpp2m/flow noise levels (default: logsnr; flow "
-                       "for flow_euler, flow_midpoint; docs/samplers.md)")
+                       "for flow_midpoint; docs/samplers.md)")
         p.add_argument("--rho", type=float, default=7.0, help="karras grid exponent")
         p.add_argument("--sigma-min", type=float)
         p.add_argument("--sigma-max", type=float)

@@ -14,9 +14,10 @@ import torch
 from torch import Tensor
 
 ScheduleName = Literal["linear", "linear_unscaled", "cosine", "sigmoid"]
-Spacing = Literal["quadratic", "trailing", "linspace", "leading"]
+Spacing = Literal["cubic", "quadratic", "trailing", "linspace", "leading"]
 SCHEDULES: tuple[str, ...] = ("linear", "linear_unscaled", "cosine", "sigmoid")
-SPACINGS: tuple[str, ...] = ("quadratic", "trailing", "linspace", "leading")
+SPACINGS: tuple[str, ...] = ("cubic", "quadratic", "trailing", "linspace", "leading")
+POWERS = {"quadratic": 2, "cubic": 3}
 MIN_T, MAX_T = 2, 4000
 MAX_BETA = 0.999  # Nichol & Dhariwal 2021 clip beta below 1 to avoid singularities near t = T
 
@@ -128,12 +129,12 @@ def alpha_bar_at(alpha_bar: Tensor, t: Tensor) -> Tensor:
     return 1 / (1 + (2 * log_sigma).exp())
 
 
-def spaced_timesteps(T: int, n_steps: int, spacing: Spacing = "quadratic") -> list[int]:
+def spaced_timesteps(T: int, n_steps: int, spacing: Spacing = "cubic") -> list[int]:
     """The decreasing code timesteps a sampler visits with n_steps network evaluations.
 
-    quadratic: round((T-1) (k / (n-1))^2), from T-1 down to 0, each at least one below the one before (DDIM's
-    "quadratic" tau_i = floor(c i^2), Song et al. 2021 App. D.2, stretched to reach T-1): dense at low noise, where
-    the last steps of a deterministic sampler otherwise shrink sharp components (docs/samplers.md);
+    quadratic, cubic: round((T-1) (k / (n-1))^p), p = 2 or 3, from T-1 down to 0, each at least one below the one
+    before (DDIM's "quadratic" tau_i = floor(c i^2), Song et al. 2021 App. D.2, stretched to reach T-1; cubic denser
+    still at low noise, where the last steps of a deterministic sampler shrink sharp components, docs/samplers.md);
     trailing: round(T - k T/n) - 1, always starts at T-1 (Lin et al. 2024, Table 2);
     linspace: round(linspace(0, T-1, n)); leading: k * (T // n), never reaches T-1 (as in DDIM's code).
     One step is [T-1] whatever the spacing: the one denoising step must start from x_T (linspace and leading
@@ -145,8 +146,8 @@ def spaced_timesteps(T: int, n_steps: int, spacing: Spacing = "quadratic") -> li
         raise ValueError(f"number of steps {n_steps!r} is out of range; allowed: 1 to T={T}")
     if n_steps == 1:
         return [T - 1]
-    if spacing == "quadratic":
-        ts = np.round((T - 1) * np.linspace(0.0, 1.0, n_steps) ** 2).astype(np.int64)
+    if spacing in POWERS:
+        ts = np.round((T - 1) * np.linspace(0.0, 1.0, n_steps) ** POWERS[spacing]).astype(np.int64)
         ts = np.maximum(ts, np.arange(n_steps))[::-1]                  # strictly increasing: at least 0, 1, 2, ...
     elif spacing == "trailing":
         ts = np.round(T - np.arange(n_steps) * T / n_steps).astype(np.int64) - 1

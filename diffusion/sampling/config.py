@@ -14,7 +14,8 @@ from diffusion.sampling.registry import REGISTRY, sampler_spec
 from diffusion.sampling.vp import VARIANCES
 
 GRIDS: tuple[str, ...] = ("karras", "logsnr", "flow")
-DEFAULT_GRIDS = {"euler": "logsnr", "heun": "logsnr", "dpmpp2m": "logsnr", "flow_euler": "flow", "flow_midpoint": "flow"}
+DEFAULT_GRIDS = {"euler": "logsnr", "heun": "logsnr", "dpmpp2m": "logsnr", "flow_euler": "logsnr",
+                 "flow_midpoint": "flow"}      # the best measured for each (docs/samplers.md)
 MAX_STEPS = 10_000               # sampling steps (a discrete sampler is also capped by its schedule's T)
 MAX_GUIDANCE, MAX_RHO, MAX_SIGMA, MAX_CHURN, MAX_S_NOISE = 50.0, 100.0, 1e5, 1000.0, 2.0
 COMMON = ("name", "steps", "clip", "guidance")   # read by every sampler
@@ -62,7 +63,7 @@ class SamplerConfig:
     name: str = "ddim"
     steps: int = 50
     eta: float = 0.0                 # ddim: stochasticity, 0 (deterministic) to 1 (= ddpm)
-    spacing: str | None = None       # ddpm, ddim timesteps (schedules.spaced_timesteps); None: ddim quadratic, ddpm trailing
+    spacing: str | None = None       # ddpm, ddim timesteps (spaced_timesteps); None: ddim cubic, ddpm trailing
     variance: str = "beta_tilde"     # ddpm: the posterior variance
     clip: Clip = Clip.AUTO           # x0_hat: auto (images clamp, 2D ball), clamp, ball, none (core.time.Clip)
     guidance: float = 1.0            # classifier-free guidance scale w; 1 = plain conditional
@@ -100,11 +101,11 @@ class SamplerConfig:
 
     @property
     def timestep_spacing(self) -> str | None:
-        """The timestep spacing a discrete sampler walks (None for the others): quadratic for ddim, whose last steps
-        need the low noise levels (docs/samplers.md); trailing for ddpm, unchanged."""
+        """The timestep spacing a discrete sampler walks (None for the others): cubic for ddim, whose last steps need
+        the low noise levels (docs/samplers.md); trailing for ddpm, unchanged."""
         if self.space != "timesteps":
             return None
-        return self.spacing or ("trailing" if self.name == "ddpm" else "quadratic")
+        return self.spacing or ("trailing" if self.name == "ddpm" else "cubic")
 
     @property
     def sigma_grid(self) -> str | None:

@@ -34,7 +34,7 @@ class SamplerSpec:
     space: Space
     settings: tuple[str, ...]
     run: Callable[..., Tensor]
-    default_steps: int           # its documented steps: with the exact denoiser, as good as ddpm-1000 (docs/samplers.md)
+    default_steps: int           # with the exact denoiser, as good as ddpm-1000 (docs/samplers.md)
     order: int = 1               # of convergence to the ODE solution as steps grow (0: stochastic, no ODE solution)
     evaluations_per_step: int = 1
     saves_last: int = 0          # evaluations saved on the last step (Heun: no correction at sigma = 0)
@@ -102,7 +102,8 @@ REGISTRY: dict[str, SamplerSpec] = {spec.name: spec for spec in (
     SamplerSpec("euler", "sigmas", SIGMA_GRID_SETTINGS + CHURN_SETTINGS, _edm(False), 100, shown=("grid", "rho"),
                 description="Euler on the probability-flow ODE, Karras et al. 2022"),
     SamplerSpec("heun", "sigmas", SIGMA_GRID_SETTINGS + CHURN_SETTINGS, _edm(True), 25, order=2,
-                evaluations_per_step=2, saves_last=1, shown=("grid", "rho"), description="EDM Algorithm 2 (Heun, 2nd order), Karras et al. 2022"),
+                evaluations_per_step=2, saves_last=1, shown=("grid", "rho"),
+                description="EDM Algorithm 2 (Heun, 2nd order), Karras et al. 2022"),
     SamplerSpec("dpmpp2m", "sigmas", SIGMA_GRID_SETTINGS, _dpmpp2m, 50, order=2, shown=("grid",),
                 description="DPM-Solver++(2M), Lu et al. 2022"),
     SamplerSpec("flow_euler", "flow", SIGMA_GRID_SETTINGS, _flow(False), 100,

@@ -129,7 +129,8 @@ class Run:
             return own
         if sampler.clip not in (own, Clip.NONE):
             kind = "an image" if self.is_image else "a 2D"
-            raise ValueError(f"clip={sampler.clip.value!r} does not apply to {kind} run; allowed: auto, {own.value}, none")
+            raise ValueError(f"clip={sampler.clip.value!r} does not apply to {kind} run; "
+                             f"allowed: auto, {own.value}, none")
         return sampler.clip
 
     def _wrap(self, denoise, sampler: SamplerConfig):

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from diffusion.core.denoisers import Denoiser
+from diffusion.core.flow import uniform_flow_times
 from diffusion.core.forward import Objective, at, predict_x0
 from diffusion.core.schedules import NoiseSchedule, log_sigmas
 
@@ -103,8 +104,8 @@ def flow_sigmas(n: int, sigma_min: float = EDM_SIGMA_MIN, sigma_max: float = EDM
     """n noise levels uniform in flow time t = sigma / (1 + sigma) (the rectified-flow grid, Liu et al. 2022), then
     0; (n+1,) float64. Most steps fall where sigma is near 1, the scale of standardised data."""
     _check_grid(n, sigma_min, sigma_max)
-    t = torch.linspace(sigma_max / (1 + sigma_max), sigma_min / (1 + sigma_min), n, dtype=torch.float64)
-    return _with_zero(t / (1 - t))
+    t = uniform_flow_times(n, sigma_max / (1 + sigma_max), sigma_min / (1 + sigma_min))
+    return t / (1 - t)
 
 
 def schedule_sigma_range(schedule: NoiseSchedule, sigma_min: float = EDM_SIGMA_MIN,

@@ -31,6 +31,7 @@ from diffusion.core.flow import (
     network_velocity,
     sigma_from_flow,
     time_of_sigma,
+    uniform_flow_times,
     velocity_of_denoiser,
     vp_from_flow,
 )
@@ -198,9 +199,7 @@ class Run:
         """The flow times (steps + 1,) float64 a flow sampler visits: those of sigmas(sampler); on the flow grid of a
         flow run, uniform from t = 1 (pure noise) down to its smallest noise level, then 0."""
         if self.is_flow and sampler.sigma_grid == "flow" and sampler.sigma_max is None:
-            t_min = time_of_sigma(sampler.sigma_min or self._sigma_range()[0])
-            times = torch.linspace(1.0, t_min, sampler.steps, dtype=torch.float64)
-            return torch.cat([times, times.new_zeros(1)])
+            return uniform_flow_times(sampler.steps, 1.0, time_of_sigma(sampler.sigma_min or self._sigma_range()[0]))
         return time_of_sigma(self.sigmas(sampler))
 
     def sigmas(self, sampler: SamplerConfig) -> Tensor:

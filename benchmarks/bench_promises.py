@@ -1,5 +1,5 @@
 """Do the times the pages promise hold? Every on-demand section of the image pages and every page's default training,
-driven through AppTest exactly as a visitor's clicks would, each promise (ui.timing.Estimate) against the time the
+driven through AppTest exactly as a visitor's clicks would, each promise (ui.jobs.timing.Estimate) against the time the
 work took:
 
     python benchmarks/bench_promises.py [--rounds 2] [--steps N] [--no-train] [--no-sections] [--pages digit,cond]
@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from ui import timing  # noqa: E402
+from ui.jobs import timing  # noqa: E402
 
 PAGES = {"toy2d": "app_pages/toy2d.py", "digit": "app_pages/mnist_digit.py",
          "cond": "app_pages/mnist_conditional.py", "img32": "app_pages/images32.py"}
@@ -41,7 +41,7 @@ OBSERVED: list[tuple[str, float, float]] = []     # (kind, promised seconds, obs
 
 
 def _logging_timed():
-    """ui.timing.timed, also logging each block's promise and observed time (the pages call it as timing.timed)."""
+    """ui.jobs.timing.timed, also logging each block's promise and observed time (the pages call it as timing.timed)."""
     real = timing.timed
 
     @contextmanager

@@ -28,7 +28,7 @@ from diffusion.data import toy_for  # noqa: E402
 from diffusion.data.custom import custom_data  # noqa: E402
 from diffusion.explore.exact import exact_run, gaussian_run  # noqa: E402
 from diffusion.metrics.points2d import wasserstein  # noqa: E402
-from diffusion.sampling.config import SamplerConfig  # noqa: E402
+from diffusion.sampling.sampler_config import SamplerConfig  # noqa: E402
 from diffusion.sampling.reference import (  # noqa: E402
     fitted_order,
     linear_output_std,

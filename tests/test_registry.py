@@ -20,7 +20,6 @@ from diffusion.data.custom import custom_data
 from diffusion.explore.exact import exact_run, gaussian_run
 from diffusion.core.schedules import SPACINGS, spaced_timesteps
 from diffusion.metrics.points2d import wasserstein
-from diffusion.sampling.config import COMMON, SamplerConfig
 from diffusion.sampling.reference import (
     fitted_order,
     linear_output_std,
@@ -28,6 +27,7 @@ from diffusion.sampling.reference import (
     reference_error,
     reference_sample,
 )
+from diffusion.sampling.sampler_config import COMMON, SamplerConfig
 from diffusion.sampling.registry import REGISTRY, SAMPLERS, sampler_spec
 from diffusion.sampling.run import Trajectory
 

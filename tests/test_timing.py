@@ -1,4 +1,4 @@
-"""ui.timing: promises from measured unit costs, corrected by the load and by the server's own record, and the time
+"""ui.jobs.timing: promises from measured unit costs, corrected by the load and by the server's own record, and the time
 left from the observed rate."""
 
 import ast
@@ -7,7 +7,7 @@ import time
 import pytest
 from conftest import ROOT
 
-from ui import timing
+from ui.jobs import timing
 
 SLEEP = 0.02     # a unit of work whose duration the load does not change: time.sleep
 SLACK = 0.010    # what a sleep may overshoot by on a busy machine (scheduler latency)
@@ -15,7 +15,7 @@ SLACK = 0.010    # what a sleep may overshoot by on a busy machine (scheduler la
 
 def test_the_module_needs_neither_torch_nor_streamlit():
     imported = set()
-    for node in ast.walk(ast.parse((ROOT / "ui" / "timing.py").read_text())):
+    for node in ast.walk(ast.parse((ROOT / "ui" / "jobs" / "timing.py").read_text())):
         if isinstance(node, ast.Import):
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from diffusion.core.denoisers import Denoiser
-from diffusion.core.flow import uniform_flow_times
+from diffusion.core.flow_matching import uniform_flow_times
 from diffusion.core.forward import Objective, at, predict_x0
 from diffusion.core.schedules import NoiseSchedule, log_sigmas
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from diffusion.core.flow import FlowDenoiser, Velocity, vp_point
+from diffusion.core.flow_matching import FlowDenoiser, Velocity, vp_point
 from diffusion.core.schedules import alpha_bar_at
 
 Denoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # same contract as diffusion.core.denoisers.Denoiser

@@ -9,7 +9,7 @@ from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.core.oracles import GaussianMixture
 from diffusion.core.schedules import alpha_bar_at
 from diffusion.data import toy_for
-from diffusion.models.config import MLPConfig
+from diffusion.models.model_config import MLPConfig
 from diffusion.sampling.run import Run
 
 

@@ -1,6 +1,6 @@
 """The reference solution of the probability-flow ODE a deterministic sampler discretises, for any run: from the
 sampler's own starting point (the same noise as Run.sample) to its grid's smallest noise level, integrated by an
-adaptive Runge-Kutta (torchdiffeq's dopri5, tight tolerances, float64) in flow time (core.flow), then the sampler's
+adaptive Runge-Kutta (torchdiffeq's dopri5, tight tolerances, float64) in flow time (core.flow_matching), then the sampler's
 own last step to 0 (x0_hat). A sampler converges to it as its steps grow, at the rate of its order (docs/samplers.md).
 """
 
@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from diffusion.core.flow import time_of_sigma
-from diffusion.sampling.config import SamplerConfig
+from diffusion.core.flow_matching import time_of_sigma
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.registry import sampler_spec
 from diffusion.sampling.run import SEED_STRIDE, Run
 from diffusion.sampling.vp import SeededNoise

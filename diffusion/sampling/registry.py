@@ -16,8 +16,7 @@ from typing import Callable
 from torch import Tensor
 
 from diffusion.core.time import Space  # noqa: F401 (re-exported: a sampler's space)
-
-from diffusion.sampling.flow import flow_euler_sample, flow_midpoint_sample
+from diffusion.sampling.flow_samplers import flow_euler_sample, flow_midpoint_sample
 from diffusion.sampling.sigma import Churn, dpmpp_2m_sample, euler_sample, heun_sample
 from diffusion.sampling.vp import ddim_sample, ddpm_sample
 

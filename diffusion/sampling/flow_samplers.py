@@ -41,7 +41,8 @@ def _velocity(denoise: FlowDenoiser, x: Tensor, t: float, y: Tensor | None) -> t
 def _flow_sample(denoise: FlowDenoiser, x_T: Tensor, times: Tensor, second_order: bool, y: Tensor | None,
                  callback: FlowCallback | None) -> Tensor:
     """Euler (x_next = x + (t_next - t) v(x, t)) or explicit midpoint (v taken at the half step instead); the last
-    step, to t = 0, is Euler and lands on x0_hat (as EDM's Heun: no evaluation below the grid's smallest t)."""
+    step, to t = 0, is Euler and lands on x0_hat (as EDM's Heun: no evaluation below the grid's smallest t), so a
+    projected or clipped denoiser's bound holds for the output."""
     s = _check(times)
     x = x_T
     for i, (t, t_next) in enumerate(zip(s, s[1:])):

@@ -17,6 +17,7 @@ from diffusion.cli.train import check_dataset, set_threads, train
 from diffusion.config import DECAYS, PRECISIONS, TRAIN_OBJECTIVES, DataConfig
 from diffusion.core.flow_matching import TIME_SAMPLINGS
 from diffusion.core.schedules import SCHEDULES, SPACINGS
+from diffusion.core.time import CLIPS
 from diffusion.data import is_toy, load_data
 from diffusion.data.custom import custom_from_spec
 from diffusion.data.toy_datasets import TOY_DATASETS, toy_dataset
@@ -108,16 +109,18 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
         p.add_argument("--steps", type=int, default=50, help="network evaluations")
         p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity, 0 to 1")
-        p.add_argument("--spacing", choices=SPACINGS, default="trailing")
+        p.add_argument("--spacing", choices=SPACINGS, help="ddim, ddpm timesteps (default: cubic for ddim, "
+                       "trailing for ddpm)")
         p.add_argument("--variance", choices=VARIANCES, default="beta_tilde", help="DDPM posterior variance")
-        p.add_argument("--clip", action=argparse.BooleanOptionalAction, default=None,
-                       help="clip x0_hat (default on): images to [-1, 1], 2D onto the ball of the training "
-                       "data's radius; --no-clip shows the raw network")
+        p.add_argument("--clip", choices=CLIPS, default=SamplerConfig.clip.value,
+                       help="x0_hat: auto (default: images clamped to [-1, 1], 2D onto the ball of the training "
+                       "data's radius), clamp, ball, none (the raw network)")
+        p.add_argument("--no-clip", dest="clip", action="store_const", const="none", help="the same as --clip none")
         p.add_argument("--label", type=int, help="conditional runs: the class to generate")
         p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w")
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--grid", choices=GRIDS, help="euler/heun/dpmpp2m noise levels (default: karras; "
-                       "logsnr for dpmpp2m)")
+        p.add_argument("--grid", choices=GRIDS, help="euler/heun/dpmpp2m/flow noise levels (default: logsnr; flow "
+                       "for flow_midpoint; docs/samplers.md)")
         p.add_argument("--rho", type=float, default=7.0, help="karras grid exponent")
         p.add_argument("--sigma-min", type=float)
         p.add_argument("--sigma-max", type=float)

@@ -203,3 +203,11 @@ def test_the_floor_a_training_page_prepares_is_the_one_its_measurement_uses():
     result, _ = measure_run(run, protocol)
     assert "bal10" in result.protocol.name and reference_for(result.protocol, run.config.data) is ref
     assert result.floor["fid"] == ref.floor["fid"]
+
+
+def test_a_sampler_tag_keeps_its_meaning_when_a_default_moves():
+    from diffusion.metrics.protocol import MEASUREMENT_SAMPLER, sampler_tag
+    assert sampler_tag(MEASUREMENT_SAMPLER) == "ddim50" and MEASUREMENT_SAMPLER.timestep_spacing == "trailing"
+    assert sampler_tag(SamplerConfig("ddim", 50)) == "ddim50·spacing=cubic"        # today's default DDIM is not 'ddim50'
+    assert sampler_tag(SamplerConfig("heun", 18, grid="karras")) == "heun18"
+    assert sampler_tag(SamplerConfig("heun", 18)) == "heun18·grid=logsnr"

@@ -6,7 +6,7 @@ memorisation. A Result prints as one JSON object (evaluate), one flat row (metri
 
 from collections.abc import Sequence
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ from diffusion.config import DataConfig, RunConfig
 from diffusion.metrics.intervals import LEVEL, Interval, normal, reading, sentence, wilson
 from diffusion.metrics.protocol import (
     BOUNDS,
+    MEASUREMENT_SAMPLER,
     METHODS,
     SIGNED,
     Protocol,
@@ -28,7 +29,6 @@ from diffusion.metrics.protocol import (
     stratify,
 )
 from diffusion.sampling.run import Run, balanced_labels
-from diffusion.sampling.sampler_config import SamplerConfig
 
 LIVE_2D_N, LIVE_2D_STEPS = 1000, 50     # the 2D page's live protocol: DDIM-50 (at most T steps), 1,000 points
 INTERVALS = (f"{LEVEL:.0%}: W1, W2 by the delta method (Kantorovich potentials); KL, FID, precision and recall by "
@@ -111,7 +111,7 @@ def rows_frame(rows: list[dict], names: Sequence[str]) -> pd.DataFrame:
 
 def live_protocol(run: Run, n: int = LIVE_2D_N) -> Protocol:
     """The 2D page's and `train --measure-every`'s 2D protocol: n DDIM samples with at most LIVE_2D_STEPS steps."""
-    return points_protocol(n, SamplerConfig("ddim", min(LIVE_2D_STEPS, run.schedule.T)))
+    return points_protocol(n, replace(MEASUREMENT_SAMPLER, steps=min(LIVE_2D_STEPS, run.schedule.T)))
 
 
 def _fidelity(images: Tensor, ref: Reference, extra_metrics: Sequence[str], dataset: str, floor_sd: dict[str, float]

@@ -51,11 +51,25 @@ BOUNDS = {"nll": (-math.inf, math.inf), "kid": (-math.inf, math.inf),   # KID un
           "isc": (1.0, math.inf), "precision": (0.0, 1.0), "recall": (0.0, 1.0)}
 
 
+# What a bare tag means for the timestep spacing and the noise grid: the settings protocols were named under before
+# the samplers' defaults moved to the grids of docs/samplers.md, so a stored 'ddim50' keeps meaning trailing DDIM-50
+# and today's default cubic DDIM-50 reads 'ddim50·spacing=cubic'.
+TAG_BASE = {"ddim": {"spacing": "trailing"}, "ddpm": {"spacing": "trailing"}, "euler": {"grid": "karras"},
+            "heun": {"grid": "karras"}, "dpmpp2m": {"grid": "logsnr"}, "flow_euler": {"grid": "flow"},
+            "flow_midpoint": {"grid": "flow"}}
+MEASUREMENT_SAMPLER = SamplerConfig("ddim", 50, spacing="trailing")   # 'ddim50': every stored number's sampler
+
+
+def _settings(sampler: SamplerConfig) -> dict:
+    return {**vars(sampler), "spacing": sampler.timestep_spacing, "grid": sampler.sigma_grid}
+
+
 def sampler_tag(sampler: SamplerConfig) -> str:
-    """'ddim50', 'ddim20·w2', 'heun18·rho=5': name, steps and the settings that differ from that sampler's defaults."""
-    default = SamplerConfig(sampler.name)
+    """'ddim50', 'ddim20·w2', 'heun18·rho=5': name, steps and the settings that differ from that sampler's defaults
+    (its spacing and grid compared with TAG_BASE, so a tag keeps its meaning when a default moves)."""
+    base = {**_settings(SamplerConfig(sampler.name)), **TAG_BASE.get(sampler.name, {})}
     changed = [f"{SHORT.get(k, k)}{'' if k == 'guidance' else '='}{v:g}" if isinstance(v, float) else f"{k}={v}"
-               for k, v in vars(sampler).items() if k not in ("name", "steps") and v != getattr(default, k)]
+               for k, v in _settings(sampler).items() if k not in ("name", "steps") and v != base[k]]
     return "·".join([f"{sampler.name}{sampler.steps}", *changed])
 
 
@@ -65,7 +79,7 @@ class Protocol:
 
     family: Family                   # "points2d": W1, W2, KL both ways (+ NLL for mixtures); "fid": FID
     n: int                           # asked samples: generated, reference and each floor draw alike
-    sampler: SamplerConfig = SamplerConfig("ddim", 50)
+    sampler: SamplerConfig = MEASUREMENT_SAMPLER
     seed: int = 0                    # the generated samples' noise bank (Run.sample's seed)
     extractor: str = ""              # fid: "classifier" (the dataset's shipped CNN) or "inception"
     reference: Split = "fresh"       # where the reference comes from: fresh true points, the test or train split
@@ -148,13 +162,13 @@ def stratify(protocol: Protocol, y: Tensor | None) -> Protocol:
     return replace(protocol, n=len(y), strata=tuple((c, int(k)) for c, k in enumerate(counts.tolist()) if k))
 
 
-def points_protocol(n: int = 1000, sampler: SamplerConfig = SamplerConfig("ddim", 50), seed: int = 0,
+def points_protocol(n: int = 1000, sampler: SamplerConfig = MEASUREMENT_SAMPLER, seed: int = 0,
                     label: int | None = None) -> Protocol:
     """A 2D protocol: W1, W2, KL both ways (and NLL for mixtures) against n fresh true points (of class label)."""
     return Protocol("points2d", n, sampler, seed, label=label)
 
 
-def image_protocol(data: DataConfig, n: int = 500, sampler: SamplerConfig = SamplerConfig("ddim", 50),
+def image_protocol(data: DataConfig, n: int = 500, sampler: SamplerConfig = MEASUREMENT_SAMPLER,
                    seed: int = 0, extractor: str = "classifier") -> Protocol:
     """An image protocol: FID against held-out test images, or training images for folder datasets (no test split)."""
     return Protocol("fid", n, sampler, seed, extractor, "train" if data.dataset.startswith("folder:") else "test")

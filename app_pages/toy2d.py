@@ -13,8 +13,8 @@ with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.core.schedules import SCHEDULES
     from diffusion.explore.toy2d import METRIC_N
     from diffusion.sampling.config import SamplerConfig
-    from ui import animate2d, charts, data2d, flow2d, models2d, plots2d, session_runs, settings2d, toy2d_custom
-    from ui import toy2d_guidance, toy2d_io, training, training_view
+    from ui import animate2d, charts, data2d, flow2d, image_ondemand, models2d, plots2d, session_runs, settings2d
+    from ui import toy2d_custom, toy2d_guidance, toy2d_io, training, training_view
     from ui.layout import error_box
     from ui.settings2d import BATCHES, DECAYS, DEPTHS, LRS, MEASURE_EVERY, OBJECTIVES, T_OPTIONS, WIDTHS
 
@@ -204,8 +204,10 @@ def samplers_section(model) -> pd.DataFrame | None:
         st.caption(f"95% intervals; n = {result.n:,}; {result.protocol.name}")
     except ValueError as e:
         error_box("No metrics for these samples", e)
-    if st.toggle("Sweep the number of steps (5 to 1000)", key="toy2d_sweep"):
-        sweep = data2d.sweep(run_key, run, name, sampler.eta)
+    promise = data2d.sweep_promise(run_key, run, name, sampler.eta)
+    if st.toggle(f"Sweep the number of steps (5 to 1000; {promise.text()} on this server)", key="toy2d_sweep"):
+        with image_ondemand.working("Sampling every step count and measuring", promise):
+            sweep = data2d.sweep(run_key, run, name, sampler.eta)
         st.dataframe(data2d.sweep_table(sweep), hide_index=True, width="stretch")
         long = charts.label_metrics(data2d.sweep_curves(sweep))
         charts.panels(charts.metric_curves, long, x_title="sampling steps", log_x=True)

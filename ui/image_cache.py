@@ -17,9 +17,11 @@ from diffusion.training.checkpoints import CHECKPOINTS_DIR
 from diffusion.metrics.evaluation import measure_samples
 from diffusion.metrics.images import nearest_neighbours
 from diffusion.metrics.intervals import Interval
-from diffusion.metrics.protocol import reference_for
+from diffusion.data.toy2d import toy_dataset
+from diffusion.metrics.protocol import points_protocol, reference_for
 from diffusion.explore.interpolation import interpolate_labels, interpolate_noise
 from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.registry import nfe
 from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import load_run
 from diffusion.training.cost import dummy_trainer
@@ -170,14 +172,31 @@ def fid(run_key: str, _run: Run, n: int, steps: int, guidance: float = 1.0) -> d
     return ei.fid_measure(_run, n, steps, guidance)[0].row()
 
 
-@st.cache_data(show_spinner="Timing one FID measurement...", max_entries=32)
+@st.cache_data(show_spinner="Timing one measurement...", max_entries=32)
 def measurement_cost(data: DataConfig, n: int) -> timing.Cost:
-    """What scoring n samples under the pages' protocol costs on this machine (classifier features, FID with its
-    bootstrap, label accuracy), timed on n real images once the protocol's reference is built."""
+    """What scoring n samples under the pages' protocol costs on this machine, timed on real data once the
+    protocol's reference and floor are built: images, classifier features, FID with its bootstrap and label accuracy
+    (on n real images); 2D points, W1, W2 and both KLs against n fresh true points (on n other true points)."""
+    if data.image_size is None:
+        protocol = points_protocol(n, SamplerConfig("ddim", steps=1))
+        reference_for(protocol, data)
+        points = toy_dataset(data.dataset).sample(n, torch.Generator().manual_seed(0))
+        return timing.measure(lambda: measure_samples(points, protocol, data), warmup=0, repeats=1)
     protocol = ei.page_protocol(data, n)
     reference = reference_for(protocol, data)
     images = reference.floor_images
     return timing.measure(lambda: measure_samples(images, protocol, data), warmup=0, repeats=1)
+
+
+def sweep_promise(kind: str, run_key: str, run: Run, configs: list[SamplerConfig], n: int, threads: int,
+                  precisions: int = 1) -> timing.Estimate:
+    """How long sampling n samples with each sampler configuration (in each of `precisions` network precisions)
+    and scoring each set takes on this server: the network calls and samples through the network at the run's
+    sampling costs, plus one measurement per set at n (measurement_cost), all timed here on `threads` threads."""
+    call, sample = sampling_costs(run_key, run, threads)
+    calls = sum(nfe(c.name, c.steps) for c in configs) * precisions
+    return timing.expect(kind, (call, calls), (sample, calls * n),
+                         (measurement_cost(run.config.data, n), len(configs) * precisions))
 
 
 @st.cache_data(show_spinner="Timing a few training steps and one sampling step...", max_entries=32)

@@ -9,7 +9,6 @@ import pandas as pd
 import streamlit as st
 
 from diffusion.explore import literature, study
-from diffusion.sampling.registry import nfe as nfe_of
 from diffusion.sampling.run import Run
 
 from . import budget, image_cache, scheduler, session_runs, timing
@@ -21,8 +20,6 @@ SHIPPED = {"moons": "moons (2D MLP)", "moons-flow": "moons (2D MLP), flow matchi
            "shapes32": "shapes 32x32 RGB, conditional"}   # image_cache's shipped run names -> labels
 LEGEND_ON_TOP_HEIGHT = 440  # a quality panel: its legend on top takes ~150 px of it, the plot the rest
 STORED_STUDIES = 64          # results kept per process (every visitor's)
-ROW_COST = {"2d": timing.Cost(0.2), "image": timing.Cost(0.5)}   # scoring one row (idle 2-core CPU; the record
-                                                                  # of this server's sweeps corrects it)
 LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy"}
 
 
@@ -67,13 +64,11 @@ def run_study(key: tuple, run: Run, promise: timing.Estimate, progress, **inputs
 
 def promise(run_key: str, run: Run, samplers: tuple[str, ...], nfe_targets: tuple[int, ...], n: int,
             precisions: tuple[str, ...], reference: bool) -> timing.Estimate:
-    """How long the sweep takes on this server: its network calls and images through the network at the run's
-    sampling costs timed here (image_cache.sampling_costs), plus each row's quality measurement (ROW_COST)."""
+    """How long the sweep takes on this server: its network calls, samples through the network and one quality
+    measurement per row, at the unit costs timed here (image_cache.sweep_promise)."""
     configs = study.plan(run, samplers, nfe_targets, reference)
-    call, image = image_cache.sampling_costs(run_key, run, image_cache.script_threads())
-    calls = sum(nfe_of(c.name, c.steps) for c in configs) * len(precisions)
-    row = ROW_COST["image" if run.is_image else "2d"]
-    return timing.expect("study sweep", (call, calls), (image, calls * n), (row, len(configs) * len(precisions)))
+    return image_cache.sweep_promise("study sweep", run_key, run, configs, n, image_cache.script_threads(),
+                                     len(precisions))
 
 
 def curve_names(frame: pd.DataFrame) -> pd.Series:

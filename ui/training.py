@@ -191,7 +191,9 @@ class TrainingJob:
         with self._lock:
             self._started = time.monotonic()
         try:
-            result = self._train(steps, seconds)
+            threads = job_threads(self.config)
+            with timing.busy(threads):             # every promise made meanwhile, in any session, counts this job
+                result = self._train(steps, seconds, threads)
         finally:
             slots.release(self._ticket)
             with self._lock:
@@ -201,8 +203,8 @@ class TrainingJob:
                 planned == "time" and self._capped):       # ran the budget it was promised for: the record learns
             timing.RECORD.observe(self._promise.kind, self._promise.base, self._ended - self._started)
 
-    def _train(self, steps: int | None, seconds: float) -> RunResult | None:
-        torch.set_num_threads(job_threads(self.config))
+    def _train(self, steps: int | None, seconds: float, threads: int) -> RunResult | None:
+        torch.set_num_threads(threads)
         result, error = None, None
         with self._trainer_lock:
             try:

@@ -35,6 +35,7 @@ SHIPPED = {"digit0": "mnist16-digit0", "cond": "mnist16-cond", "cross": "mnist16
 PER_MODEL = 8          # cached results kept per function, across models and visitors
 SCALE = {16: 3, 32: 2}  # grid enlargement per image size (nearest neighbour), so 16 px digits are legible
 COST_BATCHES = (2, 32)  # batch sizes a sampling step is timed at
+COST_STEPS = (1, 8)     # steps a 2D run's sampling is timed at, at the n it will sample
 SEARCH_SIZES = (1, 16)  # images the memorisation search is timed at
 
 
@@ -90,6 +91,15 @@ def sampling_costs(run_key: str, _run: Run, threads: int) -> tuple[timing.Cost, 
     `threads` torch threads (script_threads)."""
     return timing.measure_fit(lambda n: _run.sample(n, SamplerConfig("ddim", steps=1), y=_run.balanced_labels(n)),
                               COST_BATCHES, threads=threads)
+
+
+@st.cache_data(show_spinner=False, max_entries=PER_MODEL)
+def points_sampling_costs(run_key: str, _run: Run, n: int, sampler: str, threads: int
+                          ) -> tuple[timing.Cost, timing.Cost]:
+    """(per sampling run, per step) of drawing n samples of a 2D run with `sampler`, timed here at two step counts:
+    a 2D network call costs microseconds, so drawing each sample's own initial noise weighs as much as the steps."""
+    return timing.measure_fit(lambda k: _run.sample(n, SamplerConfig(sampler, steps=k)), COST_STEPS, repeats=3,
+                              threads=threads)
 
 
 @st.cache_data(show_spinner=False, max_entries=PER_MODEL)
@@ -190,13 +200,19 @@ def measurement_cost(data: DataConfig, n: int) -> timing.Cost:
 
 def sweep_promise(kind: str, run_key: str, run: Run, configs: list[SamplerConfig], n: int, threads: int,
                   precisions: int = 1) -> timing.Estimate:
-    """How long sampling n samples with each sampler configuration (in each of `precisions` network precisions)
-    and scoring each set takes on this server: the network calls and samples through the network at the run's
-    sampling costs, plus one measurement per set at n (measurement_cost), all timed here on `threads` threads."""
-    call, sample = sampling_costs(run_key, run, threads)
+    """How long drawing n samples with each sampler configuration (in each of `precisions` network precisions) and
+    scoring each set takes on this server: the network calls at the run's sampling costs (per call and per image
+    for images, per sampling run and per step at n for 2D), plus one measurement per set at n (measurement_cost),
+    all timed here on `threads` threads."""
     calls = sum(nfe(c.name, c.steps) for c in configs) * precisions
-    return timing.expect(kind, (call, calls), (sample, calls * n),
-                         (measurement_cost(run.config.data, n), len(configs) * precisions))
+    runs = len(configs) * precisions
+    if run.is_image:
+        call, image = sampling_costs(run_key, run, threads)
+        sampling = ((call, calls), (image, calls * n))
+    else:
+        setup, step = points_sampling_costs(run_key, run, n, configs[0].name, threads)
+        sampling = ((setup, runs), (step, calls))
+    return timing.expect(kind, *sampling, (measurement_cost(run.config.data, n), runs))
 
 
 @st.cache_data(show_spinner="Timing a few training steps and one sampling step...", max_entries=32)

@@ -34,7 +34,7 @@ from ui import timing  # noqa: E402
 
 PAGES = {"toy2d": "app_pages/toy2d.py", "study": "app_pages/study.py", "digit": "app_pages/mnist_digit.py",
          "cond": "app_pages/mnist_conditional.py", "img32": "app_pages/images32.py"}
-SECTIONS = {"toy2d": ("step_sweep", "quality", "nll", "density"), "study": ("study_moons", "study_digit0"),
+SECTIONS = {"toy2d": ("step_sweep", "quality", "nll", "density"), "study": ("study_moons",),
             "digit": ("film", "memo", "diversity", "noise_path"),
             "cond": ("film", "memo", "diversity", "noise_path", "sweep", "hist", "label_path", "cmp", "cmp_measure"),
             "img32": ("cost", "film", "memo", "diversity", "noise_path")}
@@ -42,10 +42,9 @@ KINDS = {"grid": "grid", "film": "filmstrip", "memo": "memorisation", "diversity
          "noise_path": "noise interpolation", "sweep": "guidance sweep", "hist": "class histogram",
          "label_path": "label interpolation", "cmp": "conditioning grids", "cmp_measure": "conditioning FID",
          "cost": "cost table", "step_sweep": "step sweep", "quality": "flow quality", "nll": "likelihood",
-         "density": "density map", "study_moons": "study sweep", "study_digit0": "study sweep"}
+         "density": "density map", "study_moons": "study sweep"}
 # section -> how its promise's kind starts (a rerun also redraws the open ones)
-STUDY_RUNS = {"study_moons": ("moons (2D MLP) · checkpoints/moons", "study_n_False", 500),
-              "study_digit0": ("MNIST digit 0, 16x16 · checkpoints/mnist16-digit0", "study_n_True", 64)}
+STUDY_RUNS = {"study_moons": ("moons (2D MLP) · checkpoints/moons", "study_n_False", 500)}
 FLOORS = {"toy2d": "w1", "digit": "fid", "cond": "fid", "img32": "fid"}
 TIMEOUT = 1800
 LOAD_SETTLE_S = 120       # the one-minute load average reaches 1 - e^-2 = 86% of a new load in two minutes

@@ -51,3 +51,13 @@ def test_the_readme_links_the_documentation_of_every_topic():
     for topic in ("cli", "api", "measurement-protocol", "benchmarks", "public-demo", "mathematics", "guide-2d",
                   "guide-images", "guide-compare", "guide-study"):
         assert f"docs/{topic}.md" in linked, topic
+
+
+def test_every_file_the_docs_name_exists():
+    """A file named in backticks by its path in the repository (`ui/jobs/timing.py`) is there: a move that forgets
+    the docs fails here."""
+    named = re.compile(r"`((?:diffusion|ui|app_pages|benchmarks|tests|checkpoints|docs|\.ci|\.streamlit)/[\w./-]*?"
+                       r"\.(?:py|md|json|csv|png|toml))[`:]")
+    missing = [f"{page.relative_to(ROOT)}: {path}" for page in [README, *sorted((ROOT / "docs").rglob("*.md"))]
+               for path in named.findall(page.read_text()) if not (ROOT / path).is_file()]
+    assert not missing, "files named by the docs that are not in the repository:\n" + "\n".join(missing)

@@ -30,7 +30,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from ui import timing  # noqa: E402
+from ui import flow2d, study_view, timing  # noqa: E402
 
 PAGES = {"toy2d": "app_pages/toy2d.py", "study": "app_pages/study.py", "digit": "app_pages/mnist_digit.py",
          "cond": "app_pages/mnist_conditional.py", "img32": "app_pages/images32.py"}
@@ -156,8 +156,11 @@ def external_load(n: int):
 def one_pass(args, loaded: int) -> list[str]:
     """Every round of every page's sections and trainings; table rows labelled with the external load."""
     lines = []
+    timing.RECORD.clear()           # each pass starts from an empty record: round 1 is the promise before correction
+    flow2d.SOLVER_RECORD.clear()
     for r in range(1, args.rounds + 1):
         st.cache_data.clear()
+        study_view._store().clear()  # the study page keeps its sweeps: it would show the stored one, not run again
         pages = args.pages.split(",")
         tag = f"+{loaded} busy" if loaded else "as found"
         for name in () if args.no_sections else [p for p in pages if p in SECTIONS]:

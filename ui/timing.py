@@ -202,6 +202,11 @@ class Record:
             with self._lock:
                 self._ratios.setdefault(kind, deque(maxlen=self.size)).append(seconds / base)
 
+    def clear(self) -> None:
+        """Forget every observation (a benchmark's fresh start)."""
+        with self._lock:
+            self._ratios.clear()
+
     def correction(self, kind: str) -> float:
         """The median observed / promised ratio of recent work of `kind`, within CORRECTION_RANGE (1 with none)."""
         with self._lock:

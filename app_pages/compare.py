@@ -7,8 +7,8 @@ import streamlit as st
 st.title("Compare runs")
 with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.explore import catalog
-    from ui import charts, compare
-    from ui.layout import error_box
+    from ui.views import charts, compare_view
+    from ui.views.layout import error_box
 
 st.caption("This page trains nothing: it reads each run's config.json and metrics.csv (never its weights), so it "
            "shows quickly. Runs you train on the other pages appear here for this session; runs trained "
@@ -20,7 +20,7 @@ def all_columns(table) -> None:
         "parameters": st.column_config.NumberColumn("parameters", format="localized"),
         "train_seconds": st.column_config.NumberColumn("training time (s)", format="%.1f"),
         "device": st.column_config.TextColumn("trained on"),
-        "final_loss": st.column_config.NumberColumn(compare.LABELS["final_loss"], format="%.4f"),
+        "final_loss": st.column_config.NumberColumn(compare_view.LABELS["final_loss"], format="%.4f"),
         "lr": st.column_config.NumberColumn("lr", format="%.0e"),
     })
 
@@ -28,17 +28,17 @@ def all_columns(table) -> None:
 def runs_section() -> list:
     st.header("1. Runs")
     left, right = st.columns([4, 1], vertical_alignment="bottom")
-    left.text_input("Add a run folder (or a folder of run folders) on this server", key=compare.PATH_KEY,
+    left.text_input("Add a run folder (or a folder of run folders) on this server", key=compare_view.PATH_KEY,
                     placeholder="e.g. runs/mnist-ddp")
-    right.button("Add", key="compare_add", icon=":material/add:", on_click=compare.add_folder)
-    if compare.add_error():
-        error_box("Cannot add this folder", compare.add_error())
-    summaries = compare.all_runs()
+    right.button("Add", key="compare_add", icon=":material/add:", on_click=compare_view.add_folder)
+    if compare_view.add_error():
+        error_box("Cannot add this folder", compare_view.add_error())
+    summaries = compare_view.all_runs()
     if not summaries:
         st.info("No runs yet: train one on a phase page, or add a folder above.")
         return []
     table = catalog.table(summaries)
-    st.dataframe(compare.runs_overview(table), hide_index=True, width="stretch", key="compare_overview")
+    st.dataframe(compare_view.runs_overview(table), hide_index=True, width="stretch", key="compare_overview")
     with st.expander(f"Every column ({len(table.columns)}: configuration, each metric's interval and floor, "
                      "protocol, path)"):
         all_columns(table)
@@ -62,24 +62,24 @@ def curves_section(runs: list) -> None:
     names = [s.name for s in runs]
     picked = st.multiselect("Runs to overlay", names, default=names[:3], key="compare_pick")
     cols = st.columns(2)
-    x = cols[0].radio("Against", list(compare.X_AXES), format_func=compare.X_AXES.get, horizontal=True,
+    x = cols[0].radio("Against", list(compare_view.X_AXES), format_func=compare_view.X_AXES.get, horizontal=True,
                       key="compare_x")
     log_y = cols[1].toggle("Log scale for the loss", value=True, key="compare_log")
     chosen = [s for s in runs if s.name in picked]
     if not chosen:
         st.info("Pick runs to overlay their curves.")
         return
-    note = compare.device_note(catalog.table(chosen)) if x == "time" else None
+    note = compare_view.device_note(catalog.table(chosen)) if x == "time" else None
     if note:
         st.warning(note, icon=":material/warning:")
-    st.altair_chart(compare.loss_overlay(catalog.loss_curves(chosen), x, log_y), width="stretch")
+    st.altair_chart(compare_view.loss_overlay(catalog.loss_curves(chosen), x, log_y), width="stretch")
     metrics = catalog.metric_curves(chosen)
     if metrics.empty:
         st.caption("None of these runs logged quality measurements during training.")
         return
-    protocol = compare.pick_protocol(metrics)
-    metrics, left_out = compare.one_protocol(metrics, protocol)
-    charts.panels(compare.metric_overlay, compare.metric_frame(metrics), x=x)
+    protocol = compare_view.pick_protocol(metrics)
+    metrics, left_out = compare_view.one_protocol(metrics, protocol)
+    charts.panels(compare_view.metric_overlay, compare_view.metric_frame(metrics), x=x)
     st.caption(f"Protocol {protocol}; bars: 95% intervals." + (f" {left_out}" if left_out else ""))
 
 
@@ -89,21 +89,21 @@ def analysis_section(runs: list) -> None:
     datasets = sorted(table["dataset"].unique())
     cols = st.columns(3)
     dataset = cols[0].selectbox("Runs on", ["all datasets", *datasets], key="compare_dataset")
-    metric = cols[1].selectbox("Metric", compare.metric_options(table), format_func=lambda m: compare.LABELS[m],
+    metric = cols[1].selectbox("Metric", compare_view.metric_options(table), format_func=lambda m: compare_view.LABELS[m],
                                key="compare_metric")
-    axis_name = cols[2].selectbox("Against", list(compare.AXES), key="compare_axis")
+    axis_name = cols[2].selectbox("Against", list(compare_view.AXES), key="compare_axis")
     if dataset != "all datasets":
         table = table[table["dataset"] == dataset]
     if table[metric].notna().sum() == 0:
-        st.info(f"No run here has a {compare.LABELS[metric]}.")
+        st.info(f"No run here has a {compare_view.LABELS[metric]}.")
         return
     if metric in catalog.METRIC_ORDER:
-        table = compare.comparable_runs(table, metric)
-    elif metric == "train_seconds" and compare.device_note(table):
-        st.warning(compare.device_note(table), icon=":material/warning:")
-    st.altair_chart(compare.analysis_chart(table, metric, compare.AXES[axis_name]), width="stretch")
+        table = compare_view.comparable_runs(table, metric)
+    elif metric == "train_seconds" and compare_view.device_note(table):
+        st.warning(compare_view.device_note(table), icon=":material/warning:")
+    st.altair_chart(compare_view.analysis_chart(table, metric, compare_view.AXES[axis_name]), width="stretch")
     differ = catalog.differences(table)
-    st.caption(compare.how_to_read(metric, axis_name) + (f" These runs differ in: {', '.join(differ)}."
+    st.caption(compare_view.how_to_read(metric, axis_name) + (f" These runs differ in: {', '.join(differ)}."
                                                           if differ else ""))
 
 

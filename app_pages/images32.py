@@ -6,13 +6,14 @@ import streamlit as st
 st.title("Phase 4 · 32x32 and RGB")
 with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.config import DataConfig
-    from ui import image_cache, image_ondemand, image_sections, image_training
-    from ui.layout import error_box
+    from ui.images import image_ondemand, image_sections, image_training
+    from ui.jobs import shipped_runs
+    from ui.views.layout import error_box
 
 DATASETS = {"shapes": "shapes: 10 classes of coloured shapes, RGB, generated offline",
             "mnist": "MNIST digits at 32x32, grayscale", "cifar10": "CIFAR-10 (needs the network once)",
             "folder": "an image folder on this machine (ImageFolder: one subfolder per class)"}
-SHIPPED = {"shapes": "shapes32", "mnist": "mnist32"}
+SHIPPED = {shipped_runs.SHIPPED[name].dataset: name for name in shipped_runs.on_page("images32")}  # dataset -> run
 
 st.caption("Four times the pixels of 16x16: every convolution costs about four times more, attention at a given "
            "level sixteen times. Training says how long its settings take on this machine before you start; every "
@@ -26,7 +27,7 @@ if choice == "folder":
                                                           key="img32_folder", help=image_training.FOLDER_HELP))
 if not dataset:
     st.stop()
-shipped = SHIPPED.get(choice) if choice in SHIPPED and image_cache.has_shipped(SHIPPED[choice]) else None
+shipped = SHIPPED.get(choice) if choice in SHIPPED and shipped_runs.has_shipped(SHIPPED[choice]) else None
 
 st.header("2. The cost of 32x32 next to 16x16")
 st.caption("A few training steps of each model, batch 64, conditional. Memory: weights, gradients, AdamW's two "

@@ -7,8 +7,9 @@ import streamlit as st
 st.title("Phase 3 · conditional MNIST")
 with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.config import DataConfig
-    from ui import image_cache, image_conditional, image_sections, image_training
-    from ui.layout import error_box
+    from ui.images import image_conditional, image_sections, image_training
+    from ui.jobs import shipped_runs
+    from ui.views.layout import error_box
 
 st.caption("One U-Net for all ten digits: the label is embedded and added to the time embedding (or attended to), "
            "and dropped 10% of the time so the same network also predicts without it (classifier-free guidance). "
@@ -16,7 +17,7 @@ st.caption("One U-Net for all ten digits: the label is embedded and added to the
            "here, for the load now), and is cached.")
 
 st.header("1. Train (optional): choose the class mix")
-if image_training.train_toggle("cond", required=not image_cache.has_shipped("cond")):
+if image_training.train_toggle("cond", required=not shipped_runs.has_shipped("cond")):
     with st.expander("Class proportions (all 1: the balanced training set)"):
         cols = st.columns(5)
         weights = tuple(cols[c % 5].slider(f"digit {c}", 0.0, 1.0, 1.0, 0.1, key=f"cond_weight_{c}")

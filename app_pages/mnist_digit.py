@@ -6,7 +6,8 @@ import streamlit as st
 st.title("Phase 2 · MNIST 16x16, one digit")
 with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.config import DataConfig
-    from ui import image_cache, image_sections, image_training
+    from ui.images import image_sections, image_training
+    from ui.jobs import shipped_runs
 
 st.caption("A small U-Net learns the noise ε on the images of one digit (Ho et al. 2020). FID is measured on the "
            "shipped MNIST classifier's features, with its floor (real images against real images) at the same "
@@ -15,7 +16,7 @@ st.caption("A small U-Net learns the noise ε on the images of one digit (Ho et 
 
 st.header("1. Data and training")
 digit = st.selectbox("Digit", range(10), key="digit_digit")
-shipped = "digit0" if digit == 0 and image_cache.has_shipped("digit0") else None
+shipped = "digit0" if digit == 0 and shipped_runs.has_shipped("digit0") else None
 if digit != 0:
     st.caption(f"The shipped run is of digit 0; for digit {digit}, train a model.")
 trained = image_training.train_or_trained("digit", shipped is None,

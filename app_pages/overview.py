@@ -3,7 +3,7 @@ notation, and a link to each phase."""
 
 import streamlit as st
 
-from ui import pages
+from ui.views import pages
 
 st.title("Diffusion Explorer")
 st.markdown(

@@ -5,10 +5,10 @@ import streamlit as st
 
 st.title("Quality versus network evaluations")
 with st.spinner("Loading PyTorch (once per server start)..."):
-    from diffusion.explore.study import NFE_TARGETS, PRECISIONS, best_at, goal_line, protocol_line, quality_metrics
+    from diffusion.explore.nfe_study import NFE_TARGETS, PRECISIONS, best_at, goal_line, protocol_line, quality_metrics
     from diffusion.sampling.registry import SAMPLERS
-    from ui import study_view
-    from ui.layout import error_box
+    from ui.views import study_view
+    from ui.views.layout import error_box
 
 st.markdown("Every sampler starts from the **same initial noises** (sample *i* of the seed draws its own noise "
             "stream) and, for conditional runs, the same balanced labels. Each row reports the network evaluations "

@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diffusers import DDPMScheduler  # noqa: E402
 
 from diffusion.data import data_radius, load_data  # noqa: E402
-from diffusion.data.toy2d import TOY_DATASETS  # noqa: E402
+from diffusion.data.toy_datasets import TOY_DATASETS  # noqa: E402
 from diffusion.explore.quality2d import class_quality  # noqa: E402
 from diffusion.metrics.evaluation import Result, measure_run  # noqa: E402
 from diffusion.metrics.protocol import points_protocol  # noqa: E402
-from diffusion.explore.study import Extremes  # noqa: E402
+from diffusion.explore.nfe_study import Extremes  # noqa: E402
 from diffusion.models.mlp import MLP  # noqa: E402
-from diffusion.sampling.config import SamplerConfig  # noqa: E402
+from diffusion.sampling.sampler_config import SamplerConfig  # noqa: E402
 from diffusion.sampling.registry import REGISTRY  # noqa: E402
 from diffusion.training.defaults import UNBOUNDED_STEPS, recipe_2d, run_config_2d  # noqa: E402
 from diffusion.training.trainer import Trainer  # noqa: E402

@@ -25,7 +25,7 @@ from streamlit_server import chromium_page, serve_app  # noqa: E402
 from diffusion.config import DataConfig, RunConfig
 from diffusion.data import load_data
 from diffusion.training.trainer import Trainer
-from ui.pages import PAGES  # noqa: E402
+from ui.views.pages import PAGES  # noqa: E402
 
 MAIN, RUNNING = "stMainBlockContainer", "[data-testid=stStatusWidget]"
 

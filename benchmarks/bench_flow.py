@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
 from diffusion.data import load_data  # noqa: E402
-from diffusion.explore.flow import FlowPaths, flow_paths, paired_configs, reflow, straightness  # noqa: E402
+from diffusion.explore.flow_experiments import FlowPaths, flow_paths, paired_configs, reflow, straightness  # noqa: E402
 from diffusion.metrics.likelihood import nll_report_2d, nll_report_images  # noqa: E402
-from diffusion.models.config import MLPConfig, unet_preset  # noqa: E402
-from diffusion.sampling.config import SamplerConfig  # noqa: E402
+from diffusion.models.model_config import MLPConfig, unet_preset  # noqa: E402
+from diffusion.sampling.sampler_config import SamplerConfig  # noqa: E402
 from diffusion.sampling.registry import nfe, steps_for_nfe  # noqa: E402
 from diffusion.sampling.run import Run  # noqa: E402
 from diffusion.training.defaults import MODEL_DEFAULTS  # noqa: E402

@@ -27,9 +27,9 @@ from diffusion.cli import main as cli
 from diffusion.metrics.evaluation import measure_run
 from diffusion.metrics.intervals import Interval
 from diffusion.metrics.protocol import image_protocol
-from diffusion.models.config import unet_preset
+from diffusion.models.model_config import unet_preset
 from diffusion.models.unet import UNet
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training.checkpoints import load_run
 
 

@@ -1,7 +1,7 @@
 """Do the times the pages promise hold? Every button and training that names a time, driven through AppTest
-exactly as a visitor's clicks would, each promise (ui.timing.Estimate) against the time the work took: the 2D page's
-step sweep, flow quality, likelihood and density map and its default training; the study page's sweep; every
-on-demand section of the image pages and their default trainings. Then the same again under an external load the
+exactly as a visitor's clicks would, each promise (ui.jobs.timing.Estimate) against the time the work took: the 2D
+page's step sweep, flow quality, likelihood and density map and its default training; the study page's sweep;
+every on-demand section of the image pages and their default trainings. Then the same again under an external load the
 script makes itself: --load N busy-loop processes, started long enough before (LOAD_SETTLE_S) for the machine's
 one-minute load average, which the promises read, to see them.
 
@@ -30,7 +30,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from ui import flow2d, study_view, timing  # noqa: E402
+from ui.jobs import timing  # noqa: E402
+from ui.toy2d import flow2d  # noqa: E402
+from ui.views import study_view  # noqa: E402
 
 PAGES = {"toy2d": "app_pages/toy2d.py", "study": "app_pages/study.py", "digit": "app_pages/mnist_digit.py",
          "cond": "app_pages/mnist_conditional.py", "img32": "app_pages/images32.py"}
@@ -52,7 +54,7 @@ OBSERVED: list[tuple[str, float, float]] = []     # (kind, promised seconds, obs
 
 
 def _logging_timed():
-    """ui.timing.timed, also logging each block's promise and observed time (the pages call it as timing.timed)."""
+    """ui.jobs.timing.timed, also logging each block's promise and observed time (the pages call it as timing.timed)."""
     real = timing.timed
 
     @contextmanager

@@ -15,15 +15,15 @@ _API = {
     "NoiseSchedule": "diffusion.core.schedules", "make_schedule": "diffusion.core.schedules",
     "spaced_timesteps": "diffusion.core.schedules", "GaussianMixture": "diffusion.core.oracles",
     "RunConfig": "diffusion.config", "DataConfig": "diffusion.config", "ScheduleConfig": "diffusion.config",
-    "TrainConfig": "diffusion.config", "MLPConfig": "diffusion.models.config", "UNetConfig": "diffusion.models.config",
-    "unet_preset": "diffusion.models.config", "build_model": "diffusion.models", "load_data": "diffusion.data",
-    "toy_dataset": "diffusion.data.toy2d", "SAMPLERS": "diffusion.sampling.registry",
+    "TrainConfig": "diffusion.config", "MLPConfig": "diffusion.models.model_config", "UNetConfig": "diffusion.models.model_config",
+    "unet_preset": "diffusion.models.model_config", "build_model": "diffusion.models", "load_data": "diffusion.data",
+    "toy_dataset": "diffusion.data.toy_datasets", "SAMPLERS": "diffusion.sampling.registry",
     "sampler_spec": "diffusion.sampling.registry", "nfe": "diffusion.sampling.registry",
-    "SamplerConfig": "diffusion.sampling.config", "Run": "diffusion.sampling.run",
+    "SamplerConfig": "diffusion.sampling.sampler_config", "Run": "diffusion.sampling.run",
     "Trajectory": "diffusion.sampling.run", "Trainer": "diffusion.training.trainer",
     "load_run": "diffusion.training.checkpoints", "measure_run": "diffusion.metrics.evaluation",
     "Protocol": "diffusion.metrics.protocol", "points_protocol": "diffusion.metrics.protocol",
-    "image_protocol": "diffusion.metrics.protocol", "study": "diffusion.explore.study",
+    "image_protocol": "diffusion.metrics.protocol", "study": "diffusion.explore.nfe_study",
 }
 __all__ = ["__version__", *_API]
 

@@ -8,11 +8,11 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from diffusion.core.flow import TIME_SAMPLINGS
+from diffusion.core.flow_matching import TIME_SAMPLINGS
 from diffusion.core.forward import OBJECTIVES, WEIGHTINGS
 from diffusion.core.schedules import MAX_T, MIN_T, SCHEDULES, NoiseSchedule, make_schedule
-from diffusion.models.config import MAX_CLASSES, MAX_IMAGE_SIZE, MLPConfig, UNetConfig, check_choice
-from diffusion.models.config import check_range as _check_range
+from diffusion.models.model_config import MAX_CLASSES, MAX_IMAGE_SIZE, MLPConfig, UNetConfig, check_choice
+from diffusion.models.model_config import check_range as _check_range
 
 DECAYS = ("none", "cosine")
 TRAIN_OBJECTIVES = (*OBJECTIVES, "edm", "flow")

@@ -33,7 +33,7 @@ def assert_hand_step_is_the_library_step(trainer, net, opt, loss) -> None:
 def floor_8gaussians():
     """W1 between independent true samples of size N and a reference of N_REF points: mean and std over 6
     draws. A sampler driven by the exact denoiser must land within a few of these standard deviations."""
-    from diffusion.data.toy2d import toy_dataset
+    from diffusion.data.toy_datasets import toy_dataset
     from diffusion.metrics.points2d import wasserstein
     toy = toy_dataset("8gaussians")
     ref = toy.sample(N_REF, torch.Generator().manual_seed(999))
@@ -70,7 +70,7 @@ class OracleEps(torch.nn.Module):
 def oracle_run(dataset: str = "8gaussians", schedule: str = "linear", T: int = 1000):
     """A Run whose network is the exact eps of a toy mixture: what any sampler must turn into the mixture."""
     from diffusion.config import DataConfig, RunConfig, ScheduleConfig
-    from diffusion.data.toy2d import toy_dataset
+    from diffusion.data.toy_datasets import toy_dataset
     from diffusion.sampling.run import Run
     config = RunConfig(data=DataConfig(dataset), schedule=ScheduleConfig(schedule, T))
     sch = config.schedule.build()
@@ -88,14 +88,14 @@ class OracleVelocity(torch.nn.Module):
         self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)   # gives the Run a device
 
     def forward(self, x_t, s, y=None):
-        from diffusion.core.flow import FLOW_TIME_SCALE
+        from diffusion.core.flow_matching import FLOW_TIME_SCALE
         return self.velocity(x_t, s.double() / FLOW_TIME_SCALE, y)
 
 
 def oracle_flow_run(dataset: str = "8gaussians"):
     """A flow Run whose network is the exact velocity of a toy mixture: what any sampler must turn into it."""
     from diffusion.config import DataConfig, RunConfig, TrainConfig
-    from diffusion.data.toy2d import toy_dataset
+    from diffusion.data.toy_datasets import toy_dataset
     from diffusion.sampling.run import Run
     config = RunConfig(data=DataConfig(dataset), train=TrainConfig(objective="flow"))
     return Run(config, config.schedule.build(), OracleVelocity(toy_dataset(dataset).mixture).eval(), 0, [])

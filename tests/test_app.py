@@ -16,8 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 from diffusion import __version__
 from diffusion.training.trainer import Trainer
-from ui import timing
-from ui.training import JOB_KEY, TrainingJob, run_config
+from ui.jobs import timing
+from ui.jobs.training import JOB_KEY, TrainingJob, run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120                 # seconds for one script run (the machine is shared and slow)
@@ -281,12 +281,12 @@ def test_the_package_never_imports_streamlit():
 
 def test_no_legacy_pages_directory_beside_app_py():
     """With a pages/ folder, a fresh server runs a deep-linked page (/toy2d) without app.py (no frame, no
-    navigation) until some session calls st.navigation: pages live in app_pages/ and are listed in ui/pages.py."""
+    navigation) until some session calls st.navigation: pages live in app_pages/ and are listed in ui/views/pages.py."""
     assert not (ROOT / "pages").exists()
 
 
 def test_a_run_far_above_its_floor_is_called_too_short_to_judge():
-    from ui.training_view import too_short
+    from ui.views.training_view import too_short
 
     def row(metric, value, low, floor):
         return {"step": 300, metric: value, f"{metric}_low": low, f"{metric}_high": value * 1.2,

@@ -14,8 +14,8 @@ from diffusion.data import load_data
 from diffusion.explore import catalog
 from diffusion.metrics.measure import measure
 from diffusion.training.trainer import Trainer
-from ui.session_runs import KEY as SESSION_RUNS_KEY
-from ui.training import JOB_KEY, TrainingJob
+from ui.jobs.session_runs import KEY as SESSION_RUNS_KEY
+from ui.jobs.training import JOB_KEY, TrainingJob
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPARE, TOY2D = "app_pages/compare.py", "app_pages/toy2d.py"
@@ -25,7 +25,7 @@ STEPS = 20
 
 @pytest.fixture(autouse=True)
 def allowed_roots(tmp_path_factory, monkeypatch):
-    """The app confines typed folders to its run roots (ui.roots): here, pytest's temporary folders."""
+    """The app confines typed folders to its run roots (ui.jobs.roots): here, pytest's temporary folders."""
     monkeypatch.setenv("DIFFUSION_RUNS_DIRS", str(tmp_path_factory.getbasetemp()))
 
 

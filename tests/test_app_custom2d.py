@@ -13,8 +13,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from diffusion.data.sources import MAX_IMAGE_PIXELS
-from ui.data2d import CUSTOM_KEY
-from ui.training import JOB_KEY
+from ui.toy2d.data2d import CUSTOM_KEY
+from ui.jobs.training import JOB_KEY
 
 from test_app import TOY2D, _app, _poll_until_done
 
@@ -195,7 +195,7 @@ def test_guidance_shows_each_class_beside_the_exact_law_with_its_numbers(guided)
 
 def test_the_exact_guided_sampler_is_bounded_by_samples_times_components():
     from diffusion.data.custom import custom_data
-    from ui.toy2d_guidance import EXACT_MIN_N, EXACT_WORK, N, exact_n
+    from ui.toy2d.guided2d import EXACT_MIN_N, EXACT_WORK, N, exact_n
     rng = np.random.default_rng(0)
     sizes = {k: custom_data(f"blob{k}", rng.standard_normal((k, 2)), rng.integers(0, 3, k)).dataset
              for k in (90, 1000, 1001)}

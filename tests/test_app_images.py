@@ -13,7 +13,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 # the pages' imports, before a page is timed
-from ui import image_cache, image_conditional, image_ondemand, image_sections, image_training  # noqa: F401
+from ui.images import image_cache, image_conditional, image_ondemand, image_sections, image_training  # noqa: F401
+from ui.jobs.shipped_runs import SHIPPED, SHIPPED_ROOT, has_shipped
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {"digit": "app_pages/mnist_digit.py", "cond": "app_pages/mnist_conditional.py",
@@ -26,8 +27,8 @@ SHARED = ("film", "memo", "diversity", "noise_path")      # the on-demand sectio
 @pytest.fixture(scope="module", autouse=True)
 def shipped_runs():
     """The pages show the runs shipped in checkpoints/: every one must be in this copy."""
-    missing = [f for f in image_cache.SHIPPED.values() if not (image_cache.SHIPPED_ROOT / f / "config.json").is_file()]
-    assert not missing, f"shipped runs missing from {image_cache.SHIPPED_ROOT}: {missing}"
+    missing = [name for name in SHIPPED if not has_shipped(name)]
+    assert not missing, f"shipped runs missing from {SHIPPED_ROOT}: {missing}"
 
 
 def _page(name: str) -> AppTest:

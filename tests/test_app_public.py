@@ -18,9 +18,9 @@ from streamlit.testing.v1 import AppTest
 from diffusion.config import RunConfig, TrainConfig
 from diffusion.data import load_data
 from diffusion.training.trainer import Trainer
-from ui.checkpoint_io import zip_trainer
-from ui.scheduler import Ticket, scheduler
-from ui.training import JOB_KEY
+from ui.jobs.checkpoint_io import zip_trainer
+from ui.jobs.scheduler import Ticket, scheduler
+from ui.jobs.training import JOB_KEY
 
 TOY2D, COMPARE, IMAGES32 = "app_pages/toy2d.py", "app_pages/compare.py", "app_pages/images32.py"
 HOSTILE_CONFIG = {**RunConfig().to_dict(), "model": {"kind": "mlp", "width": 4096, "num_classes": 250_000}}
@@ -102,8 +102,8 @@ def test_a_good_upload_still_loads(good_zip):
 
 LOAD_HOSTILE = """
 import json, resource, sys
-from ui import data2d
-from ui.checkpoint_io import load_trainer_zip
+from ui.toy2d import data2d
+from ui.jobs.checkpoint_io import load_trainer_zip
 data = open(sys.argv[1], "rb").read()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:

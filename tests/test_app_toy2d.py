@@ -13,13 +13,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from diffusion.data import load_data
-from diffusion.explore.toy2d import toy_points
+from diffusion.explore.toy2d_experiments import toy_points
 from diffusion.config import DataConfig
 from diffusion.training.defaults import recipe_2d
 from diffusion.training.trainer import Trainer
-from ui import flow2d
-from ui.models2d import CHOICE_KEY
-from ui.training import JOB_KEY, TrainingJob, run_config
+from ui.toy2d import flow2d
+from ui.toy2d.models2d import CHOICE_KEY
+from ui.jobs.training import JOB_KEY, TrainingJob, run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY2D = "app_pages/toy2d.py"
@@ -82,7 +82,7 @@ def test_training_widgets_take_each_datasets_recipe_and_show_the_expected_time()
         assert at.slider(key="toy2d_steps").value == r.steps
     text = " ".join([m.value for m in at.markdown] + [c.value for c in at.caption])
     assert "close to the floor in about 20 s" not in text       # the old canned promise (a real one may read 20 s)
-    expected = re.search(r"Expected: about (\d+) (s|min) on this machine", text)   # ui.timing's promise
+    expected = re.search(r"Expected: about (\d+) (s|min) on this machine", text)   # ui.jobs.timing's promise
     assert expected and int(expected.group(1)) >= 1
 
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 from streamlit_server import CHROMIUM, chromium_page, serve_app
 
-from ui.pages import PAGES
+from ui.views.pages import PAGES
 
 if not Path(CHROMIUM).exists():
     if os.environ.get("CI"):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from diffusion.data.sources import MAX_STROKE_POINTS, MAX_STROKES, points_from_strokes
-from ui.canvas_strokes import canvas_strokes
+from ui.toy2d.canvas_strokes import canvas_strokes
 
 PATH = [["M", 10.0, 20.0], ["Q", 30.0, 20.0, 40.0, 50.0], ["L", 40.0, 60.0]]   # points (10,20) (30,20) (40,50) (40,60)
 

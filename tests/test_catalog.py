@@ -14,7 +14,7 @@ from diffusion.data import load_data
 from diffusion.explore import catalog
 from diffusion.metrics.measure import measure, measure_likelihood
 from diffusion.models import build_model
-from diffusion.models.config import unet_preset
+from diffusion.models.model_config import unet_preset
 from diffusion.training.checkpoints import LIKELIHOOD, load_run
 from diffusion.training.defaults import recipe_2d
 from diffusion.training.trainer import Trainer

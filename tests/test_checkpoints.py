@@ -12,7 +12,7 @@ from conftest import ROOT
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training import checkpoints
 from diffusion.training.checkpoints import load_run
 from diffusion.training.trainer import Trainer

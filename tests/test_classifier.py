@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from diffusion.data.images import load_images
+from diffusion.data.image_datasets import load_images
 from diffusion.metrics import classifier as clf
 from diffusion.metrics.classifier import (
     ClassifierInfo,

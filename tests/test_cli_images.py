@@ -10,7 +10,7 @@ from test_cli import cli
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
-from diffusion.models.config import unet_preset
+from diffusion.models.model_config import unet_preset
 from diffusion.training.trainer import Trainer
 
 

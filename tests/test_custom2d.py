@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
-from diffusion.data import toy2d
+from diffusion.data import toy_datasets as toy2d
 from diffusion.data.custom import KERNEL_STD, custom_data, custom_set
 from diffusion.data.sources import (
     MAX_CSV_BYTES,
@@ -21,12 +21,12 @@ from diffusion.data.sources import (
     points_from_strokes,
     points_from_word,
 )
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.toy_datasets import toy_dataset
 from diffusion.explore.densities import density_grid
 from diffusion.metrics.evaluation import measure_run
 from diffusion.metrics.protocol import points_protocol
-from diffusion.models.config import MLPConfig
-from diffusion.sampling.config import SamplerConfig
+from diffusion.models.model_config import MLPConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training.checkpoints import load_run
 from diffusion.training.trainer import Trainer
 

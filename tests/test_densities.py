@@ -9,7 +9,7 @@ import torch
 
 from diffusion.core.forward import q_sample
 from diffusion.core.schedules import make_schedule
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.toy_datasets import toy_dataset
 from diffusion.explore.densities import density_grid, density_law, guided_density_grid, noised_density_grid
 
 K_SE = 5.0

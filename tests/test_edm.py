@@ -19,9 +19,9 @@ from diffusion.core.edm import (
     to_vp_denoiser,
 )
 from diffusion.core.schedules import make_schedule
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.toy_datasets import toy_dataset
 from diffusion.explore.presets import PRESETS, preset
-from diffusion.models.config import MLPConfig
+from diffusion.models.model_config import MLPConfig
 from diffusion.models.mlp import MLP
 
 SIGMAS = [0.002, 0.05, 0.5, 1.0, 7.3, 80.0]

@@ -1,4 +1,4 @@
-"""diffusion.explore.toy2d against exact answers: schedule values, the forward process in closed form, and a
+"""diffusion.explore.toy2d_experiments against exact answers: schedule values, the forward process in closed form, and a
 "perfect model" (the exact mixture denoiser as the network) whose learned field must equal the exact one."""
 
 import math
@@ -10,10 +10,10 @@ from torch import nn
 
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.core.schedules import make_schedule
-from diffusion.data.toy2d import toy_dataset
-from diffusion.explore import toy2d as explore2d
+from diffusion.data.toy_datasets import toy_dataset
+from diffusion.explore import toy2d_experiments as explore2d
 from diffusion.metrics import evaluation
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
 K_SE = 5.0   # tolerance in Monte Carlo standard errors

@@ -1,4 +1,4 @@
-"""Diffusion and flow side by side (diffusion.explore.flow): straightness against its closed form for Gaussian data,
+"""Diffusion and flow side by side (diffusion.explore.flow_experiments): straightness against its closed form for Gaussian data,
 reflow straightening a trained model and improving its few-step samples, paths from shared noises, fields, density
 maps and the quality-vs-NFE frame of both families."""
 
@@ -13,7 +13,7 @@ from conftest import OracleVelocity, oracle_flow_run, oracle_run
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.core.oracles import GaussianMixture
 from diffusion.data import load_data
-from diffusion.explore.flow import (
+from diffusion.explore.flow_experiments import (
     coupling,
     density_map,
     exact_flow_paths,
@@ -27,7 +27,7 @@ from diffusion.explore.flow import (
 )
 from diffusion.metrics.evaluation import measure_samples
 from diffusion.metrics.protocol import points_protocol
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training.trainer import Trainer
 
 

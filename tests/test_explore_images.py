@@ -1,4 +1,4 @@
-"""diffusion.explore.images on tiny real runs: grids, the same noise in every class row (exact at w = 0), the
+"""diffusion.explore.image_experiments on tiny real runs: grids, the same noise in every class row (exact at w = 0), the
 filmstrip's frames, FID with its interval and floor at the same n, histograms, memorisation, diversity and the cost of a step."""
 
 import math
@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
-from diffusion.explore import images as ei
-from diffusion.models.config import unet_preset
-from diffusion.sampling.config import SamplerConfig
+from diffusion.explore import image_experiments as ei
+from diffusion.models.model_config import unet_preset
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Trajectory
 from diffusion.training.trainer import Trainer
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from conftest import assert_hand_step_is_the_library_step, oracle_flow_run, oracle_run
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
-from diffusion.core.flow import (
+from diffusion.core.flow_matching import (
     FLOW_TIME_SCALE,
     flow_from_sigma,
     flow_path,
@@ -25,13 +25,13 @@ from diffusion.core.flow import (
 from diffusion.core.oracles import GaussianMixture, flow_denoiser, flow_posterior, flow_velocity
 from diffusion.core.schedules import make_schedule, spaced_timesteps
 from diffusion.data import load_data
-from diffusion.data.toy2d import toy_dataset
-from diffusion.explore.flow import unit_noise
+from diffusion.data.toy_datasets import toy_dataset
+from diffusion.explore.flow_experiments import unit_noise
 from diffusion.metrics.evaluation import measure_samples
 from diffusion.metrics.protocol import points_protocol
-from diffusion.models.config import MLPConfig, unet_preset
-from diffusion.sampling.config import SamplerConfig
-from diffusion.sampling.flow import flow_euler_sample, flow_midpoint_sample
+from diffusion.models.model_config import MLPConfig, unet_preset
+from diffusion.sampling.sampler_config import SamplerConfig
+from diffusion.sampling.flow_samplers import flow_euler_sample, flow_midpoint_sample
 from diffusion.sampling.sigma import euler_sample
 from diffusion.training.trainer import Trainer
 

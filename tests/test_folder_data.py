@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from diffusion.data import folder
-from diffusion.data.images import load_images
+from diffusion.data.image_datasets import load_images
 
 
 def _png(path: Path, size=(12, 10), seed=0) -> None:

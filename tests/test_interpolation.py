@@ -7,8 +7,8 @@ import torch
 
 from diffusion.config import RunConfig, TrainConfig
 from diffusion.explore.interpolation import initial_noise, interpolate_labels, interpolate_noise, slerp
-from diffusion.models.config import MLPConfig
-from diffusion.sampling.config import SamplerConfig
+from diffusion.models.model_config import MLPConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training.trainer import Trainer
 
 

@@ -11,7 +11,7 @@ from conftest import oracle_flow_run, oracle_run
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.core.oracles import GaussianMixture, flow_velocity
-from diffusion.data.toy2d import CURVES, density_mixture, toy_dataset
+from diffusion.data.toy_datasets import CURVES, density_mixture, toy_dataset
 from diffusion.metrics.likelihood import (
     BITS_OFFSET,
     MAX_EXACT_DIM,
@@ -23,8 +23,8 @@ from diffusion.metrics.likelihood import (
     run_log_likelihood,
 )
 from diffusion.models import build_model
-from diffusion.models.config import unet_preset
-from diffusion.sampling.config import SamplerConfig
+from diffusion.models.model_config import unet_preset
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
 MIXTURES = ("8gaussians", "25gaussians", "gaussian")

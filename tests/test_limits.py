@@ -11,7 +11,7 @@ from conftest import ROOT
 
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.models import build_model, check_size, max_parameters, parameter_count
-from diffusion.models.config import MLPConfig, unet_preset
+from diffusion.models.model_config import MLPConfig, unet_preset
 
 MEMORY_BOUND_MB = 300     # what refusing a hostile config may add to a process's peak memory (it allocated 4 GB)
 
@@ -86,7 +86,7 @@ def test_the_parameter_bound_comes_from_the_environment(monkeypatch):
 REFUSE_HUGE = """
 import resource, sys
 from diffusion.models import build_model
-from diffusion.models.config import MLPConfig
+from diffusion.models.model_config import MLPConfig
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
     build_model(MLPConfig(width=4096, depth=32, num_classes=1000))

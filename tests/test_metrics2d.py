@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from diffusion.core.oracles import GaussianMixture
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.toy_datasets import toy_dataset
 from diffusion.metrics import points2d as metrics2d
 from diffusion.metrics.points2d import (
     data_scale,

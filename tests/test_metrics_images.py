@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
-from diffusion.data.images import load_images, to_uint8
-from diffusion.metrics import images as metrics_images
+from diffusion.data.image_datasets import load_images, to_uint8
+from diffusion.metrics import image_metrics as metrics_images
 from diffusion.metrics.classifier import load_classifier
 from diffusion.metrics.fid import Frechet, features
-from diffusion.metrics.images import (
+from diffusion.metrics.image_metrics import (
     class_histogram,
     classifier_outputs,
     image_metrics,

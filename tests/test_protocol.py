@@ -9,8 +9,8 @@ import torch
 
 from diffusion.config import DataConfig
 from diffusion.data import load_data
-from diffusion.data.images import load_images, to_uint8
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.image_datasets import load_images, to_uint8
+from diffusion.data.toy_datasets import toy_dataset
 from diffusion.metrics.evaluation import measure_run, measure_samples
 from diffusion.metrics.fid import Frechet, features
 from diffusion.metrics.intervals import ABOVE, AT, reading
@@ -25,7 +25,7 @@ from diffusion.metrics.protocol import (
     points_reference,
     reference_for,
 )
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training.checkpoints import CHECKPOINTS_DIR, load_run
 
 MOONS, ZEROS = DataConfig("moons"), DataConfig("mnist", image_size=16, classes=(0,))

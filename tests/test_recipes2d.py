@@ -9,7 +9,7 @@ import torch
 from diffusion.cli import main as cli
 from diffusion.config import DataConfig
 from diffusion.data.custom import custom_data
-from diffusion.data.toy2d import TOY_DATASETS
+from diffusion.data.toy_datasets import TOY_DATASETS
 from diffusion.training.defaults import CUSTOM_RECIPE, RECIPES_2D, recipe_2d, run_config_2d
 
 

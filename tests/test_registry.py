@@ -13,7 +13,7 @@ from conftest import N, oracle_flow_run, oracle_run
 from diffusion.cli import _parser
 from diffusion.core.schedules import SPACINGS, spaced_timesteps
 from diffusion.metrics.points2d import wasserstein
-from diffusion.sampling.config import COMMON, SamplerConfig
+from diffusion.sampling.sampler_config import COMMON, SamplerConfig
 from diffusion.sampling.registry import REGISTRY, SAMPLERS, sampler_spec
 from diffusion.sampling.run import Trajectory
 

@@ -5,9 +5,9 @@ from conftest import N
 from diffusion.config import RunConfig, TrainConfig
 from diffusion.core.denoisers import clipped, guided
 from diffusion.core.schedules import make_schedule, spaced_timesteps
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.toy_datasets import toy_dataset
 from diffusion.metrics.points2d import wasserstein
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Trajectory
 from diffusion.sampling.vp import SeededNoise, ddim_sample, ddpm_sample
 from diffusion.training.trainer import Trainer

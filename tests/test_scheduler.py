@@ -1,5 +1,5 @@
-"""The server-wide job queue (ui.scheduler), the visitor's presence (ui.visitor) and the per-visitor budget
-(ui.budget), on their own: real threads, real time."""
+"""The server-wide job queue (ui.jobs.scheduler), the visitor's presence (ui.jobs.visitor) and the per-visitor budget
+(ui.jobs.budget), on their own: real threads, real time."""
 
 import threading
 import time
@@ -7,9 +7,9 @@ import time
 import pytest
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
-from diffusion.models.config import MLPConfig
-from ui import budget, visitor
-from ui.scheduler import Scheduler, Ticket, default_slots, ordinal
+from diffusion.models.model_config import MLPConfig
+from ui.jobs import budget, visitor
+from ui.jobs.scheduler import Scheduler, Ticket, default_slots, ordinal
 
 
 def _hold(s: Scheduler, ticket: Ticket, release: threading.Event, order: list) -> threading.Thread:

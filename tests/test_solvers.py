@@ -6,9 +6,9 @@ from conftest import N
 
 from diffusion.core.edm import alpha_bar_of_sigma, from_vp_denoiser, karras_sigmas, logsnr_sigmas, schedule_sigma_range
 from diffusion.core.schedules import make_schedule, spaced_timesteps
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.toy_datasets import toy_dataset
 from diffusion.metrics.points2d import wasserstein
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.registry import nfe, steps_for_nfe
 from diffusion.sampling.sigma import Churn, dpmpp_2m_sample, euler_sample, heun_sample
 from diffusion.sampling.vp import SeededNoise, ddim_sample

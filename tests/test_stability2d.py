@@ -8,8 +8,8 @@ import torch
 
 from diffusion.core.denoisers import projected
 from diffusion.data import data_radius, load_data
-from diffusion.explore.study import Extremes, study
-from diffusion.sampling.config import SamplerConfig
+from diffusion.explore.nfe_study import Extremes, study
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.registry import REGISTRY
 from diffusion.training.defaults import run_config_2d
 from diffusion.training.trainer import Trainer

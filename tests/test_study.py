@@ -1,4 +1,4 @@
-"""diffusion.explore.study and diffusion.explore.literature: the quality-versus-NFE sweep on the exact Gaussian-mixture denoiser
+"""diffusion.explore.nfe_study and diffusion.explore.literature: the quality-versus-NFE sweep on the exact Gaussian-mixture denoiser
 (a perfect model, so every error is the sampler's), NFE bookkeeping, one noise bank for every sampler, non-finite
 detection, low-precision rows, the published reference points, and the CLI command."""
 
@@ -11,9 +11,9 @@ from torch import nn
 
 from diffusion.cli import main
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.toy_datasets import toy_dataset
 from diffusion.explore import literature
-from diffusion.explore.study import (
+from diffusion.explore.nfe_study import (
     GOAL_RATIO,
     LowPrecisionNet,
     best_at,
@@ -26,9 +26,9 @@ from diffusion.explore.study import (
     study,
     with_precision,
 )
-from diffusion.models.config import MLPConfig
+from diffusion.models.model_config import MLPConfig
 from diffusion.models.mlp import MLP
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.registry import nfe
 from diffusion.sampling.run import Run, Trajectory
 from diffusion.training.trainer import Trainer

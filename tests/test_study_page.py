@@ -8,10 +8,10 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
-from diffusion.data.toy2d import toy_dataset
-from diffusion.explore.study import quality_metrics
+from diffusion.data.toy_datasets import toy_dataset
+from diffusion.explore.nfe_study import quality_metrics
 from diffusion.training.trainer import Trainer
-from ui.session_runs import KEY
+from ui.jobs.session_runs import KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "app_pages/study.py"

@@ -1,4 +1,4 @@
-"""ui.timing: promises from measured unit costs, corrected by the load and by the server's own record, and the time
+"""ui.jobs.timing: promises from measured unit costs, corrected by the load and by the server's own record, and the time
 left from the observed rate."""
 
 import ast
@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 
 from diffusion.metrics.likelihood import nll_report_2d
-from ui import timing
+from ui.jobs import timing
 
 SLEEP = 0.02     # a unit of work whose duration the load does not change: time.sleep
 SLACK = 0.010    # what a sleep may overshoot by on a busy machine (scheduler latency)
@@ -17,7 +17,7 @@ SLACK = 0.010    # what a sleep may overshoot by on a busy machine (scheduler la
 
 def test_the_module_needs_neither_torch_nor_streamlit():
     imported = set()
-    for node in ast.walk(ast.parse((ROOT / "ui" / "timing.py").read_text())):
+    for node in ast.walk(ast.parse((ROOT / "ui" / "jobs" / "timing.py").read_text())):
         if isinstance(node, ast.Import):
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -204,10 +204,11 @@ def test_a_likelihood_promise_holds_on_the_shipped_moons_run():
     """The 2D page's likelihood button: the solver's evaluations times the dynamics' costs timed here, for the
     load now, against the time a real ODE likelihood of the shipped run takes (a wide band: the machine is shared,
     and the solver's evaluation count is learned from one earlier likelihood)."""
-    from ui import flow2d, image_cache
-    if not image_cache.has_shipped("moons"):
+    from ui.jobs import shipped_runs
+    from ui.toy2d import flow2d
+    if not shipped_runs.has_shipped("moons"):
         pytest.skip("the shipped moons run is not in this copy")
-    run, key = image_cache.shipped_run("moons"), image_cache.shipped_key("moons")
+    run, key = shipped_runs.shipped_run("moons"), shipped_runs.shipped_key("moons")
     promise = flow2d.ode_promise("likelihood test", key, run, 64)
     start = time.perf_counter()
     with flow2d.one_thread():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
+from diffusion.data.toy_datasets import TOY_DATASETS, toy_dataset
 
 NAMES = ("gaussian", "8gaussians", "25gaussians", "moons", "swissroll", "circles", "spirals", "checkerboard")
 MIXTURE_SETS = ("gaussian", "8gaussians", "25gaussians")

@@ -9,7 +9,7 @@ from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
 from diffusion.metrics.evaluation import measure_samples
 from diffusion.metrics.protocol import points_protocol
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training.trainer import Trainer
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from diffusion.models.config import UNET_PRESETS, UNetConfig, unet_preset
+from diffusion.models.model_config import UNET_PRESETS, UNetConfig, unet_preset
 from diffusion.models.unet import UNet
 
 CONDITIONINGS = ("add", "cross")
@@ -152,7 +152,7 @@ def test_channels_last_bf16_autocast_matches_fp32(conditioning):
 
 def test_u_nets_run_nhwc_on_cpu_by_default_and_mlps_never():
     from diffusion.models import memory_format
-    from diffusion.models.config import MLPConfig
+    from diffusion.models.model_config import MLPConfig
     unet = unet_preset("tiny")
     assert memory_format(unet, "cpu") == torch.channels_last
     assert memory_format(unet, "cuda") == torch.contiguous_format

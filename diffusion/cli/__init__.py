@@ -15,13 +15,13 @@ from diffusion import __version__
 from diffusion.cli.checks import MAX_N, check_device, check_int, check_output_file, check_seed, check_threads
 from diffusion.cli.train import check_dataset, set_threads, train
 from diffusion.config import DECAYS, PRECISIONS, TRAIN_OBJECTIVES, DataConfig
-from diffusion.core.flow import TIME_SAMPLINGS
+from diffusion.core.flow_matching import TIME_SAMPLINGS
 from diffusion.core.schedules import SCHEDULES, SPACINGS
 from diffusion.data import is_toy, load_data
 from diffusion.data.custom import custom_from_spec
-from diffusion.data.toy2d import TOY_DATASETS, toy_dataset
-from diffusion.models.config import CONDITIONINGS
-from diffusion.sampling.config import GRIDS, SamplerConfig
+from diffusion.data.toy_datasets import TOY_DATASETS, toy_dataset
+from diffusion.models.model_config import CONDITIONINGS
+from diffusion.sampling.sampler_config import GRIDS, SamplerConfig
 from diffusion.sampling.registry import SAMPLERS, nfe
 from diffusion.sampling.vp import VARIANCES
 from diffusion.training import distributed
@@ -181,7 +181,7 @@ def _write(samples: torch.Tensor, path: Path) -> None:
     """2D points as float32 (.npy/.csv); images as uint8 (N, C, H, W) (.npy) or a PNG grid (suffix checked before)."""
     suffix = path.suffix.lower()
     if samples.dim() == 4:
-        from diffusion.data.images import save_grid_png, to_uint8
+        from diffusion.data.image_datasets import save_grid_png, to_uint8
         images = to_uint8(samples)
         return save_grid_png(images, path) if suffix == ".png" else np.save(path, images.numpy())
     if suffix == ".npy":
@@ -286,7 +286,7 @@ def _data(args) -> int:
 
 
 def _study(args) -> int:
-    from diffusion.explore.study import study_checkpoint
+    from diffusion.explore.nfe_study import study_checkpoint
     _check_sampling(args, 2)
     check_device(args.device)
     check_output_file(args.out, (".csv", ".md"), "study results")

@@ -17,10 +17,10 @@ from diffusion.cli.checks import check_free_space, check_run_folder, check_seed,
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.data import is_toy, load_data
 from diffusion.data.custom import custom_from_spec
-from diffusion.data.toy2d import TOY_DATASETS
+from diffusion.data.toy_datasets import TOY_DATASETS
 from diffusion.metrics.measure import measure_every
 from diffusion.models import parameter_count
-from diffusion.models.config import UNET_PRESETS
+from diffusion.models.model_config import UNET_PRESETS
 from diffusion.training import distributed, runlock
 from diffusion.training.checkpoints import CONFIG, read_config
 from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS, recipe_2d
@@ -30,7 +30,7 @@ IMAGE_ONLY = ("image_size", "classes", "class_weights", "preset", "conditioning"
 
 
 def check_dataset(name: str) -> None:
-    from diffusion.data.images import IMAGE_DATASETS
+    from diffusion.data.image_datasets import IMAGE_DATASETS
     if not (is_toy(name) or name in IMAGE_DATASETS or (name.startswith("folder:") and len(name) > len("folder:"))):
         raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(TOY_DATASETS)}, "
                          f"{', '.join(IMAGE_DATASETS)}, folder:PATH")
@@ -60,7 +60,7 @@ def _model_config(kind: str, args, data_cfg: DataConfig, num_classes: int, chann
         if not is_toy(data_cfg.dataset):
             raise ValueError(f"model 'mlp' is for 2D data; dataset {data_cfg.dataset!r} needs --model unet")
         return recipe_2d(data_cfg.dataset).model(num_classes)
-    from diffusion.models.config import unet_preset
+    from diffusion.models.model_config import unet_preset
     if is_toy(data_cfg.dataset):
         raise ValueError(f"model 'unet' is for images; 2D dataset {data_cfg.dataset!r} needs --model mlp")
     preset = args.preset or ("small-16" if data_cfg.image_size <= 16 else "small-32")

@@ -5,7 +5,7 @@ guidance (Ho & Salimans 2022)."""
 import torch
 from torch import Tensor, nn
 
-from diffusion.core.flow import TimeSampling, flow_path, network_velocity, sample_time, velocity_target
+from diffusion.core.flow_matching import TimeSampling, flow_path, network_velocity, sample_time, velocity_target
 from diffusion.core.forward import WEIGHTINGS, Objective, Weighting, at, q_sample, snr_weight, target
 from diffusion.core.schedules import NoiseSchedule
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from diffusion.core.flow import FlowDenoiser, Velocity, vp_point
+from diffusion.core.flow_matching import FlowDenoiser, Velocity, vp_point
 
 Denoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # same contract as diffusion.core.denoisers.Denoiser
 WEIGHT_TOL = 1e-6  # weights must sum to 1 within this

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from diffusion.config import CUSTOM_PREFIX, DataConfig
-from diffusion.data.toy2d import TOY_DATASETS, Toy2D, toy_dataset
+from diffusion.data.toy_datasets import TOY_DATASETS, Toy2D, toy_dataset
 
 TOY_TRAIN_SIZE = 100_000  # default number of points drawn once for a 2D training set
 
@@ -41,7 +41,7 @@ def load_data(cfg: DataConfig) -> TrainingData:
         x, y = toy.sample_labelled(n, torch.Generator().manual_seed(cfg.seed))
         return TrainingData(x, y if toy.num_classes else None, toy.num_classes,
                             f"{n:,} points of {cfg.dataset} drawn with seed {cfg.seed}")
-    from diffusion.data.images import load_images
+    from diffusion.data.image_datasets import load_images
     if cfg.image_size is None:
         raise ValueError(f"dataset {cfg.dataset!r} is an image dataset: give an image size")
     images = load_images(cfg.dataset, cfg.image_size, classes=cfg.classes, class_weights=cfg.class_weights,

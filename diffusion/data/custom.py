@@ -20,7 +20,7 @@ import torch
 from diffusion.config import CUSTOM_PREFIX, MAX_CUSTOM_CLASSES, MAX_CUSTOM_POINTS, MIN_CUSTOM_POINTS, DataConfig
 from diffusion.core.oracles import GaussianMixture
 import diffusion.data.sources as sources
-from diffusion.data.toy2d import Toy2D, mixture_set, register_custom
+from diffusion.data.toy_datasets import Toy2D, mixture_set, register_custom
 
 KERNEL_FRACTION = 0.05               # kernel std / the points' own scale (moons' noise is 0.057 of its scale)
 KERNEL_STD = KERNEL_FRACTION / math.sqrt(1 + KERNEL_FRACTION**2)   # in standardised units

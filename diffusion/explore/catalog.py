@@ -15,16 +15,16 @@ import pandas as pd
 from safetensors import safe_open
 
 from diffusion.config import RunConfig
-from diffusion.explore.toy2d import METRICS as METRICS_2D
-from diffusion.explore.toy2d import loss_frame
+from diffusion.explore.toy2d_experiments import METRICS as METRICS_2D
+from diffusion.explore.toy2d_experiments import loss_frame
 from diffusion.metrics.intervals import normal
 from diffusion.models import parameter_count
 from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import CHECKPOINTS_DIR, CONFIG, EMA, LIKELIHOOD, METRICS
+from diffusion.training.shipped import shipped_runs
 
 SKIPPED = ("classifiers",)       # folders under CHECKPOINTS_DIR that hold feature networks, not diffusion runs
-SHIPPED_RUNS = ("moons", "mnist16-digit0", "mnist16-cond", "mnist16-cond-cross", "mnist32-cond", "shapes32-cond",
-                "moons-flow", "mnist16-digit0-flow")
+SHIPPED_RUNS = tuple(run.folder for run in shipped_runs().values())   # their folders (checkpoints/shipped.json)
 LOSS_WINDOW = 100                # final loss: mean of the last LOSS_WINDOW logged losses (one is noisy)
 METRIC_ORDER = (*METRICS_2D, "nll", "fid", "kid", "accuracy")   # quality columns diffusion.metrics.measure logs
 LIKELIHOOD_METRICS = ("bits_per_dim", "model_nll")   # columns of likelihood.json (likelihood_columns)
@@ -151,7 +151,7 @@ def architecture(model_config: Any) -> str:
     """A short description: "MLP 128x3 gelu", "U-Net small-16" (a preset) or "U-Net 32x(1, 2), attn (1,)"."""
     if model_config.kind == "mlp":
         return f"MLP {model_config.width}x{model_config.depth} {model_config.activation}"
-    from diffusion.models.config import UNET_PRESETS
+    from diffusion.models.model_config import UNET_PRESETS
     for preset, settings in UNET_PRESETS.items():
         if all(getattr(model_config, k) == v for k, v in settings.items() if k not in ("image_size", "channels")):
             return f"U-Net {preset}"

@@ -13,7 +13,7 @@ import torch
 
 from diffusion.core.oracles import GaussianMixture, _class_mask
 from diffusion.core.schedules import NoiseSchedule
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.toy_datasets import toy_dataset
 
 KDE_POINTS, KDE_HELD_OUT, KDE_SEED = 1000, 1000, 20_001
 BANDWIDTHS: tuple[float, ...] = tuple(np.geomspace(0.02, 0.5, 15).round(4))   # in data-scale units

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.core.oracles import GaussianMixture
 from diffusion.data import toy_for
-from diffusion.models.config import MLPConfig
+from diffusion.models.model_config import MLPConfig
 from diffusion.sampling.run import Run
 
 

@@ -12,7 +12,7 @@ from scipy.spatial.distance import pdist
 from diffusion.config import DataConfig, ScheduleConfig
 from diffusion.explore.exact import exact_run
 from diffusion.explore.quality2d import COLUMNS, class_quality
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
 GUIDANCE_SCALES: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0)

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from diffusion.core.denoisers import Denoiser
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import SEED_STRIDE, Run
 from diffusion.sampling.vp import SeededNoise, ddim_sample
 

@@ -17,10 +17,10 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.toy_datasets import toy_dataset
 from diffusion.metrics.intervals import reading
 from diffusion.metrics.protocol import points_protocol, points_reference
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 
 SUPPORT_N, SUPPORT_QUANTILE, SUPPORT_SEED = 5000, 0.99, 50_001
 COLUMNS = ["label", "n", "w1", "w1_low", "w1_high", "floor", "floor_low", "floor_high", "ratio", "reading",

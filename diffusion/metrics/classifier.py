@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from diffusion import __version__
-from diffusion.data.images import IMAGE_DATASETS, load_images
+from diffusion.data.image_datasets import IMAGE_DATASETS, load_images
 from diffusion.training.checkpoints import CHECKPOINTS_DIR, atomic_write
 
 CLASSIFIERS_ROOT = CHECKPOINTS_DIR / "classifiers"

@@ -15,7 +15,7 @@ from torch import Tensor
 from diffusion.config import DataConfig
 from diffusion.metrics.intervals import LEVEL, Interval, normal, reading, sentence, wilson
 from diffusion.metrics.protocol import SIGNED, Protocol, Reference, points_protocol, reference_for
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
 LIVE_2D_N, LIVE_2D_STEPS = 1000, 50     # the 2D page's live protocol: DDIM-50 (at most T steps), 1,000 points
@@ -116,7 +116,7 @@ def _image_extras(images: Tensor, y: Tensor | None, data: DataConfig, ref: Refer
     """(metrics, their floors, numbers without a floor, details) beyond FID: torch-fidelity's other metrics (the
     floor: the first floor set), label accuracy and class shares on the dataset's classifier, memorisation."""
     from diffusion.metrics.classifier import classifier_dir, load_classifier
-    from diffusion.metrics.images import (INCEPTION, classifier_outputs, image_metrics, memorisation_ratio,
+    from diffusion.metrics.image_metrics import (INCEPTION, classifier_outputs, image_metrics, memorisation_ratio,
                                          resolve_extractor)
     metrics, floor, extra, details = {}, {}, {}, {}
     if extra_metrics:
@@ -152,7 +152,7 @@ def measure_samples(samples: Tensor, protocol: Protocol, data: DataConfig, *, y:
     metrics, floor = ref.measure(samples), dict(ref.floor)
     if protocol.family == "points2d":
         return Result(protocol, ref.n, ref.cap, metrics, floor)
-    from diffusion.data.images import to_uint8
+    from diffusion.data.image_datasets import to_uint8
     images = samples if samples.dtype == torch.uint8 else to_uint8(samples)
     more, more_floor, extra, details = _image_extras(images, y, data, ref, extra_metrics)
     return Result(protocol, ref.n, ref.cap, metrics | more, floor | more_floor, extra, details)

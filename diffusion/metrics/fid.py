@@ -12,7 +12,7 @@ from torch import Tensor
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset, \
     resolve_feature_layer_for_metric
 
-from diffusion.metrics.images import INCEPTION, ImageSet, resolve_extractor
+from diffusion.metrics.image_metrics import INCEPTION, ImageSet, resolve_extractor
 from diffusion.metrics.intervals import BOOTSTRAP_REPLICATES, bootstrap_sd
 
 CHUNK = 16           # bootstrap replicates evaluated together (bounded memory at 2,048 Inception features)

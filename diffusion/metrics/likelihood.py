@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from diffusion.core.flow import Velocity
+from diffusion.core.flow_matching import Velocity
 from diffusion.sampling.run import Run
 
 Divergence = Literal["exact", "hutchinson"]
@@ -163,7 +163,7 @@ def nll_report_2d(run: Run, n: int = 2000, seed: int = 0) -> dict:
     """The run's NLL (nats, exact divergence) of n fresh true points, beside the floor: the true density's own NLL
     of the same points (data.toy2d.density_mixture; None for checkerboard), and their paired difference, an
     estimate of KL(true || model) >= 0; each mean with its standard error over the points."""
-    from diffusion.data.toy2d import density_mixture, toy_dataset
+    from diffusion.data.toy_datasets import density_mixture, toy_dataset
     dataset = run.config.data.dataset
     x = toy_dataset(dataset).sample(n, torch.Generator().manual_seed(HELD_OUT_SEED + seed))
     lik = run_log_likelihood(run, x)
@@ -180,7 +180,7 @@ def nll_report_2d(run: Run, n: int = 2000, seed: int = 0) -> dict:
 def nll_report_images(run: Run, n: int = 200, probes: int = 1, seed: int = 0) -> dict:
     """Bits/dim of n held-out images (the dataset's test split, the run's classes), conditioned on their labels
     for conditional runs; Hutchinson's divergence with `probes` probes per image."""
-    from diffusion.data.images import load_images, to_uint8
+    from diffusion.data.image_datasets import load_images, to_uint8
     data_cfg = run.config.data
     held_out = load_images(data_cfg.dataset, data_cfg.image_size, classes=data_cfg.classes, split="test", n=n,
                            seed=seed)

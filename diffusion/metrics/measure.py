@@ -15,7 +15,7 @@ import pandas as pd
 
 from diffusion.metrics.evaluation import LIVE_2D_N, live_protocol, measure_run
 from diffusion.metrics.protocol import Protocol, image_protocol
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 from diffusion.training import distributed
 from diffusion.training.checkpoints import LIKELIHOOD, METRICS, atomic_write, load_run

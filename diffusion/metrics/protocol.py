@@ -20,10 +20,10 @@ import torch
 from torch import Tensor
 
 from diffusion.config import DataConfig
-from diffusion.data.toy2d import toy_dataset
+from diffusion.data.toy_datasets import toy_dataset
 from diffusion.metrics.intervals import Interval, normal, spread
 from diffusion.metrics.points2d import ValueSD, data_scale, score_2d
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 
 Family = Literal["points2d", "fid"]
 Split = Literal["fresh", "test", "train"]
@@ -186,7 +186,7 @@ def _points_reference(p: Protocol, dataset: str) -> Reference:
 def _image_sets(p: Protocol, data: DataConfig) -> tuple[Tensor, Tensor, str]:
     """(reference images uint8 (n, C, H, W), the floor's pool (float), cap) for an image protocol."""
     from diffusion.data import load_data
-    from diffusion.data.images import load_images, to_uint8
+    from diffusion.data.image_datasets import load_images, to_uint8
     train = load_data(data).x
     if p.reference == "test":
         test = load_images(data.dataset, data.image_size, classes=data.classes, class_weights=data.class_weights,
@@ -204,7 +204,7 @@ def _image_sets(p: Protocol, data: DataConfig) -> tuple[Tensor, Tensor, str]:
 
 
 def _image_reference(p: Protocol, data: DataConfig, inception_weights: str | None) -> Reference:
-    from diffusion.data.images import to_uint8
+    from diffusion.data.image_datasets import to_uint8
     from diffusion.metrics.fid import Frechet, features
     images, pool, cap = _image_sets(p, data)
     n = len(images)

@@ -6,7 +6,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from diffusion.models.config import MLPConfig, UNetConfig
+from diffusion.models.model_config import MLPConfig, UNetConfig
 
 DEFAULT_MAX_PARAMETERS = 100_000_000   # 400 MB of float32 weights; training holds ~5 copies (weights, grads, Adam, EMA)
 

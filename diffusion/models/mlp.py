@@ -3,7 +3,7 @@
 import torch
 from torch import Tensor, nn
 
-from diffusion.models.config import MLPConfig
+from diffusion.models.model_config import MLPConfig
 from diffusion.models.embeddings import sinusoidal_embedding
 
 ACTIVATION_LAYERS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}

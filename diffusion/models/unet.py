@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffusion.models.blocks import AttentionBlock, Downsample, ResBlock, Upsample, zero_init
-from diffusion.models.config import UNetConfig
+from diffusion.models.model_config import UNetConfig
 from diffusion.models.embeddings import TimeEmbedding
 
 

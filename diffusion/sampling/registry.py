@@ -15,7 +15,7 @@ from typing import Callable, Literal
 
 from torch import Tensor
 
-from diffusion.sampling.flow import flow_euler_sample, flow_midpoint_sample
+from diffusion.sampling.flow_samplers import flow_euler_sample, flow_midpoint_sample
 from diffusion.sampling.sigma import Churn, dpmpp_2m_sample, euler_sample, heun_sample
 from diffusion.sampling.vp import ddim_sample, ddpm_sample
 

@@ -23,7 +23,7 @@ from diffusion.core.edm import (
     schedule_sigma_range,
     to_vp_denoiser,
 )
-from diffusion.core.flow import (
+from diffusion.core.flow_matching import (
     FlowDenoiser,
     Velocity,
     denoiser_of_velocity,
@@ -36,7 +36,7 @@ from diffusion.core.flow import (
 )
 from diffusion.core.schedules import NoiseSchedule, spaced_timesteps
 from diffusion.data import data_radius, toy_for
-from diffusion.sampling.config import SamplerConfig
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.registry import Space, sampler_spec
 from diffusion.sampling.vp import SeededNoise, StepCallback
 

@@ -11,7 +11,7 @@ min(ema_decay, (1 + n) / (10 + n)) after n steps, so after a short run it averag
 from dataclasses import dataclass
 
 from diffusion.config import CUSTOM_PREFIX, DataConfig, RunConfig, ScheduleConfig, TrainConfig
-from diffusion.models.config import MLPConfig
+from diffusion.models.model_config import MLPConfig
 
 MODEL_DEFAULTS = {
     "mlp": {"batch_size": 256, "lr": 1e-3, "ema_decay": 0.999, "steps": 4000, "threads": 1},

@@ -1,0 +1,165 @@
+"""The study page's runs, stored results and charts: shipped runs loaded once per process, study results kept by
+their inputs (shared: a DataFrame is never mutated), and Altair charts of quality, wall time and the literature."""
+
+import math
+from collections import OrderedDict
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from diffusion.explore import literature, nfe_study as study
+from diffusion.sampling.run import Run
+
+from ui.jobs import budget, run_costs, scheduler, session_runs, shipped_runs, timing
+from ui.views.charts import METRIC_LABELS, STRETCH_HEIGHT, TICKS, panels
+
+LEGEND_ON_TOP_HEIGHT = 440  # a quality panel: its legend on top takes ~150 px of it, the plot the rest
+STORED_STUDIES = 64          # results kept per process (every visitor's)
+LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy"}
+
+
+def runs() -> dict[str, tuple[str, Run]]:
+    """label -> (key, Run): the shipped runs present on disk, then this visitor's session runs."""
+    out = {}
+    for name, shipped in shipped_runs.SHIPPED.items():
+        if shipped_runs.has_shipped(name):
+            out[f"{shipped.label} · checkpoints/{shipped.folder}"] = (shipped_runs.shipped_key(name),
+                                                                      shipped_runs.shipped_run(name))
+    for name, run in session_runs.session_runs().items():
+        out[f"{name} (this session)"] = (f"session-{id(run)}@{run.step}", run)
+    return out
+
+
+@st.cache_resource
+def _store() -> OrderedDict:
+    return OrderedDict()
+
+
+def stored(key: tuple) -> pd.DataFrame | None:
+    """A study already computed with these inputs, or None."""
+    return _store().get(key)
+
+
+def run_study(key: tuple, run: Run, promise: timing.Estimate, progress, **inputs) -> pd.DataFrame:
+    """study.study(run, **inputs) in a slot of the server's scheduler (ValueError when its promise would exceed a
+    job's budget), with progress(fraction, text) while it waits and after every row (with the time left), kept under
+    key."""
+    budget.check_time(promise.seconds, "this sweep")
+    with scheduler.turn("study sweep", promise.seconds, lambda place: progress(0.0, f"Queued, {place.describe()}")):
+        with timing.timed(promise) as clock:
+            frame = study.study(run, progress=lambda done, total, row: progress(
+                done / total, f"{done}/{total}: {row['precision']} {row['sampler']} at {row['nfe']} NFE · "
+                              f"{timing.progress_text(done / total, clock.elapsed(), promise.seconds)}"), **inputs)
+    store = _store()
+    store[key] = frame
+    while len(store) > STORED_STUDIES:
+        store.popitem(last=False)
+    return frame
+
+
+def promise(run_key: str, run: Run, samplers: tuple[str, ...], nfe_targets: tuple[int, ...], n: int,
+            precisions: tuple[str, ...], reference: bool) -> timing.Estimate:
+    """How long the sweep takes on this server: its network calls, samples through the network and one quality
+    measurement per row, at the unit costs timed here (ui.jobs.run_costs.sweep_promise)."""
+    configs = study.plan(run, samplers, nfe_targets, reference)
+    return run_costs.sweep_promise("study sweep", run_key, run, configs, n, run_costs.script_threads(),
+                                   len(precisions))
+
+
+def curve_names(frame: pd.DataFrame) -> pd.Series:
+    """'sampler (settings)' for each row: one curve per sampler configuration."""
+    return frame["sampler"] + " (" + frame["settings"] + ")"
+
+
+def _long(frame: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
+    """Columns curve, precision, nfe, metric (labelled), value, low, high, floor, floor_low, floor_high."""
+    rows = frame.assign(curve=curve_names(frame))
+    parts = []
+    for m in metrics:
+        part = pd.DataFrame({"curve": rows["curve"], "precision": rows["precision"], "nfe": rows["nfe"],
+                             "metric": LABELS.get(m, m), "value": rows[m]})
+        for column, suffix in (("low", "_low"), ("high", "_high"), ("floor", "_floor"), ("floor_low", "_floor_low"),
+                               ("floor_high", "_floor_high")):
+            part[column] = rows[f"{m}{suffix}"] if f"{m}{suffix}" in rows else math.nan
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def quality_panel(long: pd.DataFrame, log_y: bool = False) -> alt.LayerChart:
+    """One quality metric against NFE (log x; columns of _long), one line per sampler configuration and precision,
+    each point with its 95% interval; the floor, labelled, as a band over its interval; the legend on top."""
+    base = alt.Chart().encode(x=alt.X("nfe:Q", title="network evaluations (NFE, log)", scale=alt.Scale(type="log"),
+                                      axis=alt.Axis(format=TICKS)))
+    band = base.mark_area(opacity=0.2, color="#54a24b").encode(y="floor_low:Q", y2="floor_high:Q")
+    floor = base.mark_rule(strokeDash=[4, 4], color="#54a24b").encode(y="floor:Q")
+    label = base.transform_filter("isValid(datum.floor)").transform_joinaggregate(
+        last="max(nfe)").transform_filter("datum.nfe == datum.last").mark_text(
+        text="floor", align="right", dy=-7, color="#3b7d3a", fontSize=10).encode(y="floor:Q")
+    color = alt.Color("curve:N", title="sampler", legend=alt.Legend(orient="top", columns=2, labelLimit=180))
+    several = long["precision"].nunique() > 1                  # one precision needs no legend of its own
+    dash = alt.StrokeDash("precision:N", legend=alt.Legend(orient="top") if several else None)
+    bars = base.mark_rule().encode(y="low:Q", y2="high:Q", color=color, strokeDash=dash)
+    lines = base.mark_line(point=True).encode(
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(type="log") if log_y else alt.Scale(zero=False),
+                axis=alt.Axis(format=TICKS)), color=color, strokeDash=dash,
+        tooltip=["curve:N", "precision:N", "nfe:Q", "value:Q", "low:Q", "high:Q", "floor:Q"])
+    return alt.layer(band, floor, label, bars, lines, data=long).properties(height=LEGEND_ON_TOP_HEIGHT)
+
+
+def quality_charts(frame: pd.DataFrame, metrics: tuple[str, ...]) -> None:
+    """quality_panel of each metric, two to a row (charts.panels)."""
+    panels(quality_panel, _long(frame, metrics), order=[LABELS.get(m, m) for m in metrics])
+
+
+def time_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Sampling wall time against NFE, log-log."""
+    rows = frame.assign(curve=curve_names(frame))
+    return alt.Chart(rows, title="Sampling wall time").mark_line(point=True).encode(
+        x=alt.X("nfe:Q", title="NFE (log)", scale=alt.Scale(type="log")),
+        y=alt.Y("seconds:Q", title="seconds (log)", scale=alt.Scale(type="log")),
+        color=alt.Color("curve:N", title="sampler"), strokeDash=alt.StrokeDash("precision:N"),
+        tooltip=["curve:N", "precision:N", "nfe:Q", "steps:Q", "seconds:Q"]).properties(height=STRETCH_HEIGHT)
+
+
+def relative_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Our float32 curves and the published ones on one axis: quality over the same curve's 1000-NFE value (its
+    best where it has none); columns source, curve, nfe, relative."""
+    ours = frame[(frame["precision"] == "float32") & frame[metric].notna()].assign(curve=curve_names(frame))
+    ours = ours.assign(source="this run", relative=literature.relative_to_reference(ours, metric))
+    theirs = literature.literature_frame()
+    return pd.concat([ours[["source", "curve", "nfe", "relative"]], theirs[["source", "curve", "nfe", "relative"]]],
+                     ignore_index=True)
+
+
+def literature_chart(frame: pd.DataFrame, metric: str) -> alt.Chart:
+    """relative_frame as lines (published points of single-point curves show as points), log x and y."""
+    label = LABELS.get(metric, metric)
+    return alt.Chart(relative_frame(frame, metric), title=alt.Title(
+        f"Relative quality: {label} (ours) or CIFAR-10 FID (papers) over the same curve's 1000-NFE value",
+        subtitle="Curves with no 1000-NFE point are divided by their best value. Absolute values are not "
+                 "comparable (different data, different feature networks); ratios are.")).mark_line(point=True).encode(
+        x=alt.X("nfe:Q", title="NFE (log)", scale=alt.Scale(type="log")),
+        y=alt.Y("relative:Q", title="quality / curve's 1000-NFE value (log)", scale=alt.Scale(type="log")),
+        color=alt.Color("curve:N", title=None), strokeDash=alt.StrokeDash("source:N", title="source"),
+        tooltip=["source:N", "curve:N", "nfe:Q", "relative:Q"]).properties(height=STRETCH_HEIGHT + 80)
+
+
+STABILITY_COLUMNS = {"precision": "precision", "sampler": "sampler", "settings": "settings", "nfe": "NFE",
+                     "nonfinite": "non-finite", "max_abs_x": "max |x|", "max_abs_x0": "max |x̂_0|", "error": "error"}
+
+
+def stability_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The stability columns: non-finite samples and the largest |x_t| and |x0_hat| per row (the error column only
+    when some row has one)."""
+    columns = [c for c in STABILITY_COLUMNS if c != "error" or (frame["error"].fillna("") != "").any()]
+    return frame[columns]
+
+
+def stability_note(frame: pd.DataFrame) -> str:
+    """What the max |x̂_0| column shows, from the data: one value in every row tells the samplers apart nowhere."""
+    values = frame["max_abs_x0"].dropna().round(4).unique()
+    if len(values) == 1 and len(frame) > 1:
+        return (f" max |x̂_0| is {values[0]:.4g} in every row: the largest prediction is the same whatever the sampler "
+                "(all start from the same initial noises), so this column does not tell them apart.")
+    return ""

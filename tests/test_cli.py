@@ -96,3 +96,15 @@ def test_bad_input_one_line_exit_2(run_dir, tmp_path, capsys, args, message):
     assert code == 2, err
     assert message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_evaluate_budget_prints_the_error_budget_table(run_dir):
+    done = cli("evaluate", "--checkpoint", str(run_dir), "--n", "200", "--sampler", "ddim", "--steps", "20",
+               "--budget")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split(" | ")[0].strip("| "): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert {"floor", "solver", "network", "network, per sample", "total"} <= set(rows)
+    assert all("2d·n200·fresh·ddim20·s0" in rows[t] and "[" in rows[t] for t in ("floor", "solver", "total"))
+    assert "quadrature" in done.stdout and "solver + network: holds" in done.stdout
+    done = cli("evaluate", "--checkpoint", str(run_dir), "--budget", "--guidance", "2")
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "guidance" in done.stderr

@@ -35,7 +35,7 @@ def test_train_logs_fid_and_accuracy_with_their_protocol_intervals_and_floor(dig
     history = pd.read_csv(digits_run / "metrics.csv")
     measured = history.dropna(subset=["fid"])
     assert list(measured["step"]) == [15, 30]
-    assert (measured["n"] == 20).all() and (measured["protocol"] == "fid·clf·n20·test·ddim50·s0").all()
+    assert (measured["n"] == 20).all() and (measured["protocol"] == "fid·clf·n20·test·bal2·ddim50·s0").all()
     assert (measured["fid_low"] <= measured["fid"]).all() and (measured["fid"] <= measured["fid_high"]).all()
     assert (measured["fid"] > measured["fid_floor_high"]).all()        # 30 steps are far from the data
     assert measured["accuracy"].between(0, 1).all() and (measured["accuracy_low"] <= measured["accuracy"]).all()
@@ -62,13 +62,14 @@ def test_evaluate_reports_protocol_intervals_floor_and_label_accuracy(digits_run
     done = cli("evaluate", "--checkpoint", str(digits_run), "--n", "40", "--steps", "5", "--metrics", "fid,kid,prc")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["protocol"] == "fid·clf·n40·test·ddim5·s0" and report["n"] == 40 and report["cap"] == ""
+    assert report["protocol"] == "fid·clf·n40·test·bal2·ddim5·s0" and report["n"] == 40 and report["cap"] == ""
     assert report["extractor"] == "classifier-mnist-16" and "40 held-out test images" in report["measured"]
     fid, kid = report["metrics"]["fid"], report["metrics"]["kid"]
     assert fid["value"] > fid["floor"]["high"] and fid["reading"] == "above the floor"
     assert kid["floor"]["low"] <= kid["floor"]["value"] <= kid["floor"]["high"] and "KID" in kid["method"]
     assert 0 <= report["accuracy"]["low"] <= report["accuracy"]["value"] <= report["accuracy"]["high"] <= 1
     assert len(report["generated_class_histogram"]) == 10 and {"precision", "recall"} <= set(report)
+    assert "bootstrap" in report["recall"]["method"] and "prediction interval" in report["recall"]["floor"]["method"]
     done = cli("evaluate", "--checkpoint", str(digits_run), "--n", "40", "--metrics", "fid,lpips")
     assert done.returncode == 2 and "lpips" in done.stderr
 
@@ -103,3 +104,19 @@ def test_bf16_autocast_and_channels_last_train_like_float32(train):
         losses.append(Trainer(config, x).train_step()[0])
     tolerance = 2e-2 if train.get("precision") else 1e-5
     assert losses[1] == pytest.approx(losses[0], rel=tolerance)
+
+
+def test_train_on_a_subset_of_images_then_resume_and_refuse_bad_counts(tmp_path):
+    """--images N keeps N images of the selection (the training-set-size sweep); the run folder remembers it."""
+    out = tmp_path / "five"
+    args = ("train", "--dataset", "mnist", "--classes", "0", "--images", "5", "--image-size", "16", "--preset", "tiny",
+            "--steps", "2", "--batch-size", "4", "--out", str(out))
+    assert cli(*args).returncode == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["n"] == 5 and len(load_data(DataConfig("mnist", 5, image_size=16, classes=(0,))).x) == 5
+    clash = cli(*args[:6], "7", *args[7:-4], "--steps", "3", "--out", str(out))
+    assert clash.returncode != 0 and "--images 7 (the run has 5)" in clash.stderr and "Traceback" not in clash.stderr
+    bad = cli("train", "--dataset", "mnist", "--images", "0", "--steps", "1", "--out", str(tmp_path / "zero"))
+    assert bad.returncode != 0 and "data n=0" in bad.stderr and "Traceback" not in bad.stderr
+    toy = cli("train", "--dataset", "moons", "--images", "5", "--steps", "1", "--out", str(tmp_path / "toy"))
+    assert toy.returncode != 0 and "--images: for image datasets only" in toy.stderr

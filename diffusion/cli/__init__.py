@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model (resumes when --out already holds a run)")
     _add_data_args(t)
+    t.add_argument("--images", type=int, help="images: train on this many of the selected images, a subset drawn "
+                   "with --seed (default: all; the training-set-size sweep of docs/analytic-denoisers.md)")
     t.add_argument("--model", choices=("mlp", "unet"))
     t.add_argument("--preset", help="U-Net preset (default: small-16 up to 16 px, small-32 above)")
     t.add_argument("--conditional", action="store_true", default=None, help="class-conditional (images and "
@@ -131,6 +133,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--extractor", choices=("classifier", "inception"), default="classifier",
                    help="images: feature network (the dataset's shipped classifier, or Inception-v3)")
     e.add_argument("--inception-weights", help="images: local Inception-v3 weights file (offline use)")
+    e.add_argument("--budget", action="store_true", help="2D: print the error budget instead (floor, solver, network "
+                   "and total W1 from the same noises, docs/error-budget.md) as a Markdown table")
 
     d = sub.add_parser("data", help="write fresh true samples, as the model sees the data")
     _add_data_args(d)
@@ -235,11 +239,28 @@ def _metrics(args, run) -> list[str]:
     return metrics
 
 
+def _budget(args, run, sampler: SamplerConfig) -> int:
+    """evaluate --budget: the error budget of a 2D run under the points protocol of --n, the sampler and --seed."""
+    from diffusion.explore.error_budget import error_budget
+    from diffusion.metrics.protocol import points_protocol
+    if run.is_image or args.metrics:
+        raise ValueError("--budget is for 2D runs, without --metrics: an image set has no exact law")
+    start = time.perf_counter()
+    budget = error_budget(run, points_protocol(args.n, sampler, args.seed))
+    print(f"Error budget of {args.checkpoint} (step {run.step}, {run.config.data.dataset}, objective "
+          f"{run.config.train.objective}): {budget.protocol.describe()}; W1 in data-scale units, 95% intervals\n")
+    print(budget.markdown())
+    print(f"\n{time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def _evaluate(args) -> int:
     from diffusion.metrics.evaluation import measure_run
     from diffusion.metrics.protocol import image_protocol, points_protocol
     _check_sampling(args, 2)
     run, sampler = _load(args)
+    if args.budget:
+        return _budget(args, run, sampler)
     metrics = _metrics(args, run)
     start = time.perf_counter()
     result = {}

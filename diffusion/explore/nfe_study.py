@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from diffusion.metrics.evaluation import measure_samples
-from diffusion.metrics.protocol import Protocol, image_protocol, points_protocol, reference_for
+from diffusion.metrics.protocol import Protocol, image_protocol, points_protocol, reference_for, stratify
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.registry import SAMPLERS, sampler_spec, steps_for_nfe
 from diffusion.sampling.registry import nfe as nfe_of
@@ -28,7 +28,7 @@ PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torc
 NFE_TARGETS: tuple[int, ...] = (5, 10, 20, 50, 100, 250, 1000)
 QUALITY_2D: tuple[str, ...] = ("w1", "kl_model_true", "kl_true_model")
 ALIASES = {"churn": "S_churn", "s_min": "S_min", "s_max": "S_max", "s_noise": "S_noise"}
-Progress = Callable[[int, int, dict], None]   # (rows done, rows planned, the last row)
+Progress = Callable[[int, int, dict], bool | None]   # (rows done, rows planned, the last row) -> True: stop here
 
 
 def parse_sampler(text: str) -> SamplerConfig:
@@ -204,7 +204,8 @@ def study(run: Run, samplers: Sequence[str | SamplerConfig] = SAMPLERS, nfe_targ
     ddpm/ddim, VE x_t / sqrt(alpha_bar) for euler/heun/dpmpp2m, flow x_t for flow_euler/flow_midpoint; 2D x0_hat
     before its projection onto the data's ball), x0_projected (2D: the share of x0_hat evaluations that projection
     moved; 0 for images), error, protocol (study_protocol with the row's sampler), n (capped when the data hold fewer
-    held-out images; cap says so)."""
+    held-out images; cap says so). progress(done, planned, row) after every row may return True to stop the sweep
+    there (a job budget): the rows done so far are returned."""
     if not (isinstance(n, int) and n >= 2):
         raise ValueError(f"number of samples n={n!r} is out of range; allowed: integers >= 2")
     unknown = [p for p in precisions if p not in PRECISIONS]
@@ -215,6 +216,7 @@ def study(run: Run, samplers: Sequence[str | SamplerConfig] = SAMPLERS, nfe_targ
     real = reference_for(protocol, run.config.data)
     n, cap = real.n, real.cap                       # image data may hold fewer than n held-out images
     y = run.balanced_labels(n)
+    protocol = stratify(protocol, y)                # the floor drawn with the samples' labels
     judge, floor = _judge(run, protocol, y)
     rows: list[dict] = []
     for precision in precisions:
@@ -224,8 +226,8 @@ def study(run: Run, samplers: Sequence[str | SamplerConfig] = SAMPLERS, nfe_targ
             row = {"precision": precision, **_measure(prepared, config, n, seed, y, judge, quality_metrics(run)),
                    **floor, "protocol": replace(protocol, sampler=config).name, "n": n, "cap": cap}
             rows.append(row)
-            if progress is not None:
-                progress(len(rows), len(configs) * len(precisions), row)
+            if progress is not None and progress(len(rows), len(configs) * len(precisions), row):
+                return pd.DataFrame(rows)
     return pd.DataFrame(rows)
 
 

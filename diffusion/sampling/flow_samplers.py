@@ -39,7 +39,11 @@ def _velocity(denoise: FlowDenoiser, x: Tensor, t: float, y: Tensor | None) -> t
 
 def _flow_sample(denoise: FlowDenoiser, x_T: Tensor, times: Tensor, second_order: bool, y: Tensor | None,
                  callback: FlowCallback | None) -> Tensor:
-    """Euler (x_next = x + (t_next - t) v(x, t)) or explicit midpoint (v taken at the half step instead)."""
+    """Euler (x_next = x + (t_next - t) v(x, t)) or explicit midpoint (v taken at the half step instead). The last
+    step, to t = 0, returns the last x0_hat (Euler: at x_t; midpoint: at the half-step point), so a projected or
+    clipped denoiser's bound holds for the output; the midpoint's own last step, x - t v_mid = 2 x0_mid - x0_hat,
+    would extrapolate past it (a radius-1 projection gave [3, 0]). Both differ from the ODE's endpoint by O(t^2), so
+    the midpoint stays second order."""
     s = _check(times)
     x = x_T
     for i, (t, t_next) in enumerate(zip(s, s[1:])):
@@ -48,8 +52,8 @@ def _flow_sample(denoise: FlowDenoiser, x_T: Tensor, times: Tensor, second_order
             callback(i, t, x, x0)
         if second_order:                                                       # midpoint: t_mid > 0 always
             t_mid = (t + t_next) / 2
-            v, _ = _velocity(denoise, x + (t_mid - t) * v, t_mid, y)
-            x = x + (t_next - t) * v
+            v, x0_mid = _velocity(denoise, x + (t_mid - t) * v, t_mid, y)
+            x = x0_mid if t_next == 0 else x + (t_next - t) * v                # the last step lands on x0_hat(mid)
         else:
             x = x0 if t_next == 0 else x + (t_next - t) * v                    # the last Euler step lands on x0_hat
     return x
@@ -67,5 +71,6 @@ def flow_euler_sample(denoise: FlowDenoiser, x_T: Tensor, times: Tensor, *, y: T
 def flow_midpoint_sample(denoise: FlowDenoiser, x_T: Tensor, times: Tensor, *, y: Tensor | None = None,
                          noise: Noise | None = None, callback: FlowCallback | None = None) -> Tensor:
     """Explicit midpoint (2nd-order Runge-Kutta) in t: a half Euler step to t_mid = (t + t_next) / 2, then the full
-    step with the velocity there: x_next = x + (t_next - t) v(x_mid, t_mid); two evaluations per step, t_mid > 0."""
+    step with the velocity there: x_next = x + (t_next - t) v(x_mid, t_mid); two evaluations per step, t_mid > 0.
+    The last step returns x0_hat at its half-step point (inside any projection of x0_hat, see _flow_sample)."""
     return _flow_sample(denoise, x_T, times, True, y, callback)

@@ -43,6 +43,16 @@ from diffusion.sampling.vp import SeededNoise, StepCallback
 SEED_STRIDE = 1_000_000  # sample i of seed s draws from seed s * SEED_STRIDE + i
 
 
+def balanced_labels(config: RunConfig, n: int) -> Tensor | None:
+    """n labels cycling through the classes a run of config is trained on (None for unconditional runs): how
+    conditional runs are sampled, and so how their floors are drawn (metrics.protocol.stratify)."""
+    num_classes = getattr(config.model, "num_classes", 0)
+    if not num_classes:
+        return None
+    classes = config.data.classes or tuple(range(num_classes))
+    return torch.tensor(classes, dtype=torch.long).repeat(n // len(classes) + 1)[:n]
+
+
 @dataclass
 class Trajectory:
     """What a sampler visited, one entry per network evaluation it showed: `times` are code timesteps t (ints) when
@@ -96,10 +106,7 @@ class Run:
 
     def balanced_labels(self, n: int) -> Tensor | None:
         """Labels cycling through the classes the run was trained on (None for unconditional runs)."""
-        if not self.num_classes:
-            return None
-        classes = self.config.data.classes or tuple(range(self.num_classes))
-        return torch.tensor(classes, dtype=torch.long).repeat(n // len(classes) + 1)[:n]
+        return balanced_labels(self.config, n)
 
     @property
     def is_edm(self) -> bool:

@@ -21,7 +21,8 @@ FOLDERS_KEY, PATH_KEY, ADD_ERROR_KEY = "compare_folders", "compare_path", "compa
 LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy", "nll": "NLL (exact density)",
           "kid": "KID", "final_loss": f"final loss (mean of last {catalog.LOSS_WINDOW})",
           "train_seconds": "training time (s, on its device)",
-          "bits_per_dim": "bits/dim of held-out images (ODE)", "model_nll": "model NLL of held-out points (nats, ODE)"}
+          "bits_per_dim": "bits/dim of held-out images (ODE to sigma 0.01)",
+          "model_nll": "model NLL of held-out points (nats, ODE to sigma 0.01)"}
 HIGHER_IS_BETTER = ("accuracy",)
 SCAN_TTL_S = 30      # a folder's list of runs is scanned again after this many seconds, not on every rerun
 NO_PROTOCOL = "no protocol recorded"

@@ -150,8 +150,7 @@ def asked(what: str, run_key: str, label: str, promise: timing.Estimate) -> bool
     done = st.session_state.setdefault(ASKED, set())
     if (what, run_key) in done:
         return True
-    if st.button(f"{label} ({promise.text()} on this server)", key=f"toy2d_{what}_button",
-                 icon=":material/play_arrow:"):
+    if st.button(f"{label} ({promise.text()})", key=f"toy2d_{what}_button", icon=":material/play_arrow:"):
         done.add((what, run_key))
         return True
     return False

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from diffusion.explore import literature, nfe_study as study
+from diffusion.sampling.registry import nfe as nfe_of
 from diffusion.sampling.run import Run
 
 from ui.jobs import budget, run_costs, scheduler, session_runs, shipped_runs, timing, visitor

@@ -13,9 +13,10 @@ from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
 from ui.images import image_cache
-from ui.images.image_ondemand import opened, working
+from ui.images.image_ondemand import opened
 from ui.jobs import run_costs, shipped_runs, timing
 from ui.views import charts
+from ui.views.layout import working
 
 SIDE_N, SIDE_STEPS = 8, 20            # samples per denoiser, DDIM steps (the patch machine costs ~0.1-0.3 s an image)
 AGREE_N = 16                          # held-out images noised at each t

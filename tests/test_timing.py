@@ -2,11 +2,13 @@
 left from the observed rate."""
 
 import ast
+import threading
 import time
 
 import pytest
 from conftest import ROOT
 
+from diffusion.metrics.likelihood import nll_report_2d
 from ui.jobs import timing
 
 SLEEP = 0.02     # a unit of work whose duration the load does not change: time.sleep
@@ -131,8 +133,9 @@ def test_texts():
     assert (parts.kind, parts.seconds) == ("a", 6.0)
 
 
-def test_the_load_leaves_out_this_process_own_work():
-    """Busy on one thread, this process shows in the machine's load average; `load()` leaves its share out."""
+def test_other_processes_leave_out_this_process_own_work():
+    """Busy on one thread, this process shows in the machine's load average; `other_processes()` leaves its share
+    out (a unit cost just timed is not competition for the work it prices)."""
     timing._own.clear()                                 # the window starts now, not at an earlier test
     timing.own_load()
     wall, cpu = time.monotonic(), time.process_time()
@@ -141,4 +144,75 @@ def test_the_load_leaves_out_this_process_own_work():
     own = timing.own_load()
     share = (time.process_time() - cpu) / (time.monotonic() - wall)     # what this process used, measured here
     assert own == pytest.approx(share, rel=0.1)
-    assert 0.0 <= timing.load() <= timing.machine_load()
+    assert 0.0 <= timing.other_processes() <= timing.machine_load()
+
+
+def test_every_running_job_of_the_server_counts_whichever_session_runs_it():
+    """Jobs register the threads they keep busy while they run, from any thread (each visitor's work runs in its
+    own); nested blocks add up, and a block that ends, normally or not, leaves the count."""
+    assert timing.server_jobs() == 0
+    started, release = threading.Event(), threading.Event()
+
+    def another_visitors_training():
+        with timing.busy(2):
+            started.set()
+            release.wait(10)
+    worker = threading.Thread(target=another_visitors_training)
+    worker.start()
+    started.wait(10)
+    try:
+        assert timing.server_jobs() == 2
+        with timing.timed(timing.Estimate("section", 1.0, 1.0), timing.Record(), threads=1):
+            assert timing.server_jobs() == 3
+        with pytest.raises(KeyboardInterrupt), timing.busy(1):
+            assert timing.server_jobs() == 3
+            raise KeyboardInterrupt
+        assert timing.server_jobs() == 2
+    finally:
+        release.set()
+        worker.join()
+    assert timing.server_jobs() == 0
+
+
+def test_the_load_counts_the_server_own_jobs_as_competition():
+    """The issue's case: another visitor's job burns CPU in this process. It is in this process's own use, which
+    `other_processes()` leaves out, and it is counted back as a running job: a promise made meanwhile prices it in
+    (before, the server's own jobs counted as idle)."""
+    timing._own.clear()
+    timing.own_load()
+    stop = threading.Event()
+
+    def burn():
+        with timing.busy(1):
+            while not stop.is_set():
+                pass
+    worker = threading.Thread(target=burn)
+    worker.start()
+    try:
+        time.sleep(1.5)
+        load, others = timing.load(), timing.other_processes()
+        assert load >= 1.0 and load == pytest.approx(others + 1.0, abs=0.2)
+        unit = timing.Cost(seconds=1.0, load=0.0, threads=1)
+        assert unit.now() >= timing.slowdown(1.0) >= unit.now(load_now=0.0)
+    finally:
+        stop.set()
+        worker.join()
+    assert timing.load() == pytest.approx(timing.other_processes(), abs=0.2)
+
+
+def test_a_likelihood_promise_holds_on_the_shipped_moons_run():
+    """The 2D page's likelihood button: the solver's evaluations times the dynamics' costs timed here, for the
+    load now, against the time a real ODE likelihood of the shipped run takes (a wide band: the machine is shared,
+    and the solver's evaluation count is learned from one earlier likelihood)."""
+    from ui.jobs import shipped_runs
+    from ui.toy2d import flow2d
+    if not shipped_runs.has_shipped("moons"):
+        pytest.skip("the shipped moons run is not in this copy")
+    run, key = shipped_runs.shipped_run("moons"), shipped_runs.shipped_key("moons")
+    promise = flow2d.ode_promise("likelihood test", key, run, 64)
+    start = time.perf_counter()
+    with flow2d.one_thread():
+        report = nll_report_2d(run, 64)
+    observed = time.perf_counter() - start
+    assert report["nfe"] > 0
+    assert 0.5 <= observed / promise.seconds <= 2.0, (observed, promise)

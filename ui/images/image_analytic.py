@@ -13,9 +13,10 @@ from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
 from ui.images import image_cache
-from ui.images.image_ondemand import opened, working
+from ui.images.image_ondemand import opened
 from ui.jobs import run_costs, shipped_runs, timing
 from ui.views import charts
+from ui.views.layout import working
 
 SIDE_N, SIDE_STEPS = 8, 20            # samples per denoiser, DDIM steps (the patch machine costs ~0.1-0.3 s an image)
 AGREE_N = 16                          # held-out images noised at each t
@@ -142,7 +143,7 @@ def size_sweep_section(prefix: str) -> None:
                 "below some N a network reproduces its training images; above it, it makes new ones).")
     threads, steps = run_costs.script_threads(), sw.SWEEP_SAMPLER.steps
     costs = [run_costs.sampling_costs(f"sweep-{n}", r, threads) for n, r in runs.items()]
-    measure = image_cache.measurement_cost(next(iter(runs.values())).config.data, SWEEP_SAMPLES)
+    measure = run_costs.measurement_cost(next(iter(runs.values())).config.data, SWEEP_SAMPLES)
     promise = timing.expect("size sweep", *[(call, steps) for call, _ in costs],
                             *[(image, SWEEP_SAMPLES * steps) for _, image in costs], (measure, len(runs)))
     if not opened(f"{prefix}_sweep", "shipped-sweep", SWEEP_SAMPLES, f"Sample and measure {SWEEP_SAMPLES} images per N", promise):

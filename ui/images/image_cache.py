@@ -11,10 +11,8 @@ import torch
 
 from diffusion.config import DataConfig, RunConfig
 from diffusion.explore import image_experiments as ei
-from diffusion.metrics.evaluation import measure_samples
 from diffusion.metrics.image_metrics import nearest_neighbours
 from diffusion.metrics.intervals import Interval
-from diffusion.metrics.protocol import reference_for
 from diffusion.explore.interpolation import interpolate_labels, interpolate_noise
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
@@ -125,16 +123,6 @@ def unguided_class_counts(run_key: str, _run: Run, n: int, steps: int, seed: int
 def fid(run_key: str, _run: Run, n: int, steps: int, guidance: float = 1.0) -> dict[str, float | str]:
     """The Result.row() of FID (and label accuracy) under the pages' protocol."""
     return ei.fid_measure(_run, n, steps, guidance)[0].row()
-
-
-@st.cache_data(show_spinner="Timing one FID measurement...", max_entries=32)
-def measurement_cost(data: DataConfig, n: int) -> timing.Cost:
-    """What scoring n samples under the pages' protocol costs on this machine (classifier features, FID with its
-    bootstrap, label accuracy), timed on n real images once the protocol's reference is built."""
-    protocol = ei.page_protocol(data, n)
-    reference = reference_for(protocol, data)
-    images = reference.floor_images
-    return timing.measure(lambda: measure_samples(images, protocol, data), warmup=0, repeats=1)
 
 
 @st.cache_data(show_spinner="Timing a few training steps and one sampling step...", max_entries=32)

@@ -13,11 +13,11 @@ from diffusion.metrics.intervals import reading
 from diffusion.sampling.sampler_config import SamplerConfig
 
 from ui.images import image_cache
-from ui.images.image_ondemand import opened, run_parts, working
+from ui.images.image_ondemand import opened, run_parts
 from ui.images.image_sections import Model, Sampling, guidance_slider
-from ui.jobs import shipped_runs, timing
+from ui.jobs import run_costs, shipped_runs, timing
 from ui.views import charts
-from ui.views.layout import error_box
+from ui.views.layout import error_box, working
 
 SWEEP_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0)
 SWEEP_NS = (20, 50, 100, 200, 500)
@@ -44,7 +44,7 @@ def guidance_sweep_section(prefix: str, model: Model, sampling: Sampling) -> Non
                f"floor: {n} training images against the same ones). Each point is cached.")
     promise = sum(sampling.promise("guidance sweep", n, ei.LIVE_STEPS, w) for w in SWEEP_SCALES)
     promise += timing.expect(sampling.kind("guidance sweep"),
-                             (image_cache.measurement_cost(run.config.data, n), len(SWEEP_SCALES)))
+                             (run_costs.measurement_cost(run.config.data, n), len(SWEEP_SCALES)))
     if not opened(f"{prefix}_sweep", run_key, n, "Run the guidance sweep", promise):
         return
     try:
@@ -130,7 +130,7 @@ def _compared() -> dict[str, Sampling]:
 def _measure_both(prefix: str, w: float, compared: dict[str, Sampling]) -> None:
     runs = {name: shipped_runs.shipped_run(name) for name in COMPARED}
     data = runs[COMPARED[0]].config.data
-    promise = timing.expect("conditioning FID", (image_cache.measurement_cost(data, COMPARE_N), len(runs))) + sum(
+    promise = timing.expect("conditioning FID", (run_costs.measurement_cost(data, COMPARE_N), len(runs))) + sum(
         sampling.promise("conditioning FID", COMPARE_N, ei.LIVE_STEPS, w) for sampling in compared.values())
     if not opened(f"{prefix}_cmp_measure", "shipped", w, f"Measure FID and accuracy, {COMPARE_N} samples each",
                   promise):

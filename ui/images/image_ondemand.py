@@ -6,17 +6,16 @@ own only if that takes at most AUTO_S seconds; otherwise it waits behind its but
 instead of freezing the page. "Stop / hide" closes it: clicking it mid-computation interrupts the run at its next
 progress update."""
 
-from collections.abc import Callable, Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
 import streamlit as st
 
 from ui.jobs import timing
+from ui.views.layout import LEARN_SHARE
 
 T = TypeVar("T")
 AUTO_S = 3.0          # an open section recomputes for new inputs on its own when that takes at most this long
-LEARN_SHARE = 0.2     # a block faster than this share of its promise was served from a cache: it teaches nothing
 
 
 def _set(state_key: str, value: tuple | None) -> None:
@@ -44,15 +43,6 @@ def opened(key: str, model_key: str, inputs: Hashable, action: str, promise: tim
     st.button(f"{action} ({promise.text()} on this machine)", key=f"{key}_run", icon=":material/play_arrow:",
               on_click=_set, args=(state_key, wanted))
     return False
-
-
-@contextmanager
-def working(what: str, promise: timing.Estimate) -> Iterator[None]:
-    """A spinner naming the promise beside a live clock while one long call runs; the server's record learns from
-    it (ui.jobs.timing.timed)."""
-    with st.spinner(f"{what} ({promise.text()} expected)", show_time=True), \
-            timing.timed(promise, min_share=LEARN_SHARE):
-        yield
 
 
 def run_parts(label: str, parts: Sequence[tuple[str, Callable[[], T]]], promise: timing.Estimate) -> list[T]:

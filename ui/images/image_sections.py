@@ -13,9 +13,9 @@ from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
 from ui.images import image_cache
-from ui.images.image_ondemand import opened, working
+from ui.images.image_ondemand import opened
 from ui.jobs import run_costs, shipped_runs, timing
-from ui.views.layout import error_box
+from ui.views.layout import error_box, working
 
 Model = tuple[str, Run]
 STEP_OPTIONS = (10, 20, 50, 100, 250)

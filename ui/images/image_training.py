@@ -16,7 +16,7 @@ from diffusion.models.model_config import UNET_PRESETS, unet_preset
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
-from ui.jobs import budget, session_runs, timing, training
+from ui.jobs import budget, run_costs, session_runs, timing, training
 from ui.views import charts, training_view
 from ui.images import image_cache
 from ui.images.image_ondemand import run_parts
@@ -133,7 +133,7 @@ def training_promise(config: RunConfig, device: str, steps: int, every: int, fid
     measurements = steps // every + 1 if every else 0
     work = [(step, steps), (sample_step, measurements * ei.LIVE_STEPS)]
     if fid_n and measurements:
-        work.append((image_cache.measurement_cost(config.data, fid_n), measurements))
+        work.append((run_costs.measurement_cost(config.data, fid_n), measurements))
     return timing.expect("training unet", *work), step.now(), parameters
 
 

@@ -1,8 +1,9 @@
 """How long work will take on this server, and how long it has left: every time the app promises comes from here.
 
 A promise is a unit cost measured on this server (a training step, an image through the network: `measure`) times
-the work, corrected twice: by the load on the machine now against the load when the cost was measured (`Cost.now`:
-the cores are shared evenly between the processes that want them), and by how this server's recent work of the same
+the work, corrected twice: by the load now against the load when the cost was measured (`Cost.now`: the cores are
+shared evenly between the threads that want them, other processes' and every running job of this server's: `load`),
+and by how this server's recent work of the same
 kind compared with its own promises (`Record`: the median ratio of observed to promised time, so overheads no unit
 cost sees, like drawing, are learned after one run). While work runs, `remaining` turns the observed rate into the
 time left. Pure Python at import (no torch, no streamlit), so that the package's callers, the pages' helpers and
@@ -53,6 +54,8 @@ def machine_load() -> float:
 
 _own: deque = deque()                 # (wall, CPU seconds) of this process, over the last LOAD_WINDOW_S
 _own_lock = threading.Lock()
+_jobs: dict[int, int] = {}            # id of a running block of this server's work -> the threads it keeps busy
+_jobs_lock = threading.Lock()
 
 
 def own_load() -> float:
@@ -66,10 +69,36 @@ def own_load() -> float:
     return (cpu - cpu_then) / (now - then) if now - then > 1.0 else 0.0
 
 
-def load() -> float:
-    """Other processes wanting a CPU: the machine's load average less this process's own recent use (the server's
-    own bursts of work must not count as competition for its next one)."""
+def other_processes() -> float:
+    """Processes other than this server wanting a CPU: the machine's load average less this process's own use over
+    the same minute (so the server's finished bursts, a unit cost just timed, do not count)."""
     return max(0.0, machine_load() - own_load())
+
+
+def server_jobs() -> int:
+    """Threads this server's running work keeps busy now: every visitor's trainings, sweeps and sections (`busy`)."""
+    with _jobs_lock:
+        return sum(_jobs.values())
+
+
+@contextmanager
+def busy(threads: int = 1) -> Iterator[None]:
+    """Count the block as `threads` threads of this server's work while it runs (every promise made meanwhile, in
+    any session, sees it as load)."""
+    token = object()
+    with _jobs_lock:
+        _jobs[id(token)] = threads
+    try:
+        yield
+    finally:
+        with _jobs_lock:
+            del _jobs[id(token)]
+
+
+def load() -> float:
+    """Runnable threads competing for the cores: other processes, plus every job of this server that runs now (its
+    own visitors' work competes like anyone else's)."""
+    return other_processes() + server_jobs()
 
 
 def slowdown(load: float, threads: int = 1, n_cores: int | None = None) -> float:
@@ -173,6 +202,11 @@ class Record:
             with self._lock:
                 self._ratios.setdefault(kind, deque(maxlen=self.size)).append(seconds / base)
 
+    def clear(self) -> None:
+        """Forget every observation (a benchmark's fresh start)."""
+        with self._lock:
+            self._ratios.clear()
+
     def correction(self, kind: str) -> float:
         """The median observed / promised ratio of recent work of `kind`, within CORRECTION_RANGE (1 with none)."""
         with self._lock:
@@ -222,12 +256,13 @@ class Clock:
 
 
 @contextmanager
-def timed(promise: Estimate, record: Record = RECORD, min_share: float = 0.0) -> Iterator[Clock]:
-    """Time a block of work that was promised: when it ends normally, the record learns how long it took against the
-    promise. An interrupted block teaches nothing, nor does one faster than min_share of its promise (a result
-    served from a cache says nothing about the server)."""
+def timed(promise: Estimate, record: Record = RECORD, min_share: float = 0.0, threads: int = 1) -> Iterator[Clock]:
+    """Time a block of work that was promised, counted as `threads` threads of the server's load while it runs: when
+    it ends normally, the record learns how long it took against the promise. An interrupted block teaches nothing,
+    nor does one faster than min_share of its promise (a result served from a cache says nothing about the server)."""
     clock = Clock()
-    yield clock
+    with busy(threads):
+        yield clock
     clock.end = time.perf_counter()
     if clock.elapsed() >= min_share * promise.base:
         record.observe(promise.kind, promise.base, clock.elapsed())

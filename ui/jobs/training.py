@@ -217,7 +217,9 @@ class TrainingJob:
             with self._lock:
                 self._started = time.monotonic()
                 self._deadline = self._started + seconds
-            result = self._train(steps)
+            threads = job_threads(self.config)
+            with timing.busy(threads):             # every promise made meanwhile, in any session, counts this job
+                result = self._train(steps, threads)
         finally:
             slots.release(self._ticket)
             with self._lock:
@@ -227,10 +229,10 @@ class TrainingJob:
                 planned == "time" and self._capped):       # ran the budget it was promised for: the record learns
             timing.RECORD.observe(self._promise.kind, self._promise.base, self._ended - self._started)
 
-    def _train(self, steps: int | None) -> RunResult | None:
+    def _train(self, steps: int | None, threads: int) -> RunResult | None:
         """Build the trainer of a new model, measure the floor, train until the steps, the deadline less the last
-        measurement, or a stop; then measure the last model."""
-        torch.set_num_threads(job_threads(self.config))
+        measurement, or a stop, on `threads` torch threads; then measure the last model."""
+        torch.set_num_threads(threads)
         result, error = None, None
         with self._trainer_lock:
             try:

@@ -23,7 +23,7 @@ from diffusion.sampling.run import Run
 
 from ui.toy2d import animate2d
 from ui.views import charts
-from ui.jobs import training
+from ui.jobs import run_costs, timing, training
 from ui.views.charts import DOMAIN
 
 DENSITY_GRID = 60                 # density grids: 60 x 60 over the plots' window (exact mixtures: milliseconds)
@@ -195,10 +195,19 @@ def metrics_table(result: evaluation.Result) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-@st.cache_data(show_spinner="Sampling every step count and measuring...", max_entries=PER_MODEL)
+@st.cache_data(show_spinner=False, max_entries=PER_MODEL)
 @one_thread()
 def sweep(run_key: str, _run: Run, name: str, eta: float) -> pd.DataFrame:
     return explore2d.sampler_sweep(_run, name, eta)
+
+
+def sweep_promise(run_key: str, run: Run, name: str, eta: float) -> timing.Estimate:
+    """How long the step sweep takes on this server: sampling and measuring at each of its step counts, at the
+    run's costs timed here on one thread (ui.jobs.run_costs.sweep_promise)."""
+    steps = sorted({min(s, run.schedule.T) for s in explore2d.SWEEP_STEPS})
+    configs = [SamplerConfig(name, steps=s, eta=eta) for s in steps]
+    with one_thread():
+        return run_costs.sweep_promise("step sweep", run_key, run, configs, explore2d.METRIC_N, threads=1)
 
 
 @st.cache_data(show_spinner="Recording the trajectory...", max_entries=PER_MODEL)

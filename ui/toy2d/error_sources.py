@@ -21,13 +21,12 @@ from ui.jobs import timing
 from ui.toy2d.flow2d import asked
 from ui.toy2d.data2d import PER_MODEL, one_thread, step_options
 from ui.views import charts
-from ui.views.layout import error_box
+from ui.views.layout import error_box, working
 
 BUDGET_N = 1000               # samples of each model, true points in the reference and in each floor draw
 SCORES = 3                    # scorings of n points per budget: the learned and exact samples against the reference,
                               # and against each other (the reference and its floor: built once per process)
 STEP_CHOICES = (1, 2, 5, 10, 18, 20, 50, 100, 250, 500, 1000)
-LEARN_SHARE = 0.2             # a run faster than this share of its promise came from the cache: it teaches nothing
 
 
 @st.cache_data(show_spinner="Timing both denoisers on this machine...", max_entries=PER_MODEL)
@@ -98,11 +97,10 @@ def section(model: tuple[str, Run] | None) -> None:
     sampler = _sampler(run.schedule.T)
     promise = timing.expect("error budget 2d", (evaluation_cost(run_key, run), sampler.nfe + CURVE_LEVELS * CURVE_N /
                                                 BUDGET_N), (score_cost(), SCORES))
-    if not asked("error_budget", f"{run_key}|{sampler_tag(sampler)}", "Compute the error budget", promise.seconds):
+    if not asked("error_budget", f"{run_key}|{sampler_tag(sampler)}", "Compute the error budget", promise):
         return
     try:
-        with st.spinner(f"Sampling your model and the exact model from the same noises ({promise.text()} "
-                        "expected)", show_time=True), timing.timed(promise, min_share=LEARN_SHARE):
+        with working("Sampling your model and the exact model from the same noises", promise):
             b, c = budget(run_key, run, sampler, BUDGET_N), curve(run_key, run, CURVE_N)
     except ValueError as e:
         error_box("No error budget for this model", e)

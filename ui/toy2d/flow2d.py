@@ -5,24 +5,32 @@ quality against NFE with the floor; and the current model's likelihood by the pr
 density's (the floor), with its density map.
 
 Results are cached per run key (st.cache_data); a computation of more than a few seconds waits for a button that
-says its cost, and stays shown for that model once asked for.
+says how long it takes on this server (ui.timing: unit costs timed here, times the work, for the load now), and
+stays shown for that model once asked for.
 """
+
+import json
+import math
+import statistics
+from collections import deque
 
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
 from diffusion.explore import flow_experiments as flow
 from diffusion.explore.catalog import likelihood_end
 from diffusion.explore.densities import DensityGrid
-from diffusion.metrics.likelihood import nll_report_2d
+from diffusion.explore.nfe_study import plan
+from diffusion.metrics.likelihood import divergence, nll_report_2d
 from diffusion.sampling.run import Run
 
-from ui.jobs import shipped_runs
+from ui.jobs import run_costs, shipped_runs, timing
 from ui.toy2d import models2d, plots2d, twin2d
 from ui.toy2d.data2d import one_thread
 from ui.views import charts
-from ui.views.layout import error_box
+from ui.views.layout import error_box, working
 
 PAIR = {run.method: name for name, run in shipped_runs.SHIPPED.items()      # method (diffusion, flow) -> the
         if run.page == "toy2d" and run.dataset == "moons"}                 # shipped moons run trained by it
@@ -31,8 +39,9 @@ PATHS_N, PATH_STEPS = 24, 50
 STRAIGHT_N = 500
 QUALITY_N, QUALITY_SAMPLERS, QUALITY_NFE = 1000, ("flow_euler", "ddim"), (2, 5, 10, 20, 50)
 NLL_N, DENSITY_SIZE = 500, 25
-# Seconds per unit of work, measured on the loaded 2-core machine (ODE likelihoods: ~525 network calls per batch).
-SECONDS = {"quality": 0.35, "nll": 0.006, "density": 0.01}
+ODE_BATCHES = (16, 512)          # batch sizes the ODE's dynamics (velocity and exact divergence) are timed at
+ODE_BATCH = 1000                 # points per solve (metrics.likelihood.run_log_likelihood's batch_size)
+SOLVER_RECORD = deque(maxlen=8)  # velocity evaluations per solve of this server's recent likelihoods
 ASKED = "toy2d_flow_asked"        # {(what, run key)} the visitor asked for: shown again on every rerun
 
 
@@ -63,19 +72,21 @@ def straightness(keys: tuple[str, ...], _runs: dict[str, Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@st.cache_data(show_spinner="Sampling at every NFE and measuring W1 and KL...", max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8)
 @one_thread()
 def quality(keys: tuple[str, ...], _runs: dict[str, Run]) -> pd.DataFrame:
     return flow.quality_vs_nfe(_runs, QUALITY_SAMPLERS, QUALITY_NFE, n=QUALITY_N)
 
 
-@st.cache_data(show_spinner="Integrating the probability-flow ODE for each held-out point...", max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8)
 @one_thread()
 def nll(run_key: str, _run: Run) -> dict:
-    return nll_report_2d(_run, NLL_N)
+    report = nll_report_2d(_run, NLL_N)
+    SOLVER_RECORD.append(report["nfe"] / math.ceil(NLL_N / ODE_BATCH))
+    return report
 
 
-@st.cache_data(show_spinner="Integrating the probability-flow ODE at every grid point...", max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8)
 @one_thread()
 def density_grids(run_key: str, _run: Run) -> tuple[DensityGrid, DensityGrid | None]:
     """The model's density by the ODE likelihood and the true one, on a DENSITY_SIZE grid."""
@@ -87,12 +98,59 @@ def density_grids(run_key: str, _run: Run) -> tuple[DensityGrid, DensityGrid | N
     return model, true
 
 
-def asked(what: str, run_key: str, label: str, seconds: float) -> bool:
-    """A button announcing the cost; True once the visitor asked for `what` on this model (kept for the session)."""
+@st.cache_data(show_spinner=False, max_entries=8)
+@one_thread()
+def ode_costs(run_key: str, _run: Run) -> tuple[timing.Cost, timing.Cost]:
+    """(per evaluation, per point in it) of the probability-flow ODE's dynamics on this run, the velocity and its
+    exact divergence timed here at two batch sizes, on one thread as the likelihoods run."""
+    velocity, (t_min, t_max) = _run.velocity(), _run.flow_range()
+    x = torch.randn(ODE_BATCHES[1], 2, generator=torch.Generator().manual_seed(0))
+    return timing.measure_fit(lambda n: divergence(velocity, x[:n], torch.full((n,), (t_min + t_max) / 2), None),
+                              ODE_BATCHES)
+
+
+def solver_evaluations(run_key: str, run: Run) -> float:
+    """Velocity evaluations the adaptive solver makes per solve: the median of this server's recent likelihoods,
+    else what the shipped moons run's recorded likelihood took (its likelihood.json), else a count on this run."""
+    if SOLVER_RECORD:
+        return statistics.median(SOLVER_RECORD)
+    path = shipped_runs.SHIPPED_ROOT / shipped_runs.SHIPPED[PAIR["diffusion"]].folder / "likelihood.json"
+    if path.is_file():
+        record = json.loads(path.read_text())
+        return record["nfe"] / math.ceil(record["n"] / ODE_BATCH)
+    return counted_evaluations(run_key, run)
+
+
+@st.cache_data(show_spinner="Counting the likelihood solver's steps on a few points...", max_entries=8)
+@one_thread()
+def counted_evaluations(run_key: str, _run: Run) -> float:
+    """Velocity evaluations of one solve on this run, counted on a few held-out points (the adaptive solver's error
+    norm is a mean over the points, so their number barely changes the count)."""
+    return float(nll_report_2d(_run, ODE_BATCHES[0])["nfe"])
+
+
+def ode_promise(kind: str, run_key: str, run: Run, n: int) -> timing.Estimate:
+    """How long an ODE likelihood of n points takes on this server: the solver's evaluations (solver_evaluations)
+    of the dynamics at their costs timed here."""
+    evaluations = solver_evaluations(run_key, run)
+    per_call, per_point = ode_costs(run_key, run)
+    return timing.expect(kind, (per_call, evaluations * math.ceil(n / ODE_BATCH)), (per_point, evaluations * n))
+
+
+def quality_promise(keys: tuple[str, ...], runs: dict[str, Run]) -> timing.Estimate:
+    """How long quality against NFE takes for both runs: each run's sweep at its costs timed here."""
+    with one_thread():
+        return sum(run_costs.sweep_promise("flow quality", key, run, plan(run, QUALITY_SAMPLERS, QUALITY_NFE, False),
+                                           QUALITY_N, threads=1) for key, run in zip(keys, runs.values()))
+
+
+def asked(what: str, run_key: str, label: str, promise: timing.Estimate) -> bool:
+    """A button naming how long the work takes on this server; True once the visitor asked for `what` on this model
+    (kept for the session)."""
     done = st.session_state.setdefault(ASKED, set())
     if (what, run_key) in done:
         return True
-    if st.button(f"{label} (about {seconds:.0f} s)", key=f"toy2d_{what}_button", icon=":material/play_arrow:"):
+    if st.button(f"{label} ({promise.text()})", key=f"toy2d_{what}_button", icon=":material/play_arrow:"):
         done.add((what, run_key))
         return True
     return False
@@ -140,10 +198,11 @@ def compare(runs: dict[str, tuple[str, Run]], what: str) -> None:
         st.caption("Straighter paths lose less to few-step integration; one reflow step (re-training on the model's "
                    "own (noise, sample) pairs) straightens them further (`diffusion.explore.flow_experiments.reflow`).")
     st.dataframe(straightness(keys, models), hide_index=True, width="stretch", height="content")   # no inner scroll
-    cells = 2 * len(QUALITY_SAMPLERS) * len(QUALITY_NFE)
-    if asked("quality", "|".join(keys), "Measure quality against NFE for both", cells * SECONDS["quality"]):
+    promise = quality_promise(keys, models)
+    if asked("quality", "|".join(keys), "Measure quality against NFE for both", promise):
         try:
-            table = quality(keys, models)
+            with working("Sampling at every NFE and measuring W1 and KL", promise):
+                table = quality(keys, models)
             charts.show(charts.nfe_curves(table))
             st.caption(f"W1 of {QUALITY_N:,} samples per point against {QUALITY_N:,} fresh true points, 95% "
                        "intervals (delta method); the green band is the floor (true points against true points, "
@@ -161,10 +220,15 @@ def likelihood_section(model: tuple[str, Run] | None) -> None:
     st.markdown("log p_0(x) = log N(x_T; 0, I) + ∫ div f(x_t, t) dt along the probability-flow ODE (Song et al. "
                 "2021; Chen et al. 2018), integrated by torchdiffeq's adaptive dopri5 with the exact divergence in 2D. "
                 "The true density's own NLL of the same points is the floor: the gap estimates KL(true ‖ model).")
-    if asked("nll", run_key, f"Compute the NLL of {NLL_N} held-out points", NLL_N * SECONDS["nll"]):
-        st.dataframe(nll_table(nll(run_key, run)), hide_index=True, width="stretch", height="content")
-    if asked("density", run_key, "Draw the model's density map", DENSITY_SIZE ** 2 * SECONDS["density"]):
-        learned, true = density_grids(run_key, run)
+    promise = ode_promise("likelihood", run_key, run, NLL_N)
+    if asked("nll", run_key, f"Compute the NLL of {NLL_N} held-out points", promise):
+        with working("Integrating the probability-flow ODE for each held-out point", promise):
+            report = nll(run_key, run)
+        st.dataframe(nll_table(report), hide_index=True, width="stretch", height="content")
+    promise = ode_promise("density map", run_key, run, DENSITY_SIZE ** 2)
+    if asked("density", run_key, "Draw the model's density map", promise):
+        with working("Integrating the probability-flow ODE at every grid point", promise):
+            learned, true = density_grids(run_key, run)
         cols = st.columns(2)
         cols[0].plotly_chart(plots2d.cloud(pd.DataFrame({"x": [], "y": []}), learned.label, learned),
                              width="stretch", key="toy2d_density_model")

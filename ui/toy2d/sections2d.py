@@ -13,7 +13,7 @@ from ui.jobs import session_runs, training
 from ui.toy2d import animate2d, checkpoint_upload, custom2d, data2d, flow2d, models2d, plots2d, settings2d, training2d
 from ui.toy2d.settings2d import BATCHES, DECAYS, DEPTHS, LRS, MEASURE_EVERY, OBJECTIVES, T_OPTIONS, WIDTHS
 from ui.views import charts, training_view
-from ui.views.layout import error_box
+from ui.views.layout import error_box, working
 
 SCHEDULE_HELP = ("linear: DDPM's 1e-4..0.02 scaled by 1000/T · linear_unscaled: the same betas whatever T "
                  "(too little noise when T is small) · cosine: Nichol & Dhariwal 2021 · sigmoid: Chen 2023")
@@ -196,8 +196,10 @@ def samplers_section(model) -> pd.DataFrame | None:
         st.caption(f"95% intervals; n = {result.n:,}; {result.protocol.name}")
     except ValueError as e:
         error_box("No metrics for these samples", e)
-    if st.toggle("Sweep the number of steps (5 to 1000)", key="toy2d_sweep"):
-        sweep = data2d.sweep(run_key, run, name, sampler.eta)
+    promise = data2d.sweep_promise(run_key, run, name, sampler.eta)
+    if st.toggle(f"Sweep the number of steps (5 to 1000; {promise.text()} on this server)", key="toy2d_sweep"):
+        with working("Sampling every step count and measuring", promise):
+            sweep = data2d.sweep(run_key, run, name, sampler.eta)
         st.dataframe(data2d.sweep_table(sweep), hide_index=True, width="stretch", height="content")
         long = charts.label_metrics(data2d.sweep_curves(sweep))
         charts.panels(charts.metric_curves, long, x_title="sampling steps", log_x=True)

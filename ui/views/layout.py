@@ -6,11 +6,16 @@ while the visitor is already reading, and the sidebar then names the device.
 """
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from diffusion import __version__
+from ui.jobs import timing
+
+LEARN_SHARE = 0.2     # a block faster than this share of its promise was served from a cache: it teaches nothing
 
 
 def sidebar() -> DeltaGenerator:
@@ -40,3 +45,12 @@ def finish(device_slot: DeltaGenerator) -> None:
 def error_box(what: str, error: BaseException | str) -> None:
     """st.error naming what failed and why; the app goes on."""
     st.error(f"{what}: {error}", icon=":material/error:")
+
+
+@contextmanager
+def working(what: str, promise: timing.Estimate) -> Iterator[None]:
+    """A spinner naming the promise beside a live clock while one long call runs; the server's record learns from
+    it (ui.jobs.timing.timed)."""
+    with st.spinner(f"{what} ({promise.text()} expected)", show_time=True), \
+            timing.timed(promise, min_share=LEARN_SHARE):
+        yield

@@ -17,8 +17,6 @@ from ui.views.charts import (FLOOR_COLOUR, METRIC_LABELS, PANEL_HEIGHT, STRETCH_
                              log_axis, log_scale, panels, titled)
 
 STORED_STUDIES = 64          # results kept per process (every visitor's)
-ROW_COST = {"2d": timing.Cost(0.2), "image": timing.Cost(0.5)}   # scoring one row (idle 2-core CPU; the record
-                                                                  # of this server's sweeps corrects it)
 LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy"}
 SHIPPED_STUDY = "study.csv"  # a shipped run's sweep at the page's 2D defaults, drawn when the page opens on it
 SHIPPED_INPUTS = dict(samplers=tuple(study.SAMPLERS), nfe_targets=(5, 10, 20, 50, 100), n=500,
@@ -94,13 +92,11 @@ def run_study(key: tuple, run: Run, promise: timing.Estimate, progress, **inputs
 
 def promise(run_key: str, run: Run, samplers: tuple[str, ...], nfe_targets: tuple[int, ...], n: int,
             precisions: tuple[str, ...], reference: bool) -> timing.Estimate:
-    """How long the sweep takes on this server: its network calls and images through the network at the run's
-    sampling costs timed here (ui.jobs.run_costs.sampling_costs), plus each row's quality measurement (ROW_COST)."""
+    """How long the sweep takes on this server: its network calls, samples through the network and one quality
+    measurement per row, at the unit costs timed here (ui.jobs.run_costs.sweep_promise)."""
     configs = study.plan(run, samplers, nfe_targets, reference)
-    call, image = run_costs.sampling_costs(run_key, run, run_costs.script_threads())
-    calls = sum(nfe_of(c.name, c.steps) for c in configs) * len(precisions)
-    row = ROW_COST["image" if run.is_image else "2d"]
-    return timing.expect("study sweep", (call, calls), (image, calls * n), (row, len(configs) * len(precisions)))
+    return run_costs.sweep_promise("study sweep", run_key, run, configs, n, run_costs.script_threads(),
+                                   len(precisions))
 
 
 def curve_names(frame: pd.DataFrame) -> pd.Series:

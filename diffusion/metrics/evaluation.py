@@ -14,7 +14,7 @@ from torch import Tensor
 
 from diffusion.config import DataConfig
 from diffusion.metrics.intervals import LEVEL, Interval, normal, reading, sentence, wilson
-from diffusion.metrics.protocol import SIGNED, Protocol, Reference, points_protocol, reference_for
+from diffusion.metrics.protocol import Protocol, Reference, points_protocol, reference_for, signed
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
@@ -38,11 +38,11 @@ class Result:
     details: dict = field(default_factory=dict)
 
     def reading(self, metric: str) -> str:
-        return reading(self.metrics[metric], self.floor[metric], metric not in SIGNED)
+        return reading(self.metrics[metric], self.floor[metric], not signed(metric))
 
     def sentence(self, metric: str, label: str | None = None, digits: int = 3) -> str:
         """'FID 4.7 [4.1, 5.3], floor 5.2 [4.0, 6.4]: at the floor (n = 500, fid·clf·n500·test·ddim50·s0)'."""
-        return (f"{sentence(label or metric, self.metrics[metric], self.floor[metric], digits, metric not in SIGNED)}"
+        return (f"{sentence(label or metric, self.metrics[metric], self.floor[metric], digits, not signed(metric))}"
                 f" (n = {self.n:,}{'; ' + self.cap if self.cap else ''}; {self.protocol.name})")
 
     def row(self) -> dict[str, float | str]:
@@ -79,7 +79,7 @@ def row_sentences(row: dict, labels: dict[str, str], digits: int = 3) -> str:
         if f"{m}_low" not in row or not np.isfinite(row[m]):
             continue
         value = row_interval(row, m)
-        parts.append(sentence(label, value, row_interval(row, m, floor=True), digits, m not in SIGNED)
+        parts.append(sentence(label, value, row_interval(row, m, floor=True), digits, not signed(m))
                      if f"{m}_floor" in row else f"{label} {value.text(digits)}")
     return " · ".join(parts)
 

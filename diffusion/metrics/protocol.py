@@ -22,7 +22,7 @@ from torch import Tensor
 from diffusion.config import DataConfig
 from diffusion.data.toy_datasets import toy_dataset
 from diffusion.metrics.intervals import Interval, normal, spread
-from diffusion.metrics.points2d import ValueSD, data_scale, score_2d
+from diffusion.metrics.points2d import POINT_METRICS, ValueSD, data_scale, score_2d
 from diffusion.sampling.sampler_config import SamplerConfig
 
 Family = Literal["points2d", "fid"]
@@ -32,9 +32,17 @@ FLOOR_DRAWS = 10                 # independent floor sets: the floor is their me
 MAX_N, MAX_SEED = 100_000, 2**31 - 1
 EXTRACTORS = {"classifier": "clf", "inception": "incv3"}
 SHORT = {"guidance": "w", "eta": "eta", "variance": "var", "spacing": "sp"}
-METHODS = {"w1": "delta method", "w2": "delta method", "kl_model_true": "bootstrap", "kl_true_model": "bootstrap",
-           "nll": "std / sqrt(n)", "fid": "bootstrap"}
-SIGNED = ("nll",)                # not a distance: may be negative, and under its floor when samples concentrate
+IMAGE_METHODS = {"fid": "bootstrap"}   # the 2D metrics' methods are in their POINT_METRICS entries
+
+
+def interval_method(metric: str) -> str:
+    """How a metric's sd is estimated (its interval's method, and the floor's with one floor set)."""
+    return POINT_METRICS[metric].method if metric in POINT_METRICS else IMAGE_METHODS[metric]
+
+
+def signed(metric: str) -> bool:
+    """Whether a metric may be negative and under its floor when samples concentrate (not a distance: NLL)."""
+    return metric in POINT_METRICS and POINT_METRICS[metric].signed
 
 
 def sampler_tag(sampler: SamplerConfig) -> str:
@@ -139,7 +147,7 @@ class Reference:
         """Each metric of n samples with its 95% interval: its own sd, never below the floor's (intervals.py)."""
         if len(samples) != self.n:
             raise ValueError(f"this reference compares {self.n} samples (the floor's size), got {len(samples)}")
-        return {m: normal(v, sd, METHODS[m], self.floor_sd[m], -math.inf if m in SIGNED else 0.0)
+        return {m: normal(v, sd, interval_method(m), self.floor_sd[m], -math.inf if signed(m) else 0.0)
                 for m, (v, sd) in self.score(self.embed(samples)).items()}
 
 
@@ -147,12 +155,12 @@ def _floor(scores: list[dict[str, ValueSD]], method: str, finite_population: flo
     """(floor intervals, floor sds) of the scores of the floor draws (one draw: its own sd)."""
     intervals, sds = {}, {}
     for m in scores[0]:
-        lowest = -math.inf if m in SIGNED else 0.0
+        lowest = -math.inf if signed(m) else 0.0
         if len(scores) > 1:
             intervals[m], sds[m] = spread([s[m][0] for s in scores], method, lowest, finite_population)
         else:
             value, sd = scores[0][m]
-            intervals[m], sds[m] = normal(value, sd, f"{METHODS[m]} of the one floor set"), sd
+            intervals[m], sds[m] = normal(value, sd, f"{interval_method(m)} of the one floor set"), sd
     return intervals, sds
 
 

@@ -37,7 +37,8 @@ def csv_floats(text: str) -> tuple[float, ...]:
 
 DATA: tuple[Option, ...] = (
     ("--dataset", dict(help=f"2D: {', '.join(TOY_DATASETS)}, or your own: csv:PATH (columns x,y[,label]), "
-                       "image:PATH (a silhouette), word:TEXT; images: mnist, fashion-mnist, cifar10, shapes, folder:PATH")),
+                       "image:PATH (a silhouette), word:TEXT; images: mnist, fashion-mnist, cifar10, shapes, "
+                       "folder:PATH")),
     ("--name", dict(help="the name of a custom 2D set (default: after its file or word)")),
     ("--classes", dict(type=csv_ints, help="images: keep these class ids, e.g. 0 or 0,1,2")),
     ("--class-weights", dict(type=csv_floats, help="images: class proportions, e.g. 1,1,0.1")),

@@ -1,12 +1,13 @@
 """Phase 2: MNIST 16x16, one digit. Look at the shipped run's samples at once, then on demand the denoising
-filmstrip, memorisation, diversity and interpolation; or train a U-Net live (loss, samples and FID while it trains)."""
+filmstrip, memorisation, diversity and interpolation, the analytic denoisers beside the network and the
+training-set-size sweep; or train a U-Net live (loss, samples and FID while it trains)."""
 
 import streamlit as st
 
 st.title("Phase 2 · MNIST 16x16, one digit")
 with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.config import DataConfig
-    from ui.images import image_sections, image_training
+    from ui.images import image_analytic, image_sections, image_training
     from ui.jobs import shipped_runs
 
 st.caption("A small U-Net learns the noise ε on the images of one digit (Ho et al. 2020). FID is measured on the "
@@ -24,4 +25,9 @@ trained = image_training.train_or_trained("digit", shipped is None,
                                           conditional=False, name=f"Phase 2 · digit {digit}")
 
 st.header("2. The model")
-image_sections.model_sections("digit", shipped, trained)
+shown = image_sections.model_sections("digit", shipped, trained)
+if shown is not None:
+    image_analytic.analytic_section("digit", *shown)
+
+st.header("3. Why it makes new images")
+image_analytic.size_sweep_section("digit")

@@ -52,7 +52,10 @@ frame = study_view.stored(key)
 if st.button("Run the sweep", key="study_go", type="primary", disabled=frame is not None):
     bar = st.progress(0.0, f"starting ({promise.text()} expected)...")
     try:
-        frame = study_view.run_study(key, run, promise, bar.progress, **inputs)
+        frame, complete = study_view.run_study(key, run, promise, bar.progress, **inputs)
+        if not complete:
+            st.warning(f"The sweep stopped at this server's job budget after {len(frame)} rows: fewer samplers, NFE "
+                       "values or samples fit; the rows below are those it measured.", icon=":material/timer:")
     except ValueError as e:
         error_box("The sweep failed", e)
     bar.empty()

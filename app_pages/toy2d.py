@@ -10,7 +10,7 @@ with st.spinner("Loading PyTorch (once per server start)..."):
     # Imported after the title: on a cold server these pull in PyTorch (seconds on a small CPU), and the
     # visitor should see the page start meanwhile.
     from diffusion.explore.toy2d_experiments import METRIC_N
-    from ui.toy2d import guided2d, sections2d, settings2d
+    from ui.toy2d import error_sources, guided2d, sections2d, settings2d
 
 st.caption("Every number below is computed live on this machine's CPU. Distances compare "
            f"{METRIC_N:,} samples with {METRIC_N:,} fresh true points, with a 95% interval; the floor is what a "
@@ -24,6 +24,7 @@ model = sections2d.shipped_block()
 sections2d.share_model(model)
 sections2d.reverse_section(model)
 samples = sections2d.samplers_section(model)
+error_sources.section(model)
 sections2d.flow_sections(model)
 sections2d.export_section(samples)
 guided2d.guidance_section()

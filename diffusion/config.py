@@ -89,6 +89,10 @@ def _custom_points(points) -> tuple[tuple[float, float], ...]:
                          "pairs of numbers") from None
     if not all(math.isfinite(v) for pair in pairs for v in pair):
         raise ValueError("custom points hold NaN or inf; allowed: finite numbers")
+    largest, reach = max(abs(v) for pair in pairs for v in pair), math.sqrt(2 * count) + 1e-3
+    if largest > reach:     # standardised: the squares sum to under 2 count, so no coordinate passes sqrt(2 count)
+        raise ValueError(f"custom points reach {largest:.3g}; allowed: standardised points (mean 0, spread 1), which "
+                         f"lie within {reach:.1f} of 0 for {count} points")
     return pairs
 
 def _custom_labels(labels, count: int) -> tuple[int, ...] | None:

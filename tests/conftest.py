@@ -1,3 +1,4 @@
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -6,6 +7,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+# Training jobs run at the tests' own priority (the server's default puts them 10 steps below its pages, which on a
+# machine other processes load starves them); the tests of that priority set it themselves (test_scheduler,
+# test_load through load_visitors).
+os.environ.setdefault("DIFFUSION_JOB_NICE", "0")
 
 import torch
 

@@ -8,16 +8,25 @@ scheduler; the others press Train for short ones (100 steps, the smallest budget
 - new visitors open the Overview, one after the other: the seconds until it renders, each;
 - the first long job's page is closed: the seconds until the server ends that job (its slot is free again);
 - every short job then finishes ("Done:" on its page).
+The server's job threads run $DIFFUSION_JOB_NICE (ui.scheduler.JOB_NICE) below its page threads; the browsers can be
+kept off the server's cores (`cpus`), as visitors' browsers are on their own machines.
+
+`run_hostile` uploads hostile files (tests/hostile_uploads.py) through a visitor's page and reads the server's peak
+memory (VmHWM) after each refusal.
 """
 
 import json
+import os
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, serve_app
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, app_server, serve_app
+
+from ui.jobs.scheduler import JOB_NICE
 
 MAIN = "stMainBlockContainer"
 
@@ -88,18 +97,32 @@ def _positions(mains) -> list[int]:
 def _overview_seconds(context, url: str) -> float:
     page = context.new_page()
     start = time.perf_counter()
-    page.goto(url)
+    page.goto(url, wait_until="commit", timeout=60_000)      # the time that counts: until the heading is drawn
     expect(page.get_by_test_id(MAIN).get_by_role("heading").first).to_be_visible(timeout=60_000)
     seconds = time.perf_counter() - start
     page.close()
     return seconds
 
 
-def run_load(visitors: int, slots: int, log: Path, overviews: int = 2, timeout: float = 300) -> LoadResult:
-    """The load test above on a fresh server limited to `slots` jobs; every job is logged to `log`."""
+@contextmanager
+def _on_cpus(cpus: set[int] | None):
+    """This process (the Playwright driver and the browsers it starts) on `cpus` while the block runs."""
+    before = os.sched_getaffinity(0)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def run_load(visitors: int, slots: int, log: Path, overviews: int = 2, timeout: float = 300,
+             server_cpus: set[int] | None = None, browser_cpus: set[int] | None = None) -> LoadResult:
+    """The load test above on a fresh server limited to `slots` jobs; every job is logged to `log`. server_cpus,
+    browser_cpus: the cores each side may use (all by default)."""
     start = time.perf_counter()
-    env = {"DIFFUSION_MAX_JOBS": str(slots), "DIFFUSION_JOB_LOG": str(log)}
-    with serve_app(env=env) as url, sync_playwright() as p:
+    env = {"DIFFUSION_MAX_JOBS": str(slots), "DIFFUSION_JOB_LOG": str(log), "DIFFUSION_JOB_NICE": str(JOB_NICE)}
+    with serve_app(env=env, cpus=server_cpus) as url, _on_cpus(browser_cpus), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(visitors)]
@@ -131,3 +154,57 @@ def run_load(visitors: int, slots: int, log: Path, overviews: int = 2, timeout: 
                       ends["finished"] - closed_at, ends["finished"] - ends["started"],
                       sum(e["event"] == "started" for e in events), len(short),
                       time.perf_counter() - start)
+
+
+@dataclass
+class HostileResult:
+    upload: str
+    seconds: float             # from pressing the button to the error box
+    peak_mb: float             # the server's peak resident memory (VmHWM) after the refusal
+
+
+def _peak_mb(pid: int) -> float:
+    """The process's peak resident memory so far, MB (Linux: VmHWM)."""
+    line = next(li for li in Path(f"/proc/{pid}/status").read_text().splitlines() if li.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+def _refused(main, press: str, error: str) -> float:
+    """Seconds from pressing the button named `press` to the error box starting with `error`."""
+    start = time.perf_counter()
+    main.get_by_role("button", name=press).click()
+    expect(main.get_by_text(error)).to_be_visible(timeout=120_000)
+    return time.perf_counter() - start
+
+
+def run_hostile(zips: dict[str, bytes], csvs: dict[str, bytes]) -> tuple[float, list[HostileResult]]:
+    """(the server's peak memory with the 2D page open, MB; one HostileResult per upload): each checkpoint zip
+    through the page's Load button, each CSV through "Bring your own distribution", on one fresh server."""
+    with app_server() as (url, server), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(f"{url}/toy2d")
+            main = page.get_by_test_id(MAIN)
+            expect(main.get_by_role("heading", name="8. Export and import")).to_be_visible(timeout=180_000)
+            before, results = _peak_mb(server.pid), []
+            uploader = main.get_by_test_id("stFileUploader").filter(has_text="Load a checkpoint")
+            for name, data in zips.items():
+                uploader.locator("input[type=file]").set_input_files(
+                    files=[{"name": "run.zip", "mimeType": "application/zip", "buffer": data}])
+                expect(main.get_by_text("Could not load the checkpoint")).to_be_hidden(timeout=60_000)
+                expect(uploader.get_by_text("run.zip")).to_be_visible(timeout=60_000)
+                seconds = _refused(main, "Load checkpoint", "Could not load the checkpoint")
+                results.append(HostileResult(name, seconds, _peak_mb(server.pid)))
+            main.get_by_text("Bring your own distribution").click()
+            main.get_by_text("CSV of points").click()
+            csv_uploader = main.get_by_test_id("stFileUploader").filter(has_text="CSV: one point per row")
+            for name, data in csvs.items():
+                csv_uploader.locator("input[type=file]").set_input_files(
+                    files=[{"name": "points.csv", "mimeType": "text/csv", "buffer": data}])
+                expect(csv_uploader.get_by_text("points.csv")).to_be_visible(timeout=60_000)
+                seconds = _refused(main, "Use this distribution", "Could not use this distribution")
+                results.append(HostileResult(name, seconds, _peak_mb(server.pid)))
+        finally:
+            browser.close()
+    return before, results

@@ -24,22 +24,24 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve_app(timeout: float = 60, env: dict[str, str] | None = None) -> Iterator[str]:
+def serve_app(timeout: float = 60, env: dict[str, str] | None = None, cpus: set[int] | None = None) -> Iterator[str]:
     """The app's URL while `streamlit run app.py` serves it (env: extra environment variables, e.g. limits)."""
-    with app_server(timeout, env) as (url, _):
+    with app_server(timeout, env, cpus) as (url, _):
         yield url
 
 
 @contextmanager
-def app_server(timeout: float = 60, env: dict[str, str] | None = None
+def app_server(timeout: float = 60, env: dict[str, str] | None = None, cpus: set[int] | None = None
                ) -> Iterator[tuple[str, subprocess.Popen]]:
     """(URL, server process) while `streamlit run app.py` serves the app, started as the README starts it (the
-    settings in .streamlit/config.toml) on a free port of 127.0.0.1; env: extra environment variables."""
+    settings in .streamlit/config.toml) on a free port of 127.0.0.1; env: extra environment variables; cpus: the
+    cores the server may run on (all by default)."""
     port = _free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
            "127.0.0.1", "--server.port", str(port)]
     server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, **(env or {})})
+                              env={**os.environ, **(env or {})},
+                              preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     url, deadline = f"http://127.0.0.1:{port}", time.time() + timeout
     try:
         while True:

@@ -16,6 +16,7 @@ from diffusion.data.sources import MAX_IMAGE_PIXELS
 from ui.toy2d.data2d import CUSTOM_KEY
 from ui.jobs.training import JOB_KEY
 
+from hostile_uploads import OVERFLOW_CSV
 from test_app import TOY2D, _app, _poll_until_done
 
 GUIDED_JOB = "toy2d_guided_job"
@@ -127,6 +128,8 @@ BAD = {
     "NaN": ("csv", ("nan.csv", _rows(20) + b"\nnan,1"), "is NaN or infinite"),
     "too few points": ("csv", ("few.csv", _rows(5)), "the CSV file has 5 points; allowed: 10 to 5000"),
     "too many points": ("csv", ("many.csv", _rows(5001)), "the CSV file has 5001 points; allowed: 10 to 5000"),
+    "near the largest float": ("csv", ("huge.csv", OVERFLOW_CSV),
+                               "points hold 20 rows with a value beyond 1e+150 (the largest is 1.26e+307)"),
     "a column too many": ("csv", ("wide.csv", b"1,2,3,4\n" * 20), "has 4 columns; allowed: 2 (x, y) or 3"),
     "not an image": ("image", ("fake.png", b"this is not an image"), "the file is not an image PIL can read"),
     "too many pixels": ("image", ("huge.png", _png((2100, 2000), disc=False)),

@@ -114,3 +114,15 @@ def test_every_sampler_setting_is_a_flag_and_parses_back_to_its_config():
     assert sampler_settings(_parser().parse_args(["sample", "--checkpoint", "c", "--out", "o"])) == SamplerConfig()
     flags = {a.dest for a in _parser()._subparsers._group_actions[0].choices["evaluate"]._actions}
     assert {sampler_flag(f.name)[2:].replace("-", "_") for f in fields(SamplerConfig)} <= flags
+
+
+def test_evaluate_budget_prints_the_error_budget_table(run_dir):
+    done = cli("evaluate", "--checkpoint", str(run_dir), "--n", "200", "--sampler", "ddim", "--steps", "20",
+               "--budget")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split(" | ")[0].strip("| "): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert {"floor", "solver", "network", "network, per sample", "total"} <= set(rows)
+    assert all("2d·n200·fresh·ddim20·s0" in rows[t] and "[" in rows[t] for t in ("floor", "solver", "total"))
+    assert "quadrature" in done.stdout and "solver + network: holds" in done.stdout
+    done = cli("evaluate", "--checkpoint", str(run_dir), "--budget", "--guidance", "2")
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "guidance" in done.stderr

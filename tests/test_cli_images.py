@@ -103,3 +103,19 @@ def test_bf16_autocast_and_channels_last_train_like_float32(train):
         losses.append(Trainer(config, x).train_step()[0])
     tolerance = 2e-2 if train.get("precision") else 1e-5
     assert losses[1] == pytest.approx(losses[0], rel=tolerance)
+
+
+def test_train_on_a_subset_of_images_then_resume_and_refuse_bad_counts(tmp_path):
+    """--images N keeps N images of the selection (the training-set-size sweep); the run folder remembers it."""
+    out = tmp_path / "five"
+    args = ("train", "--dataset", "mnist", "--classes", "0", "--images", "5", "--image-size", "16", "--preset", "tiny",
+            "--steps", "2", "--batch-size", "4", "--out", str(out))
+    assert cli(*args).returncode == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["n"] == 5 and len(load_data(DataConfig("mnist", 5, image_size=16, classes=(0,))).x) == 5
+    clash = cli(*args[:6], "7", *args[7:-4], "--steps", "3", "--out", str(out))
+    assert clash.returncode != 0 and "--images 7 (the run has 5)" in clash.stderr and "Traceback" not in clash.stderr
+    bad = cli("train", "--dataset", "mnist", "--images", "0", "--steps", "1", "--out", str(tmp_path / "zero"))
+    assert bad.returncode != 0 and "data n=0" in bad.stderr and "Traceback" not in bad.stderr
+    toy = cli("train", "--dataset", "moons", "--images", "5", "--steps", "1", "--out", str(tmp_path / "toy"))
+    assert toy.returncode != 0 and "--images: for image datasets only" in toy.stderr

@@ -178,3 +178,21 @@ def test_data_config_bounds_custom_points():
         DataConfig("custom:x:0123456789", points=((0.0, float("nan")),) * 20)
     with pytest.raises(ValueError, match="5001 points"):
         DataConfig("custom:x:0123456789", points=((0.0, 1.0),) * 5001)
+    with pytest.raises(ValueError, match=r"custom points reach 1e\+07; allowed: standardised points .* within 6.3 of 0 "
+                                         "for 20 points"):
+        DataConfig("custom:x:0123456789", points=((0.0, 1e7),) * 20)
+
+
+def test_values_near_the_largest_float_are_refused_not_standardised_to_zero():
+    """Issue 20: 20 rows like 1.26e307,-1.32e306 passed the spread check (the variance overflowed to inf) and every
+    point was standardised to (0, 0)."""
+    rng = np.random.default_rng(0)
+    rows = [f"{1.26e307 * rng.uniform(0.5, 1):.3g},{-1.32e306 * rng.uniform(0.5, 1):.3g}" for _ in range(20)]
+    points, _ = points_from_csv("\n".join(rows))
+    assert np.isinf(points.var(axis=0).sum())               # what the old check computed
+    with pytest.raises(ValueError, match=r"points hold 20 rows with a value beyond 1e\+150 \(the largest is "
+                                         r"1\.\d+e\+307\); allowed: values of magnitude at most 1e\+150"):
+        custom_data("huge", points)
+    scaled = custom_data("scaled", points * 1e-160).points   # the same shape at a size float64 can measure
+    spread = np.asarray(scaled)
+    assert np.isfinite(spread).all() and spread.std(axis=0).sum() > 0.5

@@ -5,13 +5,17 @@ gigabytes (the hostile upload of issue 14: a 939-byte config with num_classes 25
 import json
 import subprocess
 import sys
+import tracemalloc
 
+import numpy as np
 import pytest
 from conftest import ROOT
 
 from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
+from diffusion.data.custom import custom_data
 from diffusion.models import build_model, check_size, max_parameters, parameter_count
 from diffusion.models.model_config import MLPConfig, unet_preset
+from diffusion.training import bounded_json
 
 MEMORY_BOUND_MB = 300     # what refusing a hostile config may add to a process's peak memory (it allocated 4 GB)
 
@@ -102,3 +106,45 @@ def test_refusing_a_huge_model_allocates_nothing():
     assert "refused: this model has" in done.stdout, done.stderr
     grew = float(done.stdout.split("grew_mb")[1])
     assert grew < MEMORY_BOUND_MB
+
+
+def _peak_mb(work) -> float:
+    """Peak Python allocations of work() in MB (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        work()
+    except ValueError:
+        pass
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def test_json_arrays_are_counted_while_parsed_not_after():
+    """Under the size bound, 150,000 custom points (900 kB): refused at item 5,001, before the list is built; the
+    standard parse builds all of it first (~10x the memory)."""
+    text = json.dumps({"data": {"points": [[0, 0]] * 150_000}}, separators=(",", ":"))
+    assert len(text) < bounded_json.MAX_CONFIG_BYTES
+    with pytest.raises(ValueError, match="config.json holds an array of more than 5,000 items; allowed: at most 5,000"):
+        bounded_json.loads(text, "config.json")
+    bounded, plain = _peak_mb(lambda: bounded_json.loads(text, "config.json")), _peak_mb(lambda: json.loads(text))
+    assert bounded < 3 and plain > 10, (bounded, plain)
+    with pytest.raises(ValueError, match="holds an object of more than 5,000 items"):
+        bounded_json.loads(json.dumps({str(i): i for i in range(6000)}), "config.json")
+    with pytest.raises(ValueError, match="config.json is nested more than 16 levels deep; allowed: at most 16"):
+        bounded_json.loads("[" * 10_000 + "]" * 10_000, "config.json")
+    with pytest.raises(ValueError, match="config.json has 1,000,001 bytes; allowed: at most 1,000,000"):
+        bounded_json.loads(" " * 1_000_001, "config.json")
+    with pytest.raises(json.JSONDecodeError):
+        bounded_json.loads("{not json", "config.json")
+
+
+def test_the_largest_legitimate_config_reads_back_the_same(tmp_path):
+    """A run config with 5,000 labelled custom points, as Trainer.save writes it (indent 2), is well within the
+    bounds and parses to what json.loads gives."""
+    rng = np.random.default_rng(0)
+    data = custom_data("big", rng.normal(size=(5000, 2)) * 1e6, rng.integers(0, 10, 5000))
+    text = json.dumps(RunConfig(data=data).to_dict(), indent=2)
+    assert len(text) < bounded_json.MAX_CONFIG_BYTES / 2
+    assert bounded_json.loads(text, "config.json") == json.loads(text)
+    assert RunConfig.from_dict(bounded_json.loads(text, "config.json")).data == data

@@ -174,3 +174,17 @@ def test_invalid_alpha_bar_raises(gm):
         gm.posterior_mean(torch.zeros(2, 2), torch.tensor(0.5))
     with pytest.raises(ValueError, match="out of range"):
         gm.noised(-0.1)
+
+
+def test_isotropic_kernel_mixtures_take_the_matrix_product_path_with_the_same_answer():
+    """One shared s^2 I: the fast posterior mean equals the general eigendecomposition path (masks included)."""
+    means = torch.randn(300, 2, generator=_gen(3), dtype=torch.float64)
+    fast = GaussianMixture.isotropic(means, 0.2)
+    general = GaussianMixture(fast.weights, means, fast.covs + torch.tensor([[1e-12, 0.0], [0.0, 0.0]]))
+    assert fast._shared_isotropic_variance() == pytest.approx(0.04) and general._shared_isotropic_variance() is None
+    x = 2 * torch.randn(500, 2, generator=_gen(4))
+    alpha_bar = torch.rand(500, generator=_gen(5), dtype=torch.float64)
+    mask = torch.rand(500, 300, generator=_gen(6)) > 0.5
+    for keep in (None, mask):
+        torch.testing.assert_close(fast.posterior_mean(x, alpha_bar, keep), general.posterior_mean(x, alpha_bar, keep),
+                                   rtol=0, atol=1e-6)

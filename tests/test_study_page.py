@@ -1,6 +1,8 @@
 """The quality-versus-steps page through AppTest: it renders, a tiny sweep of a session run draws the charts, the
 stability table and the goal line, and the same inputs are not computed twice."""
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -9,9 +11,12 @@ from streamlit.testing.v1 import AppTest
 
 from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data.toy_datasets import toy_dataset
-from diffusion.explore.nfe_study import quality_metrics
+from diffusion.explore.nfe_study import plan, quality_metrics, study_protocol
+from diffusion.metrics.protocol import reference_for
 from diffusion.training.trainer import Trainer
+from ui.jobs import scheduler, timing
 from ui.jobs.session_runs import KEY
+from ui.views import study_view
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "app_pages/study.py"
@@ -76,3 +81,30 @@ def test_the_shipped_flow_run_is_studied_with_the_flow_and_the_diffusion_sampler
     at.button(key="study_go").click().run()
     assert not at.exception and not at.error and _charts(at) == 2 + len(quality_metrics(run))   # a 2D run too
     assert set(at.dataframe[0].value["sampler"]) >= {"flow_euler", "ddim"}
+
+
+def test_a_sweep_is_stopped_at_the_job_budget(run, monkeypatch):
+    """Issue 20: a sweep was refused beforehand when its promise passed the budget, but never stopped at it. Here a
+    sweep promised 1 s runs into a 3 s budget: it stops within the budget (its warm-up counted), returns
+    the rows it measured, says it is incomplete, and is not stored as if it were the answer."""
+    monkeypatch.setenv("DIFFUSION_JOB_SECONDS", "3")
+    monkeypatch.setenv("DIFFUSION_JOB_NICE", "1")
+    server = scheduler.Scheduler(1)
+    monkeypatch.setattr(scheduler, "scheduler", lambda: server)
+    inputs = dict(samplers=("ddim", "euler", "heun", "dpmpp2m"), nfe_targets=(5, 10, 20, 50, 100, 250), n=500,
+                  precisions=("float32",), reference=False)
+    reference_for(study_protocol(run, 500, 0), run.config.data)   # the floor at n = 500: once per process
+    key, out = ("budget test",), {}
+
+    def sweep() -> None:                 # on a thread of its own, as a page's script runs (turn renices it)
+        start = time.monotonic()
+        out["frame"], out["complete"] = study_view.run_study(key, run, timing.Estimate("study sweep", 1.0, 1.0),
+                                                             lambda fraction, text: None, **inputs)
+        out["seconds"] = time.monotonic() - start
+    thread = threading.Thread(target=sweep)
+    thread.start()
+    thread.join(120)
+    assert not out["complete"] and 0 < len(out["frame"]) < len(plan(run, inputs["samplers"], inputs["nfe_targets"],
+                                                                    False))
+    assert out["seconds"] <= 3.0 * 1.1, out["seconds"]
+    assert study_view.stored(key) is None and server.counts() == (0, 0)

@@ -21,6 +21,7 @@ from diffusion.data import is_toy, load_data
 from diffusion.data.custom import custom_from_spec
 from diffusion.data.toy_datasets import toy_dataset
 from diffusion.sampling.registry import nfe
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training import distributed
 from diffusion.training.checkpoints import load_run
 
@@ -128,11 +129,28 @@ def _metrics(args, run) -> list[str]:
     return metrics
 
 
+def _budget(args, run, sampler: SamplerConfig) -> int:
+    """evaluate --budget: the error budget of a 2D run under the points protocol of --n, the sampler and --seed."""
+    from diffusion.explore.error_budget import error_budget
+    from diffusion.metrics.protocol import points_protocol
+    if run.is_image or args.metrics:
+        raise ValueError("--budget is for 2D runs, without --metrics: an image set has no exact law")
+    start = time.perf_counter()
+    budget = error_budget(run, points_protocol(args.n, sampler, args.seed))
+    print(f"Error budget of {args.checkpoint} (step {run.step}, {run.config.data.dataset}, objective "
+          f"{run.config.train.objective}): {budget.protocol.describe()}; W1 in data-scale units, 95% intervals\n")
+    print(budget.markdown())
+    print(f"\n{time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def _evaluate(args) -> int:
     from diffusion.metrics.evaluation import measure_run
     from diffusion.metrics.protocol import image_protocol, points_protocol
     _check_sampling(args, 2)
     run, sampler = _load(args)
+    if args.budget:
+        return _budget(args, run, sampler)
     metrics = _metrics(args, run)
     start = time.perf_counter()
     result = {}

@@ -45,6 +45,8 @@ DATA: tuple[Option, ...] = (
     ("--image-size", dict(type=int, help="images: side in pixels (16, 28, 32, ...)")),
 )
 TRAIN: tuple[Option, ...] = (
+    ("--images", dict(type=int, help="images: train on this many of the selected images, a subset drawn with --seed "
+                      "(default: all; the training-set-size sweep of docs/analytic-denoisers.md)")),
     ("--model", dict(choices=("mlp", "unet"))),
     ("--preset", dict(help="U-Net preset (default: small-16 up to 16 px, small-32 above)")),
     ("--conditional", dict(action="store_true", default=None, help="class-conditional (images and labelled 2D sets), "
@@ -113,6 +115,8 @@ EVALUATE: tuple[Option, ...] = (
     ("--extractor", dict(choices=("classifier", "inception"), default="classifier",
                          help="images: feature network (the dataset's shipped classifier, or Inception-v3)")),
     ("--inception-weights", dict(help="images: local Inception-v3 weights file (offline use)")),
+    ("--budget", dict(action="store_true", help="2D: print the error budget instead (floor, solver, network and "
+                      "total W1 from the same noises, docs/error-budget.md) as a Markdown table")),
 )
 TRUE_SAMPLES: tuple[Option, ...] = (
     ("--n", dict(type=int, default=5000)),

@@ -26,7 +26,7 @@ from diffusion.training.checkpoints import CONFIG, read_config
 from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS, recipe_2d
 from diffusion.training.trainer import Trainer
 
-IMAGE_ONLY = ("image_size", "classes", "class_weights", "preset", "conditioning")
+IMAGE_ONLY = ("image_size", "classes", "class_weights", "images", "preset", "conditioning")
 
 
 def check_dataset(name: str) -> None:
@@ -76,7 +76,7 @@ def _data_config(args) -> DataConfig:
         return custom
     check_dataset(dataset)
     return DataConfig(dataset, seed=seed, image_size=_given(args.image_size, None if is_toy(dataset) else 16),
-                      classes=args.classes, class_weights=args.class_weights)
+                      classes=args.classes, class_weights=args.class_weights, n=args.images)
 
 
 def _defaults(kind: str, dataset: str) -> dict:
@@ -139,6 +139,7 @@ def _saved_values(saved: RunConfig) -> dict[str, tuple[str, object]]:
             "checkpoint-every": ("checkpoint_every", t.checkpoint_every), "precision": ("precision", t.precision),
             "channels-last": ("channels_last", t.channels_last), "image-size": ("image_size", d.image_size),
             "classes": ("classes", d.classes), "class-weights": ("class_weights", d.class_weights),
+            "images": ("images", d.n),
             "conditional": ("conditional", getattr(m, "num_classes", 0) > 0),
             "conditioning": ("conditioning", m.conditioning if unet else "none (an MLP)"),
             "preset": ("preset", _preset_of(m) or ("a custom U-Net" if unet else "none (an MLP)"))}

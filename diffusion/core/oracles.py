@@ -156,13 +156,36 @@ class GaussianMixture:
         x, ab = self._checked(x_t, alpha_bar)
         if mask is not None and mask.shape != (x.shape[0], len(self.weights)):
             raise ValueError(f"mask has shape {tuple(mask.shape)}; allowed: ({x.shape[0]}, {len(self.weights)})")
+        shared_std = self._shared_isotropic_variance()
 
         def mean(x_rows: Tensor, index: Tensor) -> Tensor:
+            if shared_std is not None:
+                return self._isotropic_posterior_mean(x_rows, ab[index], shared_std,
+                                                      None if mask is None else mask.to(x.device)[index])
             log_r, cond = self.component_posteriors(x_rows, ab[index])
             if mask is not None:
                 log_r = log_r.masked_fill(~mask.to(x.device)[index], -math.inf)
             return torch.einsum("bk,bkd->bd", torch.softmax(log_r, dim=1), cond)
         return self._chunked(mean, x, torch.arange(x.shape[0], device=x.device)).float()
+
+    def _shared_isotropic_variance(self) -> float | None:
+        """s^2 when every component is N(m_k, s^2 I) with one s (kernel mixtures), else None."""
+        lam = self._eigvals
+        isotropic = torch.allclose(lam, lam[:1, :1].expand_as(lam), rtol=0.0, atol=1e-15)
+        diagonal = torch.allclose(self.covs, lam[0, 0] * torch.eye(self.dim, dtype=torch.float64), rtol=0.0,
+                                  atol=1e-15)
+        return float(lam[0, 0]) if isotropic and diagonal else None
+
+    def _isotropic_posterior_mean(self, x: Tensor, ab: Tensor, s2: float, mask: Tensor | None) -> Tensor:
+        """posterior_mean when C_k = s^2 I for all k, by one matrix product: with v = ab s^2 + 1 - ab,
+        log r_k = log w_k + (sqrt(ab) x.m_k - ab |m_k|^2 / 2) / v and E[x0 | x_t] = (1 - ab) / v sum_k r_k m_k +
+        sqrt(ab) s^2 / v x_t (the same Gaussian conditioning, |x_t|^2 dropped: it is common to all k)."""
+        gm = self._to(x.device)
+        a, v = ab.sqrt()[:, None], (ab * s2 + 1 - ab)[:, None]                            # (B, 1)
+        log_r = gm.weights.log()[None] + (a * (x @ gm.means.T) - ab[:, None] * gm.means.square().sum(1)[None] / 2) / v
+        if mask is not None:
+            log_r = log_r.masked_fill(~mask, -math.inf)
+        return (1 - ab)[:, None] / v * (torch.softmax(log_r, dim=1) @ gm.means) + a * s2 / v * x
 
     def denoiser(self, alpha_bar: Tensor) -> Denoiser:
         """Exact Denoiser (x_t, t, y) -> E[x0 | x_t] at alpha_bar[t]; alpha_bar (T,), t (B,) code timesteps."""

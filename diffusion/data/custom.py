@@ -26,6 +26,7 @@ from diffusion.data.toy_recipes import CUSTOM_RECIPE
 KERNEL_FRACTION = 0.05               # kernel std / the points' own scale (moons' noise is 0.057 of its scale)
 KERNEL_STD = KERNEL_FRACTION / math.sqrt(1 + KERNEL_FRACTION**2)   # in standardised units
 DECIMALS = 5                         # standardised points are stored rounded to this many decimals
+MAX_MAGNITUDE = 1e150                # raw coordinates: squared and summed over every point, finite in float64
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
@@ -42,6 +43,11 @@ def _as_points(points, what: str) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError(f"{what} hold {int((~np.isfinite(arr)).any(axis=1).sum())} rows with NaN or inf; "
                          "allowed: finite numbers")
+    large = np.abs(arr) > MAX_MAGNITUDE
+    if large.any():         # the spread (a sum of squares) would overflow to inf and every point become (0, 0)
+        raise ValueError(f"{what} hold {int(large.any(axis=1).sum())} rows with a value beyond {MAX_MAGNITUDE:.0e} "
+                         f"(the largest is {np.abs(arr).max():.3g}); allowed: values of magnitude at most "
+                         f"{MAX_MAGNITUDE:.0e}, whose spread float64 can measure (rescale the data)")
     return arr
 
 

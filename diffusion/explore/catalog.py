@@ -5,7 +5,6 @@ Runs, each summarised as one row of a table.
 A folder that cannot be read (corrupt, half-written) is listed with its error; reading never raises.
 """
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from diffusion.explore.toy2d_experiments import loss_frame
 from diffusion.metrics.intervals import normal
 from diffusion.models import parameter_count
 from diffusion.sampling.run import Run
+from diffusion.training import bounded_json
 from diffusion.training.checkpoints import CHECKPOINTS_DIR, CONFIG, EMA, LIKELIHOOD, METRICS
 from diffusion.training.shipped import shipped_runs
 
@@ -124,13 +124,13 @@ def read_folder(path: str | Path, name: str | None = None, source: str | None = 
     if missing:
         return RunSummary(name, source, str(path), f"incomplete run: missing {', '.join(missing)}")
     try:
-        raw = json.loads((path / CONFIG).read_text())
+        raw = bounded_json.read(path / CONFIG, CONFIG)
         config = RunConfig.from_dict({k: raw[k] for k in ("data", "schedule", "model", "train")})
         with safe_open(str(path / EMA), framework="pt") as f:
             step = int(f.metadata()["step"])
         has_history = (path / METRICS).is_file() and (path / METRICS).stat().st_size > 0
         history = pd.read_csv(path / METRICS) if has_history else pd.DataFrame({"step": []})
-        likelihood = json.loads((path / LIKELIHOOD).read_text()) if (path / LIKELIHOOD).is_file() else {}
+        likelihood = bounded_json.read(path / LIKELIHOOD, LIKELIHOOD) if (path / LIKELIHOOD).is_file() else {}
     except Exception as e:  # noqa: BLE001 - any damage (JSON, CSV, safetensors, config values) is reported
         return RunSummary(name, source, str(path), f"unreadable run: {type(e).__name__}: {e}")
     history = _clean(history)

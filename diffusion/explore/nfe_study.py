@@ -28,7 +28,7 @@ Precision = Literal["float32", "bfloat16", "float16"]
 PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 NFE_TARGETS: tuple[int, ...] = (5, 10, 20, 50, 100, 250, 1000)
 ALIASES = {"churn": "S_churn", "s_min": "S_min", "s_max": "S_max", "s_noise": "S_noise"}
-Progress = Callable[[int, int, dict], None]   # (rows done, rows planned, the last row)
+Progress = Callable[[int, int, dict], bool | None]   # (rows done, rows planned, the last row) -> True: stop here
 
 
 def parse_sampler(text: str) -> SamplerConfig:
@@ -207,7 +207,8 @@ def study(run: Run, samplers: Sequence[str | SamplerConfig] = SAMPLERS, nfe_targ
     ddpm/ddim, VE x_t / sqrt(alpha_bar) for euler/heun/dpmpp2m, flow x_t for flow_euler/flow_midpoint; 2D x0_hat
     before its projection onto the data's ball), x0_projected (2D: the share of x0_hat evaluations that projection
     moved; 0 for images), error, protocol (study_protocol with the row's sampler), n (capped when the data hold fewer
-    held-out images; cap says so)."""
+    held-out images; cap says so). progress(done, planned, row) after every row may return True to stop the sweep
+    there (a job budget): the rows done so far are returned."""
     if not (isinstance(n, int) and n >= 2):
         raise ValueError(f"number of samples n={n!r} is out of range; allowed: integers >= 2")
     unknown = [p for p in precisions if p not in PRECISIONS]
@@ -227,8 +228,8 @@ def study(run: Run, samplers: Sequence[str | SamplerConfig] = SAMPLERS, nfe_targ
             row = {"precision": precision, **_measure(prepared, config, n, seed, y, judge, quality_metrics(run)),
                    **floor, "protocol": replace(protocol, sampler=config).name, "n": n, "cap": cap}
             rows.append(row)
-            if progress is not None:
-                progress(len(rows), len(configs) * len(precisions), row)
+            if progress is not None and progress(len(rows), len(configs) * len(precisions), row):
+                return pd.DataFrame(rows)
     return pd.DataFrame(rows)
 
 

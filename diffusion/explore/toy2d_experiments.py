@@ -191,28 +191,6 @@ def denoising_fields(run: Run, t: int, size: int = 17, kind: FieldKind = "direct
     return df
 
 
-def field_error_frame(run: Run, n: int = METRIC_N, points: int = 25, seed: int = 0) -> pd.DataFrame | None:
-    """RMS error per coordinate of the learned x0_hat against the exact E[x0 | x_t], on x_t ~ q(x_t | x0) with
-    x0 from the true mixture (Ho eq. 4), at `points` log-spaced paper timesteps; None for non-mixture data.
-
-    Columns t (paper), rmse, and baseline: the RMS of E[x0 | x_t] - x0 (the irreducible denoising error)."""
-    mixture = exact_mixture(run)
-    if mixture is None:
-        return None
-    T = run.schedule.T
-    paper_ts = np.unique(np.geomspace(1, T, points).round().astype(int))
-    generator = torch.Generator().manual_seed(seed)
-    rows = []
-    for paper_t in paper_ts:
-        x0 = mixture.sample(n, generator)
-        x_t = q_sample(x0, run.schedule.alpha_bar[paper_t - 1], torch.randn(x0.shape, generator=generator))
-        hats = _x0_hats(run, x_t, int(paper_t) - 1)
-        rmse = float((hats["learned"] - hats["exact"]).square().mean().sqrt())
-        baseline = float((hats["exact"] - x0).square().mean().sqrt())
-        rows.append({"t": int(paper_t), "rmse": rmse, "baseline": baseline})
-    return pd.DataFrame(rows)
-
-
 def loss_frame(steps: list[int] | np.ndarray, loss: list[float] | np.ndarray, max_points: int = 400
                ) -> pd.DataFrame:
     """The training loss averaged over bins of consecutive steps (at most max_points bins); columns step, loss.

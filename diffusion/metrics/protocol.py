@@ -142,6 +142,7 @@ class Reference:
     images: Tensor | None = None     # uint8 reference images (image protocols)
     floor_images: Tensor | None = None   # the first floor draw (uint8)
     pool: Tensor | None = None       # folder datasets: training images outside the reference (memorisation)
+    scale: float = 1.0               # 2D: the unit of W1 and W2, data_scale of the reference points
 
     def measure(self, samples: Tensor) -> dict[str, Interval]:
         """Each metric of n samples with its 95% interval: its own sd, never below the floor's (intervals.py)."""
@@ -188,7 +189,7 @@ def _points_reference(p: Protocol, dataset: str) -> Reference:
         return score_2d(x, reference, mixture=toy.mixture, scale=scale)
     draws = [true_points(p.floor_seed + k) for k in range(FLOOR_DRAWS)]
     floor, sds = _floor([score(d) for d in draws], f"{FLOOR_DRAWS} fresh true samples", 1.0)
-    return Reference(p, p.n, "", lambda x: x, score, floor, sds, tuple(len(d) for d in draws))
+    return Reference(p, p.n, "", lambda x: x, score, floor, sds, tuple(len(d) for d in draws), scale=scale)
 
 
 def _image_sets(p: Protocol, data: DataConfig) -> tuple[Tensor, Tensor, str]:

@@ -25,7 +25,7 @@ from diffusion import __version__
 from diffusion.config import RunConfig
 from diffusion.models import build_model, memory_format
 from diffusion.sampling.run import Run
-from diffusion.training import distributed, runlock
+from diffusion.training import bounded_json, distributed, runlock
 
 
 class TrainerState(Protocol):
@@ -169,8 +169,8 @@ def _read_config(run_dir: Path) -> tuple[RunConfig, dict]:
     if not (run_dir / CONFIG).is_file():
         raise ValueError(f"no checkpoint in {str(run_dir)!r}: {CONFIG} is missing")
     try:
-        raw = json.loads((run_dir / CONFIG).read_text())
-    except (OSError, ValueError) as e:   # JSONDecodeError is a ValueError
+        raw = bounded_json.read(run_dir / CONFIG, f"{CONFIG} of {str(run_dir)!r}")   # bounded before it is built
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"corrupt checkpoint {str(run_dir)!r}: {CONFIG} is unreadable ({e})") from None
     try:
         if not isinstance(raw, dict):
@@ -245,7 +245,7 @@ def load_trainer(cls, run_dir: str | Path, x: torch.Tensor, y: torch.Tensor | No
     opt, header = _read_tensors(run_dir, OPTIMIZER)
     try:
         steps.add(int(header["step"]))
-        meta: dict[str, Any] = json.loads(header["trainer"])
+        meta: dict[str, Any] = bounded_json.loads(header["trainer"], f"the trainer state in {OPTIMIZER}")
     except (KeyError, ValueError) as e:
         raise ValueError(f"corrupt checkpoint {str(run_dir)!r}: {OPTIMIZER} has no trainer state ({e})") from None
     if len(steps) != 1:

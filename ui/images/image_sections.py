@@ -252,8 +252,12 @@ def analysis_sections(prefix: str, model: Model, sampling: Sampling) -> None:
     noise_interpolation_section(prefix, model, sampling)
 
 
-def model_sections(prefix: str, shipped: str | None, trained: Model | None) -> None:
-    """The model picker, then its sample grid and every on-demand analysis section (phases 2 and 4)."""
+def model_sections(prefix: str, shipped: str | None, trained: Model | None) -> tuple[Model, Sampling] | None:
+    """The model picker, then its sample grid and every on-demand analysis section (phases 2 and 4); returns the
+    model and the grid's sampling for the page's own sections (None without a model)."""
     model = choose_model(prefix, shipped, trained)
-    if model is not None:
-        analysis_sections(prefix, model, samples_section(prefix, model))
+    if model is None:
+        return None
+    sampling = samples_section(prefix, model)
+    analysis_sections(prefix, model, sampling)
+    return model, sampling

@@ -210,7 +210,7 @@ def training_section(prefix: str, data: DataConfig, conditional: bool, condition
                f"step (measured), so **{promise.text()}** for {w['steps']:,} steps with measurements. "
                f"{parameters:,} parameters.")
     job_panel = panel(prefix, fid_n, image_cache.SCALE.get(data.image_size, 1))
-    training_view.train_buttons(config, w["steps"], None, w["every"], job_panel, expected=(promise, per_step))
+    training_view.train_buttons(config, w["steps"], None, w["every"], job_panel, expected=promise)
     training_view.show_training(training.current_job(job_panel.key), job_panel)
     model = training.current_run(job_panel.key)
     if model is not None and name:

@@ -52,10 +52,11 @@ def check_config(config: RunConfig) -> int:
     return count
 
 
-def check_time(expected: float, what: str, per_step: float | None = None) -> None:
-    """ValueError when `what` is expected to take longer than a job may (with per_step: how many steps fit)."""
+def check_time(expected: float, what: str, steps: int | None = None) -> None:
+    """ValueError when `what` is expected to take longer than a job may; with its steps, how many fit: the steps at
+    the promise's own rate (its measurements and the server's correction included), as the job will run them."""
     limit = budget().job_seconds
     if expected > limit:
-        fit = f": at most {int(limit / per_step):,} steps with these settings" if per_step else ""
+        fit = f": at most {int(limit * steps / expected):,} steps with these settings" if steps else ""
         raise ValueError(f"{what} would take about {expected:,.0f} s; a job may take at most {limit:,} s on this "
                          f"server{fit}")

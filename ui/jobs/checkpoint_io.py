@@ -4,7 +4,9 @@ page's Load button is ui.toy2d.checkpoint_upload).
 Anything wrong with an upload raises ValueError with a message for an error box; nothing in it is executed
 or unpickled (diffusion.training.checkpoints reads JSON and safetensors only). A zip may hold only the files of a
 run folder (checkpoints.RUN_FILES, at its top or in one folder): never a commit marker, a pending file or a path.
-Its config is validated, and checked against this server's budget (ui.jobs.budget), before any network is built.
+Its config is read within bounds (training.bounded_json), validated, and checked against this server's budget
+(ui.jobs.budget) before any network is built; its metrics.csv, the history the charts draw, is bounded in bytes and rows
+before pandas reads it (a 36 MB history took a minute and 1.3 GB).
 """
 
 import io
@@ -13,12 +15,14 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from diffusion.data import is_toy
-from diffusion.training.checkpoints import CONFIG, RUN_FILES, load_run, read_config
+from diffusion.training.checkpoints import CONFIG, METRICS, RUN_FILES, load_run, read_config
 from diffusion.training.trainer import Trainer
 
 from ui.jobs.budget import check_config
 
 MAX_UNZIPPED = 64 * 2**20    # bytes: a 2D checkpoint is well under 10 MB; refuse zip bombs
+MAX_HISTORY_BYTES = 16_000_000   # metrics.csv: a 600 s job on the 2D page logs ~100,000 steps in ~7 MB
+MAX_HISTORY_ROWS = 200_000       # its rows (each a dict once read: ~0.5 kB)
 
 
 def zip_trainer(trainer: Trainer) -> bytes:
@@ -54,7 +58,20 @@ def _extract(data: bytes, into: Path) -> Path:
     configs = sorted(into.rglob(CONFIG))
     if not configs:
         raise ValueError(f"no {CONFIG} in the zip: it is not a checkpoint of this app")
+    _check_history(configs[0].parent / METRICS)
     return configs[0].parent
+
+
+def _check_history(path: Path) -> None:
+    """ValueError when the run's metrics.csv passes MAX_HISTORY_BYTES or MAX_HISTORY_ROWS (counted, not parsed)."""
+    if not path.is_file():
+        return
+    size = path.stat().st_size
+    if size > MAX_HISTORY_BYTES:
+        raise ValueError(f"{METRICS} in the zip has {size:,} bytes; allowed: at most {MAX_HISTORY_BYTES:,}")
+    rows = path.read_bytes().count(b"\n")
+    if rows > MAX_HISTORY_ROWS:
+        raise ValueError(f"{METRICS} in the zip has {rows:,} rows; allowed: at most {MAX_HISTORY_ROWS:,} logged steps")
 
 
 def load_trainer_zip(data: bytes, training_data) -> Trainer:

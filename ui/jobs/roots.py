@@ -4,8 +4,9 @@ folder on Phase 4) is resolved, links followed, and must lie inside one of the c
 - runs: $DIFFUSION_RUNS_DIRS (folders separated by ':'), else the project's checkpoints/ and runs/;
 - image folders: $DIFFUSION_DATA_DIR, else the project's data/ (the package's data folder).
 
-A relative path is read from the project folder, then from each root. Outside the roots the answer is one
-message naming the typed value and the roots, the same whether the path exists or not.
+A relative path is read from the project folder, then from each root. Anything but an existing folder inside the
+roots (outside them, through a link that leads out, missing, a file) gets one message naming the typed value and the
+roots: nothing tells a visitor what exists outside, and no message shows a path the server made up.
 """
 
 import os
@@ -39,19 +40,16 @@ def _inside(path: Path, roots: tuple[Path, ...]) -> bool:
 
 
 def confine(typed: str, roots: tuple[Path, ...], what: str) -> Path:
-    """The folder `typed` names, resolved, if it lies inside one of roots; else ValueError naming typed and the
-    roots (the same message whether it exists or not)."""
+    """The existing folder `typed` names, resolved, if it lies inside one of roots; else ValueError naming typed and
+    the roots (one message for every refusal: outside, a link out, missing, not a folder)."""
     text = typed.strip()
     candidates = [Path(text)] if Path(text).is_absolute() else [PROJECT / text, *(root / text for root in roots)]
-    inside = []
-    for candidate in candidates:
+    for candidate in candidates if text else ():
         try:
             resolved = candidate.resolve()
         except (OSError, RuntimeError):        # a link loop
             continue
-        if _inside(resolved, roots):
-            inside.append(resolved)
-    if not text or not inside:
-        raise ValueError(f"{what} {typed!r} is not inside the folders this server allows; allowed: folders under "
-                         f"{describe(roots)}")
-    return next((p for p in inside if p.exists()), inside[0])
+        if _inside(resolved, roots) and resolved.is_dir():
+            return resolved
+    raise ValueError(f"{what} {typed!r} is not a folder inside the folders this server allows; allowed: folders "
+                     f"under {describe(roots)}")

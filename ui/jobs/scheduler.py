@@ -3,10 +3,19 @@ together; the others wait in one first-come queue and can say where they stand (
 Scheduler per server process (`scheduler()`); its size comes from the machine (half the CPU cores, plus two per GPU)
 unless $DIFFUSION_MAX_JOBS sets it. With $DIFFUSION_JOB_LOG set, every job's start and end is appended to that file
 as a JSON line (time, event, job, running and waiting counts): the operator's record, and the load test's.
+
+A job joins the queue on the page's own thread (`queue`), so a refusal reaches the visitor as an error box: at most
+`max_waiting` jobs wait ($DIFFUSION_MAX_WAITING, default WAITING_PER_SLOT per slot), and a visitor (ui.visitor's key:
+their browser, across its tabs, where the server can tell) has at most one job running or waiting. The thread doing
+the work runs below the threads that draw pages (`lower_priority`, $DIFFUSION_JOB_NICE), so a new visitor's page is
+drawn while every slot trains. A slot is given back on every path: a failed log write is counted and skipped, never
+raised while a slot is held.
 """
 
 import json
+import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -15,6 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 POLL_S = 0.2             # how often a waiting job checks whether it was cancelled
+WAITING_PER_SLOT = 4     # default queue cap: jobs waiting per slot (each may run the whole job budget)
+JOB_NICE = 10            # default niceness added to a job's thread (19 is the lowest priority)
 
 
 def default_slots() -> int:
@@ -27,12 +38,27 @@ def default_slots() -> int:
     return max(1, (os.cpu_count() or 1) // 2) + 2 * gpus
 
 
+def _variable(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() else default
+
+
+def lower_priority() -> None:
+    """Run the calling thread JOB_NICE ($DIFFUSION_JOB_NICE) steps nicer than now (Linux: per thread; the OpenMP
+    threads it starts inherit it). Elsewhere nothing changes."""
+    if sys.platform == "linux":
+        tid = threading.get_native_id()
+        nice = min(19, os.getpriority(os.PRIO_PROCESS, tid) + _variable("DIFFUSION_JOB_NICE", JOB_NICE))
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+
+
 @dataclass
 class Ticket:
     """One job's place: what it is, how long it is expected to take, and when it got a slot."""
 
     label: str
     expected: float                       # seconds, the job's estimate of its own duration
+    visitor: str | None = None            # who asked (ui.visitor.visitor_key); None: not capped per visitor
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     started: float | None = None          # time.monotonic() when it got a slot
 
@@ -60,22 +86,40 @@ def ordinal(n: int) -> str:
 
 
 class Scheduler:
-    """A counting semaphore with a visible FIFO queue (thread-safe)."""
+    """A counting semaphore with a visible FIFO queue of at most max_waiting tickets (thread-safe)."""
 
-    def __init__(self, slots: int, log: str | None = None):
+    def __init__(self, slots: int, log: str | None = None, max_waiting: int | None = None):
         if slots < 1:
             raise ValueError(f"slots={slots} must be at least 1")
         self.slots, self.log = slots, log
+        self.max_waiting = WAITING_PER_SLOT * slots if max_waiting is None else max_waiting
+        self.log_failures = 0                     # job log lines that could not be written
         self._cond = threading.Condition()
         self._running: list[Ticket] = []
         self._waiting: list[Ticket] = []
 
-    def acquire(self, ticket: Ticket, cancelled: Callable[[], bool] = lambda: False) -> bool:
-        """Queue the ticket and wait for a slot; False (and out of the queue) as soon as cancelled() is True.
-        cancelled is called every POLL_S seconds outside the lock (it may draw the wait, or raise: the ticket
-        then leaves the queue)."""
+    def queue(self, ticket: Ticket) -> None:
+        """Put the ticket in line; ValueError, saying why, when the queue is full or its visitor already has a job
+        running or waiting."""
         with self._cond:
+            mine = [t for t in self._running + self._waiting if ticket.visitor and t.visitor == ticket.visitor]
+            if mine:
+                state = "running" if mine[0] in self._running else "waiting"
+                raise ValueError(f"you already have a job {state} on this server ({mine[0].label}); one job per "
+                                 "visitor: stop it or let it finish, then start this one")
+            if len(self._waiting) >= self.max_waiting:
+                raise ValueError(f"this server's queue is full ({len(self._waiting)} jobs waiting for "
+                                 f"{self.slots} job slot{'s' if self.slots > 1 else ''}); try again in a few minutes")
             self._waiting.append(ticket)
+
+    def acquire(self, ticket: Ticket, cancelled: Callable[[], bool] = lambda: False) -> bool:
+        """Wait for a slot (queueing the ticket first unless `queue` did); False (and out of the queue) as soon as
+        cancelled() is True. cancelled is called every POLL_S seconds outside the lock (it may draw the wait, or
+        raise: the ticket then leaves the queue)."""
+        with self._cond:
+            queued = ticket in self._waiting
+        if not queued:
+            self.queue(ticket)
         try:
             while True:
                 with self._cond:
@@ -103,12 +147,17 @@ class Scheduler:
             self._cond.notify_all()
 
     def _record(self, event: str, ticket: Ticket) -> None:
-        """One JSON line in the job log (called with the lock held, so lines come in the order of events)."""
+        """One JSON line in the job log (called with the lock held, so lines come in the order of events). A line
+        that cannot be written is counted and logged, never raised: the slot it was about must not be lost."""
         if self.log:
             line = {"time": time.time(), "event": event, "job": ticket.id, "label": ticket.label,
                     "running": len(self._running), "waiting": len(self._waiting)}
-            with open(self.log, "a") as f:
-                f.write(json.dumps(line) + "\n")
+            try:
+                with open(self.log, "a") as f:
+                    f.write(json.dumps(line) + "\n")
+            except OSError as e:
+                self.log_failures += 1
+                logging.getLogger(__name__).warning("job log %s: %s", self.log, e)
 
     def place(self, ticket: Ticket) -> Place | None:
         """Where the ticket stands (None once released): the wait assumes each job runs its expected time."""
@@ -133,18 +182,23 @@ class Scheduler:
 
 
 @contextmanager
-def turn(label: str, expected: float, on_wait: Callable[[Place], None]) -> Iterator[None]:
-    """Run the block in a slot of the server's scheduler, calling on_wait(place) while it waits (a script thread
-    draws the wait there; Streamlit stops a script at its next drawing, which frees the ticket)."""
-    s, ticket = scheduler(), Ticket(label, expected)
+def turn(label: str, expected: float, on_wait: Callable[[Place], None], visitor: str | None = None
+         ) -> Iterator[None]:
+    """Run the block in a slot of the server's scheduler, below the pages' priority, calling on_wait(place) while it
+    waits (a script thread draws the wait there; Streamlit stops a script at its next drawing, which frees the
+    ticket). ValueError when the queue refuses it. The calling thread stays nicer afterwards (a Streamlit script
+    thread serves one run)."""
+    s, ticket = scheduler(), Ticket(label, expected, visitor)
 
     def show() -> bool:
         place = s.place(ticket)
         if place is not None:
             on_wait(place)
         return False
-    s.acquire(ticket, show)
+    s.queue(ticket)
+    lower_priority()
     try:
+        s.acquire(ticket, show)
         yield
     finally:
         s.release(ticket)
@@ -159,5 +213,7 @@ def scheduler() -> Scheduler:
     global _instance
     with _instance_lock:
         if _instance is None:
-            _instance = Scheduler(default_slots(), os.environ.get("DIFFUSION_JOB_LOG") or None)
+            slots = default_slots()
+            _instance = Scheduler(slots, os.environ.get("DIFFUSION_JOB_LOG") or None,
+                                  _variable("DIFFUSION_MAX_WAITING", WAITING_PER_SLOT * slots))
         return _instance

@@ -2,16 +2,20 @@
 copy of the history for the page to draw, and a stop event. The job lives in st.session_state, per visitor and
 per page (its key). What it measures while training is a Measurement: the 2D metrics, or FID for images.
 
-The thread first waits for a slot of the server's scheduler (ui.jobs.scheduler: the snapshot says where it stands in
-line), then trains for at most the server's job budget (ui.jobs.budget), and stops early when its visitor has gone
-(ui.jobs.visitor: the page closed) or asks it to.
+A job joins the server's queue when it is started (ui.jobs.scheduler: a full queue, or a visitor who already has a job,
+is refused there, on the page's thread). Its thread then waits for a slot (the snapshot says where it stands in
+line), builds the trainer of a new model only then (a waiting job holds no network, EMA or optimiser), and runs below
+the pages' priority for at most the server's job budget (ui.jobs.budget): the clock starts when the slot is taken and
+counts the first measurement (the floor) and the last one, which is why training stops early enough to leave room
+for it. It stops earlier when its visitor has gone (ui.jobs.visitor: the page closed) or asks it to. The slot is given
+back on every path.
 """
 
 import math
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -32,7 +36,7 @@ from diffusion.training.trainer import RunResult, StepInfo, Trainer
 from ui.jobs import timing, visitor
 from ui.jobs.budget import budget, check_config
 from ui.jobs.checkpoint_io import zip_trainer
-from ui.jobs.scheduler import Place, Ticket, scheduler
+from ui.jobs.scheduler import Place, Ticket, lower_priority, scheduler
 
 JOB_KEY = "toy2d_job"
 
@@ -100,28 +104,32 @@ def same_model(a: RunConfig, b: RunConfig) -> bool:
 
 
 class TrainingJob:
-    """One model and the thread that trains it; the trainer is touched by that thread only while it runs."""
+    """One model and the thread that trains it; the trainer is touched by that thread only while it runs. Given a
+    trainer (a loaded checkpoint) it continues it; given a config and a build function (`TrainingJob.new`), the
+    trainer is built by the job's thread once it has a slot."""
 
-    def __init__(self, trainer: Trainer, measurement: Measurement = METRICS_2D):
+    def __init__(self, trainer: Trainer | None, measurement: Measurement = METRICS_2D,
+                 build: tuple[RunConfig, Callable[[], Trainer]] | None = None):
         self.id = uuid.uuid4().hex[:12]
         self.trainer = trainer
+        self._build = build
         self.measurement = measurement
         self._lock = threading.Lock()           # guards everything the page reads
         self._trainer_lock = threading.Lock()   # held while the trainer is training or being saved
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        rows = trainer.history
+        rows = trainer.history if trainer is not None else []
         self._steps = [int(r["step"]) for r in rows if "loss" in r]
         self._loss = [float(r["loss"]) for r in rows if "loss" in r]
         names = measurement.names
         self._metrics = [{k: v for k, v in r.items() if k not in ("time", "loss", "lr")} for r in rows
                          if names and names[0] in r]
-        self._budget: tuple[int, float, int | None, float | None] = (trainer.step, trainer.elapsed, None, None)
+        self._budget: tuple[int, float, int | None, float | None] = (self.step, self.elapsed, None, None)
         self._result: RunResult | None = None
         self._error: str | None = None
         self._metric_note: str | None = None
         self._preview: Any = None
-        self.run: Run | None = trainer.as_run() if trainer.step else None
+        self.run: Run | None = trainer.as_run() if trainer is not None and trainer.step else None
         self.measure_every = 0
         self.unhealthy = ""                       # why the trainer's weights failed the last check (guard.health)
         self._ticket: Ticket | None = None
@@ -130,10 +138,26 @@ class TrainingJob:
         self._promise: timing.Estimate | None = None
         self._started: float | None = None        # time.monotonic() when the job got its slot
         self._ended: float | None = None          # and when it gave the slot back
+        self._deadline = math.inf                 # time.monotonic() by which the job must have given it back
+        self._measure_s = 0.0                     # the longest measurement so far (room kept for the last one)
+
+    @classmethod
+    def new(cls, config: RunConfig, build: Callable[[], Trainer], measurement: Measurement = METRICS_2D
+            ) -> "TrainingJob":
+        """A job for a new model of config; build() makes its trainer when the job gets a slot."""
+        return cls(None, measurement, (config, build))
 
     @property
     def config(self) -> RunConfig:
-        return self.trainer.config
+        return self.trainer.config if self.trainer is not None else self._build[0]
+
+    @property
+    def step(self) -> int:
+        return self.trainer.step if self.trainer is not None else 0
+
+    @property
+    def elapsed(self) -> float:
+        return self.trainer.elapsed if self.trainer is not None else 0.0
 
     @property
     def running(self) -> bool:
@@ -152,17 +176,17 @@ class TrainingJob:
         if self.running:
             raise RuntimeError("this model is already training")
         limit = budget().job_seconds
-        self._capped = seconds is None or seconds > limit
-        seconds = limit if self._capped else seconds
+        capped = seconds is None or seconds > limit
+        seconds = limit if capped else seconds
+        ticket = Ticket(f"training ({self.config.model.kind})", min(expected.seconds if expected else seconds,
+                                                                     seconds), visitor.visitor_key())
+        scheduler().queue(ticket)          # ValueError when the queue is full or the visitor already has a job
+        self._ticket, self._capped, self.measure_every, self._promise = ticket, capped, measure_every, expected
         self._stop.clear()
-        self.measure_every = measure_every
         self._presence = visitor.Presence(visitor.session_id())
-        self._promise = expected
-        self._ticket = Ticket(f"training ({self.config.model.kind})",
-                              min(expected.seconds if expected else seconds, seconds))
         with self._lock:
             self._result, self._error, self._metric_note, self._started, self._ended = None, None, None, None, None
-            self._budget = (self.trainer.step, self.trainer.elapsed, steps, seconds if not self._capped else None)
+            self._budget = (self.step, self.elapsed, steps, seconds if not self._capped else None)
         self._thread = threading.Thread(target=self._work, args=(steps, seconds), daemon=True,
                                         name=f"train-{self.id}")
         self._thread.start()
@@ -182,16 +206,18 @@ class TrainingJob:
         return not self.running
 
     def _work(self, steps: int | None, seconds: float) -> None:
-        """Wait for a slot, train, give the slot back."""
+        """Wait for a slot (below the pages' priority), train within `seconds` of taking it, give the slot back."""
+        lower_priority()
         slots = scheduler()
-        if not slots.acquire(self._ticket, self._cancelled):
-            with self._lock:
-                self._result = RunResult("callback", 0)
-            return
-        with self._lock:
-            self._started = time.monotonic()
         try:
-            result = self._train(steps, seconds)
+            if not slots.acquire(self._ticket, self._cancelled):
+                with self._lock:
+                    self._result = RunResult("callback", 0)
+                return
+            with self._lock:
+                self._started = time.monotonic()
+                self._deadline = self._started + seconds
+            result = self._train(steps)
         finally:
             slots.release(self._ticket)
             with self._lock:
@@ -201,41 +227,50 @@ class TrainingJob:
                 planned == "time" and self._capped):       # ran the budget it was promised for: the record learns
             timing.RECORD.observe(self._promise.kind, self._promise.base, self._ended - self._started)
 
-    def _train(self, steps: int | None, seconds: float) -> RunResult | None:
+    def _train(self, steps: int | None) -> RunResult | None:
+        """Build the trainer of a new model, measure the floor, train until the steps, the deadline less the last
+        measurement, or a stop; then measure the last model."""
         torch.set_num_threads(job_threads(self.config))
         result, error = None, None
         with self._trainer_lock:
             try:
+                if self.trainer is None:
+                    self.trainer = self._build[1]()
                 if self.measure_every:
                     self.measurement.prepare(self.config)
-                result = self.trainer.run(steps=steps if steps is not None else UNBOUNDED_STEPS, seconds=seconds,
-                                          callback=self._on_step)
+                result = self.trainer.run(steps=steps if steps is not None else UNBOUNDED_STEPS,
+                                          seconds=max(0.0, self._deadline - time.monotonic()), callback=self._on_step)
+                if result.reason == "callback" and not self._cancelled():   # stopped to leave room: the budget
+                    result = replace(result, reason="time")
                 measured = bool(self._metrics) and self._metrics[-1]["step"] == self.trainer.step
                 if self.measure_every and self.trainer.step and not measured and result.reason != "diverged":
                     self._measure()     # the curves end at the model the sections below use
             except Exception as e:  # noqa: BLE001 - any failure must reach the page as an error box
-                error = f"training failed at step {self.trainer.step}: {type(e).__name__}: {e}"
+                error = f"training failed at step {self.step}: {type(e).__name__}: {e}"
             unhealthy = self.trainer.health() if result is not None and result.reason == "diverged" else ""
-            run = self.trainer.as_run() if self.trainer.step and not unhealthy else self.run  # the last good model
+            run = self.trainer.as_run() if self.step and not unhealthy else self.run  # the last good model
         with self._lock:
             self._result, self._error, self.run, self.unhealthy = result, error, run, unhealthy
         return result if error is None else None
 
     def _on_step(self, trainer: Trainer, info: StepInfo) -> bool:
+        """Log the step, measure every measure_every steps; stop when asked, or when the last measurement would no
+        longer fit before the deadline."""
         with self._lock:
             self._steps.append(info.step)
             self._loss.append(info.loss)
         if self.measure_every and info.step % self.measure_every == 0:
             self._measure()
-        return self._cancelled()
+        return self._cancelled() or time.monotonic() + self._measure_s >= self._deadline
 
     def _measure(self) -> None:
         """Measure the current EMA model cheaply and log its metrics (NaN with a note if it has none)."""
-        note, preview = None, None
+        note, preview, start = None, None, time.monotonic()
         try:
             metrics, preview = self.measurement(self.trainer.as_run())
         except ValueError as e:
             metrics, note = {m: math.nan for m in self.measurement.names}, str(e)
+        self._measure_s = max(self._measure_s, time.monotonic() - start)
         if metrics:
             self.trainer.log(**metrics)
         with self._lock:
@@ -247,7 +282,7 @@ class TrainingJob:
     def snapshot(self) -> Snapshot:
         with self._lock:
             start_step, start_elapsed, steps, seconds = self._budget
-            step, elapsed = (self._steps[-1], self.trainer.elapsed) if self._steps else (0, 0.0)
+            step, elapsed = (self._steps[-1], self.elapsed) if self._steps else (0, 0.0)
             if steps is not None:
                 progress = (step - start_step) / steps
             elif seconds:
@@ -264,8 +299,11 @@ class TrainingJob:
                             self._promise.seconds if self._promise else None)
 
     def checkpoint_zip(self) -> bytes:
-        """The run folder trainer.save writes, zipped (waits if the model is training)."""
+        """The run folder trainer.save writes, zipped (waits if the model is training); ValueError before the
+        trainer is built."""
         with self._trainer_lock:
+            if self.trainer is None:
+                raise ValueError("this model has not started training yet: nothing to export")
             return zip_trainer(self.trainer)
 
 
@@ -305,16 +343,17 @@ def start_training(config: RunConfig, data: TrainingData, steps: int | None, sec
                    measure_every: int, key: str = JOB_KEY, measurement: Measurement = METRICS_2D,
                    expected: timing.Estimate | None = None) -> TrainingJob:
     """Continue the current model when config only changes the budget, else start a new one (checked against the
-    server's budget before anything is built); returns the job."""
+    server's budget; its trainer is built when the job gets a slot); returns the job. ValueError when the budget or
+    the queue refuses it (the visitor's current model is then kept)."""
     check_config(config)
     job = current_job(key)
     if job is None or not same_model(job.config, config):
         y = data.y if getattr(config.model, "num_classes", 0) else None
-        trainer = Trainer(config, data.x, y, device=device_for(config), data_source=data.source)
-        job = TrainingJob(trainer, measurement)
-        set_job(job, key)
+        job = TrainingJob.new(config, lambda: Trainer(config, data.x, y, device=device_for(config),
+                                                      data_source=data.source), measurement)
     job.measurement = measurement
     job.start(steps, seconds, measure_every, expected)
+    set_job(job, key)
     return job
 
 

@@ -7,8 +7,10 @@ GRACE_S seconds without its visitor. Outside a Streamlit server (tests, scripts)
 stops for this reason.
 """
 
+import hashlib
 import time
 
+XSRF_COOKIES = ("_xsrf", "_streamlit_xsrf")   # set once per browser by Streamlit's server (Tornado, Starlette)
 GRACE_S = 3.0      # seconds a job waits for its visitor to reconnect (closing a page stops its job within ~5 s)
 CHECK_S = 0.5      # seconds between two looks at the runtime
 
@@ -18,6 +20,19 @@ def session_id() -> str | None:
     from streamlit.runtime.scriptrunner import get_script_run_ctx
     ctx = get_script_run_ctx(suppress_warning=True)
     return ctx.session_id if ctx is not None else None
+
+
+def visitor_key() -> str | None:
+    """Who is asking, for the one-job-per-visitor cap (ui.scheduler): the browser's XSRF cookie (the same in all
+    its tabs), hashed; without one, this tab's session. None outside a Streamlit server (scripts; AppTest, whose
+    runtime is a mock and whose sessions all read one id), where nobody is capped."""
+    import streamlit as st
+    from streamlit import runtime
+    if not runtime.exists() or type(runtime.get_instance()) is not runtime.Runtime:
+        return None
+    cookies = st.context.cookies
+    cookie = next((cookies[c] for c in XSRF_COOKIES if c in cookies), None)
+    return hashlib.sha256(cookie.encode()).hexdigest()[:16] if cookie else session_id()
 
 
 def _connected(session: str) -> bool:

@@ -223,12 +223,6 @@ def fields(run_key: str, run: Run, paper_t: int, kind: str, size: int = 17
     return df[df["field"] == "learned"], exact if len(exact) else None
 
 
-@st.cache_data(show_spinner="Comparing with the exact denoiser...", max_entries=PER_MODEL)
-@one_thread()
-def field_errors(run_key: str, _run: Run) -> pd.DataFrame | None:
-    return explore2d.field_error_frame(_run)
-
-
 def step_options(T: int, choices: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 250, 500, 1000)) -> list[int]:
     """Sampling step counts offered for a schedule of T steps: the choices up to T, and T itself."""
     return sorted({c for c in choices if c < T} | {T})

@@ -162,7 +162,6 @@ def fields_subsection(run_key: str, run) -> None:
     cols[0].plotly_chart(first, key="toy2d_field_learned")
     if second is not None:
         cols[1].plotly_chart(second, key="toy2d_field_exact")
-        st.altair_chart(charts.field_error(data2d.field_errors(run_key, run)), width="stretch")
     else:
         cols[1].info("The exact field is known for Gaussian mixtures only (gaussian, 8gaussians, 25gaussians).")
     st.caption("Arrows share one length scale per t (the 95th-percentile length drawn as 0.9 grid cells, clipped at "

@@ -56,16 +56,14 @@ def costs_2d(config: RunConfig) -> tuple[timing.Cost, timing.Cost]:
     return step, measurement
 
 
-def expected_2d(config: RunConfig, steps: int | None, seconds: float | None, every: int
-                ) -> tuple[timing.Estimate, float]:
-    """(the promise, seconds per step now) of a 2D training: its steps and measurements at their measured costs,
-    or the visitor's seconds when the budget is time."""
+def expected_2d(config: RunConfig, steps: int | None, seconds: float | None, every: int) -> timing.Estimate:
+    """The promise of a 2D training: its steps and measurements at their measured costs, or the visitor's seconds
+    when the budget is time (then the first and last measurements, which the job's clock counts too)."""
     step, measurement = costs_2d(_cost_key(config))
-    if seconds is not None:      # the visitor's seconds, then the last measurement (the curves end at the model)
-        return timing.expect("training mlp (time budget)", (measurement, 1 if every else 0),
-                             fixed=float(seconds)), step.now()
+    if seconds is not None:
+        return timing.expect("training mlp (time budget)", (measurement, 1 if every else 0), fixed=float(seconds))
     measurements = steps // every + 1 if every else 0
-    return timing.expect("training mlp", (step, steps), (measurement, measurements)), step.now()
+    return timing.expect("training mlp", (step, steps), (measurement, measurements))
 
 
 def _cost_key(config: RunConfig) -> RunConfig:

@@ -5,6 +5,7 @@ live_chart turns it into a Vega-Lite spec once and then only ships new data on e
 to_dict costs ~40 ms a chart, time the training thread would lose to the GIL twice a second).
 """
 
+import math
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
@@ -124,15 +125,32 @@ def field(df: pd.DataFrame, title: str) -> alt.LayerChart:
     return alt.layer(shafts, heads, title=title).properties(width=PANEL + 60, height=PANEL + 60)
 
 
-def field_error(df: pd.DataFrame) -> alt.Chart:
-    """RMS error of the learned x0_hat against the exact one, and the irreducible error, against t (log)."""
-    long = df.melt(id_vars="t", value_vars=["rmse", "baseline"], var_name="curve", value_name="value")
-    long["curve"] = long["curve"].map({"rmse": "learned vs exact x0_hat", "baseline": "exact x0_hat vs true x0"})
-    return alt.Chart(long, title="Error of the learned denoiser against t").mark_line(point=True).encode(
-        x=alt.X("t:Q", title="t", scale=alt.Scale(type="log")),
-        y=alt.Y("value:Q", title="RMS per coordinate (log)", scale=alt.Scale(type="log")),
-        color=alt.Color("curve:N", title=None, legend=alt.Legend(orient="top")),
-    ).properties(height=STRETCH_HEIGHT + 40)
+def denoiser_error(df: pd.DataFrame) -> alt.LayerChart:
+    """E||D_theta - D*||^2 and E||D* - x0||^2 against sigma, both axes log, each point with its 95% interval as an
+    error bar (explore.error_budget.denoiser_error: columns sigma, error, error_low, error_high, mmse, mmse_low,
+    mmse_high); an interval reaching 0 is drawn down to the axis."""
+    names = {"error": "learned vs exact denoiser: E‖D_θ − D*‖²", "mmse": "exact denoiser vs x_0: E‖D* − x_0‖²"}
+    long = pd.concat([pd.DataFrame({"sigma": df["sigma"], "curve": label, "value": df[k], "low": df[f"{k}_low"],
+                                    "high": df[f"{k}_high"]}) for k, label in names.items()], ignore_index=True)
+    positive = long["value"][long["value"] > 0]
+    bottom = float(positive.min()) / 3 if len(positive) else 1e-6
+    top = float(long["high"].max()) * 1.5
+    long["low"] = long["low"].clip(lower=bottom)
+    decades = [10.0**k for k in range(math.floor(math.log10(bottom)), math.ceil(math.log10(top)) + 1)]
+    y_scale = alt.Scale(type="log", domain=[bottom, top], clamp=True)
+    colour = alt.Color("curve:N", title=None, scale=alt.Scale(domain=list(names.values()),
+                                                              range=["#e45756", "#4c78a8"]),
+                       legend=alt.Legend(orient="top", labelLimit=400))
+    base = alt.Chart(long).encode(x=alt.X("sigma:Q", title="noise level σ (log)", scale=alt.Scale(type="log"),
+                                          axis=alt.Axis(format=TICKS)), color=colour)
+    bars = base.mark_rule(opacity=0.6).encode(y=alt.Y("low:Q", scale=y_scale), y2="high:Q")
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("value:Q", title="mean squared error (log)", scale=y_scale,
+                axis=alt.Axis(values=decades, format="~e")),
+        tooltip=["curve:N", alt.Tooltip("sigma:Q", format=".3~g"), alt.Tooltip("value:Q", format=".3~g"),
+                 alt.Tooltip("low:Q", format=".3~g"), alt.Tooltip("high:Q", format=".3~g")])
+    return alt.layer(bars, line, title="Where the network has not learned the denoiser").properties(
+        height=STRETCH_HEIGHT + 40)
 
 
 def nfe_curves(df: pd.DataFrame, metric: str = "w1") -> alt.LayerChart:
@@ -171,3 +189,18 @@ def live_chart(builder: Builder, df: pd.DataFrame, title: str | None = None, opt
     """Draw builder(df, **options) cheaply: a spec cached per builder and options plus this frame as its data."""
     spec = _spec(builder, tuple(df.columns), tuple(sorted((options or {}).items())))
     st.vega_lite_chart(df, {**spec, "title": title} if title else spec, **kwargs)
+
+
+def agreement_curves(df: pd.DataFrame) -> alt.LayerChart:
+    """Mean squared x0_hat difference per pixel against the paper timestep t, one line per denoiser
+    (explore.analytic_comparison.agreement: columns t, denoiser, value, low, high), both axes log, 95% error bars."""
+    base = alt.Chart(df).encode(x=alt.X("t:Q", title="timestep t (log)", scale=alt.Scale(type="log"),
+                                        axis=alt.Axis(format=TICKS)))
+    color = alt.Color("denoiser:N", title=None, legend=alt.Legend(orient="top", labelLimit=400))
+    bars = base.transform_calculate(shown="max(datum.low, datum.value / 100)").mark_rule().encode(
+        y="shown:Q", y2="high:Q", color=color)    # a log axis has no 0: an interval reaching 0 is cut at value / 100
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("value:Q", title="mean |Δ x̂0|² per pixel (log)", scale=alt.Scale(type="log"),
+                axis=alt.Axis(format=TICKS)),
+        color=color, tooltip=["t:Q", "sigma:Q", "denoiser:N", "value:Q", "low:Q", "high:Q"])
+    return alt.layer(bars, line).properties(height=STRETCH_HEIGHT + 40)

@@ -12,7 +12,7 @@ from diffusion.explore import literature, nfe_study as study
 from diffusion.sampling.registry import nfe as nfe_of
 from diffusion.sampling.run import Run
 
-from ui.jobs import budget, run_costs, scheduler, session_runs, shipped_runs, timing
+from ui.jobs import budget, run_costs, scheduler, session_runs, shipped_runs, timing, visitor
 from ui.views.charts import METRIC_LABELS, STRETCH_HEIGHT, TICKS, panels
 
 LEGEND_ON_TOP_HEIGHT = 440  # a quality panel: its legend on top takes ~150 px of it, the plot the rest
@@ -44,21 +44,35 @@ def stored(key: tuple) -> pd.DataFrame | None:
     return _store().get(key)
 
 
-def run_study(key: tuple, run: Run, promise: timing.Estimate, progress, **inputs) -> pd.DataFrame:
-    """study.study(run, **inputs) in a slot of the server's scheduler (ValueError when its promise would exceed a
-    job's budget), with progress(fraction, text) while it waits and after every row (with the time left), kept under
-    key."""
+def run_study(key: tuple, run: Run, promise: timing.Estimate, progress, **inputs) -> tuple[pd.DataFrame, bool]:
+    """(rows, complete) of study.study(run, **inputs) in a slot of the server's scheduler (ValueError when its promise
+    would exceed a job's budget, or the queue refuses it), with progress(fraction, text) while it waits and after
+    every row (with the time left). The sweep stops before a row expected to end beyond the job budget (the clock
+    starts with the slot: the floor and the warm-up count): the next row is expected to take the larger of the mean
+    row so far and the time so far per network evaluation times its evaluations. A complete sweep is kept under key."""
     budget.check_time(promise.seconds, "this sweep")
-    with scheduler.turn("study sweep", promise.seconds, lambda place: progress(0.0, f"Queued, {place.describe()}")):
+    limit, rows = budget.budget().job_seconds, {"done": 0, "total": 1}
+    calls = [nfe_of(c.name, c.steps) for c in study.plan(run, inputs["samplers"], inputs["nfe_targets"],
+                                                         inputs["reference"])]
+
+    def row_done(done: int, total: int, row: dict) -> bool:
+        rows.update(done=done, total=total)
+        elapsed = clock.elapsed()
+        progress(done / total, f"{done}/{total}: {row['precision']} {row['sampler']} at {row['nfe']} NFE · "
+                               f"{timing.progress_text(done / total, elapsed, promise.seconds)}")
+        spent = sum(calls[i % len(calls)] for i in range(done))
+        return elapsed + max(elapsed / done, elapsed * calls[done % len(calls)] / spent) > limit
+    with scheduler.turn("study sweep", promise.seconds, lambda place: progress(0.0, f"Queued, {place.describe()}"),
+                        visitor.visitor_key()):
         with timing.timed(promise) as clock:
-            frame = study.study(run, progress=lambda done, total, row: progress(
-                done / total, f"{done}/{total}: {row['precision']} {row['sampler']} at {row['nfe']} NFE · "
-                              f"{timing.progress_text(done / total, clock.elapsed(), promise.seconds)}"), **inputs)
-    store = _store()
-    store[key] = frame
-    while len(store) > STORED_STUDIES:
-        store.popitem(last=False)
-    return frame
+            frame = study.study(run, progress=row_done, **inputs)
+    complete = rows["done"] == rows["total"]
+    if complete:
+        store = _store()
+        store[key] = frame
+        while len(store) > STORED_STUDIES:
+            store.popitem(last=False)
+    return frame, complete
 
 
 def promise(run_key: str, run: Run, samplers: tuple[str, ...], nfe_targets: tuple[int, ...], n: int,

@@ -27,8 +27,8 @@ QUEUE_REFRESH_S = 2.0   # a waiting job's line is redrawn less often: many waiti
 class TrainingPanel:
     """What differs between the pages that train: the widget-key prefix (the job lives under PREFIX_job), the
     training data, the measurement, the metric chart (builder, frame), the caption of the last measurement, a preview
-    of the model, and the promise (the expected time, seconds per step) of a training when the page does not pass one
-    (the 2D panels: ui.toy2d.training2d.expected_2d)."""
+    of the model, and the promise (the expected time) of a training when the page does not pass one (the 2D panels:
+    ui.toy2d.training2d.expected_2d)."""
 
     prefix: str
     data: Callable[[DataConfig], TrainingData]
@@ -36,7 +36,7 @@ class TrainingPanel:
     metric_chart: Callable[[Snapshot, RunConfig], tuple[Callable, object] | None]
     summary: Callable[[Snapshot, RunConfig], str | None]
     preview: Callable[[Snapshot], None] = lambda snap: None
-    promise: Callable[[RunConfig, int | None, float | None, int], tuple[timing.Estimate, float]] | None = None
+    promise: Callable[[RunConfig, int | None, float | None, int], timing.Estimate] | None = None
 
     @property
     def key(self) -> str:
@@ -44,13 +44,12 @@ class TrainingPanel:
 
 
 def _start(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int,
-           panel: TrainingPanel, expected: tuple[timing.Estimate, float]) -> None:
+           panel: TrainingPanel, promise: timing.Estimate) -> None:
     job = training.current_job(panel.key)
     if job is not None and job.running:
         return
     try:
-        promise, per_step = expected
-        budget.check_time(promise.seconds, "this training", per_step)
+        budget.check_time(promise.seconds, "this training", steps)
         training.start_training(config, panel.data(config.data), steps, seconds, measure_every, panel.key,
                                 panel.measurement(config), promise)
     except ValueError as e:
@@ -58,9 +57,9 @@ def _start(config: RunConfig, steps: int | None, seconds: float | None, measure_
 
 
 def train_buttons(config: RunConfig, steps: int | None, seconds: float | None, measure_every: int,
-                  panel: TrainingPanel, expected: tuple[timing.Estimate, float] | None = None) -> None:
+                  panel: TrainingPanel, expected: timing.Estimate | None = None) -> None:
     """Train (continuing the current model when only the budget changed) with the promised time, and Discard.
-    expected: (the promise, seconds per step) when the page has measured them (default: the panel's promise).
+    expected: the promise when the page has measured its parts (default: the panel's promise).
 
     A click is handled before the button is drawn (its value is already in session_state), with this run's
     widget values, so the button is drawn disabled in the same run."""
@@ -79,13 +78,13 @@ def train_buttons(config: RunConfig, steps: int | None, seconds: float | None, m
     elif job is None:
         label = "Train"
     elif training.same_model(job.config, config):
-        label = f"Continue training from step {job.trainer.step:,}"
+        label = f"Continue training from step {job.step:,}"
     else:
         label = "Train a new model (settings changed; replaces the current one)"
     left, right = st.columns([3, 2])
     left.button(label, key=f"{panel.prefix}_train", type="primary", icon=":material/play_arrow:", disabled=running)
     if not running:
-        left.caption(f"Expected: {expected[0].text()} on this machine (its parts timed here, for the load now).")
+        left.caption(f"Expected: {expected.text()} on this machine (its parts timed here, for the load now).")
     if job is not None and not running:
         right.button("Discard the model", key=f"{panel.prefix}_reset", on_click=_discard, args=(job, panel.key))
 

@@ -1,0 +1,164 @@
+"""The image pages' sections on why a network generalises: its samples beside three analytic denoisers' from the same
+noises, how closely its x0_hat follows each along t (explore.analytic_comparison), and the training-set-size sweep of
+the shipped Fashion-MNIST runs (explore.size_sweep); each behind a button naming its time (ui.timing)."""
+
+import pandas as pd
+import streamlit as st
+
+from diffusion.explore import analytic_comparison as an
+from diffusion.explore import image_experiments as ei
+from diffusion.explore import size_sweep as sw
+from diffusion.metrics.evaluation import row_sentences
+from diffusion.sampling.sampler_config import SamplerConfig
+from diffusion.sampling.run import Run
+
+from ui.images import image_cache
+from ui.images.image_ondemand import opened, working
+from ui.jobs import run_costs, shipped_runs, timing
+from ui.views import charts
+
+SIDE_N, SIDE_STEPS = 8, 20            # samples per denoiser, DDIM steps (the patch machine costs ~0.1-0.3 s an image)
+AGREE_N = 16                          # held-out images noised at each t
+SWEEP_N, SWEEP_PAIRS = 100, 8         # samples per N for FID and memorisation; pairs shown per N
+EXPLAIN = (
+    "Three denoisers that need no training, each run by the same sampler from the same initial noises as the "
+    "network: the **optimal (empirical) denoiser** of the training set, E[x0 | x_t] when x0 is one of the N training "
+    "images (it minimises the training loss, so a network that learned it perfectly could only copy); the **Gaussian "
+    "denoiser** of the data's mean and covariance (Wang & Vastola 2024: it explains trained models at high noise); "
+    f"and the **local equivariant patch machine** of Kamb & Ganguli 2024: each pixel's x̂0 is the posterior mean over "
+    f"the training set's {an.PATCH_SIZE}x{an.PATCH_SIZE} patches given only the noisy patch around it (fixed patch "
+    "size, zero padding, a random 8,192 patches per position group: docs/analytic-denoisers.md says what it "
+    "simplifies). Each sample is shown beside its nearest training image; d1 is that L2 distance (pixels in [-1, 1]), "
+    "and d1 / typical divides it by the median d1 of held-out real images (0: a copy, 1: as new as fresh data).")
+
+
+@st.cache_resource(show_spinner="Building the analytic denoisers...", max_entries=4)
+def analytic_runs(run_key: str, _run: Run) -> dict[str, Run]:
+    """The analytic denoisers of the run's training set, built once per model (shared read-only)."""
+    return an.analytic_runs(_run)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def analytic_costs(run_key: str, _run: Run, threads: int) -> dict[str, tuple[timing.Cost, timing.Cost]]:
+    """(per call, per image) of one DDIM step of each analytic denoiser, timed at two batch sizes."""
+    return {k: timing.measure_fit(lambda n, r=r: r.sample(n, SamplerConfig("ddim", steps=1)), (1, 2), repeats=1,
+                                  warmup=0, threads=threads)
+            for k, r in analytic_runs(run_key, _run).items()}
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def side_by_side(run_key: str, _run: Run, n: int, sampler: SamplerConfig, seed: int) -> dict[str, an.SampleSet]:
+    return an.side_by_side(_run, n, sampler, seed, analytic_runs(run_key, _run))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def agreement(run_key: str, _run: Run, n: int) -> pd.DataFrame:
+    return an.agreement(_run, n, others=analytic_runs(run_key, _run))
+
+
+def _promise(kind: str, run_key: str, run: Run, network: timing.Estimate, calls: int, images: int) -> timing.Estimate:
+    costs = analytic_costs(run_key, run, run_costs.script_threads())
+    return network + timing.expect(kind, *[(c, calls) for c, _ in costs.values()],
+                                   *[(i, images) for _, i in costs.values()])
+
+
+def analytic_section(prefix: str, model: tuple[str, Run], sampling) -> None:
+    """The network's samples beside the analytic denoisers' from the same noises, then x0_hat agreement against t."""
+    st.header("Beside analytic denoisers: copy, Gaussian, patches")
+    run_key, run = model
+    if run.num_classes:
+        st.info("The analytic denoisers are built for unconditional runs (one class).", icon=":material/info:")
+        return
+    st.markdown(EXPLAIN)
+    sampler = SamplerConfig("ddim", steps=SIDE_STEPS)
+    promise = _promise("analytic samples", run_key, run, sampling.promise("analytic samples", SIDE_N, SIDE_STEPS),
+                       SIDE_STEPS, SIDE_N * SIDE_STEPS)
+    if opened(f"{prefix}_analytic", run_key, sampler, f"Sample {SIDE_N} noises with all four denoisers", promise):
+        with working("Sampling with the network and the analytic denoisers", promise):
+            sets = side_by_side(run_key, run, SIDE_N, sampler, 0)
+        train = ei.training_set(run.config.data).x
+        for col, (name, s) in zip(st.columns(len(sets)), sets.items()):
+            col.image(ei.pair_grid(s.samples, train[s.nearest], per_row=2), width="stretch",
+                      caption=f"{an.LABELS[name]}: median d1 {float(s.distance.median()):.2f}, d1 / typical "
+                              f"{float(s.ratio.median()):.2f}")
+        st.dataframe(an.summary(sets).round(3), hide_index=True)
+        st.caption(f"DDIM {SIDE_STEPS} steps, seed 0, the same {SIDE_N} initial noises in every column; each sample "
+                   "beside its nearest training image. Copies: d1 / typical below 0.3 (Wilson 95% interval). RMS to "
+                   "network: each sample's per-pixel distance to the network's sample from the same noise.")
+    agreement_section(prefix, model, sampling)
+
+
+def agreement_section(prefix: str, model: tuple[str, Run], sampling) -> None:
+    st.subheader("Where the network follows each one, along t")
+    run_key, run = model
+    steps = len(an.AGREEMENT_TIMESTEPS)
+    promise = _promise("analytic agreement", run_key, run, sampling.promise("analytic agreement", AGREE_N, steps),
+                       steps, AGREE_N * steps)
+    if not opened(f"{prefix}_agreement", run_key, AGREE_N, f"Compare x̂0 at {steps} noise levels", promise):
+        return
+    with working("Denoising noised held-out images with every denoiser", promise):
+        frame = agreement(run_key, run, AGREE_N)
+    shown = frame.assign(denoiser=frame["denoiser"].map({**an.LABELS, "truth": "the clean image (network's error)"}))
+    st.altair_chart(charts.agreement_curves(shown), width="stretch")
+    closest = an.closest_by_noise(frame)
+    runs = ", ".join(f"t = {t}: {an.LABELS[c].split(' (')[0]}" for t, c in zip(closest["t"], closest["closest"]))
+    st.caption(f"For {AGREE_N} held-out images x0 noised to x_t at each t (seeded ε), the mean over images of "
+               "|D_θ(x_t) − D(x_t)|² per pixel, both x̂0 clipped to [-1, 1] as the sampler sees them, with 95% "
+               f"intervals (std / √n). Below the network's own error (the clean image's line), the network follows "
+               f"that denoiser more closely than it knows the answer. Closest at each t: {runs}.")
+
+
+@st.cache_resource(show_spinner="Loading the shipped sweep runs...")
+def sweep_runs() -> dict[int, Run]:
+    return sw.sweep_runs(shipped_runs.SHIPPED_ROOT)
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def sweep_table(n: int) -> tuple[pd.DataFrame, dict[int, an.SampleSet]]:
+    return sw.sweep_table(sweep_runs(), n)
+
+
+def sweep_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The sweep table in the long form metric_curves draws: step = N; FID with its floor, median d1 / typical."""
+    fid = table.assign(metric="FID", step=table["N"], value=table["fid"], low=table["fid_low"],
+                       high=table["fid_high"], floor=table["fid_floor"], floor_low=table["fid_floor_low"],
+                       floor_high=table["fid_floor_high"])
+    ratio = table.assign(metric="copies (d1 / typical < 0.3)", step=table["N"], value=table["copies"],
+                         low=table["copies_low"], high=table["copies_high"])
+    columns = ["step", "metric", "value", "low", "high", "floor", "floor_low", "floor_high"]
+    return pd.concat([fid, ratio], ignore_index=True).reindex(columns=columns)
+
+
+def size_sweep_section(prefix: str) -> None:
+    """The shipped training-set-size sweep: samples beside their nearest training images, copies and FID against N."""
+    st.subheader("Training-set size: from copies to new images")
+    runs = sweep_runs()
+    if not runs:
+        st.info(f"The sweep runs ({', '.join(sw.SWEEP_FOLDERS.values())}) are not in this copy.",
+                icon=":material/info:")
+        return
+    st.markdown(f"The same tiny U-Net trained on N = {', '.join(f'{n:,}' for n in runs)} Fashion-MNIST ankle boots "
+                "(16x16; MNIST offline has only 400 images of a digit), the same steps each (Kadkhodaie et al. 2024: "
+                "below some N a network reproduces its training images; above it, it makes new ones).")
+    threads, steps = run_costs.script_threads(), sw.SWEEP_SAMPLER.steps
+    costs = [run_costs.sampling_costs(f"sweep-{n}", r, threads) for n, r in runs.items()]
+    measure = image_cache.measurement_cost(next(iter(runs.values())).config.data, SWEEP_N)
+    promise = timing.expect("size sweep", *[(call, steps) for call, _ in costs],
+                            *[(image, SWEEP_N * steps) for _, image in costs], (measure, len(runs)))
+    if not opened(f"{prefix}_sweep", "shipped-sweep", SWEEP_N, f"Sample and measure {SWEEP_N} images per N", promise):
+        return
+    with working("Sampling every N and measuring", promise):
+        table, sets = sweep_table(SWEEP_N)
+    for col, (N, s) in zip(st.columns(len(sets)), sets.items()):
+        nearest = sw.nearest_images(runs[N], s)
+        col.image(ei.pair_grid(s.samples[:SWEEP_PAIRS], nearest[:SWEEP_PAIRS], per_row=2), width="stretch",
+                  caption=f"N = {N:,}: median d1 / typical {float(s.ratio.median()):.2f}")
+    charts.panels(charts.metric_curves, sweep_frame(table), order=("copies (d1 / typical < 0.3)", "FID"),
+                  x_title="training images N (log)", log_x=True)
+    for _, row in table.iterrows():
+        st.caption(f"N = {int(row['N']):,}: {row_sentences(row.to_dict(), {'fid': 'FID'})} · copies "
+                   f"{row['copies']:.0%} [{row['copies_low']:.0%}, {row['copies_high']:.0%}] ({row['protocol']})")
+    st.caption(f"{SWEEP_N} samples per N ({sw.SWEEP_SAMPLER.name.upper()} {sw.SWEEP_SAMPLER.steps}, seed 0). FID on "
+               "the "
+               "shipped Fashion-MNIST classifier's features against held-out ankle boots, its floor from the class's "
+               "6,000 training images (not the N: a floor of 10 images says nothing); d1 against the run's own N.")

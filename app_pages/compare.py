@@ -16,7 +16,7 @@ st.caption("This page trains nothing: it reads each run's config.json and metric
 
 
 def all_columns(table) -> None:
-    st.dataframe(table, hide_index=True, width="stretch", key="compare_table", column_config={
+    st.dataframe(table, hide_index=True, width="stretch", height="content", key="compare_table", column_config={
         "parameters": st.column_config.NumberColumn("parameters", format="localized"),
         "train_seconds": st.column_config.NumberColumn("training time (s)", format="%.1f"),
         "device": st.column_config.TextColumn("trained on"),
@@ -38,7 +38,8 @@ def runs_section() -> list:
         st.info("No runs yet: train one on a phase page, or add a folder above.")
         return []
     table = catalog.table(summaries)
-    st.dataframe(compare_view.runs_overview(table), hide_index=True, width="stretch", key="compare_overview")
+    st.dataframe(compare_view.runs_overview(table), hide_index=True, width="stretch", height="content",
+                 key="compare_overview")
     with st.expander(f"Every column ({len(table.columns)}: configuration, each metric's interval and floor, "
                      "protocol, path)"):
         all_columns(table)
@@ -72,7 +73,7 @@ def curves_section(runs: list) -> None:
     note = compare_view.device_note(catalog.table(chosen)) if x == "time" else None
     if note:
         st.warning(note, icon=":material/warning:")
-    st.altair_chart(compare_view.loss_overlay(catalog.loss_curves(chosen), x, log_y), width="stretch")
+    charts.show(compare_view.loss_overlay(catalog.loss_curves(chosen), x, log_y))
     metrics = catalog.metric_curves(chosen)
     if metrics.empty:
         st.caption("None of these runs logged quality measurements during training.")
@@ -101,7 +102,7 @@ def analysis_section(runs: list) -> None:
         table = compare_view.comparable_runs(table, metric)
     elif metric == "train_seconds" and compare_view.device_note(table):
         st.warning(compare_view.device_note(table), icon=":material/warning:")
-    st.altair_chart(compare_view.analysis_chart(table, metric, compare_view.AXES[axis_name]), width="stretch")
+    charts.show(compare_view.analysis_chart(table, metric, compare_view.AXES[axis_name]))
     differ = catalog.differences(table)
     st.caption(compare_view.how_to_read(metric, axis_name) + (f" These runs differ in: {', '.join(differ)}."
                                                           if differ else ""))

@@ -37,7 +37,7 @@ configs = image_training.cost_configs()
 promise = image_training.cost_table_promise(configs)
 if image_ondemand.opened("img32_cost", "cost", None, "Measure", promise):
     try:
-        st.dataframe(image_training.cost_table(configs, promise), hide_index=True)
+        st.dataframe(image_training.cost_table(configs, promise), hide_index=True, height="content")
     except ValueError as e:
         error_box("Could not measure", e)
 

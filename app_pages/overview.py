@@ -1,11 +1,63 @@
-"""Overview: what diffusion does, the DDPM equations with the slips they are often written with corrected, the
-notation, and a link to each phase."""
+"""Overview: a first screen that shows diffusion at work (the shipped moons run's reverse process, played in the
+browser), one sentence of what this is and a card per phase; below it, the DDPM equations with the slips they are
+often written with corrected, and the notation."""
+
+from pathlib import Path
 
 import streamlit as st
 
 from ui.views import pages
 
+THUMBNAILS = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "thumbs"   # written by the browser test
+THUMB_WIDTH = 72               # pixels: six cards and the picture above the fold of a laptop's window
+
 st.title("Diffusion Explorer")
+st.markdown("**Watch a diffusion model turn noise into data, train your own on 2D points and MNIST on this machine, "
+            "and read every result against what a perfect model would score.**")
+
+
+def moving_picture() -> None:
+    """The shipped moons run's reverse process as a Plotly animation (it plays in the browser: press Play)."""
+    with st.spinner("Loading PyTorch and the shipped moons run (once per server start)..."):
+        from diffusion.sampling.sampler_config import SamplerConfig
+        from ui.jobs import shipped_runs
+        from ui.toy2d import animate2d, data2d
+        if not shipped_runs.has_shipped("moons"):
+            st.info("The shipped moons run is not in this copy (checkpoints/): train one on Phase 1.")
+            return
+        run = shipped_runs.shipped_run("moons")
+        traj = data2d.trajectory(shipped_runs.shipped_key("moons"), run, SamplerConfig("ddim", steps=50))
+        figure = animate2d.reverse(traj, 24, data2d.density("moons"), duration=100, height=420)
+        figure.update_layout(showlegend=False, title_text="Noise → moons (press Play)")   # the caption says the rest
+    st.plotly_chart(figure, key="overview_reverse")
+    st.caption("300 points of pure noise x_T (blue) become the two moons (their density: the contours) under the "
+               "shipped model, DDIM in 50 steps; 24 paths in grey, red where their points are now. Press Play. "
+               "Phase 1 trains one like it in seconds.")
+
+
+def phase_card(phase: pages.PageInfo) -> None:
+    """A card: the page's thumbnail (its first result) beside the link to it."""
+    with st.container(border=True):
+        thumb = THUMBNAILS / f"{Path(phase.path).stem}.png"
+        picture, link = st.columns([1, 3], vertical_alignment="center", gap="small")
+        if thumb.is_file():
+            picture.image(str(thumb), width=THUMB_WIDTH)
+        link.page_link(phase.path, label=phase.title)          # no icon: the whole name fits at 1,024 px
+
+
+picture, cards = st.columns([1, 1.1], gap="medium")
+with picture:
+    moving_picture()
+with cards:
+    st.caption("**Start here**, or go to any phase:")
+    for phase in pages.phases():
+        phase_card(phase)
+
+st.header("What each page does")
+for phase in pages.phases():
+    st.page_link(phase.path, label=phase.title, icon=phase.icon)
+    st.caption(phase.summary)
+
 st.markdown(
     "A diffusion model learns to **undo noise**. The *forward process* blurs data into Gaussian noise in $T$ "
     "small random steps; a network is trained to predict, from a noisy $x_t$, the noise that was added (or "
@@ -16,8 +68,8 @@ st.markdown(
 
 st.info(
     "**Notation.** We write what Ho et al. (2020) write: $\\alpha_t = 1 - \\beta_t$ and "
-    "$\\bar\\alpha_t = \\prod_{s \\le t} \\alpha_s$. Some course notes (this project's first design notes "
-    "among them) call these $\\sigma_t$ and $\\bar\\sigma_t$; here $\\sigma$ is kept for noise levels "
+    "$\\bar\\alpha_t = \\prod_{s \\le t} \\alpha_s$. Some course notes call these $\\sigma_t$ and "
+    "$\\bar\\sigma_t$; here $\\sigma$ is kept for noise levels "
     "(sampling standard deviations, and EDM's $\\sigma = \\sqrt{(1-\\bar\\alpha)/\\bar\\alpha}$).",
     icon=":material/translate:",
 )
@@ -72,10 +124,6 @@ with right:
 st.markdown("**DDIM** (Song et al. 2021, eq. 12) reuses the same network with fewer steps: with "
             "$\\hat x_0$ the prediction of $x_0$ and $\\eta \\in [0, 1]$ ($\\eta = 0$: deterministic),")
 st.latex(r"x_{t-1} = \sqrt{\bar\alpha_{t-1}}\,\hat x_0 + \sqrt{1-\bar\alpha_{t-1}-\sigma_t^2}\;"
-         r"\varepsilon_\theta(x_t, t) + \sigma_t z,\qquad \sigma_t = \eta\sqrt{\frac{1-\bar\alpha_{t-1}}"
+         r"\varepsilon_\theta(x_t, t) + \sigma_t z,")          # two lines: one fits a 1,024 px window
+st.latex(r"\sigma_t = \eta\sqrt{\frac{1-\bar\alpha_{t-1}}"
          r"{1-\bar\alpha_t}}\sqrt{1-\frac{\bar\alpha_t}{\bar\alpha_{t-1}}}")
-
-st.header("Phases")
-for phase in pages.phases():
-    st.page_link(phase.path, label=phase.title, icon=phase.icon)
-    st.caption(phase.summary)

@@ -3,11 +3,11 @@ quality, wall time, the published curves on a relative axis, and numerical stabi
 
 import streamlit as st
 
-st.title("Quality versus network evaluations")
+st.title("Quality vs steps")
 with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.explore.nfe_study import NFE_TARGETS, PRECISIONS, best_at, goal_line, protocol_line, quality_metrics
     from diffusion.sampling.registry import SAMPLERS
-    from ui.views import study_view
+    from ui.views import charts, study_view
     from ui.views.layout import error_box
 
 st.markdown("Every sampler starts from the **same initial noises** (sample *i* of the seed draws its own noise "
@@ -24,17 +24,18 @@ if not runs:
 label = st.selectbox("Run", list(runs), key="study_run")
 run_key, run = runs[label]
 image = run.is_image
-cols = st.columns(2)
-samplers = cols[0].multiselect("Samplers", SAMPLERS, default=list(SAMPLERS), key="study_samplers")
-nfe = cols[1].multiselect("NFE targets", NFE_TARGETS, default=[5, 10, 20, 50] if image else [5, 10, 20, 50, 100],
-                          key=f"study_nfe_{image}")
+# Full width, each: every chip in view at 1,024 px (in two columns they scroll sideways inside themselves)
+samplers = st.multiselect("Samplers", SAMPLERS, default=list(SAMPLERS), key="study_samplers")
+nfe = st.multiselect("NFE targets", NFE_TARGETS, default=[5, 10, 20, 50] if image else [5, 10, 20, 50, 100],
+                     key=f"study_nfe_{image}")
 cols = st.columns(3)
 n = cols[0].select_slider("Samples", [16, 32, 64, 128, 256, 500, 1000, 2000, 5000], value=64 if image else 500,
                           key=f"study_n_{image}")
 precisions = cols[1].multiselect("Network precision", list(PRECISIONS), default=["float32"], key="study_precision",
                                  help="bfloat16 / float16: the network's weights and matmuls in that type, the "
                                       "sampler's arithmetic in float32. float16 on a CPU is slow.")
-reference = cols[2].toggle(f"DDPM reference ({run.schedule.T} NFE)", value=not image, key=f"study_ref_{image}")
+reference = cols[2].toggle("DDPM reference", value=not image, key=f"study_ref_{image}",
+                           help=f"DDPM over all {run.schedule.T} steps ({run.schedule.T} NFE), the curves' yardstick")
 
 if not (samplers and nfe and precisions):
     st.info("Pick at least one sampler, one NFE target and one precision.")
@@ -49,7 +50,9 @@ st.caption(f"Expected time for this sweep on this machine: {promise.text()} (the
            f"samplers, 500 samples, with the DDPM reference) would take {full.text()}: run that one with "
            "`python -m diffusion study` or `benchmarks/study_table.py`, on a GPU if you have one.")
 frame = study_view.stored(key)
-if st.button("Run the sweep", key="study_go", type="primary", disabled=frame is not None):
+shipped = study_view.shipped_study(run_key, inputs) if frame is None else None
+if st.button("Run the sweep" if shipped is None else "Run the sweep again here", key="study_go", type="primary",
+             disabled=frame is not None):
     bar = st.progress(0.0, f"starting ({promise.text()} expected)...")
     try:
         frame, complete = study_view.run_study(key, run, promise, bar.progress, **inputs)
@@ -59,6 +62,10 @@ if st.button("Run the sweep", key="study_go", type="primary", disabled=frame is 
     except ValueError as e:
         error_box("The sweep failed", e)
     bar.empty()
+if frame is None and shipped is not None:
+    frame = shipped
+    st.caption(f"Drawn below: the sweep shipped with this run, for these settings (`{study_view.SHIPPED_COMMAND}`); "
+               "the button re-runs it on this server.")
 if frame is None:
     st.stop()
 
@@ -70,15 +77,15 @@ if best and best.reference_nfe < 1000:
     st.caption(f"The reference here is DDPM with {best.reference_nfe} NFE, not 1000.")
 study_view.quality_charts(frame, metrics)
 st.caption(f"Bars: 95% intervals; the green band is the floor at the same n. {protocol_line(frame)}")
-st.altair_chart(study_view.time_chart(frame), width="stretch")
-st.altair_chart(study_view.literature_chart(frame, headline), width="stretch")
+charts.show(study_view.time_chart(frame))
+charts.show(study_view.literature_chart(frame, headline))
 st.subheader("Stability")
 st.caption("max |x|: the largest coordinate along the trajectories, in the sampler's own space (VP x_t for "
            "DDPM/DDIM; x_t / √ᾱ_t, up to σ_max ≈ 80 times the noise, for Euler, Heun and DPM-Solver++); non-finite: "
            "samples with NaN or inf (their quality is not measured)." + study_view.stability_note(frame))
-st.dataframe(study_view.stability_table(frame), hide_index=True, width="stretch", column_config={
+st.dataframe(study_view.stability_table(frame), hide_index=True, width="stretch", height="content", column_config={
     column: st.column_config.NumberColumn(label, format="%.4g") if column.startswith(("max", "nfe", "non"))
     else st.column_config.TextColumn(label) for column, label in study_view.STABILITY_COLUMNS.items()})
 with st.expander("All results"):
-    st.dataframe(frame, hide_index=True, width="stretch")
+    st.dataframe(frame, hide_index=True, width="stretch", height="content")
     st.download_button("Download (CSV)", frame.to_csv(index=False), "study.csv", "text/csv", key="study_dl")

@@ -13,6 +13,7 @@ with its 95% interval.
 """
 
 import argparse
+from dataclasses import replace
 import statistics
 import sys
 import tempfile
@@ -26,10 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diffusion.cli import main as cli
 from diffusion.metrics.evaluation import measure_run
 from diffusion.metrics.intervals import Interval
-from diffusion.metrics.protocol import image_protocol
+from diffusion.metrics.protocol import MEASUREMENT_SAMPLER, image_protocol
 from diffusion.models.model_config import unet_preset
 from diffusion.models.unet import UNet
-from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training.checkpoints import load_run
 
 
@@ -106,7 +106,7 @@ def digit0(budget: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = _trained(Path(tmp) / "zeros", budget, "--classes", "0")
     start = time.perf_counter()
-    result, _ = measure_run(run, image_protocol(run.config.data, 500, SamplerConfig("ddim", 50)))
+    result, _ = measure_run(run, image_protocol(run.config.data, 500))
     zeros = Interval(**result.details["generated_class_shares"][0])
     print(f"\nMNIST zeros 16x16: {' '.join(budget)} of training ({run.step} steps), then {result.n} DDIM-50 samples "
           f"measured in {time.perf_counter() - start:.1f} s ({result.protocol.name}; {result.cap or 'no cap'})\n")
@@ -125,7 +125,7 @@ def conditional(budget: list[str], scales: tuple[float, ...]) -> None:
     print("| guidance w | requested digit recognised [95%] | FID [95%] | floor [95%] | reading | min class count |")
     print("|---|---|---|---|---|---|")
     for w in scales:
-        result, _ = measure_run(run, image_protocol(run.config.data, 500, SamplerConfig("ddim", 50, guidance=w)))
+        result, _ = measure_run(run, image_protocol(run.config.data, 500, replace(MEASUREMENT_SAMPLER, guidance=w)))
         print(f"| {w:g} | {result.extra['accuracy'].text()} | {result.metrics['fid'].text()} | "
               f"{result.floor['fid'].text()} | {result.reading('fid')} | "
               f"{min(result.details['generated_class_histogram'])} |")

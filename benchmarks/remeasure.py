@@ -7,7 +7,8 @@
 2D runs: 1,000 DDIM-50 samples against 1,000 fresh true points; image runs: n (500) DDIM-50 samples against n
 held-out images on the dataset classifier's features (n capped by the data); the floor at the same n.
 --likelihood measures instead the model's likelihood of held-out data (2D: NLL in nats of 2,000 fresh true points beside
-the true density's; images: bits/dim of 200 held-out test images) into the folder's likelihood.json.
+the true density's; images: bits/dim of 200 held-out test images) into the folder's likelihood.json, every run's ODE
+ending at the same noise level (sigma 0.01, metrics.likelihood.END_SIGMA).
 """
 
 import argparse
@@ -19,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from diffusion.explore.catalog import likelihood_end  # noqa: E402
 from diffusion.metrics.evaluation import row_sentences  # noqa: E402
 from diffusion.metrics.measure import measure_likelihood, remeasure  # noqa: E402
 from diffusion.metrics.points2d import POINT_METRICS  # noqa: E402
@@ -48,7 +50,8 @@ def main() -> None:
             unit = "bits/dim" if "bits_per_dim" in report else "nats"
             floor = f", true density {report['true_nll']['mean']:.3f}" if report.get("true_nll") else ""
             print(f"{folder} likelihood: {value['mean']:.3f} +- {value['se']:.3f} {unit} (se) of n = {report['n']} "
-                  f"held-out{floor} ({time.perf_counter() - start:.0f} s)", flush=True)
+                  f"held-out{floor}, ODE from {likelihood_end(report)} ({time.perf_counter() - start:.0f} s)",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -50,25 +50,18 @@ def floor_8gaussians():
 class OracleEps(torch.nn.Module):
     """The exact eps-prediction network of Gaussian-mixture data, E[eps | x_t] (core.oracles.flow_posterior at the
     flow point of x_t: the same eps), differentiable in x_t. A Run around it samples with the analytic answer.
-    Fractional timesteps (a diffusion run read in continuous time, core.edm.continuous_vp_denoiser) are at the
-    noise level whose ln sigma is linear between the two timesteps around it."""
+    Fractional timesteps (a diffusion run read in continuous time, core.edm.continuous_vp_denoiser) are read by
+    core.schedules.alpha_bar_at."""
 
     def __init__(self, mixture, alpha_bar):
         super().__init__()
         self.mixture, self.alpha_bar = mixture, alpha_bar.double()
         self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)   # gives the Run a device
 
-    def alpha_bar_at(self, t):
-        if not t.is_floating_point():
-            return self.alpha_bar[t]
-        log_sigma = (0.5 * (1 / self.alpha_bar - 1).log()).double()
-        low = t.double().floor().long().clamp(0, len(log_sigma) - 2)
-        w = t.double() - low
-        return 1 / (1 + (2 * ((1 - w) * log_sigma[low] + w * log_sigma[low + 1])).exp())
-
     def forward(self, x_t, t, y=None):
         from diffusion.core.oracles import flow_posterior
-        ab = self.alpha_bar_at(t)
+        from diffusion.core.schedules import alpha_bar_at
+        ab = alpha_bar_at(self.alpha_bar, t)
         a, b = ab.sqrt(), (1 - ab).sqrt()
         return flow_posterior(self.mixture, x_t.double() / (a + b)[:, None], b / (a + b))[1].to(x_t.dtype)
 

@@ -138,3 +138,14 @@ def test_the_2d_pages_model_is_listed_for_this_session(trainer):
     at.button(key="toy2d_reset").click().run()                # discarded: no page lists it any more
     at.switch_page(COMPARE).run()
     assert not at.exception and next(iter(registered)) not in set(_names(at))
+
+
+def test_compare_opens_on_todays_protocol():
+    """The overlay's protocol and the analysis' group default to today's protocols, the legacy ('old·...') and
+    unrecorded ones after them."""
+    from diffusion.metrics.measure import LEGACY
+    from ui.views import compare_view as compare
+    labels = ["old·fid·clf·n100·train-halves·ddim50·s0 on mnist", "no protocol recorded on mnist",
+              "fid·clf·n500·heldout·ddim20·s0 on mnist"]
+    assert compare.current_first(labels) == [labels[2], labels[0], labels[1]]
+    assert all(protocol.startswith(compare.LEGACY_PREFIX) for protocol in LEGACY.values())

@@ -181,7 +181,7 @@ def test_the_guidance_section_trains_a_conditional_model_with_label_dropout(guid
 def test_guidance_shows_each_class_beside_the_exact_law_with_its_numbers(guided):
     guided.select_slider(key="toy2d_guided_w").set_value(4.0).run()
     assert not guided.exception and not guided.error
-    table = guided.dataframe[-1].value
+    table = guided.table[-1].value
     assert list(table["model"].unique()) == ["learned", "exact"]
     assert list(table[table["model"] == "exact"]["class"]) == ["all", *map(str, range(8))]
     w1, floor = (table[c].str.split(" ").str[0].astype(float) for c in ("W1 [95%]", "floor [95%]"))

@@ -145,6 +145,7 @@ def test_a_tiny_training_draws_loss_fid_and_samples(name):
     at = _page(name)
     _train(at, name)
     assert "the model you trained" in at.radio(key=f"{name}_model").options
+    assert at.radio(key=f"{name}_model").value == "trained"        # the sections below now show the new model
     assert any(run.step == 50 for run in at.session_state["session_runs"].values())   # listed for other pages
 
 
@@ -152,10 +153,10 @@ def test_guidance_slider_changes_the_grid_and_the_sections_that_follow_it():
     at = _page("cond")
     _open(at, "cond_film")                   # follows the grid's sampler and w
     _open(at, "cond_label_path")             # has its own w
-    grid, film, path = (_image(at, caption) for caption in ("Row c", "x_t, left", "One x_T"))
+    grid, film, path = (_image(at, caption) for caption in ("Rows, top to bottom", "x_t, left", "One x_T"))
     at.slider(key="cond_grid_w").set_value(4.0).run()
     assert not at.exception, at.exception
-    assert _image(at, "Row c") != grid and _image(at, "x_t, left") != film
+    assert _image(at, "Rows, top to bottom") != grid and _image(at, "x_t, left") != film
     assert _image(at, "One x_T") == path
     at.slider(key="cond_label_w").set_value(3.0).run()
     assert _image(at, "One x_T") != path

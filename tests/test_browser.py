@@ -1,6 +1,12 @@
 """End to end in a real browser: Debian's Chromium, headless, driven by Playwright, against `streamlit run`.
 
-Set SCREENSHOTS_DIR=docs/screenshots to refresh the README's screenshots.
+Every page is read at 1,400 and 1,024 px, on arrival and after its main interactions (_readable): the layout
+(nothing wider than its column, no sideways scrolling, tables that do not scroll inside themselves) and every
+chart as a person reads it (tests/chart_reader.py: a y axis >= 100 px with >= 2 tick labels in every panel, no text
+over other text, no text cut), each time once the page has settled (chart_reader.settle), not after a fixed delay.
+
+Set SCREENSHOTS_DIR=docs/screenshots to refresh the screenshots (each page at both widths) and the Overview's
+thumbnails (docs/screenshots/thumbs/).
 """
 
 import os
@@ -8,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+from chart_reader import chart_problems, settle
 from conftest import ROOT
 from streamlit_server import CHROMIUM, chromium_page, serve_app
 
@@ -61,6 +68,14 @@ LAYOUT = """charts => {
       problems.push(`${el.dataset.testid || el.tagName} under "${where(el)}": [${Math.round(a)}, ${Math.round(b)}] `
                     + `in its column [${Math.round(left)}, ${Math.round(right)}]`);
   }
+  for (const box of (main || document.body).querySelectorAll("*")) {     // a box or chip row scrolling sideways
+    if (box.scrollWidth <= box.clientWidth + 3 || !box.checkVisibility()) continue;   // KaTeX rounds by 2 px
+    const overflow = getComputedStyle(box).overflowX;
+    if ((overflow === "auto" || overflow === "scroll") && !box.closest("[data-testid=stDataFrame]"))
+      problems.push(`${box.dataset.testid || box.className.toString().split(" ")[0] || box.tagName} under `
+                    + `"${where(box)}" scrolls sideways: ${box.scrollWidth} > ${box.clientWidth}: `
+                    + `"${box.innerText.slice(0, 40)}"`);
+  }
   for (const legend of document.querySelectorAll(".js-plotly-plot g.legend")) {
     const q = legend.getBoundingClientRect();
     if (q.width > 0 && (q.left < 0 || q.right > vw))
@@ -89,43 +104,92 @@ SECTIONS = {"app_pages/mnist_digit.py": ("Record the denoising steps", "Compare 
             "app_pages/images32.py": ("Record the denoising steps",)}     # cheap on-demand sections with images
 
 
-def _readable(pg) -> None:
-    """At each of WIDTHS: no sideways scrolling of the page, no chart, table or image wider than its column (its
-    drawing included), every Plotly legend inside the window (Vega draws its legends inside the chart's canvas,
-    which the column must hold), images of one size side by side drawn at one size. The window is restored to its
-    first size."""
+def _readable(pg, shot: str | None = None, tmp_path: Path | None = None) -> None:
+    """At each of WIDTHS, once the page has settled: no sideways scrolling of the page, no chart, table or image
+    wider than its column (its drawing included) and no table scrolling inside itself, every Plotly legend inside
+    the window, images of one size side by side drawn at one size, and every chart readable (chart_reader). With
+    `shot`, a screenshot at each width (_shot). The window is restored to its first size."""
     size, problems = pg.viewport_size, []
     for width in WIDTHS:
         pg.set_viewport_size({"width": width, "height": size["height"]})
-        pg.wait_for_timeout(1500)                        # Streamlit re-lays out and the charts redraw
-        problems += [f"{width} px: {p}" for p in pg.evaluate(LAYOUT, CHARTS) + pg.evaluate(SAME_SIZE)]
+        settle(pg)                                       # Streamlit re-lays out and the charts redraw
+        problems += [f"{width} px: {p}" for p in pg.evaluate(LAYOUT, CHARTS) + pg.evaluate(SAME_SIZE)
+                     + chart_problems(pg)]
+        if shot:
+            _shot(pg, shot if width == WIDTHS[0] else f"{shot}-{width}", tmp_path)
     pg.set_viewport_size(size)
+    settle(pg)
     assert not problems, "\n".join(problems)
 
 
-def _shot(pg, name: str, tmp_path: Path) -> None:
+def _folder(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("SCREENSHOTS_DIR", tmp_path))
     folder = folder if folder.is_absolute() else ROOT / folder
     folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _shot(pg, name: str, tmp_path: Path) -> None:
+    """The page's first 2,000 px at the window's width, as `name`.png."""
+    folder = _folder(tmp_path)
     size = pg.viewport_size
     pg.set_viewport_size({"width": size["width"], "height": 2000})  # the app scrolls inside its main block
-    pg.wait_for_timeout(1000)
+    settle(pg)
     pg.screenshot(path=str(folder / f"{name}.png"))
     pg.set_viewport_size(size)
+    settle(pg)
     assert (folder / f"{name}.png").stat().st_size > 10_000
 
 
+THUMB_WIDTH, THUMB_HEIGHT = 360, 240     # pixels: the Overview's cards (the middle of the first result)
+FIRST_RESULT = ".js-plotly-plot, [data-testid=stVegaLiteChart], [data-testid=stImage] img"
+
+
+def _thumbnail(pg, name: str, tmp_path: Path) -> None:
+    """The page's first result (chart or image) at 1,400 px, THUMB_WIDTH wide, as thumbs/`name`.png: the picture on
+    the Overview's card for the page."""
+    from PIL import Image
+    folder = _folder(tmp_path) / "thumbs"
+    folder.mkdir(exist_ok=True)
+    main = pg.get_by_test_id("stMainBlockContainer")
+    first = main.locator(FIRST_RESULT).first
+    first.evaluate("el => el.scrollIntoView({block: 'center'})")    # clear of Streamlit's header
+    settle(pg)
+    path = folder / f"{name}.png"
+    first.screenshot(path=str(path))
+    with Image.open(path) as image:                    # the middle of it at 3:2, THUMB_WIDTH wide
+        width = min(image.width, image.height * THUMB_WIDTH // THUMB_HEIGHT)
+        height = width * THUMB_HEIGHT // THUMB_WIDTH
+        left, top = (image.width - width) // 2, (image.height - height) // 2
+        thumb = image.convert("RGB").crop((left, top, left + width, top + height))
+    thumb.resize((THUMB_WIDTH, THUMB_HEIGHT)).save(path, optimize=True)
+
+
 def test_overview_then_train_on_the_2d_page(page, app_url, tmp_path):
+    """The Overview opens on the moving picture and a card per phase above the fold (a 1,000 px tall window at
+    both widths); the 2D page reads well on arrival and after a training."""
     expect = sync_api.expect
     page.goto(app_url)
     main = page.get_by_test_id("stMainBlockContainer")
     expect(main.get_by_text("Diffusion Explorer", exact=False).first).to_be_visible(timeout=30_000)
+    expect(main.locator(".js-plotly-plot g.updatemenu-button", has_text="Play")).to_be_visible(timeout=120_000)
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
-    _readable(page)
-    _shot(page, "overview", tmp_path)
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 1000})
+        settle(page)
+        links = main.get_by_test_id("stPageLink")
+        assert links.count() >= len(OTHER_PAGES) + 1
+        for k in range(len(OTHER_PAGES) + 1):         # every phase's card
+            box = links.nth(k).bounding_box()
+            assert box is not None and box["y"] + box["height"] <= 1000, f"a card is below the fold at {width} px"
+    page.set_viewport_size({"width": WIDTHS[0], "height": 1000})
+    _readable(page, "overview", tmp_path)
 
     page.get_by_test_id("stSidebarNav").get_by_text("2D toy data").click()
     expect(main.get_by_role("heading", name="3. Train")).to_be_visible(timeout=30_000)
+    settle(page, timeout=120)
+    _readable(page)
+    _thumbnail(page, "toy2d", tmp_path)
     steps = main.locator('input[type=range][aria-label="Steps"]')
     steps.focus()
     steps.press("Home")                       # the smallest budget: 100 steps
@@ -134,8 +198,7 @@ def test_overview_then_train_on_the_2d_page(page, app_url, tmp_path):
     expect(main.get_by_text("Done:", exact=False)).to_be_visible(timeout=120_000)
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
     assert main.locator("[data-testid=stVegaLiteChart]").count() > charts_before
-    _readable(page)
-    _shot(page, "toy2d", tmp_path)
+    _readable(page, "toy2d", tmp_path)
 
 
 POINTS_JS = "els => els.map(e => e.getAttribute('transform'))"
@@ -183,41 +246,80 @@ def test_2d_page_plays_the_reverse_process_in_the_browser_without_a_rerun(page, 
     for heading in ("5. Samplers", "6. Diffusion vs flow matching", "7. Likelihood"):
         expect(main.get_by_role("heading", name=heading)).to_be_visible()
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
-    folder = Path(os.environ.get("SCREENSHOTS_DIR", tmp_path))
-    folder = folder if folder.is_absolute() else ROOT / folder
-    main.locator(".st-key-toy2d_reverse_anim").screenshot(path=str(folder / "toy2d-reverse.png"))
+    main.locator(".st-key-toy2d_reverse_anim").screenshot(path=str(_folder(tmp_path) / "toy2d-reverse.png"))
+    _readable(page)
 
 
 IMAGE_PAGES = ("app_pages/mnist_digit.py", "app_pages/mnist_conditional.py", "app_pages/images32.py")
 OTHER_PAGES = [p for p in PAGES if p.path not in ("app_pages/overview.py", "app_pages/toy2d.py")]
 
 
+def _train_a_few_image_steps(pg, main) -> None:
+    """Phase 2's training at its smallest: the tiny U-Net, 50 steps of batch 16, FID on the smallest n at step 50."""
+    main.get_by_text("Train a model yourself", exact=False).click()
+    for label, moves in (("Steps", ["Home"]), ("Batch size", ["Home"]), ("Samples and FID every", ["Home", "ArrowRight"]),
+                         ("FID samples n", ["Home"])):
+        widget = main.locator(f'input[type=range][aria-label="{label}"]')
+        expect_visible(widget)
+        widget.focus()
+        for key in moves:
+            widget.press(key)
+        settle(pg, timeout=120)
+    main.get_by_role("button", name="Train", exact=False).first.click()
+    sync_api.expect(main.get_by_text("Done:", exact=False)).to_be_visible(timeout=300_000)
+    settle(pg, timeout=120)
+    sync_api.expect(main.get_by_role("radio", name="the model you trained")).to_be_checked()
+    assert main.locator("[data-testid=stVegaLiteChart]").count() >= 2      # the loss and the FID panel
+
+
+def _run_the_guidance_sweep(pg, main) -> None:
+    samples = main.locator('input[type=range][aria-label="Samples per scale"]')
+    samples.focus()
+    samples.press("Home")
+    settle(pg, timeout=120)
+    main.get_by_role("button", name="Run the guidance sweep", exact=False).click()
+    sync_api.expect(main.get_by_text("Measured here:", exact=False)).to_be_visible(timeout=300_000)
+
+
+def expect_visible(locator) -> None:
+    locator.scroll_into_view_if_needed()
+    sync_api.expect(locator).to_be_visible(timeout=60_000)
+
+
+INTERACTIONS = {"app_pages/mnist_digit.py": _train_a_few_image_steps,
+                "app_pages/mnist_conditional.py": _run_the_guidance_sweep}
+
+
 @pytest.mark.parametrize("info", OTHER_PAGES, ids=lambda p: Path(p.path).stem)
 def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
-    """Each page, from the menu, runs to completion with the shipped runs and shows no exception; with its cheap
-    on-demand image sections open, it reads at every width (_readable)."""
+    """Each page, from the menu, runs to completion with the shipped runs and shows no exception and opens on a
+    result (the study page: the shipped sweep drawn); it reads at every width (_readable) on arrival, with its cheap
+    on-demand image sections open, and after its main interaction (Phase 2: a training of a few steps; Phase 3:
+    the guidance sweep)."""
     expect = sync_api.expect
     page.goto(app_url)
     page.get_by_test_id("stSidebarNav").get_by_text(info.title, exact=True).click()
     main = page.get_by_test_id("stMainBlockContainer")
     expect(main.locator("h1").first).to_be_visible(timeout=60_000)
-    page.wait_for_timeout(1000)                        # the script starts
-    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=120_000)
+    if info.path == "app_pages/study.py":                # its title is its name in the menu
+        expect(main.locator("h1").first).to_have_text(info.title)
+    settle(page, timeout=180)
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
-    if info.path in IMAGE_PAGES:                       # the shipped run's sample grid is drawn on arrival
-        expect(main.get_by_test_id("stImage").first).to_be_visible(timeout=60_000)
+    draw = main.get_by_role("button", name="Draw the grid", exact=False)
+    if draw.count():                                   # a loaded machine: the grid waits for a click
+        draw.click()
+        settle(page, timeout=300)
+    expect(main.locator(FIRST_RESULT).first).to_be_visible(timeout=60_000)   # a result, not only controls
+    _readable(page)
+    _thumbnail(page, Path(info.path).stem, tmp_path)
     for action in SECTIONS.get(info.path, ()):
         main.get_by_role("button", name=action).click()
-        page.wait_for_timeout(1000)
-        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=120_000)
+        settle(page, timeout=180)
         expect(page.locator("[data-testid=stException]")).to_have_count(0)
-    if info.path == "app_pages/study.py":              # the default sweep (moons, seconds) draws its charts
-        main.get_by_role("button", name="Run the sweep").click()
-        expect(main.get_by_test_id("stVegaLiteChart").first).to_be_visible(timeout=180_000)
-        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=180_000)
+    if info.path in INTERACTIONS:
+        INTERACTIONS[info.path](page, main)
         expect(page.locator("[data-testid=stException]")).to_have_count(0)
-    _readable(page)
-    _shot(page, Path(info.path).stem, tmp_path)
+    _readable(page, Path(info.path).stem, tmp_path)
 
 
 def _draw(pg, canvas, strokes) -> None:
@@ -268,3 +370,4 @@ def test_draw_a_distribution_train_on_it_and_guide_a_conditional_model(page, app
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
     main.get_by_text("Guidance scale w").scroll_into_view_if_needed()
     _shot(page, "toy2d_guidance", tmp_path)
+    _readable(page)

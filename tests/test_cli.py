@@ -106,7 +106,7 @@ def test_every_sampler_setting_is_a_flag_and_parses_back_to_its_config():
     argv = ["sample", "--checkpoint", "c", "--out", "o.npy", "--sampler", "heun", "--steps", "7", "--grid", "karras",
             "--rho", "5", "--sigma-min", "0.01", "--sigma-max", "20", "--churn", "3", "--s-min", "0.1", "--s-max", "9",
             "--s-noise", "1.1", "--no-clip", "--guidance", "2"]
-    expected = SamplerConfig("heun", 7, clip=False, guidance=2.0, grid="karras", rho=5.0, sigma_min=0.01,
+    expected = SamplerConfig("heun", 7, clip="none", guidance=2.0, grid="karras", rho=5.0, sigma_min=0.01,
                              sigma_max=20.0, S_churn=3.0, S_min=0.1, S_max=9.0, S_noise=1.1)
     assert sampler_settings(_parser().parse_args(argv)) == expected
     ddim = ["sample", "--checkpoint", "c", "--out", "o.npy", "--eta", "0.5", "--spacing", "leading"]

@@ -35,7 +35,7 @@ def test_train_logs_fid_and_accuracy_with_their_protocol_intervals_and_floor(dig
     history = pd.read_csv(digits_run / "metrics.csv")
     measured = history.dropna(subset=["fid"])
     assert list(measured["step"]) == [15, 30]
-    assert (measured["n"] == 20).all() and (measured["protocol"] == "fid·clf·n20·test·ddim50·s0").all()
+    assert (measured["n"] == 20).all() and (measured["protocol"] == "fid·clf·n20·test·bal2·ddim50·s0").all()
     assert (measured["fid_low"] <= measured["fid"]).all() and (measured["fid"] <= measured["fid_high"]).all()
     assert (measured["fid"] > measured["fid_floor_high"]).all()        # 30 steps are far from the data
     assert measured["accuracy"].between(0, 1).all() and (measured["accuracy_low"] <= measured["accuracy"]).all()
@@ -62,13 +62,14 @@ def test_evaluate_reports_protocol_intervals_floor_and_label_accuracy(digits_run
     done = cli("evaluate", "--checkpoint", str(digits_run), "--n", "40", "--steps", "5", "--metrics", "fid,kid,prc")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["protocol"] == "fid·clf·n40·test·ddim5·s0" and report["n"] == 40 and report["cap"] == ""
+    assert report["protocol"] == "fid·clf·n40·test·bal2·ddim5·s0" and report["n"] == 40 and report["cap"] == ""
     assert report["extractor"] == "classifier-mnist-16" and "40 held-out test images" in report["measured"]
     fid, kid = report["metrics"]["fid"], report["metrics"]["kid"]
     assert fid["value"] > fid["floor"]["high"] and fid["reading"] == "above the floor"
     assert kid["floor"]["low"] <= kid["floor"]["value"] <= kid["floor"]["high"] and "KID" in kid["method"]
     assert 0 <= report["accuracy"]["low"] <= report["accuracy"]["value"] <= report["accuracy"]["high"] <= 1
     assert len(report["generated_class_histogram"]) == 10 and {"precision", "recall"} <= set(report)
+    assert "bootstrap" in report["recall"]["method"] and "prediction interval" in report["recall"]["floor"]["method"]
     done = cli("evaluate", "--checkpoint", str(digits_run), "--n", "40", "--metrics", "fid,lpips")
     assert done.returncode == 2 and "lpips" in done.stderr
 

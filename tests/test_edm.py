@@ -8,17 +8,17 @@ from diffusion.core.edm import (
     C_NOISE_SCALE,
     EDMPrecond,
     alpha_bar_of_sigma,
+    continuous_vp_denoiser,
     edm_loss,
     edm_loss_weight,
     edm_scalings,
-    from_vp_denoiser,
+    fractional_timestep,
     karras_sigmas,
     logsnr_sigmas,
-    nearest_timestep,
     schedule_sigma_range,
     to_vp_denoiser,
 )
-from diffusion.core.schedules import make_schedule
+from diffusion.core.schedules import alpha_bar_at, make_schedule
 from diffusion.data.toy_datasets import toy_dataset
 from diffusion.explore.presets import PRESETS, preset
 from diffusion.models.model_config import MLPConfig
@@ -142,16 +142,22 @@ def test_schedule_sigma_range():
     assert schedule_sigma_range(make_schedule("linear", 1000), 0.02, 1000.0)[1] == pytest.approx(157.4, rel=1e-3)
 
 
-def test_nearest_timestep_rounds_in_log_sigma():
+def test_fractional_timesteps_interpolate_log_sigma_and_invert():
+    """alpha_bar_at reads a discrete schedule between its integers (ln sigma linear, k-diffusion's t_to_sigma);
+    fractional_timestep is its inverse, integer on the schedule's own sigmas."""
     sch = make_schedule("linear", 1000)
     t = torch.tensor([0, 1, 10, 500, 999])
-    torch.testing.assert_close(nearest_timestep(sch.sigma[t], sch), t)
-    a, b = sch.sigma[1].double(), sch.sigma[2].double()
-    mid = (a * b).sqrt()                                   # the geometric midpoint is the log-space boundary
-    assert nearest_timestep(torch.stack([mid * 0.999, mid * 1.001]), sch).tolist() == [1, 2]
-    # the arithmetic midpoint is nearer to b in log sigma (EDM's linear rounding would pick a)
-    assert nearest_timestep((a + b)[None] / 2, sch).item() == 2
-    assert nearest_timestep(torch.tensor([1e-6, 1e6]), sch).tolist() == [0, 999]
+    torch.testing.assert_close(alpha_bar_at(sch.alpha_bar, t.double()), sch.alpha_bar.double()[t])
+    ab = sch.alpha_bar.double()
+    sigmas = ((1 - ab) / ab).sqrt()                        # the schedule's sigmas from its alpha_bar, in float64
+    torch.testing.assert_close(fractional_timestep(sigmas[t], sch), t.double())
+    a, b = sigmas[1], sigmas[2]
+    ab = alpha_bar_at(sch.alpha_bar, torch.tensor([1.5], dtype=torch.float64))
+    torch.testing.assert_close(((1 - ab) / ab).sqrt(), (a * b).sqrt()[None], rtol=1e-5, atol=0)  # geometric middle
+    frac = torch.tensor([0.25, 3.7, 998.5], dtype=torch.float64)
+    sigma = ((1 - alpha_bar_at(sch.alpha_bar, frac)) / alpha_bar_at(sch.alpha_bar, frac)).sqrt()
+    torch.testing.assert_close(fractional_timestep(sigma, sch), frac)
+    assert fractional_timestep(torch.tensor([1e-6, 1e6]), sch).tolist() == [0, 999]   # clamped to the schedule
 
 
 def test_vp_and_sigma_adapters_agree_with_the_exact_denoiser():
@@ -167,7 +173,9 @@ def test_vp_and_sigma_adapters_agree_with_the_exact_denoiser():
         return mixture.posterior_mean(x * ab.sqrt()[:, None].float(), ab)
 
     x_t = x * alpha_bar_of_sigma(sigma.double()).sqrt()[:, None].float()
-    torch.testing.assert_close(from_vp_denoiser(vp, sch)(x, sigma, None), exact(x, sigma, None))
+    torch.testing.assert_close(continuous_vp_denoiser(vp, sch, "x0")(x, sigma, None), exact(x, sigma, None))
+    off_grid = sigma * 1.37                                 # between timesteps: exact too, no rounding
+    torch.testing.assert_close(continuous_vp_denoiser(vp, sch, "x0")(x, off_grid, None), exact(x, off_grid, None))
     torch.testing.assert_close(to_vp_denoiser(exact, sch)(x_t, t, None), vp(x_t, t, None), rtol=1e-4, atol=1e-4)
 
 

@@ -11,7 +11,7 @@ from diffusion.config import DataConfig
 from diffusion.data import load_data
 from diffusion.data.image_datasets import load_images, to_uint8
 from diffusion.data.toy_datasets import toy_dataset
-from diffusion.metrics.evaluation import measure_run, measure_samples
+from diffusion.metrics.evaluation import measure_run, measure_samples, prepare_floor
 from diffusion.metrics.fid import Frechet, features
 from diffusion.metrics.intervals import ABOVE, AT, reading
 from diffusion.metrics.points2d import score_2d
@@ -24,7 +24,10 @@ from diffusion.metrics.protocol import (
     points_protocol,
     points_reference,
     reference_for,
+    stratify,
 )
+from diffusion.metrics.intervals import prediction_factor
+from diffusion.metrics.prc import precision_recall
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training.checkpoints import CHECKPOINTS_DIR, load_run
 
@@ -129,3 +132,82 @@ def test_a_class_protocol_measures_against_that_class_alone():
         Protocol("fid", 100, extractor="classifier", reference="test", label=0)
     with pytest.raises(ValueError, match="not one of 'swissroll'"):
         points_reference(points_protocol(50, label=0), "swissroll")
+
+
+def _balanced(n: int, classes: int) -> torch.Tensor:
+    return torch.arange(classes).repeat(n // classes + 1)[:n]
+
+
+def test_a_sample_drawn_with_balanced_labels_reads_its_stratified_floor():
+    """True points drawn with balanced labels (40 of each of 25gaussians' classes), as a conditional run's samples
+    are: against an i.i.d. floor they read about 0.80x it (a balanced set sits closer to the data); against the floor
+    drawn the same way (stratified) they read 1.0x it. Three such sets, mean W1 / floor within 10% of 1."""
+    toy, data, n = toy_dataset("25gaussians"), DataConfig("25gaussians"), 1000
+    y = _balanced(n, toy.num_classes)
+    ratios = []
+    for seed in (1, 2, 3):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.cat([toy.sample_class(int((y == c).sum()), g, c) for c in range(toy.num_classes)])
+        result = measure_samples(x, points_protocol(n), data, y=y)
+        ratios.append(result.metrics["w1"].value / result.floor["w1"].value)
+        assert result.reading("w1") == AT
+    assert 0.9 < sum(ratios) / 3 < 1.1, ratios
+    assert result.protocol.name == "2d·n1000·fresh·bal25·ddim50·s0" and "stratified" in result.protocol.describe()
+
+
+def test_stratified_image_floor_draws_hold_the_samples_class_counts():
+    """Each floor draw of a protocol stratified 80 zeros + 20 ones holds exactly those training images (looked up by
+    their bytes among the training images of each class)."""
+    data = DataConfig("mnist", image_size=16, classes=(0, 1))
+    train = load_data(data)
+    label_of = {bytes(x): int(c) for x, c in zip(to_uint8(train.x).numpy(), train.y)}
+    y = torch.tensor([0] * 80 + [1] * 20)
+    protocol = stratify(image_protocol(data, 100), y)
+    assert protocol.strata == ((0, 80), (1, 20)) and "y0:80+1:20" in protocol.name
+    ref = reference_for(protocol, data)
+    assert len(ref.floor_sets) == FLOOR_DRAWS and ref.draw_sizes == (100,) * FLOOR_DRAWS
+    for draw in ref.floor_sets:
+        labels = [label_of[bytes(x)] for x in draw.numpy()]
+        assert labels.count(0) == 80 and labels.count(1) == 20
+    with pytest.raises(ValueError, match="counts add up to n"):
+        replace(protocol, n=99)
+
+
+def test_kid_is_precision_and_recall_floors_come_from_every_floor_draw():
+    """Precision and recall of each floor draw against the reference, computed here on the classifier's features:
+    their mean is the floor, its interval the prediction interval of the draws; the samples' intervals are bootstrap
+    ones (never narrower than the floor's spread); KID and IS get floors from the same draws."""
+    protocol = image_protocol(ZEROS, 100)
+    ref = reference_for(protocol, ZEROS)
+    real = ref.embed(ref.images)
+    values = [precision_recall(ref.embed(d), real, replicates=0)["precision"][0] for d in ref.floor_sets]
+    train = to_uint8(load_data(ZEROS).x)
+    result = measure_samples(train[torch.randperm(len(train), generator=torch.Generator().manual_seed(9))[:100]],
+                             protocol, ZEROS, extra_metrics=("kid", "isc", "prc"))
+    floor = result.floor["precision"]
+    assert floor.value == pytest.approx(sum(values) / len(values)) and "prediction interval" in floor.method
+    assert floor.high - floor.low == pytest.approx(2 * prediction_factor(FLOOR_DRAWS) * float(
+        torch.tensor(values, dtype=torch.float64).std()) / ref.finite_population, rel=1e-6) or floor.high == 1.0
+    for m in ("kid", "isc", "precision", "recall"):
+        assert m in result.floor and "draws" in result.floor[m].method, m
+    assert "bootstrap" in result.extra["recall"].method and result.reading("kid") == AT
+    assert result.report()["precision"]["floor"]["value"] == floor.value
+
+
+def test_the_floor_a_training_page_prepares_is_the_one_its_measurement_uses():
+    """prepare_floor (built before a page's clock runs) is, for a conditional run, the stratified reference that
+    measure_run then measures against: the same cached object."""
+    run = load_run(CHECKPOINTS_DIR / "mnist16-cond")
+    protocol = image_protocol(run.config.data, 60, SamplerConfig("ddim", 3))
+    ref = prepare_floor(protocol, run.config)
+    result, _ = measure_run(run, protocol)
+    assert "bal10" in result.protocol.name and reference_for(result.protocol, run.config.data) is ref
+    assert result.floor["fid"] == ref.floor["fid"]
+
+
+def test_a_sampler_tag_keeps_its_meaning_when_a_default_moves():
+    from diffusion.metrics.protocol import MEASUREMENT_SAMPLER, sampler_tag
+    assert sampler_tag(MEASUREMENT_SAMPLER) == "ddim50" and MEASUREMENT_SAMPLER.timestep_spacing == "trailing"
+    assert sampler_tag(SamplerConfig("ddim", 50)) == "ddim50·spacing=cubic"        # today's default DDIM is not 'ddim50'
+    assert sampler_tag(SamplerConfig("heun", 18, grid="karras")) == "heun18"
+    assert sampler_tag(SamplerConfig("heun", 18)) == "heun18·grid=logsnr"

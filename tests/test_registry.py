@@ -3,16 +3,30 @@ sampler is tested by being registered. Driven by the exact eps of a Gaussian mix
 exact flow-matching velocity (conftest.oracle_flow_run), each must reproduce the mixture at its documented number of
 steps: every sampler on a diffusion run and on a flow run."""
 
+import json
 import math
-from dataclasses import fields
+import statistics
+from dataclasses import asdict, fields
 
+import numpy as np
 import pytest
 import torch
 from conftest import N, oracle_flow_run, oracle_run
 
 from diffusion.cli import _parser
+from diffusion.core.time import Clip
+from diffusion.data import toy_for
+from diffusion.data.custom import custom_data
+from diffusion.explore.exact import exact_run, gaussian_run
 from diffusion.core.schedules import SPACINGS, spaced_timesteps
 from diffusion.metrics.points2d import wasserstein
+from diffusion.sampling.reference import (
+    fitted_order,
+    linear_output_std,
+    ode_span,
+    reference_error,
+    reference_sample,
+)
 from diffusion.sampling.sampler_config import COMMON, SamplerConfig
 from diffusion.sampling.registry import REGISTRY, SAMPLERS, sampler_spec
 from diffusion.sampling.run import Trajectory
@@ -94,12 +108,13 @@ def test_one_step_starts_from_pure_noise_whatever_the_spacing(spacing):
     ({"steps": True}, "steps=True"),
     ({"eta": 1.5}, "eta=1.5 is out of range; allowed: a number from 0 to 1"),
     ({"eta": math.nan}, "eta=nan"),
-    ({"spacing": "even"}, "spacing='even' is out of range; allowed: trailing, linspace, leading"),
+    ({"spacing": "even"}, "spacing='even' is out of range; allowed: None, cubic, quadratic, trailing, linspace, "
+                          "leading"),
     ({"name": "ddpm", "variance": "big"}, "variance='big'"),
-    ({"clip": "yes"}, "clip='yes'"),
+    ({"clip": "yes"}, "clip='yes' is out of range; allowed: auto, none, clamp, ball"),
     ({"guidance": -1.0}, "guidance=-1.0"),
     ({"guidance": math.inf}, "guidance=inf"),
-    ({"name": "heun", "grid": "cosine"}, "grid='cosine' is out of range; allowed: None, karras, logsnr"),
+    ({"name": "heun", "grid": "cosine"}, "grid='cosine' is out of range; allowed: None, karras, logsnr, flow"),
     ({"name": "heun", "rho": 0.0}, "rho=0.0"),
     ({"name": "euler", "sigma_min": -1.0}, "sigma_min=-1.0"),
     ({"name": "euler", "sigma_max": math.inf}, "sigma_max=inf"),
@@ -110,7 +125,8 @@ def test_one_step_starts_from_pure_noise_whatever_the_spacing(spacing):
     ({"name": "heun", "eta": 0.5}, "eta=0.5 does not apply to 'heun'; it is read by ddim"),
     ({"name": "ddim", "variance": "beta"}, "variance='beta' does not apply to 'ddim'; it is read by ddpm"),
     ({"name": "ddpm", "S_churn": 10.0}, "S_churn=10.0 does not apply to 'ddpm'; it is read by euler, heun"),
-    ({"name": "dpmpp2m", "rho": 5.0}, "rho=5.0 shapes the karras grid"),
+    ({"name": "dpmpp2m", "rho": 5.0}, "rho=5.0 shapes the karras grid; this sampler uses the logsnr grid"),
+    ({"name": "flow_midpoint", "rho": 5.0}, "rho=5.0 shapes the karras grid; this sampler uses the flow grid"),
 ])
 def test_every_sampler_setting_is_validated_on_construction(kwargs, match):
     with pytest.raises(ValueError, match=match.replace("(", r"\(").replace(")", r"\)")):
@@ -120,3 +136,109 @@ def test_every_sampler_setting_is_validated_on_construction(kwargs, match):
 def test_more_steps_than_the_schedule_has_is_refused_naming_both(run):
     with pytest.raises(ValueError, match="number of steps 1001 is out of range; allowed: 1 to T=1000"):
         run.sample(2, SamplerConfig("ddim", steps=1001))
+
+
+# Continuous time: every ODE sampler against DDPM-1000, a Gaussian's exact std, and the reference ODE solution.
+# docs/samplers.md gives the measured table; benchmarks/bench_samplers.py prints it at n = 2,000.
+ODE_SAMPLERS = [name for name in SAMPLERS if sampler_spec(name).order > 0]
+BANKS, BANK_N = 6, 1000
+
+
+def spiral_set():
+    """A custom set (a kernel mixture of 64 points on a spiral, data.custom)."""
+    theta = np.random.default_rng(0).uniform(0, 3 * np.pi, 64)
+    return custom_data("spiral", np.stack([theta * np.cos(theta), theta * np.sin(theta)], 1))
+
+
+@pytest.fixture(scope="module", params=["8gaussians", "25gaussians", "custom"])
+def exact_banks(request):
+    """(exact run, BANK_N true points, {ode_span: W1 of the reference ODE solution on each noise bank}): BANKS
+    disjoint banks of BANK_N samples (samples k BANK_N .. of seed 1), solved once per starting point and end."""
+    run = exact_run(spiral_set() if request.param == "custom" else request.param)
+    reference = toy_for(run.config.data).sample(BANK_N, torch.Generator().manual_seed(999))
+    solved = {}
+    for name in ODE_SAMPLERS:
+        span = ode_span(run, SamplerConfig(name))
+        if span not in solved:
+            x = reference_sample(run, BANKS * BANK_N, SamplerConfig(name), seed=1, rtol=1e-4, atol=1e-4)
+            solved[span] = _banks_w1(x, reference)
+    return run, reference, solved
+
+
+def _banks_w1(x, reference) -> list[float]:
+    return [wasserstein(x[k * BANK_N:(k + 1) * BANK_N], reference) for k in range(BANKS)]
+
+
+@pytest.mark.parametrize("name", ODE_SAMPLERS)
+def test_every_ode_sampler_at_its_default_steps_is_as_good_as_its_exact_solution(exact_banks, name):
+    """Mean W1 over 6 noise banks against the exact ODE solution's from the same noises, on 8gaussians, 25gaussians
+    and a custom set: within 1.05x for second-order samplers at <= 50 NFE; first-order ones at <= 100 NFE reach 1.05x
+    on 8gaussians and the custom set but only 1.07-1.09x on 25gaussians (components of std 0.07, which a first-order
+    method shrinks by >= 2% at 100 NFE, docs/samplers.md), so they are held to 1.10x. The solution's own law is the
+    data's, as DDPM-1000's is; against DDPM-1000 directly (different noises) the ratio's 95% interval is +-0.1 to 0.2
+    at n = 2,000 (docs/samplers.md), too wide to test 1.05."""
+    run, reference, solved = exact_banks
+    spec = sampler_spec(name)
+    assert spec.nfe(spec.default_steps) <= (50 if spec.order == 2 else 100)
+    config = SamplerConfig(name, spec.default_steps)
+    w1 = _banks_w1(run.sample(BANKS * BANK_N, config, seed=1, batch_size=BANKS * BANK_N), reference)
+    exact = statistics.mean(solved[ode_span(run, config)])
+    assert statistics.mean(w1) < (1.05 if spec.order == 2 else 1.10) * exact, (statistics.mean(w1), exact)
+
+
+@pytest.mark.parametrize("name", ODE_SAMPLERS)
+def test_every_ode_sampler_keeps_a_gaussian_standard_deviation(name):
+    """Exact (the map of x_T is linear): second-order samplers within 1% (dpmpp2m, flow_midpoint) or 2% (heun) for
+    std >= 0.1, first-order within 2.5% (ddim) and 3% (euler, flow_euler): what 100 evaluations allow a
+    first-order method, whose shrink is at least pi^2 / 8N on its best grid (docs/samplers.md)."""
+    spec = sampler_spec(name)
+    config = SamplerConfig(name, spec.default_steps, clip="none")
+    stds = torch.tensor([1.0, 0.3, 0.1, 0.1])
+    got = torch.cat([linear_output_std(gaussian_run((1.0, 0.3)), config), linear_output_std(gaussian_run((0.1, 0.1)),
+                                                                                              config)])
+    bound = {"dpmpp2m": 0.01, "flow_midpoint": 0.01, "heun": 0.02, "ddim": 0.025, "euler": 0.03, "flow_euler": 0.03}
+    assert ((got / stds - 1).abs() < bound[name]).all(), (got / stds - 1).tolist()
+
+
+def test_euler_shrinks_a_gaussian_by_a_quarter_of_its_log_sigma_step():
+    """First-order error, exactly: on a grid uniform in ln sigma with step h, Euler (= DDIM) multiplies a Gaussian's
+    std by exp(-h/4) (local errors h^2 f(1 - f) / 2 with f = sigma^2 / (s^2 + sigma^2), whose integral over ln sigma
+    is 1/2), so 100 steps cannot come within 1%: the goal of <= 100 NFE within 1% is out of a first-order reach."""
+    run = gaussian_run((1.0, 0.3))
+    for steps in (50, 100, 200):
+        config = SamplerConfig("euler", steps, grid="logsnr", clip="none")
+        sigmas = run.sigmas(config)
+        h = math.log(sigmas[0] / sigmas[-2]) / (steps - 1)
+        shrink = (linear_output_std(run, config) / torch.tensor([1.0, 0.3])).log()
+        torch.testing.assert_close(shrink, torch.full((2,), -h / 4, dtype=torch.float64), rtol=0.1, atol=0)
+
+
+@pytest.mark.parametrize("name", ODE_SAMPLERS)
+def test_every_ode_sampler_converges_to_the_reference_solution_at_its_order(run, name):
+    """Mean distance to the dopri5 solution from the same noises at 20, 40, 80 steps: fitted order within 0.35."""
+    n, steps = 100, (20, 40, 80)
+    reference = reference_sample(run, n, SamplerConfig(name))
+    errors = [reference_error(run, SamplerConfig(name, s), n, reference) for s in steps]
+    order = fitted_order([sampler_spec(name).nfe(s) for s in steps], errors)
+    assert abs(order - sampler_spec(name).order) < 0.35, (order, errors)
+
+
+def test_a_stochastic_sampler_has_no_reference_solution():
+    with pytest.raises(ValueError, match="stochastic; a reference ODE solution exists for deterministic samplers"):
+        reference_sample(oracle_run("gaussian"), 2, SamplerConfig("ddim", eta=0.5))
+
+
+@pytest.mark.parametrize("old,mode", [(None, Clip.AUTO), (True, Clip.AUTO), (False, Clip.NONE), ("ball", Clip.BALL)])
+def test_clip_is_a_named_mode_and_old_values_still_load(old, mode):
+    config = SamplerConfig(clip=old)
+    assert config.clip is mode
+    saved = json.loads(json.dumps(asdict(config)))               # a results file written then read back
+    assert saved["clip"] == mode.value and SamplerConfig(**saved) == config
+
+
+def test_clip_modes_apply_to_their_data():
+    """auto is the data's own (2D: the ball); clamp is for images, which have no ball; none is the raw network."""
+    run = exact_run("8gaussians")
+    assert run.clip_mode(SamplerConfig()) is Clip.BALL and run.clip_mode(SamplerConfig(clip="none")) is Clip.NONE
+    with pytest.raises(ValueError, match="clip='clamp' does not apply to a 2D run; allowed: auto, ball, none"):
+        run.sample(2, SamplerConfig(clip="clamp"))

@@ -42,6 +42,7 @@ def test_a_new_shipped_run_is_one_entry(tmp_path):
     ({**ENTRY, "folder": "../runs/x"}, "has folder '../runs/x'; allowed: a folder's name in checkpoints/"),
     ({k: v for k, v in ENTRY.items() if k != "label"}, "shipped run 0 is .*allowed: an object with the non-empty"),
     ({**ENTRY, "about": ""}, "shipped run 0 is .*allowed: an object with the non-empty"),
+    ({**ENTRY, "role": "extra"}, "has role 'extra'; allowed: model, size-sweep"),
 ])
 def test_a_malformed_entry_is_refused_naming_it(tmp_path, entry, message):
     with pytest.raises(ValueError, match=message):
@@ -53,3 +54,10 @@ def test_a_name_or_folder_listed_twice_is_refused(tmp_path):
         _catalog(tmp_path, ENTRY, {**ENTRY, "folder": "other"})
     with pytest.raises(ValueError, match="folder appears twice"):
         _catalog(tmp_path, ENTRY, {**ENTRY, "name": "other"})
+
+
+def test_a_size_sweep_run_is_in_the_catalog_but_not_in_its_page_menus():
+    from ui.jobs.shipped_runs import on_page
+    sweep = [name for name, run in shipped_runs().items() if run.role == "size-sweep"]
+    assert len(sweep) >= 3 and not set(sweep) & set(on_page("mnist_digit"))
+    assert "digit0" in on_page("mnist_digit")

@@ -4,7 +4,13 @@ import pytest
 import torch
 from conftest import N
 
-from diffusion.core.edm import alpha_bar_of_sigma, from_vp_denoiser, karras_sigmas, logsnr_sigmas, schedule_sigma_range
+from diffusion.core.edm import (
+    alpha_bar_of_sigma,
+    continuous_vp_denoiser,
+    karras_sigmas,
+    logsnr_sigmas,
+    schedule_sigma_range,
+)
 from diffusion.core.schedules import make_schedule, spaced_timesteps
 from diffusion.data.toy_datasets import toy_dataset
 from diffusion.metrics.points2d import wasserstein
@@ -24,7 +30,7 @@ def exact_sigma_denoiser(x, sigma, y):
     return MIXTURE.posterior_mean(x * ab.sqrt()[:, None].to(x.dtype), ab)
 
 
-DENOISERS = {"exact": exact_sigma_denoiser, "vp": from_vp_denoiser(VP_ORACLE, SCHEDULE)}
+DENOISERS = {"exact": exact_sigma_denoiser, "vp": continuous_vp_denoiser(VP_ORACLE, SCHEDULE, "x0")}
 SIGMA_SAMPLERS = {"euler": euler_sample, "heun": heun_sample, "dpmpp2m": dpmpp_2m_sample}
 
 

@@ -29,7 +29,7 @@ from diffusion.explore.nfe_study import (
 )
 from diffusion.metrics.evaluation import measure_samples
 from diffusion.metrics.points2d import POINT_METRICS, Metric2D, Pair, data_scale
-from diffusion.metrics.protocol import REFERENCE_SEED, points_protocol
+from diffusion.metrics.protocol import METHODS, REFERENCE_SEED, points_protocol
 from diffusion.models.model_config import MLPConfig
 from diffusion.models.mlp import MLP
 from diffusion.sampling.sampler_config import SamplerConfig
@@ -219,6 +219,7 @@ def _mean_norm_gap(pair: Pair) -> tuple[float, float]:
 def test_a_metric_registered_once_is_measured_by_the_protocol_and_named_in_the_study(monkeypatch):
     monkeypatch.setitem(POINT_METRICS, "mean_norm_gap", Metric2D("mean_norm_gap", "mean |x| gap", "std / sqrt(n)",
                                                                  _mean_norm_gap))
+    monkeypatch.setitem(METHODS, "mean_norm_gap", "std / sqrt(n)")   # METHODS is read from the registry at import
     n, toy = 123, toy_dataset("8gaussians")            # an n no other test uses: a reference built with the metric
     samples = toy.sample(n, torch.Generator().manual_seed(7))
     result = measure_samples(samples, points_protocol(n), DataConfig("8gaussians"))

@@ -44,11 +44,19 @@ def _page(run=None) -> AppTest:
     return at
 
 
-def test_the_page_renders_and_offers_the_session_run(run):
+def test_the_page_opens_on_the_shipped_sweep_and_offers_the_session_run(run):
+    """Titled as in the menu; on arrival the shipped moons run's sweep (checkpoints/moons/study.csv, at the page's
+    default inputs) is drawn with no click: the quality panels, wall time and the literature."""
     at = _page(run)
-    assert at.title[0].value == "Quality versus network evaluations"
+    assert at.title[0].value == "Quality vs steps"
     assert f"{NAME} (this session)" in at.selectbox(key="study_run").options
     assert any("Expected time" in c.value for c in at.caption)
+    assert any("the sweep shipped with this run" in c.value for c in at.caption)
+    assert _charts(at) == 2 + len(quality_metrics(run)) and not at.button(key="study_go").disabled
+    stability = at.dataframe[0].value
+    assert {"ddpm", "ddim", "euler", "heun", "dpmpp2m"} <= set(stability["sampler"])
+    at.multiselect(key="study_nfe_False").set_value([5, 10]).run()        # other inputs: nothing shipped to show
+    assert _charts(at) == 0 and not any("shipped with this run" in c.value for c in at.caption)
 
 
 def test_a_tiny_sweep_draws_charts_stability_and_the_goal_line(run):

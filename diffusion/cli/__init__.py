@@ -13,8 +13,8 @@ import torch
 
 from diffusion import __version__
 from diffusion.cli.checks import MAX_N, check_device, check_int, check_output_file, check_seed, check_threads
-from diffusion.cli.options import (DATA, DRAW, EVALUATE, SAMPLE, STUDY, THREADS, TRAIN, TRUE_SAMPLES, Option,
-                                   sampler_options, sampler_settings)
+from diffusion.cli.options import (DATA, DRAW, EVALUATE, NO_CLIP, SAMPLE, STUDY, THREADS, TRAIN, TRUE_SAMPLES,
+                                   Option, sampler_options, sampler_settings)
 from diffusion.cli.train import check_dataset, set_threads, train
 from diffusion.config import DataConfig
 from diffusion.data import is_toy, load_data
@@ -33,8 +33,8 @@ class _Parser(argparse.ArgumentParser):
 
 COMMAND_OPTIONS: dict[str, tuple[str, tuple[tuple[Option, ...], ...]]] = {   # command -> (help, its flag tables)
     "train": ("train a model (resumes when --out already holds a run)", (DATA, TRAIN, THREADS)),
-    "sample": ("draw samples from a trained run", (THREADS, DRAW, sampler_options(), SAMPLE)),
-    "evaluate": ("sample and print metrics against the truth as JSON", (THREADS, DRAW, sampler_options(), EVALUATE)),
+    "sample": ("draw samples from a trained run", (THREADS, DRAW, sampler_options(), NO_CLIP, SAMPLE)),
+    "evaluate": ("sample and print metrics against the truth as JSON", (THREADS, DRAW, sampler_options(), NO_CLIP, EVALUATE)),
     "data": ("write fresh true samples, as the model sees the data", (DATA, TRUE_SAMPLES)),
     "study": ("quality, wall time and stability against network evaluations (NFE)", (STUDY,)),
 }

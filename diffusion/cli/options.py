@@ -12,6 +12,7 @@ from typing import Any, Union, get_args, get_origin
 from diffusion.config import DECAYS, PRECISIONS, TRAIN_OBJECTIVES
 from diffusion.core.flow_matching import TIME_SAMPLINGS
 from diffusion.core.schedules import SCHEDULES, SPACINGS
+from diffusion.core.time import CLIPS, Clip
 from diffusion.data.toy_datasets import TOY_DATASETS
 from diffusion.models.model_config import CONDITIONINGS
 from diffusion.sampling.registry import SAMPLERS
@@ -94,16 +95,20 @@ SAMPLER_FLAGS: dict[str, dict[str, Any]] = {
     "name": dict(flag="--sampler", choices=SAMPLERS),
     "steps": dict(help="network evaluations"),
     "eta": dict(help="DDIM stochasticity, 0 to 1"),
-    "spacing": dict(choices=SPACINGS),
+    "spacing": dict(choices=SPACINGS, help="ddim, ddpm timesteps (default: cubic for ddim, trailing for ddpm)"),
     "variance": dict(choices=VARIANCES, help="DDPM posterior variance"),
-    "clip": dict(help="clip x0_hat (default on): images to [-1, 1], 2D onto the ball of the training data's radius; "
-                 "--no-clip shows the raw network"),
+    "clip": dict(choices=CLIPS, default=Clip.AUTO.value, help="x0_hat: auto (default: images clamped to [-1, 1], 2D "
+                 "onto the ball of the training data's radius), clamp, ball, none (the raw network)"),
     "guidance": dict(help="classifier-free guidance scale w"),
-    "grid": dict(choices=GRIDS, help="euler/heun/dpmpp2m noise levels (default: karras; logsnr for dpmpp2m)"),
+    "grid": dict(choices=GRIDS, help="euler/heun/dpmpp2m/flow noise levels (default: logsnr; flow for "
+                 "flow_midpoint; docs/samplers.md)"),
     "rho": dict(help="karras grid exponent"),
     "S_churn": dict(flag="--churn", help="EDM S_churn (euler, heun)"),
     "S_max": dict(help="default: no upper bound"),
 }
+NO_CLIP: tuple[Option, ...] = (
+    ("--no-clip", dict(dest="clip", action="store_const", const="none", help="the same as --clip none")),
+)
 SAMPLE: tuple[Option, ...] = (
     ("--out", dict(required=True, help=".npy, .csv (2D) or .png (image grid)")),
 )

@@ -23,7 +23,7 @@ def model_denoiser(net: nn.Module, schedule: NoiseSchedule, objective: Objective
 
 
 def clipped(denoise: Denoiser, low: float = -1.0, high: float = 1.0) -> Denoiser:
-    """Clip x0_hat to the data range (on by default for images, off for 2D data)."""
+    """Clip x0_hat to the data range (Clip "clamp": images to [-1, 1]; 2D data are projected instead)."""
     return lambda x_t, t, y: denoise(x_t, t, y).clamp(low, high)
 
 

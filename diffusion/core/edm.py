@@ -13,8 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from diffusion.core.denoisers import Denoiser
+from diffusion.core.flow_matching import uniform_flow_times
 from diffusion.core.forward import Objective, at, predict_x0
-from diffusion.core.schedules import NoiseSchedule
+from diffusion.core.schedules import NoiseSchedule, log_sigmas
 
 SigmaDenoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # (x (B, ...), sigma (B,), y) -> x0_hat
 EDM_SIGMA_MIN, EDM_SIGMA_MAX, EDM_RHO = 0.002, 80.0, 7.0            # EDM sec. 3 / Table 1, "Sampling"
@@ -35,37 +36,11 @@ def _rows(v: Tensor, x: Tensor) -> Tensor:
     return v.reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype)
 
 
-def nearest_timestep(sigma: Tensor, schedule: NoiseSchedule) -> Tensor:
-    """The code timestep t (B,) long whose schedule sigma_t is nearest to each sigma (B,) in log sigma.
-
-    The rounding of EDM's VP/iDDPM wrappers (round_sigma), but in log sigma rather than sigma: the grid is
-    geometric-like, so log distance treats both ends alike (EDM's linear distance rounds small sigma coarsely).
-    """
-    log_grid = schedule.sigma.double().log().to(sigma.device)            # (T,) increasing in t
-    log_sigma = sigma.double().log()
-    upper = torch.searchsorted(log_grid, log_sigma).clamp(1, schedule.T - 1)
-    lower = upper - 1
-    closer_lower = (log_sigma - log_grid[lower]) <= (log_grid[upper] - log_sigma)
-    return torch.where(closer_lower, lower, upper)
-
-
-def from_vp_denoiser(denoise: Denoiser, schedule: NoiseSchedule) -> SigmaDenoiser:
-    """Run a discrete DDPM-trained Denoiser as D(x; sigma): x_t = x / sqrt(1 + sigma^2) at the requested sigma,
-    t = nearest_timestep(sigma) (EDM's iDDPMPrecond: exact input scaling, rounded noise level).
-
-    Off the schedule's sigmas the network is told a slightly different noise level than x has; on them
-    (e.g. sigmas = schedule.sigma[timesteps]) it is exact, and Euler on that grid is DDIM (EDM sec. 3).
-    """
-    def denoise_sigma(x: Tensor, sigma: Tensor, y: Tensor | None) -> Tensor:
-        x_t = x * _rows(alpha_bar_of_sigma(sigma.double()).sqrt(), x)
-        return denoise(x_t, nearest_timestep(sigma, schedule), y)
-    return denoise_sigma
-
-
 def fractional_timestep(sigma: Tensor, schedule: NoiseSchedule) -> Tensor:
     """The code timestep (B,) float64 where the schedule's ln sigma, linear between timesteps, equals ln sigma;
-    clamped to [0, T-1]. Integer on the schedule's own sigmas."""
-    log_grid = schedule.sigma.double().log().to(sigma.device)            # (T,) increasing in t
+    clamped to [0, T-1]. Integer on the schedule's own sigmas; the inverse of schedules.alpha_bar_at (k-diffusion's
+    DiscreteSchedule sigma_to_t)."""
+    log_grid = log_sigmas(schedule.alpha_bar).to(sigma.device)           # (T,) increasing in t
     log_sigma = sigma.double().log().clamp(log_grid[0], log_grid[-1])
     upper = torch.searchsorted(log_grid, log_sigma).clamp(1, schedule.T - 1)
     lower = upper - 1
@@ -75,8 +50,8 @@ def fractional_timestep(sigma: Tensor, schedule: NoiseSchedule) -> Tensor:
 def continuous_vp_denoiser(net: nn.Module, schedule: NoiseSchedule, objective: Objective) -> SigmaDenoiser:
     """A network trained on a discrete schedule, read in continuous time as D(x; sigma): x_t = x sqrt(alpha_bar),
     alpha_bar = 1 / (1 + sigma^2) exactly, the network told fractional_timestep(sigma) (its sinusoidal embedding
-    takes any real t). Smooth in sigma, as adaptive ODE solvers need (the likelihood); equal to
-    from_vp_denoiser(model_denoiser) on the schedule's sigmas."""
+    takes any real t), as k-diffusion's DiscreteEpsDDPMDenoiser. Smooth in sigma, as adaptive ODE solvers need;
+    equal to model_denoiser at the schedule's own sigmas."""
     def denoise_sigma(x: Tensor, sigma: Tensor, y: Tensor | None) -> Tensor:
         alpha_bar = _rows(alpha_bar_of_sigma(sigma.double()), x)
         x_t = x * alpha_bar.sqrt()
@@ -123,6 +98,14 @@ def logsnr_sigmas(n: int, sigma_min: float = EDM_SIGMA_MIN, sigma_max: float = E
     _check_grid(n, sigma_min, sigma_max)
     u = torch.linspace(0.0, 1.0, n, dtype=torch.float64)                 # n = 1: [0], i.e. sigma_max
     return _with_zero(torch.exp(math.log(sigma_max) + u * (math.log(sigma_min) - math.log(sigma_max))))
+
+
+def flow_sigmas(n: int, sigma_min: float = EDM_SIGMA_MIN, sigma_max: float = EDM_SIGMA_MAX) -> Tensor:
+    """n noise levels uniform in flow time t = sigma / (1 + sigma) (the rectified-flow grid, Liu et al. 2022), then
+    0; (n+1,) float64. Most steps fall where sigma is near 1, the scale of standardised data."""
+    _check_grid(n, sigma_min, sigma_max)
+    t = uniform_flow_times(n, sigma_max / (1 + sigma_max), sigma_min / (1 + sigma_min))
+    return t / (1 - t)
 
 
 def schedule_sigma_range(schedule: NoiseSchedule, sigma_min: float = EDM_SIGMA_MIN,

@@ -73,6 +73,16 @@ def time_of_sigma(sigma: Tensor | float) -> Tensor | float:
     return sigma / (1 + sigma)
 
 
+def uniform_flow_times(steps: int, t_max: float, t_min: float) -> Tensor:
+    """steps flow times uniform from t_max down to t_min, then 0 (the step that lands on x0_hat); (steps + 1,)
+    float64, the "flow" grid (Liu et al. 2022's uniform steps, stopping at the model's smallest noise level)."""
+    if not (isinstance(steps, int) and steps >= 1 and 0 < t_min < t_max <= 1):
+        raise ValueError(f"flow grid steps={steps!r}, t_max={t_max!r}, t_min={t_min!r}; allowed: steps >= 1, "
+                         "0 < t_min < t_max <= 1")
+    times = torch.linspace(t_max, t_min, steps, dtype=torch.float64)
+    return torch.cat([times, times.new_zeros(1)])
+
+
 def vp_point(t: Tensor) -> tuple[Tensor, Tensor]:
     """(c, alpha_bar) with x_VP = x_t / c the VP point of the flow point x_t: c = sqrt((1 - t)^2 + t^2),
     alpha_bar = (1 - t)^2 / c^2."""

@@ -1,7 +1,7 @@
 """Exact laws and exact denoisers for Gaussian-mixture data: the analytic truth samplers are tested against.
 
 Notation (Ho et al. 2020, eq. 4): x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps, eps ~ N(0, I).
-Standalone on purpose (no import of diffusion.core.schedules): tests can drive any schedule through it.
+Any schedule drives it: it reads only alpha_bar, at integer or fractional timesteps (schedules.alpha_bar_at).
 The flow-matching path x_t = (1 - t) x0 + t eps is served by the functions at the end (flow_posterior).
 """
 
@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from diffusion.core.flow_matching import FlowDenoiser, Velocity, vp_point
+from diffusion.core.schedules import alpha_bar_at
 
 Denoiser = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # same contract as diffusion.core.denoisers.Denoiser
 WEIGHT_TOL = 1e-6  # weights must sum to 1 within this
@@ -138,6 +139,13 @@ class GaussianMixture:
         return GaussianMixture(self.weights, math.sqrt(alpha_bar) * self.means,
                                alpha_bar * self.covs + (1.0 - alpha_bar) * eye)
 
+    def blurred(self, sigma: float) -> "GaussianMixture":
+        """Exact law of x + sigma eps (the VE point at noise level sigma): covs C_k + sigma^2 I."""
+        if not sigma >= 0.0:
+            raise ValueError(f"sigma={sigma!r} is out of range; allowed: sigma >= 0")
+        eye = torch.eye(self.dim, dtype=torch.float64, device=self.means.device)
+        return GaussianMixture(self.weights, self.means, self.covs + sigma**2 * eye)
+
     @torch.no_grad()
     def component_posteriors(self, x_t: Tensor, alpha_bar: Tensor) -> tuple[Tensor, Tensor]:
         """Per row and component: log w_k p_t(x_t | k) (B, K) and E[x0 | x_t, k] (B, K, D), float64, where
@@ -188,13 +196,14 @@ class GaussianMixture:
         return (1 - ab)[:, None] / v * (torch.softmax(log_r, dim=1) @ gm.means) + a * s2 / v * x
 
     def denoiser(self, alpha_bar: Tensor) -> Denoiser:
-        """Exact Denoiser (x_t, t, y) -> E[x0 | x_t] at alpha_bar[t]; alpha_bar (T,), t (B,) code timesteps."""
+        """Exact Denoiser (x_t, t, y) -> E[x0 | x_t] at alpha_bar (T,) read at code timesteps t (B,), integer or
+        fractional (schedules.alpha_bar_at): exact in continuous time."""
         alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64)
         if alpha_bar.ndim != 1:
             raise ValueError(f"alpha_bar has shape {tuple(alpha_bar.shape)}; allowed: (T,)")
 
         def denoise(x_t: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-            return self.posterior_mean(x_t, alpha_bar.to(x_t.device)[t.to(x_t.device)])
+            return self.posterior_mean(x_t, alpha_bar_at(alpha_bar, t.to(x_t.device)))
 
         return denoise
 

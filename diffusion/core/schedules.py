@@ -14,9 +14,10 @@ import torch
 from torch import Tensor
 
 ScheduleName = Literal["linear", "linear_unscaled", "cosine", "sigmoid"]
-Spacing = Literal["trailing", "linspace", "leading"]
+Spacing = Literal["cubic", "quadratic", "trailing", "linspace", "leading"]
 SCHEDULES: tuple[str, ...] = ("linear", "linear_unscaled", "cosine", "sigmoid")
-SPACINGS: tuple[str, ...] = ("trailing", "linspace", "leading")
+SPACINGS: tuple[str, ...] = ("cubic", "quadratic", "trailing", "linspace", "leading")
+POWERS = {"quadratic": 2, "cubic": 3}
 MIN_T, MAX_T = 2, 4000
 MAX_BETA = 0.999  # Nichol & Dhariwal 2021 clip beta below 1 to avoid singularities near t = T
 
@@ -106,9 +107,34 @@ def make_schedule(name: ScheduleName, T: int, zero_terminal_snr: bool = False) -
     )
 
 
-def spaced_timesteps(T: int, n_steps: int, spacing: Spacing = "trailing") -> list[int]:
+def log_sigmas(alpha_bar: Tensor) -> Tensor:
+    """ln sigma_t = ln sqrt((1 - alpha_bar_t) / alpha_bar_t) (T,) float64, increasing in t: the axis along which a
+    discrete schedule is read in continuous time (alpha_bar_at, core.edm.fractional_timestep)."""
+    ab = alpha_bar.double()
+    return 0.5 * ((1 - ab) / ab).log()
+
+
+def alpha_bar_at(alpha_bar: Tensor, t: Tensor) -> Tensor:
+    """alpha_bar (B,) float64 at code timesteps t (B,): exact at integer t (long), and at fractional t (float) the
+    noise level whose ln sigma is linear between the two timesteps around it (k-diffusion's DiscreteSchedule
+    t_to_sigma), so a discrete model is defined in continuous time; t is clamped to [0, T-1]."""
+    ab = alpha_bar.double().to(t.device)
+    if not t.is_floating_point():
+        return ab[t]
+    grid = log_sigmas(ab)
+    t = t.double().clamp(0, len(ab) - 1)
+    low = t.floor().long().clamp(max=len(ab) - 2)
+    w = t - low
+    log_sigma = torch.where(w > 0, grid[low] + w * (grid[low + 1] - grid[low]), grid[low])
+    return 1 / (1 + (2 * log_sigma).exp())
+
+
+def spaced_timesteps(T: int, n_steps: int, spacing: Spacing = "cubic") -> list[int]:
     """The decreasing code timesteps a sampler visits with n_steps network evaluations.
 
+    quadratic, cubic: round((T-1) (k / (n-1))^p), p = 2 or 3, from T-1 down to 0, each at least one below the one
+    before (DDIM's "quadratic" tau_i = floor(c i^2), Song et al. 2021 App. D.2, stretched to reach T-1; cubic denser
+    still at low noise, where the last steps of a deterministic sampler shrink sharp components, docs/samplers.md);
     trailing: round(T - k T/n) - 1, always starts at T-1 (Lin et al. 2024, Table 2);
     linspace: round(linspace(0, T-1, n)); leading: k * (T // n), never reaches T-1 (as in DDIM's code).
     One step is [T-1] whatever the spacing: the one denoising step must start from x_T (linspace and leading
@@ -120,7 +146,10 @@ def spaced_timesteps(T: int, n_steps: int, spacing: Spacing = "trailing") -> lis
         raise ValueError(f"number of steps {n_steps!r} is out of range; allowed: 1 to T={T}")
     if n_steps == 1:
         return [T - 1]
-    if spacing == "trailing":
+    if spacing in POWERS:
+        ts = np.round((T - 1) * np.linspace(0.0, 1.0, n_steps) ** POWERS[spacing]).astype(np.int64)
+        ts = np.maximum(ts, np.arange(n_steps))[::-1]                  # strictly increasing: at least 0, 1, 2, ...
+    elif spacing == "trailing":
         ts = np.round(T - np.arange(n_steps) * T / n_steps).astype(np.int64) - 1
     elif spacing == "linspace":
         ts = np.round(np.linspace(0, T - 1, n_steps)).astype(np.int64)[::-1]

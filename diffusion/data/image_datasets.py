@@ -38,6 +38,12 @@ _CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "shapes": SHAPE_CLASSES,
 }
 _RESIZE_BATCH = 2048
+
+
+def class_names(name: str) -> tuple[str, ...] | None:
+    """The names of a built-in dataset's classes, in label order (None for an image folder or an unknown name)."""
+    return _CLASS_NAMES.get(name)
+
 Split = Literal["train", "test"]
 
 

@@ -17,6 +17,7 @@ from diffusion.config import RunConfig
 from diffusion.explore.toy2d_experiments import METRICS as METRICS_2D
 from diffusion.explore.toy2d_experiments import loss_frame
 from diffusion.metrics.intervals import normal
+from diffusion.metrics.protocol import END_SIGMA
 from diffusion.models import parameter_count
 from diffusion.sampling.run import Run
 from diffusion.training import bounded_json
@@ -24,7 +25,8 @@ from diffusion.training.checkpoints import CHECKPOINTS_DIR, CONFIG, EMA, LIKELIH
 from diffusion.training.shipped import shipped_runs
 
 SKIPPED = ("classifiers",)       # folders under CHECKPOINTS_DIR that hold feature networks, not diffusion runs
-SHIPPED_RUNS = tuple(run.folder for run in shipped_runs().values())   # their folders (checkpoints/shipped.json)
+SHIPPED_RUNS = tuple(run.folder for run in shipped_runs().values()   # the shipped models' folders (checkpoints/shipped.json;
+                     if run.role == "model")                          # the size sweep's runs are measured by its section)
 LOSS_WINDOW = 100                # final loss: mean of the last LOSS_WINDOW logged losses (one is noisy)
 METRIC_ORDER = (*METRICS_2D, "nll", "fid", "kid", "accuracy")   # quality columns diffusion.metrics.measure logs
 LIKELIHOOD_METRICS = ("bits_per_dim", "model_nll")   # columns of likelihood.json (likelihood_columns)
@@ -223,10 +225,21 @@ def likelihood_columns(report: dict, step: int) -> dict[str, Any]:
     name, value = ("bits_per_dim", report["bits_per_dim"]) if "bits_per_dim" in report else ("model_nll", report["nll"])
     interval = normal(value["mean"], value["se"], "std / sqrt(n)")
     columns = {name: interval.value, f"{name}_low": interval.low, f"{name}_high": interval.high,
-               "likelihood_n": report["n"]}
+               "likelihood_n": report["n"], "likelihood_end": likelihood_end(report)}
     if report.get("true_nll"):
         columns[f"{name}_floor"] = report["true_nll"]["mean"]
     return columns
+
+
+def likelihood_end(report: dict) -> str:
+    """Where a likelihood report's ODE ends, e.g. 'sigma 0.01 (t 0.0099), matched' (at END_SIGMA, where every family's
+    likelihood is read); a report written before the end was matched is matched only if it ended there."""
+    end = report.get("end")
+    if end is None:                        # an older report: matched when it happened to end at END_SIGMA
+        t_min = report["t_range"][0]
+        sigma = t_min / (1 - t_min)
+        end = {"t_min": t_min, "sigma_min": sigma, "matched": abs(sigma / END_SIGMA - 1) < 1e-6}
+    return f"sigma {end['sigma_min']:.2g} (t {end['t_min']:.2g}), {'matched' if end['matched'] else 'not matched'}"
 
 
 def table(summaries: list[RunSummary]) -> pd.DataFrame:
@@ -278,11 +291,14 @@ SAME_DATA = ("dataset", "classes", "image_size")
 
 def comparable(table: pd.DataFrame, metric: str) -> dict[str, pd.DataFrame]:
     """The runs whose last `metric` can be compared: one group per protocol and data (dataset, classes, image size),
-    labelled 'protocol on dataset'; numbers of different groups are never put side by side."""
+    labelled 'protocol on dataset' (likelihoods: their n and end time); numbers of different groups are never put
+    side by side."""
     rows = table[table[metric].notna()] if metric in table else table.iloc[0:0]
     groups: dict[str, list[int]] = {}
     for i, r in zip(rows.index, rows.to_dict("records")):
         protocol = r.get("protocol") if isinstance(r.get("protocol"), str) else "no protocol recorded"
+        if metric in LIKELIHOOD_METRICS:           # a likelihood's protocol: held-out n and where its ODE ends
+            protocol = f"ODE likelihood of {int(r['likelihood_n']):,} held-out, ending at {r['likelihood_end']}"
         size = f" {int(r['image_size'])} px" if pd.notna(r["image_size"]) else ""
         classes = f" classes {r['classes']}" if r["classes"] != "all" else ""
         groups.setdefault(f"{protocol} on {r['dataset']}{size}{classes}", []).append(i)

@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 
 from diffusion.config import RunConfig
+from diffusion.core.edm import EDM_SIGMA_MIN
+from diffusion.core.flow_matching import time_of_sigma, uniform_flow_times
 from diffusion.core.oracles import flow_denoiser, flow_velocity
 from diffusion.data.toy_datasets import density_mixture
 from diffusion.explore.nfe_study import NFE_TARGETS, study
@@ -29,7 +31,8 @@ from diffusion.training.trainer import Trainer
 
 SIDE_BY_SIDE_SAMPLERS = ("flow_euler", "flow_midpoint", "ddim", "heun", "dpmpp2m")
 STRAIGHTNESS_STEPS = 100      # Euler steps of the path straightness is measured along
-COUPLING_SAMPLER = SamplerConfig("flow_euler", steps=100)   # how reflow pairs a noise with its sample
+PATH_GRID = "flow"       # paths are drawn uniform in flow time t, as Liu et al. 2022 integrate them
+COUPLING_SAMPLER = SamplerConfig("flow_euler", steps=100, grid=PATH_GRID)   # how reflow pairs a noise with its sample
 
 
 def paired_configs(config: RunConfig, diffusion_objective: str = "eps") -> dict[str, RunConfig]:
@@ -53,7 +56,7 @@ class FlowPaths:
 def flow_paths(run: Run, n: int, steps: int = 50, seed: int = 0, y: Tensor | None = None) -> FlowPaths:
     """The flow_euler paths of samples 0..n-1 of `seed` (x_{t_max} = t_max z, the same z for every run)."""
     traj = Trajectory()
-    out = run.sample(n, SamplerConfig("flow_euler", steps=steps), seed=seed, y=y, trajectory=traj, batch_size=n)
+    out = run.sample(n, SamplerConfig("flow_euler", steps=steps, grid=PATH_GRID), seed=seed, y=y, trajectory=traj, batch_size=n)
     return FlowPaths(np.array(traj.times + [0.0]), torch.stack(traj.x_t + [out]).numpy(),
                      torch.stack(traj.x0_hat).numpy())
 
@@ -65,7 +68,7 @@ def exact_flow_paths(dataset: str, n: int, steps: int = 50, seed: int = 0) -> Fl
     if mixture is None:
         return None
     traj = Trajectory(space="flow")
-    times = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    times = uniform_flow_times(steps, 1.0, time_of_sigma(EDM_SIGMA_MIN))       # a flow run's flow grid
     z = _unit_noise((mixture.dim,), n, seed)
     out = flow_euler_sample(flow_denoiser(mixture), z, times, callback=traj.record)
     return FlowPaths(times.numpy(), torch.stack(traj.x_t + [out]).numpy(), torch.stack(traj.x0_hat).numpy())
@@ -105,7 +108,7 @@ def straightness(run: Run, n: int = 1000, steps: int = STRAIGHTNESS_STEPS, seed:
     (x_t - x0_hat) / t at each step against the straight line from x_{t_max} to the sample, each step weighted by
     its length (Riemann sum over the Euler grid), averaged over dimensions."""
     traj = Trajectory()
-    out = run.sample(n, SamplerConfig("flow_euler", steps=steps), seed=seed, y=y, trajectory=traj, batch_size=n)
+    out = run.sample(n, SamplerConfig("flow_euler", steps=steps, grid=PATH_GRID), seed=seed, y=y, trajectory=traj, batch_size=n)
     times = torch.tensor(traj.times + [0.0], dtype=torch.float64)
     straight = (traj.x_t[0] - out).double() / times[0]                                  # (n, ...)
     per_path = torch.zeros(n, dtype=torch.float64)

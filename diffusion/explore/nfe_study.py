@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from diffusion.metrics.evaluation import measure_samples
 from diffusion.metrics.points2d import POINT_METRICS
-from diffusion.metrics.protocol import Protocol, image_protocol, points_protocol, reference_for
+from diffusion.metrics.protocol import Protocol, image_protocol, points_protocol, reference_for, stratify
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.registry import SAMPLERS, sampler_spec, steps_for_nfe
 from diffusion.sampling.registry import nfe as nfe_of
@@ -219,6 +219,7 @@ def study(run: Run, samplers: Sequence[str | SamplerConfig] = SAMPLERS, nfe_targ
     real = reference_for(protocol, run.config.data)
     n, cap = real.n, real.cap                       # image data may hold fewer than n held-out images
     y = run.balanced_labels(n)
+    protocol = stratify(protocol, y)                # the floor drawn with the samples' labels
     judge, floor = _judge(run, protocol, y)
     rows: list[dict] = []
     for precision in precisions:

@@ -36,7 +36,7 @@ class Preset:
 
 
 _EDM_TRAIN = {"objective": "edm", "sigma_data": EDM_SIGMA_DATA, "P_mean": EDM_P_MEAN, "P_std": EDM_P_STD}
-_EDM_GRID = {"sigma_min": EDM_SIGMA_MIN, "sigma_max": EDM_SIGMA_MAX, "rho": EDM_RHO}
+_EDM_GRID = {"grid": "karras", "sigma_min": EDM_SIGMA_MIN, "sigma_max": EDM_SIGMA_MAX, "rho": EDM_RHO}
 
 PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
     Preset(

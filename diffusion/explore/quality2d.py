@@ -19,7 +19,7 @@ from torch import Tensor
 
 from diffusion.data.toy_datasets import toy_dataset
 from diffusion.metrics.intervals import reading
-from diffusion.metrics.protocol import points_protocol, points_reference
+from diffusion.metrics.protocol import points_protocol, points_reference, stratify
 from diffusion.sampling.sampler_config import SamplerConfig
 
 SUPPORT_N, SUPPORT_QUANTILE, SUPPORT_SEED = 5000, 0.99, 50_001
@@ -43,13 +43,14 @@ def off_support(points: Tensor | np.ndarray, dataset: str) -> np.ndarray:
     return tree.query(np.asarray(points, dtype=np.float64).reshape(-1, 2))[0] > threshold
 
 
-def _group_row(name: str, part: np.ndarray, dataset: str, label: int | None, sampler: SamplerConfig, seed: int
-               ) -> dict:
+def _group_row(name: str, part: np.ndarray, dataset: str, label: int | None, sampler: SamplerConfig, seed: int,
+               labels: np.ndarray | None = None) -> dict:
     row = {"label": name, "n": len(part), "off_support": float(off_support(part, dataset).mean()) if len(part)
            else math.nan}
     if len(part) < 2:
         return row
-    ref = points_reference(points_protocol(len(part), sampler, seed, label), dataset)
+    strata = None if labels is None else torch.as_tensor(labels, dtype=torch.long)   # the floor drawn as the samples
+    ref = points_reference(stratify(points_protocol(len(part), sampler, seed, label), strata), dataset)
     w1, floor = ref.measure(torch.as_tensor(part, dtype=torch.float32))["w1"], ref.floor["w1"]
     return {**row, "w1": w1.value, "w1_low": w1.low, "w1_high": w1.high, "floor": floor.value,
             "floor_low": floor.low, "floor_high": floor.high, "ratio": w1.value / floor.value,
@@ -59,12 +60,13 @@ def _group_row(name: str, part: np.ndarray, dataset: str, label: int | None, sam
 def class_quality(samples: Tensor | np.ndarray, labels: Tensor | np.ndarray | None, dataset: str, seed: int = 0,
                   sampler: SamplerConfig = SamplerConfig()) -> pd.DataFrame:
     """One row per class (label) and one for all samples ("all"): n, W1 with its 95% interval, the floor with its
-    (same n; the class's own reference for a class), ratio W1 / floor, reading against the floor, and off_support
+    (same n; the class's own reference for a class; for all samples, floor draws with their labels' class counts), ratio W1 / floor, reading against the floor, and off_support
     (share of samples off the data's support). sampler and seed: how the samples were drawn (the protocol's name)."""
     x = np.asarray(samples, dtype=np.float64).reshape(-1, 2)
     labels = None if labels is None else np.asarray(labels).reshape(-1)
     groups = [("all", np.ones(len(x), dtype=bool), None)]
     if labels is not None:
         groups += [(str(int(c)), labels == c, int(c)) for c in np.unique(labels)]
-    rows = [_group_row(name, x[keep], dataset, label, sampler, seed) for name, keep, label in groups]
+    rows = [_group_row(name, x[keep], dataset, label, sampler, seed, None if label is not None else labels)
+            for name, keep, label in groups]
     return pd.DataFrame(rows).reindex(columns=COLUMNS)

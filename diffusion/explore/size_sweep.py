@@ -1,5 +1,5 @@
 """The training-set-size sweep (Kadkhodaie et al. 2024): the same small U-Net trained on N = 10 ... 1,000 images of one
-Fashion-MNIST class (runs shipped under checkpoints/, SWEEP_FOLDERS), and for each N its samples beside their nearest
+Fashion-MNIST class (the shipped runs of role size-sweep in checkpoints/shipped.json, SWEEP_FOLDERS), and for each N its samples beside their nearest
 training images, the memorisation measure (explore.analytic_comparison: d1 and d1 over held-out d1, against the run's
 own N images) and FID under the measurement protocol against held-out images of the class, with its floor (the
 class's full training set, not the N images: at N = 10 a floor of 10 images would say nothing).
@@ -17,10 +17,12 @@ from diffusion.metrics.evaluation import Result, measure_samples
 from diffusion.metrics.protocol import image_protocol
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
-from diffusion.training.checkpoints import CHECKPOINTS_DIR, load_run
+from diffusion.training.checkpoints import CHECKPOINTS_DIR, load_run, read_config
+from diffusion.training.shipped import shipped_runs
 
-SWEEP_N = (10, 30, 100, 1000)
-SWEEP_FOLDERS = {n: f"fashion16-boot-n{n}" for n in SWEEP_N}   # fashion-mnist class 9 (ankle boot), 16x16, tiny U-Net
+SWEEP_FOLDERS = dict(sorted((read_config(CHECKPOINTS_DIR / r.folder).data.n, r.folder)      # N -> folder, by N
+                            for r in shipped_runs().values() if r.role == "size-sweep"))
+SWEEP_N = tuple(SWEEP_FOLDERS)
 SWEEP_SAMPLER = SamplerConfig("ddim", steps=20)   # the runs are tiny; 20 DDIM steps keep the page within a minute
 
 

@@ -19,6 +19,7 @@ from torch import Tensor
 from diffusion.core.forward import q_sample
 from diffusion.core.oracles import GaussianMixture
 from diffusion.core.schedules import NoiseSchedule
+from diffusion.core.time import Clip
 from diffusion.data import toy_for
 from diffusion.data.toy_datasets import toy_dataset
 from diffusion.metrics.evaluation import LIVE_2D_N as METRIC_N
@@ -155,7 +156,7 @@ def exact_mixture(run: Run) -> GaussianMixture | None:
 def _x0_hats(run: Run, x_t: Tensor, t: int) -> dict[str, Tensor]:
     """The learned x0_hat at code timestep t (no clipping) and, for mixture data, the exact E[x0 | x_t]."""
     t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long)
-    out = {"learned": run.denoiser(SamplerConfig(clip=False))(x_t, t_batch, None)}
+    out = {"learned": run.denoiser(SamplerConfig(clip=Clip.NONE))(x_t, t_batch, None)}
     mixture = exact_mixture(run)
     if mixture is not None:
         out["exact"] = mixture.denoiser(run.schedule.alpha_bar)(x_t, t_batch, None)

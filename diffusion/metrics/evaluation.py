@@ -5,22 +5,35 @@ memorisation. A Result prints as one JSON object (evaluate), one flat row (metri
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
-from diffusion.config import DataConfig
+from diffusion.config import DataConfig, RunConfig
 from diffusion.metrics.intervals import LEVEL, Interval, normal, reading, sentence, wilson
-from diffusion.metrics.protocol import Protocol, Reference, points_protocol, reference_for, signed
-from diffusion.sampling.sampler_config import SamplerConfig
-from diffusion.sampling.run import Run
+from diffusion.metrics.protocol import (
+    BOUNDS,
+    MEASUREMENT_SAMPLER,
+    METHODS,
+    SIGNED,
+    Protocol,
+    Reference,
+    extra_floor,
+    points_protocol,
+    reference_for,
+    sample_size,
+    stratify,
+)
+from diffusion.sampling.run import Run, balanced_labels
 
 LIVE_2D_N, LIVE_2D_STEPS = 1000, 50     # the 2D page's live protocol: DDIM-50 (at most T steps), 1,000 points
-INTERVALS = (f"{LEVEL:.0%}: W1, W2 by the delta method (Kantorovich potentials); KL and FID by bootstrap over the "
-             "samples; NLL std / sqrt(n); accuracy and class shares Wilson; floors from repeated real sets; no "
+INTERVALS = (f"{LEVEL:.0%}: W1, W2 by the delta method (Kantorovich potentials); KL, FID, precision and recall by "
+             "bootstrap over the samples; NLL std / sqrt(n); accuracy and class shares Wilson; floors: prediction "
+             "intervals (t, 9 df) of 10 real sets drawn as the samples are (stratified by their labels); no "
              "number's sd below its floor's")
 
 
@@ -38,11 +51,11 @@ class Result:
     details: dict = field(default_factory=dict)
 
     def reading(self, metric: str) -> str:
-        return reading(self.metrics[metric], self.floor[metric], not signed(metric))
+        return reading(self.metrics[metric], self.floor[metric], metric not in SIGNED)
 
     def sentence(self, metric: str, label: str | None = None, digits: int = 3) -> str:
         """'FID 4.7 [4.1, 5.3], floor 5.2 [4.0, 6.4]: at the floor (n = 500, fid·clf·n500·test·ddim50·s0)'."""
-        return (f"{sentence(label or metric, self.metrics[metric], self.floor[metric], digits, not signed(metric))}"
+        return (f"{sentence(label or metric, self.metrics[metric], self.floor[metric], digits, metric not in SIGNED)}"
                 f" (n = {self.n:,}{'; ' + self.cap if self.cap else ''}; {self.protocol.name})")
 
     def row(self) -> dict[str, float | str]:
@@ -60,9 +73,11 @@ class Result:
         """The JSON `evaluate` prints: protocol, n (and cap), and each metric with its interval, floor and reading."""
         metrics = {m: {**v.as_dict(), "floor": self.floor[m].as_dict(), "reading": self.reading(m)}
                    for m, v in self.metrics.items()}
+        extra = {m: {**v.as_dict(), **({"floor": self.floor[m].as_dict()} if m in self.floor else {})}
+                 for m, v in self.extra.items()}
         return {"protocol": self.protocol.name, "measured": self.protocol.describe(self.n), "n": self.n,
                 "n_requested": self.protocol.n, "cap": self.cap, "interval": INTERVALS, "metrics": metrics,
-                **{m: v.as_dict() for m, v in self.extra.items()}, **self.details}
+                **extra, **self.details}
 
 
 def row_interval(row: dict, metric: str, floor: bool = False) -> Interval:
@@ -79,7 +94,7 @@ def row_sentences(row: dict, labels: dict[str, str], digits: int = 3) -> str:
         if f"{m}_low" not in row or not np.isfinite(row[m]):
             continue
         value = row_interval(row, m)
-        parts.append(sentence(label, value, row_interval(row, m, floor=True), digits, not signed(m))
+        parts.append(sentence(label, value, row_interval(row, m, floor=True), digits, m not in SIGNED)
                      if f"{m}_floor" in row else f"{label} {value.text(digits)}")
     return " · ".join(parts)
 
@@ -96,36 +111,40 @@ def rows_frame(rows: list[dict], names: Sequence[str]) -> pd.DataFrame:
 
 def live_protocol(run: Run, n: int = LIVE_2D_N) -> Protocol:
     """The 2D page's and `train --measure-every`'s 2D protocol: n DDIM samples with at most LIVE_2D_STEPS steps."""
-    return points_protocol(n, SamplerConfig("ddim", min(LIVE_2D_STEPS, run.schedule.T)))
+    return points_protocol(n, replace(MEASUREMENT_SAMPLER, steps=min(LIVE_2D_STEPS, run.schedule.T)))
 
 
-def _fidelity(scores: dict, n: int) -> dict[str, Interval]:
-    """torch-fidelity's KID, IS, precision and recall as intervals: KID and IS +- Z times the std the library reports
-    (over KID subsets, over IS splits), precision and recall Wilson on n."""
-    out = {}
-    if "kid_mean" in scores:
-        out["kid"] = normal(scores["kid_mean"], scores["kid_std"], "std over KID subsets (torch-fidelity)")
-    if "isc_mean" in scores:
-        out["isc"] = normal(scores["isc_mean"], scores["isc_std"], "std over IS splits (torch-fidelity)", lowest=1.0)
-    out |= {k: wilson(round(scores[k] * n), n) for k in ("precision", "recall") if k in scores}
-    return out
+def _fidelity(images: Tensor, ref: Reference, extra_metrics: Sequence[str], dataset: str, floor_sd: dict[str, float]
+              ) -> dict[str, Interval]:
+    """KID and IS (torch-fidelity) +- Z times the std the library reports (over KID subsets, over IS splits), precision
+    and recall (metrics.prc) +- Z times their bootstrap sd; no sd below its floor's."""
+    from diffusion.metrics.image_metrics import image_metrics
+    from diffusion.metrics.prc import precision_recall
+    fidelity = tuple(m for m in extra_metrics if m in ("isc", "kid"))
+    scores = {}
+    if fidelity:
+        out = image_metrics(images, ref.images, fidelity, extractor=ref.protocol.extractor, dataset=dataset)
+        scores = {m: (out[f"{m}_mean"], out[f"{m}_std"]) for m in fidelity}
+    if "prc" in extra_metrics:
+        scores |= precision_recall(ref.embed(images), ref.embed(ref.images))
+    return {m: normal(v, sd, METHODS[m], floor_sd[m], *BOUNDS.get(m, (0.0, math.inf)))
+            for m, (v, sd) in scores.items()}
 
 
 def _image_extras(images: Tensor, y: Tensor | None, data: DataConfig, ref: Reference,
                   extra_metrics: Sequence[str]) -> tuple[dict, dict, dict, dict]:
-    """(metrics, their floors, numbers without a floor, details) beyond FID: torch-fidelity's other metrics (the
-    floor: the first floor set), label accuracy and class shares on the dataset's classifier, memorisation."""
+    """(metrics, their floors, numbers without a floor, details) beyond FID: KID (a distance, read against its floor),
+    IS, precision and recall (shown beside their floors: higher is not worse), each floor from every floor draw
+    (protocol.extra_floor); label accuracy and class shares on the dataset's classifier, memorisation."""
     from diffusion.metrics.classifier import classifier_dir, load_classifier
-    from diffusion.metrics.image_metrics import (INCEPTION, classifier_outputs, image_metrics, memorisation_ratio,
-                                         resolve_extractor)
+    from diffusion.metrics.image_metrics import INCEPTION, classifier_outputs, memorisation_ratio, resolve_extractor
     metrics, floor, extra, details = {}, {}, {}, {}
     if extra_metrics:
-        options = dict(extractor=ref.protocol.extractor, dataset=data.dataset)
-        extra = _fidelity(image_metrics(images, ref.images, tuple(extra_metrics), **options), len(images))
-        real = _fidelity(image_metrics(ref.floor_images, ref.images, tuple(extra_metrics), **options), len(images))
+        floor, floor_sd = extra_floor(ref, tuple(sorted(extra_metrics)), data.dataset)
+        floor = dict(floor)
+        extra = _fidelity(images, ref, extra_metrics, data.dataset, floor_sd)
         if "kid" in extra:
-            metrics["kid"], floor["kid"] = extra.pop("kid"), real.pop("kid")
-        details["real_set"] = {k: v.as_dict() for k, v in real.items()}
+            metrics["kid"] = extra.pop("kid")
     details["extractor"] = INCEPTION if ref.protocol.extractor == "inception" else \
         resolve_extractor("classifier", data.dataset, images, None, False)[0]
     if classifier_dir(data.dataset, data.image_size).is_dir():
@@ -147,7 +166,9 @@ def _image_extras(images: Tensor, y: Tensor | None, data: DataConfig, ref: Refer
 def measure_samples(samples: Tensor, protocol: Protocol, data: DataConfig, *, y: Tensor | None = None,
                     extra_metrics: Sequence[str] = (), inception_weights: str | None = None) -> Result:
     """Score n samples (points (n, 2), or images (n, C, H, W) in [-1, 1] or uint8) under the protocol on `data`
-    (n: the reference's, protocol.n or its cap); y: the labels they were drawn for (image runs: label accuracy)."""
+    (n: the reference's, protocol.n or its cap); y: the labels they were drawn for (the floor is stratified by them,
+    protocol.stratify; image runs: label accuracy)."""
+    protocol = stratify(protocol, y)
     ref = reference_for(protocol, data, inception_weights)
     metrics, floor = ref.measure(samples), dict(ref.floor)
     if protocol.family == "points2d":
@@ -158,12 +179,19 @@ def measure_samples(samples: Tensor, protocol: Protocol, data: DataConfig, *, y:
     return Result(protocol, ref.n, ref.cap, metrics | more, floor | more_floor, extra, details)
 
 
+def prepare_floor(protocol: Protocol, config: RunConfig) -> Reference:
+    """Build (and cache) the reference and floor that measure_run will use for a run of config: stratified by the
+    balanced labels it samples conditional runs with; what the training pages build before their clock runs."""
+    return reference_for(stratify(protocol, balanced_labels(config, sample_size(protocol, config.data))), config.data)
+
+
 def measure_run(run: Run, protocol: Protocol, *, y: Tensor | None = None, extra_metrics: Sequence[str] = (),
                 inception_weights: str | None = None) -> tuple[Result, Tensor]:
     """Draw the protocol's n samples from a run (its sampler and seed; labels y, else balanced over the trained
-    classes; a capped n keeps y's first n) and measure them; returns (result, samples)."""
+    classes; a capped n keeps y's first n) and measure them, the floor stratified by those labels; returns (result,
+    samples)."""
     data = run.config.data
-    n = reference_for(protocol, data, inception_weights).n
+    n = sample_size(protocol, data)
     y = run.balanced_labels(n) if y is None else y[:n]
     samples = run.sample(n, protocol.sampler, seed=protocol.seed, y=y)
     result = measure_samples(samples, protocol, data, y=y, extra_metrics=extra_metrics,

@@ -4,6 +4,14 @@ log p_{t_min}(x) = log p_{t_max}(x(t_max)) + int_{t_min}^{t_max} div v(x(t), t) 
 adaptive Dormand-Prince (dopri5). The divergence is exact (one backward pass per dimension, 2D) or Hutchinson's
 estimate e^T (dv/dx) e with Rademacher probes e fixed along each path (Grathwohl et al. 2019, FFJORD), whose spread
 over probes gives its standard error. Images: uniform dequantization and bits per dimension (Theis et al. 2016).
+
+Like for like: every reported likelihood (nll_report_2d, nll_report_images) ends at the same time, END_SIGMA: the
+smallest noise level of the linear 1,000-step schedule (sigma_1 = 0.0100, t_min = 0.0099), below which a diffusion
+run of that schedule is not defined; flow runs, defined down to t = 0, are read there too (a flow run at t = 0 and a
+diffusion run at sigma = 0.01 differ by the blur alone: up to ~1 bit/dim on images whose pixels pile up at 0). What
+is measured is the density of the data blurred by N(0, END_SIGMA^2 I), for every family; the 2D floor is the true
+density blurred the same way. A run not defined down to END_SIGMA is measured at its own end and says so ("matched":
+false). Song et al. 2021 end at t = 1e-5 on a continuous-time VP SDE; our discrete schedules end at their sigma_1.
 """
 
 import math
@@ -14,7 +22,8 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from diffusion.core.flow_matching import Velocity
+from diffusion.core.flow_matching import Velocity, time_of_sigma
+from diffusion.metrics.protocol import END_SIGMA, HELD_OUT_SEED
 from diffusion.sampling.run import Run
 
 Divergence = Literal["exact", "hutchinson"]
@@ -104,18 +113,34 @@ def ode_log_likelihood(velocity: Velocity, x: Tensor, t_range: tuple[float, floa
     return Likelihood(log_prob.mean(0), se, calls[0])
 
 
+def end_of(run: Run) -> dict:
+    """Where a reported likelihood of this run ends: {"t_min", "sigma_min", "matched"}: END_SIGMA's time when the run
+    is defined there (matched: true, the same end for every family), else the run's own t_min (matched: false)."""
+    own, end = run.flow_range()[0], time_of_sigma(END_SIGMA)
+    matched = own <= end * (1 + 1e-9)                  # float rounding of the schedule's own sigma_1
+    t_min = end if matched else own
+    return {"t_min": t_min, "sigma_min": t_min / (1 - t_min), "matched": matched}
+
+
 def run_log_likelihood(run: Run, x: Tensor, *, y: Tensor | None = None, how: Divergence = "exact", probes: int = 1,
-                       seed: int = 0, batch_size: int = 1000, rtol: float = RTOL, atol: float = ATOL) -> Likelihood:
-    """ode_log_likelihood of x (n, ...) under a trained run (Run.velocity over Run.flow_range), in batches on the
-    run's device; Hutchinson's probes drawn from `seed`."""
+                       seed: int = 0, batch_size: int = 1000, rtol: float = RTOL, atol: float = ATOL,
+                       t_min: float | None = None) -> Likelihood:
+    """ode_log_likelihood of x (n, ...) under a trained run (Run.velocity from t_min, default the run's own end, to
+    the end of Run.flow_range), in batches on the run's device; Hutchinson's probes drawn from `seed`."""
     if x.shape[1:] != run.sample_shape:
         raise ValueError(f"points of shape {tuple(x.shape[1:])} do not fit this run; allowed: {run.sample_shape}")
+    own, t_max = run.flow_range()
+    if t_min is None:
+        t_min = own
+    elif t_min < own * (1 - 1e-9):
+        raise ValueError(f"t_min={t_min!r} is below where this run is defined; allowed: t_min >= {own:.6g}")
+    t_range = (max(t_min, own), t_max)
     device = next(run.net.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     parts = []
     for start in range(0, len(x), batch_size):
         yb = None if y is None else y[start:start + batch_size].to(device)
-        parts.append(ode_log_likelihood(run.velocity(), x[start:start + batch_size].to(device), run.flow_range(),
+        parts.append(ode_log_likelihood(run.velocity(), x[start:start + batch_size].to(device), t_range,
                                         y=yb, how=how, probes=probes, generator=generator, rtol=rtol, atol=atol))
     se = None if parts[0].probe_se is None else torch.cat([p.probe_se.cpu() for p in parts])
     return Likelihood(torch.cat([p.log_prob.cpu() for p in parts]), se, sum(p.nfe for p in parts))
@@ -142,13 +167,14 @@ class BitsPerDim:
 
 
 def bits_per_dim(run: Run, images: Tensor, *, y: Tensor | None = None, probes: int = 1, seed: int = 0,
-                 batch_size: int = 250, rtol: float = RTOL, atol: float = ATOL) -> BitsPerDim:
+                 batch_size: int = 250, rtol: float = RTOL, atol: float = ATOL, t_min: float | None = None
+                 ) -> BitsPerDim:
     """Bits/dim of 8-bit images (N, C, H, W) uint8 under a run: -log2 p(z) / D + 7, z their uniform dequantization in
     [-1, 1) (7 = log2 128, the Jacobian of [0, 256) -> [-1, 1)); an upper bound on the discrete model's bits/dim
     (Theis et al. 2016), by Hutchinson's divergence. Dequantization and probes are drawn from `seed`."""
     z = dequantize(images, torch.Generator().manual_seed(seed))
     lik = run_log_likelihood(run, z, y=y, how="hutchinson", probes=probes, seed=seed + 1, batch_size=batch_size,
-                             rtol=rtol, atol=atol)
+                             rtol=rtol, atol=atol, t_min=t_min)
     D = images[0].numel()
     bpd = -lik.log_prob.double() / (D * math.log(2)) + BITS_OFFSET
     se = float(bpd.std() / math.sqrt(len(bpd))) if len(bpd) > 1 else math.nan
@@ -156,39 +182,38 @@ def bits_per_dim(run: Run, images: Tensor, *, y: Tensor | None = None, probes: i
     return BitsPerDim(float(bpd.mean()), se, probe_se, len(bpd), lik.nfe)
 
 
-HELD_OUT_SEED = 10_003   # 2D held-out points: a generator no training set or reference uses
-
-
 def nll_report_2d(run: Run, n: int = 2000, seed: int = 0) -> dict:
-    """The run's NLL (nats, exact divergence) of n fresh true points, beside the floor: the true density's own NLL
-    of the same points (data.toy2d.density_mixture; None for checkerboard), and their paired difference, an
-    estimate of KL(true || model) >= 0; each mean with its standard error over the points."""
+    """The run's NLL (nats, exact divergence) of n fresh true points at the matched end (end_of), beside the floor:
+    the true density's own NLL of the same points, blurred to that end (data.toy_datasets.density_mixture; None for
+    checkerboard), and their paired difference, an estimate of KL(true || model) >= 0; each mean with its standard
+    error over the points."""
     from diffusion.data.toy_datasets import density_mixture, toy_dataset
-    dataset = run.config.data.dataset
+    dataset, end = run.config.data.dataset, end_of(run)
     x = toy_dataset(dataset).sample(n, torch.Generator().manual_seed(HELD_OUT_SEED + seed))
-    lik = run_log_likelihood(run, x)
+    lik = run_log_likelihood(run, x, t_min=end["t_min"])
     report = {"nll": _mean_se(-lik.log_prob), "n": n, "divergence": "exact", "nfe": lik.nfe,
-              "t_range": list(run.flow_range()), "true_nll": None, "kl_true_model": None}
+              "t_range": [end["t_min"], run.flow_range()[1]], "end": end, "true_nll": None, "kl_true_model": None}
     mixture = density_mixture(dataset)
     if mixture is not None:
-        true_log_prob = mixture.log_prob(x)
+        true_log_prob = mixture.blurred(end["sigma_min"]).log_prob(x)
         report["true_nll"] = _mean_se(-true_log_prob)
         report["kl_true_model"] = _mean_se(true_log_prob - lik.log_prob)
     return report
 
 
 def nll_report_images(run: Run, n: int = 200, probes: int = 1, seed: int = 0) -> dict:
-    """Bits/dim of n held-out images (the dataset's test split, the run's classes), conditioned on their labels
-    for conditional runs; Hutchinson's divergence with `probes` probes per image."""
+    """Bits/dim of n held-out images (the dataset's test split, the run's classes) at the matched end (end_of),
+    conditioned on their labels for conditional runs; Hutchinson's divergence with `probes` probes per image."""
     from diffusion.data.image_datasets import load_images, to_uint8
     data_cfg = run.config.data
     held_out = load_images(data_cfg.dataset, data_cfg.image_size, classes=data_cfg.classes, split="test", n=n,
                            seed=seed)
     y = held_out.y if run.num_classes else None
-    result = bits_per_dim(run, to_uint8(held_out.x), y=y, probes=probes, seed=seed)
+    end = end_of(run)
+    result = bits_per_dim(run, to_uint8(held_out.x), y=y, probes=probes, seed=seed, t_min=end["t_min"])
     return {"bits_per_dim": {"mean": result.bpd, "se": result.se}, "probe_se": result.probe_se, "n": result.n,
-            "probes": probes, "divergence": "hutchinson", "nfe": result.nfe, "t_range": list(run.flow_range()),
-            "split": "test", "source": held_out.source}
+            "probes": probes, "divergence": "hutchinson", "nfe": result.nfe,
+            "t_range": [end["t_min"], run.flow_range()[1]], "end": end, "split": "test", "source": held_out.source}
 
 
 def _mean_se(values: Tensor) -> dict[str, float]:

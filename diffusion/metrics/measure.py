@@ -14,14 +14,13 @@ from pathlib import Path
 import pandas as pd
 
 from diffusion.metrics.evaluation import LIVE_2D_N, live_protocol, measure_run
-from diffusion.metrics.protocol import Protocol, image_protocol
-from diffusion.sampling.sampler_config import SamplerConfig
+from diffusion.metrics.protocol import MEASUREMENT_SAMPLER, Protocol, image_protocol
 from diffusion.sampling.run import Run
 from diffusion.training import distributed
 from diffusion.training.checkpoints import LIKELIHOOD, METRICS, atomic_write, load_run
 from diffusion.training.trainer import Callback, StepInfo, Trainer
 
-IMAGE_SAMPLER = SamplerConfig("ddim", 50)
+IMAGE_SAMPLER = MEASUREMENT_SAMPLER
 IMAGE_N = 500
 # Rows measured before the protocol: FID of n DDIM-50 samples against up to n training images, the floor two halves of
 # those images (n/2 vs n/2); 2D, as today's live protocol but with no interval and one floor draw. No interval.

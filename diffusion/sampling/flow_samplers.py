@@ -13,9 +13,10 @@ import torch
 from torch import Tensor
 
 from diffusion.core.flow_matching import FlowDenoiser
+from diffusion.core.time import FlowTime
 from diffusion.sampling.vp import Noise
 
-FlowCallback = Callable[[int, float, Tensor, Tensor], None]  # (i, t, x_t, x0_hat)
+FlowCallback = Callable[[int, FlowTime, Tensor, Tensor], None]  # (i, t, x_t, x0_hat)
 
 
 def _check(times: Tensor) -> list[float]:
@@ -39,19 +40,21 @@ def _velocity(denoise: FlowDenoiser, x: Tensor, t: float, y: Tensor | None) -> t
 
 def _flow_sample(denoise: FlowDenoiser, x_T: Tensor, times: Tensor, second_order: bool, y: Tensor | None,
                  callback: FlowCallback | None) -> Tensor:
-    """Euler (x_next = x + (t_next - t) v(x, t)) or explicit midpoint (v taken at the half step instead)."""
+    """Euler (x_next = x + (t_next - t) v(x, t)) or explicit midpoint (v taken at the half step instead); the last
+    step, to t = 0, is Euler and lands on x0_hat (as EDM's Heun: no evaluation below the grid's smallest t), so a
+    projected or clipped denoiser's bound holds for the output."""
     s = _check(times)
     x = x_T
     for i, (t, t_next) in enumerate(zip(s, s[1:])):
         v, x0 = _velocity(denoise, x, t, y)
         if callback is not None:
             callback(i, t, x, x0)
-        if second_order:                                                       # midpoint: t_mid > 0 always
+        if t_next == 0:
+            return x0
+        if second_order:
             t_mid = (t + t_next) / 2
             v, _ = _velocity(denoise, x + (t_mid - t) * v, t_mid, y)
-            x = x + (t_next - t) * v
-        else:
-            x = x0 if t_next == 0 else x + (t_next - t) * v                    # the last Euler step lands on x0_hat
+        x = x + (t_next - t) * v
     return x
 
 
@@ -67,5 +70,6 @@ def flow_euler_sample(denoise: FlowDenoiser, x_T: Tensor, times: Tensor, *, y: T
 def flow_midpoint_sample(denoise: FlowDenoiser, x_T: Tensor, times: Tensor, *, y: Tensor | None = None,
                          noise: Noise | None = None, callback: FlowCallback | None = None) -> Tensor:
     """Explicit midpoint (2nd-order Runge-Kutta) in t: a half Euler step to t_mid = (t + t_next) / 2, then the full
-    step with the velocity there: x_next = x + (t_next - t) v(x_mid, t_mid); two evaluations per step, t_mid > 0."""
+    step with the velocity there: x_next = x + (t_next - t) v(x_mid, t_mid); two evaluations per step, but the last
+    step to t = 0 is Euler (lands on x0_hat): 2N - 1 evaluations."""
     return _flow_sample(denoise, x_T, times, True, y, callback)

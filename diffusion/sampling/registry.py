@@ -11,15 +11,15 @@ offers what samplers of its space need (sampling.run.Run does): `denoiser(config
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable
 
 from torch import Tensor
 
+from diffusion.core.time import Space  # noqa: F401 (re-exported: a sampler's space)
 from diffusion.sampling.flow_samplers import flow_euler_sample, flow_midpoint_sample
 from diffusion.sampling.sigma import Churn, dpmpp_2m_sample, euler_sample, heun_sample
 from diffusion.sampling.vp import ddim_sample, ddpm_sample
 
-Space = Literal["timesteps", "sigmas", "flow"]
 SIGMA_GRID_SETTINGS = ("grid", "rho", "sigma_min", "sigma_max")
 CHURN_SETTINGS = ("S_churn", "S_min", "S_max", "S_noise")
 
@@ -33,7 +33,8 @@ class SamplerSpec:
     space: Space
     settings: tuple[str, ...]
     run: Callable[..., Tensor]
-    default_steps: int           # its documented number of steps: driven by an exact denoiser, it reproduces the data
+    default_steps: int           # with the exact denoiser, as good as ddpm-1000 (docs/samplers.md)
+    order: int = 1               # of convergence to the ODE solution as steps grow (0: stochastic, no ODE solution)
     evaluations_per_step: int = 1
     saves_last: int = 0          # evaluations saved on the last step (Heun: no correction at sigma = 0)
     shown: tuple[str, ...] = ()  # settings that name a variant in tables (study), default or not
@@ -93,20 +94,21 @@ def _flow(second_order: bool):
 
 
 REGISTRY: dict[str, SamplerSpec] = {spec.name: spec for spec in (
-    SamplerSpec("ddpm", "timesteps", ("spacing", "variance"), _ddpm, 1000, shown=("variance",),
+    SamplerSpec("ddpm", "timesteps", ("spacing", "variance"), _ddpm, 1000, order=0, shown=("variance",),
                 description="ancestral sampling, Ho et al. 2020 Algorithm 2"),
-    SamplerSpec("ddim", "timesteps", ("spacing", "eta"), _ddim, 50, shown=("eta",),
+    SamplerSpec("ddim", "timesteps", ("spacing", "eta"), _ddim, 100, shown=("eta",),
                 description="DDIM, Song et al. 2021 eq. 12"),
-    SamplerSpec("euler", "sigmas", SIGMA_GRID_SETTINGS + CHURN_SETTINGS, _edm(False), 50, shown=("grid", "rho"),
+    SamplerSpec("euler", "sigmas", SIGMA_GRID_SETTINGS + CHURN_SETTINGS, _edm(False), 100, shown=("grid", "rho"),
                 description="Euler on the probability-flow ODE, Karras et al. 2022"),
-    SamplerSpec("heun", "sigmas", SIGMA_GRID_SETTINGS + CHURN_SETTINGS, _edm(True), 18, evaluations_per_step=2,
-                saves_last=1, shown=("grid", "rho"), description="EDM Algorithm 2 (Heun, 2nd order), Karras et al. 2022"),
-    SamplerSpec("dpmpp2m", "sigmas", SIGMA_GRID_SETTINGS, _dpmpp2m, 20, shown=("grid",),
+    SamplerSpec("heun", "sigmas", SIGMA_GRID_SETTINGS + CHURN_SETTINGS, _edm(True), 25, order=2,
+                evaluations_per_step=2, saves_last=1, shown=("grid", "rho"),
+                description="EDM Algorithm 2 (Heun, 2nd order), Karras et al. 2022"),
+    SamplerSpec("dpmpp2m", "sigmas", SIGMA_GRID_SETTINGS, _dpmpp2m, 50, order=2, shown=("grid",),
                 description="DPM-Solver++(2M), Lu et al. 2022"),
-    SamplerSpec("flow_euler", "flow", (), _flow(False), 50,
-                description="Euler in flow time t, uniform steps (rectified flow, Liu et al. 2022)"),
-    SamplerSpec("flow_midpoint", "flow", (), _flow(True), 10, evaluations_per_step=2,
-                description="explicit midpoint in flow time t, uniform steps (2nd order)"),
+    SamplerSpec("flow_euler", "flow", SIGMA_GRID_SETTINGS, _flow(False), 100,
+                description="Euler in flow time t (rectified flow, Liu et al. 2022)"),
+    SamplerSpec("flow_midpoint", "flow", SIGMA_GRID_SETTINGS, _flow(True), 25, order=2, evaluations_per_step=2,
+                saves_last=1, description="explicit midpoint in flow time t, uniform steps (2nd order)"),
 )}
 SAMPLERS: tuple[str, ...] = tuple(REGISTRY)
 

@@ -17,7 +17,7 @@ from diffusion.core.edm import (
     EDMPrecond,
     SigmaDenoiser,
     continuous_vp_denoiser,
-    from_vp_denoiser,
+    flow_sigmas,
     karras_sigmas,
     logsnr_sigmas,
     schedule_sigma_range,
@@ -31,10 +31,12 @@ from diffusion.core.flow_matching import (
     network_velocity,
     sigma_from_flow,
     time_of_sigma,
+    uniform_flow_times,
     velocity_of_denoiser,
     vp_from_flow,
 )
 from diffusion.core.schedules import NoiseSchedule, spaced_timesteps
+from diffusion.core.time import TIME_OF_SPACE, Clip, FlowTime, Sigma, Timestep
 from diffusion.data import data_radius, toy_for
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.registry import Space, sampler_spec
@@ -43,20 +45,34 @@ from diffusion.sampling.vp import SeededNoise, StepCallback
 SEED_STRIDE = 1_000_000  # sample i of seed s draws from seed s * SEED_STRIDE + i
 
 
+def balanced_labels(config: RunConfig, n: int) -> Tensor | None:
+    """n labels cycling through the classes a run of config is trained on (None for unconditional runs): how
+    conditional runs are sampled, and so how their floors are drawn (metrics.protocol.stratify)."""
+    num_classes = getattr(config.model, "num_classes", 0)
+    if not num_classes:
+        return None
+    classes = config.data.classes or tuple(range(num_classes))
+    return torch.tensor(classes, dtype=torch.long).repeat(n // len(classes) + 1)[:n]
+
+
 @dataclass
 class Trajectory:
-    """What a sampler visited, one entry per network evaluation it showed: `times` are code timesteps t (ints) when
-    space is "timesteps" (ddpm, ddim), noise levels sigma (floats) when it is "sigmas" (euler, heun, dpmpp2m) and
-    flow times t in [0, 1] (floats) when it is "flow" (flow_euler, flow_midpoint); x_t (K, B, ...) before each step,
-    in the sampler's own space, and x0_hat (K, B, ...)."""
+    """What a sampler visited, one entry per network evaluation it showed. `times` holds one kind of time, the one
+    of its space (core.time): Timestep ints (code index t) for "timesteps" (ddpm, ddim), Sigma floats for "sigmas"
+    (euler, heun, dpmpp2m), FlowTime floats in [0, 1] for "flow" (flow_euler, flow_midpoint); `time_name` says which.
+    x_t (K, B, ...) before each step, in the sampler's own space, and x0_hat (K, B, ...)."""
 
     space: Space = "timesteps"
-    times: list[int | float] = field(default_factory=list)
+    times: list[Timestep] | list[Sigma] | list[FlowTime] = field(default_factory=list)
     x_t: list[Tensor] = field(default_factory=list)
     x0_hat: list[Tensor] = field(default_factory=list)
 
-    def record(self, i: int, time: int | float, x_t: Tensor, x0_hat: Tensor) -> None:
-        self.times.append(time)
+    @property
+    def time_name(self) -> str:
+        return TIME_OF_SPACE[self.space]
+
+    def record(self, i: int, time: Timestep | Sigma | FlowTime, x_t: Tensor, x0_hat: Tensor) -> None:
+        self.times.append(int(time) if self.space == "timesteps" else float(time))
         self.x_t.append(x_t.detach().cpu())
         self.x0_hat.append(x0_hat.detach().cpu())
 
@@ -96,10 +112,7 @@ class Run:
 
     def balanced_labels(self, n: int) -> Tensor | None:
         """Labels cycling through the classes the run was trained on (None for unconditional runs)."""
-        if not self.num_classes:
-            return None
-        classes = self.config.data.classes or tuple(range(self.num_classes))
-        return torch.tensor(classes, dtype=torch.long).repeat(n // len(classes) + 1)[:n]
+        return balanced_labels(self.config, n)
 
     @property
     def is_edm(self) -> bool:
@@ -116,14 +129,27 @@ class Run:
             raise ValueError("an image run has no data radius: its x0_hat is clipped to [-1, 1]")
         return data_radius(self.config.data)
 
+    def clip_mode(self, sampler: SamplerConfig) -> Clip:
+        """The sampler's Clip mode on this run: auto is clamp for images and ball for 2D; ValueError for a mode the
+        data cannot take (a ball for images, which have no data radius; [-1, 1] for 2D sets, which are not in it)."""
+        own = Clip.CLAMP if self.is_image else Clip.BALL
+        if sampler.clip == Clip.AUTO:
+            return own
+        if sampler.clip not in (own, Clip.NONE):
+            kind = "an image" if self.is_image else "a 2D"
+            raise ValueError(f"clip={sampler.clip.value!r} does not apply to {kind} run; "
+                             f"allowed: auto, {own.value}, none")
+        return sampler.clip
+
     def _wrap(self, denoise, sampler: SamplerConfig):
-        """Guidance, then clipping (on unless sampler.clip is False): images to [-1, 1], 2D x0_hat onto the ball of
-        the training set's radius. They work alike on (x_t, t, y) and (x, sigma, y) denoisers."""
+        """Guidance, then the Clip mode: images to [-1, 1], 2D x0_hat onto the ball of the training set's radius,
+        or none. They work alike on (x_t, t, y), (x, sigma, y) and flow (x_t, t, y) denoisers."""
         if sampler.guidance != 1.0:
             denoise = guided(denoise, sampler.guidance, self.net.null_label)
-        if sampler.clip is False:
+        mode = self.clip_mode(sampler)
+        if mode == Clip.NONE:
             return denoise
-        return clipped(denoise) if self.is_image else projected(denoise, self.x0_radius, self.observe_x0)
+        return clipped(denoise) if mode == Clip.CLAMP else projected(denoise, self.x0_radius, self.observe_x0)
 
     def denoiser(self, sampler: SamplerConfig) -> Denoiser:
         """The network as a Denoiser over the discrete timesteps, with the sampler's clipping and guidance (a flow
@@ -137,12 +163,11 @@ class Run:
         return self._wrap(denoise, sampler)
 
     def sigma_denoiser(self, sampler: SamplerConfig) -> SigmaDenoiser:
-        """The network as an EDM denoiser D(x; sigma); a discrete model is rounded to its nearest timestep."""
+        """The network as an EDM denoiser D(x; sigma), with the sampler's clipping and guidance; a discrete model at
+        the fractional timestep of sigma (core.edm.continuous_vp_denoiser), as k-diffusion's discrete wrappers."""
         if self.is_flow:
             return sigma_from_flow(self.flow_denoiser(sampler))
-        if self.is_edm:
-            return self._wrap(EDMPrecond(self.net, self.config.train.sigma_data), sampler)
-        return from_vp_denoiser(self.denoiser(sampler), self.schedule)
+        return self._wrap(self._continuous_sigma_denoiser(), sampler)
 
     def _continuous_sigma_denoiser(self) -> SigmaDenoiser:
         """A diffusion run's D(x; sigma), smooth in sigma (a discrete model at fractional timesteps)."""
@@ -178,19 +203,25 @@ class Run:
         return time_of_sigma(low), time_of_sigma(high)
 
     def flow_times(self, sampler: SamplerConfig) -> Tensor:
-        """The flow times (steps + 1,) float64 a flow sampler visits: uniform from t_max (flow_range) down to 0."""
-        return torch.linspace(self.flow_range()[1], 0.0, sampler.steps + 1, dtype=torch.float64)
+        """The flow times (steps + 1,) float64 a flow sampler visits: those of sigmas(sampler); on the flow grid of a
+        flow run, uniform from t = 1 (pure noise) down to its smallest noise level, then 0."""
+        if self.is_flow and sampler.sigma_grid == "flow" and sampler.sigma_max is None:
+            return uniform_flow_times(sampler.steps, 1.0, time_of_sigma(sampler.sigma_min or self._sigma_range()[0]))
+        return time_of_sigma(self.sigmas(sampler))
 
     def sigmas(self, sampler: SamplerConfig) -> Tensor:
-        """The decreasing noise levels (ending with 0) an EDM sampler visits."""
+        """The decreasing noise levels (steps + 1,) an EDM sampler visits: steps levels from the model's largest to its
+        smallest (EDM's 0.002 to 80, cut to a discrete schedule's own range), then 0, the step that lands on x0_hat."""
         low, high = self._sigma_range()
         low, high = sampler.sigma_min or low, sampler.sigma_max or high
         if sampler.sigma_grid == "logsnr":
             return logsnr_sigmas(sampler.steps, low, high)
+        if sampler.sigma_grid == "flow":
+            return flow_sigmas(sampler.steps, low, high)
         return karras_sigmas(sampler.steps, low, high, sampler.rho)
 
     def timesteps(self, sampler: SamplerConfig) -> list[int]:
-        return spaced_timesteps(self.schedule.T, sampler.steps, sampler.spacing)
+        return spaced_timesteps(self.schedule.T, sampler.steps, sampler.timestep_spacing)
 
     def sample(self, n: int, sampler: SamplerConfig = SamplerConfig(), *, seed: int = 0, y: Tensor | None = None,
                batch_size: int = 4096, trajectory: Trajectory | None = None,

@@ -9,10 +9,13 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 from diffusion.core.schedules import SPACINGS
+from diffusion.core.time import Clip
 from diffusion.sampling.registry import REGISTRY, sampler_spec
 from diffusion.sampling.vp import VARIANCES
 
-GRIDS: tuple[str, ...] = ("karras", "logsnr")
+GRIDS: tuple[str, ...] = ("karras", "logsnr", "flow")
+DEFAULT_GRIDS = {"euler": "logsnr", "heun": "logsnr", "dpmpp2m": "logsnr", "flow_euler": "logsnr",
+                 "flow_midpoint": "flow"}      # the best measured for each (docs/samplers.md)
 MAX_STEPS = 10_000               # sampling steps (a discrete sampler is also capped by its schedule's T)
 MAX_GUIDANCE, MAX_RHO, MAX_SIGMA, MAX_CHURN, MAX_S_NOISE = 50.0, 100.0, 1e5, 1000.0, 2.0
 COMMON = ("name", "steps", "clip", "guidance")   # read by every sampler
@@ -39,9 +42,8 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "steps": ((lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_STEPS),
               f"an integer from 1 to {MAX_STEPS}"),
     "eta": _in(0.0, 1.0),
-    "spacing": _one_of(SPACINGS),
+    "spacing": _one_of(SPACINGS, optional=True),
     "variance": _one_of(VARIANCES),
-    "clip": ((lambda v: v is None or isinstance(v, bool)), "None or True (on: images to [-1, 1], 2D onto the training data's ball), False"),
     "guidance": _in(0.0, MAX_GUIDANCE),
     "grid": _one_of(GRIDS, optional=True),
     "rho": ((lambda v: _number(v) and 0 < v <= MAX_RHO), f"a number above 0, at most {MAX_RHO:g}"),
@@ -61,11 +63,11 @@ class SamplerConfig:
     name: str = "ddim"
     steps: int = 50
     eta: float = 0.0                 # ddim: stochasticity, 0 (deterministic) to 1 (= ddpm)
-    spacing: str = "trailing"        # ddpm, ddim: which timesteps (core.schedules.spaced_timesteps)
+    spacing: str | None = None       # ddpm, ddim timesteps (spaced_timesteps); None: ddim cubic, ddpm trailing
     variance: str = "beta_tilde"     # ddpm: the posterior variance
-    clip: bool | None = None         # None/True: x0_hat clipped (images: [-1, 1]; 2D: onto the data's ball); False: raw
+    clip: Clip = Clip.AUTO           # x0_hat: auto (images clamp, 2D ball), clamp, ball, none (core.time.Clip)
     guidance: float = 1.0            # classifier-free guidance scale w; 1 = plain conditional
-    grid: str | None = None          # euler/heun/dpmpp2m sigma grid; None: karras (rho), logsnr for dpmpp2m
+    grid: str | None = None          # sigma/flow samplers' grid: karras (rho), logsnr, flow; None: DEFAULT_GRIDS
     rho: float = 7.0                 # Karras et al. eq. 5 (karras grid)
     sigma_min: float | None = None   # None: EDM's 0.002 and 80, clamped to the schedule's range
     sigma_max: float | None = None
@@ -76,6 +78,7 @@ class SamplerConfig:
 
     def __post_init__(self):
         spec = sampler_spec(self.name)
+        object.__setattr__(self, "clip", Clip.of(self.clip))   # old None/True/False values still load
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in CHECKS and not CHECKS[f.name][0](value):
@@ -88,8 +91,8 @@ class SamplerConfig:
             raise ValueError(f"sigma_min={self.sigma_min!r} must be below sigma_max={self.sigma_max!r}")
         if self.S_max is not None and self.S_max < self.S_min:
             raise ValueError(f"S_max={self.S_max!r} must be at least S_min={self.S_min!r}")
-        if self.rho != 7.0 and self.sigma_grid == "logsnr":
-            raise ValueError(f"rho={self.rho!r} shapes the karras grid; this sampler uses the logsnr grid "
+        if self.rho != 7.0 and self.sigma_grid not in (None, "karras"):
+            raise ValueError(f"rho={self.rho!r} shapes the karras grid; this sampler uses the {self.sigma_grid} grid "
                              "(set grid='karras' or leave rho at 7)")
 
     @property
@@ -97,11 +100,20 @@ class SamplerConfig:
         return sampler_spec(self.name).space
 
     @property
-    def sigma_grid(self) -> str | None:
-        """The sigma grid the sampler walks (None for the discrete samplers)."""
-        if self.space != "sigmas":
+    def timestep_spacing(self) -> str | None:
+        """The timestep spacing a discrete sampler walks (None for the others): cubic for ddim, whose last steps need
+        the low noise levels (docs/samplers.md); trailing for ddpm, unchanged."""
+        if self.space != "timesteps":
             return None
-        return self.grid or ("logsnr" if self.name == "dpmpp2m" else "karras")
+        return self.spacing or ("trailing" if self.name == "ddpm" else "cubic")
+
+    @property
+    def sigma_grid(self) -> str | None:
+        """The noise-level grid the sampler walks (None for the discrete samplers): karras (rho), logsnr, or flow
+        (uniform in flow time); by default the one measured best for it (docs/samplers.md)."""
+        if self.space == "timesteps":
+            return None
+        return self.grid or DEFAULT_GRIDS[self.name]
 
     @property
     def nfe(self) -> int:

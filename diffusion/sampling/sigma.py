@@ -14,9 +14,10 @@ import torch
 from torch import Tensor
 
 from diffusion.core.edm import SigmaDenoiser
+from diffusion.core.time import Sigma
 from diffusion.sampling.vp import Noise
 
-SigmaCallback = Callable[[int, float, Tensor, Tensor], None]  # (i, sigma, x, x0_hat)
+SigmaCallback = Callable[[int, Sigma, Tensor, Tensor], None]  # (i, sigma, x, x0_hat)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ from torch import Tensor
 from diffusion.core.denoisers import Denoiser
 from diffusion.core.forward import posterior, x0_to_eps
 from diffusion.core.schedules import NoiseSchedule
+from diffusion.core.time import Timestep
 
 Noise = Callable[[], Tensor]
-StepCallback = Callable[[int, int, Tensor, Tensor], None]  # (i, t, x_t, x0_hat)
+StepCallback = Callable[[int, Timestep, Tensor, Tensor], None]  # (i, t, x_t, x0_hat)
 Variance = Literal["beta_tilde", "beta"]
 VARIANCES: tuple[str, ...] = ("beta_tilde", "beta")
 

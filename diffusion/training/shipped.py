@@ -13,6 +13,7 @@ from diffusion.training.checkpoints import CHECKPOINTS_DIR
 CATALOG = CHECKPOINTS_DIR / "shipped.json"
 PAGES = ("toy2d", "mnist_digit", "mnist_conditional", "images32")   # app_pages/<page>.py
 METHODS = ("diffusion", "flow")                                      # flow: trained by flow matching
+ROLES = ("model", "size-sweep")   # model: offered in its page's menus; size-sweep: a point of the training-set-size sweep
 
 
 @dataclass(frozen=True)
@@ -24,15 +25,18 @@ class ShippedRun:
     method: str     # METHODS
     label: str      # its name in tables and menus
     about: str      # what it is, in words a sentence can hold
+    role: str = "model"   # ROLES (may be left out: "model")
 
 
 def _entry(i: int, raw: object) -> ShippedRun:
     keys = [f.name for f in fields(ShippedRun)]
     strings = isinstance(raw, dict) and all(isinstance(v, str) and v for v in raw.values())
-    if not strings or sorted(raw) != sorted(keys):
-        raise ValueError(f"shipped run {i} is {raw!r}; allowed: an object with the non-empty strings {keys}")
+    if not strings or sorted(set(raw) | {"role"}) != sorted(keys):
+        raise ValueError(f"shipped run {i} is {raw!r}; allowed: an object with the non-empty strings {keys} "
+                         "(role may be left out)")
     run = ShippedRun(**raw)
-    for field, value, allowed in (("page", run.page, PAGES), ("method", run.method, METHODS)):
+    for field, value, allowed in (("page", run.page, PAGES), ("method", run.method, METHODS),
+                                  ("role", run.role, ROLES)):
         if value not in allowed:
             raise ValueError(f"shipped run {run.name!r} has {field} {value!r}; allowed: {', '.join(allowed)}")
     if Path(run.folder).name != run.folder:

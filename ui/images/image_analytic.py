@@ -19,7 +19,7 @@ from ui.views import charts
 
 SIDE_N, SIDE_STEPS = 8, 20            # samples per denoiser, DDIM steps (the patch machine costs ~0.1-0.3 s an image)
 AGREE_N = 16                          # held-out images noised at each t
-SWEEP_N, SWEEP_PAIRS = 100, 8         # samples per N for FID and memorisation; pairs shown per N
+SWEEP_SAMPLES, SWEEP_PAIRS = 100, 8         # samples per N for FID and memorisation; pairs shown per N
 EXPLAIN = (
     "Three denoisers that need no training, each run by the same sampler from the same initial noises as the "
     "network: the **optimal (empirical) denoiser** of the training set, E[x0 | x_t] when x0 is one of the N training "
@@ -99,7 +99,7 @@ def agreement_section(prefix: str, model: tuple[str, Run], sampling) -> None:
     with working("Denoising noised held-out images with every denoiser", promise):
         frame = agreement(run_key, run, AGREE_N)
     shown = frame.assign(denoiser=frame["denoiser"].map({**an.LABELS, "truth": "the clean image (network's error)"}))
-    st.altair_chart(charts.agreement_curves(shown), width="stretch")
+    charts.show(charts.agreement_curves(shown))
     closest = an.closest_by_noise(frame)
     runs = ", ".join(f"t = {t}: {an.LABELS[c].split(' (')[0]}" for t, c in zip(closest["t"], closest["closest"]))
     st.caption(f"For {AGREE_N} held-out images x0 noised to x_t at each t (seeded ε), the mean over images of "
@@ -142,13 +142,13 @@ def size_sweep_section(prefix: str) -> None:
                 "below some N a network reproduces its training images; above it, it makes new ones).")
     threads, steps = run_costs.script_threads(), sw.SWEEP_SAMPLER.steps
     costs = [run_costs.sampling_costs(f"sweep-{n}", r, threads) for n, r in runs.items()]
-    measure = image_cache.measurement_cost(next(iter(runs.values())).config.data, SWEEP_N)
+    measure = image_cache.measurement_cost(next(iter(runs.values())).config.data, SWEEP_SAMPLES)
     promise = timing.expect("size sweep", *[(call, steps) for call, _ in costs],
-                            *[(image, SWEEP_N * steps) for _, image in costs], (measure, len(runs)))
-    if not opened(f"{prefix}_sweep", "shipped-sweep", SWEEP_N, f"Sample and measure {SWEEP_N} images per N", promise):
+                            *[(image, SWEEP_SAMPLES * steps) for _, image in costs], (measure, len(runs)))
+    if not opened(f"{prefix}_sweep", "shipped-sweep", SWEEP_SAMPLES, f"Sample and measure {SWEEP_SAMPLES} images per N", promise):
         return
     with working("Sampling every N and measuring", promise):
-        table, sets = sweep_table(SWEEP_N)
+        table, sets = sweep_table(SWEEP_SAMPLES)
     for col, (N, s) in zip(st.columns(len(sets)), sets.items()):
         nearest = sw.nearest_images(runs[N], s)
         col.image(ei.pair_grid(s.samples[:SWEEP_PAIRS], nearest[:SWEEP_PAIRS], per_row=2), width="stretch",
@@ -158,7 +158,7 @@ def size_sweep_section(prefix: str) -> None:
     for _, row in table.iterrows():
         st.caption(f"N = {int(row['N']):,}: {row_sentences(row.to_dict(), {'fid': 'FID'})} · copies "
                    f"{row['copies']:.0%} [{row['copies_low']:.0%}, {row['copies_high']:.0%}] ({row['protocol']})")
-    st.caption(f"{SWEEP_N} samples per N ({sw.SWEEP_SAMPLER.name.upper()} {sw.SWEEP_SAMPLER.steps}, seed 0). FID on "
+    st.caption(f"{SWEEP_SAMPLES} samples per N ({sw.SWEEP_SAMPLER.name.upper()} {sw.SWEEP_SAMPLER.steps}, seed 0). FID on "
                "the "
                "shipped Fashion-MNIST classifier's features against held-out ankle boots, its floor from the class's "
                "6,000 training images (not the N: a floor of 10 images says nothing); d1 against the run's own N.")

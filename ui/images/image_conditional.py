@@ -73,11 +73,11 @@ def class_histogram(df: pd.DataFrame) -> alt.LayerChart:
     base = alt.Chart(df).encode(x=alt.X("class:N", title="class"), xOffset="source:N")
     bars = base.mark_bar().encode(
         y=alt.Y("share:Q", title="share", axis=alt.Axis(format="%")),
-        color=alt.Color("source:N", title=None, legend=alt.Legend(orient="top")),
+        color=alt.Color("source:N", title=None),
         tooltip=["class:N", "source:N", alt.Tooltip("share:Q", format=".1%"), alt.Tooltip("low:Q", format=".1%"),
                  alt.Tooltip("high:Q", format=".1%")])
     errors = base.transform_filter("datum.high > datum.low").mark_rule(color="black").encode(y="low:Q", y2="high:Q")
-    return alt.layer(bars, errors, title="Class shares").properties(height=charts.STRETCH_HEIGHT)
+    return alt.layer(bars, errors, title="Class shares").properties(height=charts.PANEL_HEIGHT)
 
 
 def histogram_section(prefix: str, model: Model, sampling: Sampling) -> None:
@@ -96,7 +96,7 @@ def histogram_section(prefix: str, model: Model, sampling: Sampling) -> None:
     except ValueError as e:
         error_box("No class histogram", e)
         return
-    st.altair_chart(class_histogram(df), width="stretch")
+    charts.show(class_histogram(df))
     st.caption(f"{n} samples with w = 0 (the unconditional model: what it learned p(x) to be), DDIM "
                f"{ei.LIVE_STEPS}, each classified by the shipped classifier (bars: 95% Wilson intervals of each share "
                f"at n = {n}), against the class shares of the training set.")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from diffusion.data.image_datasets import class_names
 from diffusion.explore import image_experiments as ei
 from diffusion.metrics.intervals import wilson
 from diffusion.sampling.sampler_config import SamplerConfig
@@ -71,7 +72,7 @@ class Sampling:
 
 def choose_model(prefix: str, shipped: str | None, trained: Model | None) -> Model | None:
     """The shipped run named `shipped` (ui.jobs.shipped_runs; if any) or this visitor's trained model, as the visitor
-    picks."""
+    picks; a model the visitor has just trained becomes the pick (once: they can go back to the shipped run)."""
     run = shipped_runs.shipped_run(shipped) if shipped else None
     folder = shipped_runs.SHIPPED[shipped].folder if shipped else None
     options = (["shipped"] if run is not None else []) + (["trained"] if trained is not None else [])
@@ -80,6 +81,9 @@ def choose_model(prefix: str, shipped: str | None, trained: Model | None) -> Mod
         st.info(f"No model yet: {missing}train one above.", icon=":material/info:")
         return None
     labels = {"shipped": f"shipped run ({folder})", "trained": "the model you trained"}
+    if trained is not None and st.session_state.get(f"{prefix}_model_seen") != trained[0]:
+        st.session_state[f"{prefix}_model_seen"] = trained[0]
+        st.session_state[f"{prefix}_model"] = "trained"
     pick = st.radio("Model", options, format_func=labels.get, horizontal=True, key=f"{prefix}_model")
     model = (shipped_runs.shipped_key(shipped), run) if pick == "shipped" else trained
     model_caption(model[1])
@@ -111,6 +115,17 @@ def sampler_controls(prefix: str, run: Run) -> SamplerConfig:
     return SamplerConfig(name, steps=steps, guidance=w)
 
 
+def row_names(run: Run) -> str:
+    """What the rows of a class grid are, by name (the digits, the shapes, CIFAR-10's classes)."""
+    names = class_names(run.config.data.dataset)
+    if names is None or len(names) < run.num_classes:
+        return "Row c: class c"
+    names = names[:run.num_classes]
+    if names == tuple(str(k) for k in range(len(names))):
+        return f"Rows, top to bottom: the digits {names[0]} to {names[-1]}"
+    return "Rows, top to bottom: " + ", ".join(names)
+
+
 def _grid(prefix: str, model: Model, sampling: Sampling) -> tuple | None:
     """(grid, caption) of the grid the widgets describe: drawn at once when that takes at most GRID_AUTO_S seconds,
     else behind a button naming its time; None while it waits."""
@@ -123,7 +138,7 @@ def _grid(prefix: str, model: Model, sampling: Sampling) -> tuple | None:
         per_class = cols[0].select_slider("Images per class", PER_CLASS, first, key=f"{prefix}_per_class")
         promise = sampling.promise("grid", per_class * run.num_classes, calls_per_step=run.num_classes)
         draw = lambda: image_cache.class_grid(run_key, run, per_class, sampler, seed)   # noqa: E731
-        caption = f"Row c: class c; column j: initial noise j (seed {seed})"
+        caption = f"{row_names(run)}; column j: initial noise j (seed {seed})"
     else:
         n = cols[0].select_slider("Images", GRID_IMAGES, 25, key=f"{prefix}_n")
         promise = sampling.promise("grid", n)

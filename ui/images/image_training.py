@@ -11,8 +11,7 @@ from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.core.schedules import SCHEDULES
 from diffusion.explore import image_experiments as ei
 from diffusion.metrics.classifier import classifier_dir
-from diffusion.metrics.evaluation import row_sentences
-from diffusion.metrics.protocol import reference_for
+from diffusion.metrics.evaluation import prepare_floor, row_sentences
 from diffusion.models.model_config import UNET_PRESETS, unet_preset
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
@@ -51,7 +50,7 @@ class ImageMeasurement:
 
     def prepare(self, config: RunConfig) -> None:
         if self.n:
-            reference_for(ei.page_protocol(config.data, self.n), config.data)   # the floor, before the clock runs
+            prepare_floor(ei.page_protocol(config.data, self.n), config)   # the floor, before the clock runs
 
     def __call__(self, run: Run) -> tuple[dict[str, float | str], object]:
         if self.n:

@@ -17,8 +17,8 @@ KEY_PREFIX = "shipped-"          # a shipped run's run_key: shipped-FOLDER-STEP
 
 
 def on_page(page: str) -> list[str]:
-    """The names of the shipped runs that app_pages/<page>.py offers, in the catalog's order."""
-    return [name for name, run in SHIPPED.items() if run.page == page]
+    """The names of the shipped models that app_pages/<page>.py offers in its menus, in the catalog's order."""
+    return [name for name, run in SHIPPED.items() if run.page == page and run.role == "model"]
 
 
 @st.cache_resource(show_spinner="Loading the shipped run...")

@@ -27,7 +27,7 @@ from diffusion.config import DataConfig, RunConfig, ScheduleConfig, TrainConfig
 from diffusion.data import TrainingData
 from diffusion.explore import toy2d_experiments as explore2d
 from diffusion.metrics import evaluation
-from diffusion.metrics.protocol import points_protocol, reference_for
+from diffusion.metrics.protocol import points_protocol
 from diffusion.models.model_config import MLPConfig
 from diffusion.sampling.run import Run
 from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS
@@ -59,7 +59,7 @@ class Metrics2D:
     names = explore2d.METRICS
 
     def prepare(self, config: RunConfig) -> None:
-        reference_for(points_protocol(evaluation.LIVE_2D_N), config.data)   # the floor: once per process and data
+        evaluation.prepare_floor(points_protocol(evaluation.LIVE_2D_N), config)   # the floor: once per process
 
     def __call__(self, run: Run) -> tuple[dict[str, float | str], Any]:
         return evaluation.measure_run(run, evaluation.live_protocol(run))[0].row(), None

@@ -30,11 +30,15 @@ def controls(labels: list[str], names: list[str], duration: int, prefix: str) ->
     buttons = [dict(label="▶ Play", method="animate", args=[None, play]),
                dict(label="❚❚ Pause", method="animate", args=[[None], pause])]
     steps = [dict(label=label, method="animate", args=[[name], pause]) for label, name in zip(labels, names)]
-    return dict(margin=dict(l=10, r=10, t=40, b=90),
-                updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.06, xanchor="left", yanchor="top",
-                                  pad=dict(r=8, t=4), showactive=False, buttons=buttons)],
-                sliders=[dict(active=0, steps=steps, x=0.22, len=0.78, y=-0.06, yanchor="top", pad=dict(t=4, b=4),
-                              currentvalue=dict(prefix=prefix, font=dict(size=13)), transition=dict(duration=0))])
+    return dict(margin=dict(b=150),             # the buttons on one row, the slider and its ticks on the next
+                legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.02),   # right of the square
+                updatemenus=[dict(type="buttons", direction="left", x=0.0, y=0.0, xanchor="left", yanchor="top",
+                                  pad=dict(r=8, t=34), showactive=False, buttons=buttons)],   # below the x ticks
+                sliders=[dict(active=0, steps=steps, x=0.0, len=1.0, y=0.0, yanchor="top", pad=dict(t=74, b=4),
+                              currentvalue=dict(prefix=prefix, font=dict(size=13), xanchor="right"),
+                              font=dict(color="rgba(0,0,0,0)"),   # no step labels: Plotly shows every k-th one, so
+                                                                  # they stop short of the end (833 of 1,000)
+                              transition=dict(duration=0))])
 
 
 def _xy(df: pd.DataFrame, x: str = "x", y: str = "y") -> dict:
@@ -64,11 +68,12 @@ def forward(frames: pd.DataFrame, grids: list[DensityGrid] | None, duration: int
     return fig
 
 
-def reverse(traj: pd.DataFrame, n_paths: int, grid: DensityGrid | None, duration: int) -> go.Figure:
+def reverse(traj: pd.DataFrame, n_paths: int, grid: DensityGrid | None, duration: int, height: int = 520
+            ) -> go.Figure:
     """The reverse process (explore.toy2d.trajectory_frame: columns frame, t, point, x, y, x0_x, x0_y): particles
     x_t from x_T to x_0 and their x̂_0, with the first n_paths particles' whole paths drawn and their current
     position marked on them. Frames thinned to MAX_FRAMES."""
-    fig = figure("Reverse process: x_T → x_0 (press Play)", height=520)
+    fig = figure("Reverse process: x_T → x_0 (press Play)", height=height)
     numbers = thin(np.sort(traj["frame"].unique()))
     shown = traj[traj["frame"].isin(numbers)]
     if grid is not None:

@@ -168,8 +168,8 @@ def forward_animation(dataset: str, name: str, T: int, duration: int):
 
 
 def timesteps_used(T: int, steps: int) -> list[int]:
-    """The paper timesteps a sampler with `steps` steps visits (trailing spacing, as Run.sample uses)."""
-    return [t + 1 for t in spaced_timesteps(T, steps, SamplerConfig().spacing)]
+    """The paper timesteps DDIM with `steps` steps visits (its default spacing, as Run.sample uses)."""
+    return [t + 1 for t in spaced_timesteps(T, steps, SamplerConfig("ddim").timestep_spacing)]
 
 
 @st.cache_data(show_spinner="Sampling...", max_entries=PER_MODEL)

@@ -111,7 +111,7 @@ def section(model: tuple[str, Run] | None) -> None:
     st.caption(f"W1 in the data's scale units, 95% intervals. Exact model: {b.law.description}. "
                f"{b.protocol.describe()}. |solver − network| ≤ total ≤ solver + network: "
                f"{'holds' if b.consistent else 'fails'}.")
-    st.altair_chart(charts.denoiser_error(c), width="stretch")
+    charts.show(charts.denoiser_error(c))
     st.caption(f"E‖D_θ(x_t) − D*(x_t)‖² is what the network has not learned at each noise level, over x_t = √ᾱ x_0 + "
                f"√(1 − ᾱ) ε with {CURVE_N:,} fresh true x_0 per level (the raw network, no projection); "
                "E‖D*(x_t) − x_0‖² is what no denoiser can remove. The network's own error on x_0 is their sum. Bars: "

@@ -13,24 +13,30 @@ from plotly.colors import sample_colorscale
 
 from diffusion.explore.densities import DensityGrid
 
-from ui.views.charts import DOMAIN
+from ui.views.charts import DOMAIN, wrap
 
 HEIGHT = 460                  # pixels: legible on a laptop; the width is the column's
-DENSITY_SCALE = [[0.0, "#ffffff"], [0.15, "#c6dbef"], [0.5, "#6baed6"], [1.0, "#08519c"]]
+DENSITY_SCALE = [[0.0, "#ffffff"], [0.15, "#c6dbef"], [0.5, "#6baed6"], [1.0, "#08519c"]]   # filled maps
+LINE_SCALE = [[0.0, "#6baed6"], [0.5, "#2171b5"], [1.0, "#08306b"]]    # contour lines: the lowest still visible
 FIELD_SCALE = "Viridis"
 FIELD_COLOURS = 8             # arrow shafts are drawn in this many magnitude bands (one Plotly trace each)
 COLOURS = {"data": "#4c78a8", "noised": "#f58518", "samples": "#e45756", "x0_hat": "#54a24b", "path": "#777777"}
 
 
 def figure(title: str, height: int = HEIGHT) -> go.Figure:
-    """An empty square figure on the page's window, with room for a legend on top."""
+    """An empty square figure on the page's window: the title wrapped to fit a half column at 1,024 px, the legend
+    in one row between the title and the plot (never over the data or the ticks), ticks every unit."""
     fig = go.Figure()
-    axis = dict(range=[-DOMAIN, DOMAIN], zeroline=False, showgrid=True, gridcolor="#eeeeee", constrain="domain")
-    fig.update_layout(title=dict(text=title, x=0.01, y=0.98, font=dict(size=15)), height=height,
-                      margin=dict(l=10, r=10, t=40, b=10), template="plotly_white",
+    lines = wrap(title, 46)
+    axis = dict(range=[-DOMAIN, DOMAIN], zeroline=False, showgrid=True, gridcolor="#eeeeee", constrain="domain",
+                dtick=1, tickfont=dict(size=12))
+    top = 30 + 20 * len(lines) + 28
+    fig.update_layout(title=dict(text="<br>".join(lines), x=0.01, xanchor="left", y=1.0, yanchor="top",
+                                 pad=dict(t=10), font=dict(size=15)),
+                      height=height + top - 40, margin=dict(l=10, r=10, t=top, b=10), template="plotly_white",
                       xaxis=axis, yaxis=dict(axis, scaleanchor="x", scaleratio=1),
-                      legend=dict(orientation="v", yanchor="bottom", y=0.0, xanchor="right", x=1.0,
-                                  bgcolor="rgba(255,255,255,0.75)", font=dict(size=12)))
+                      legend=dict(orientation="h", yanchor="bottom", y=1.01, xanchor="left", x=0.0,
+                                  font=dict(size=12)))
     return fig
 
 
@@ -38,9 +44,10 @@ def density_trace(grid: DensityGrid, name: str | None = None, fill: bool = False
     """The density as contour lines (under points) or filled contours (a density map alone) at `levels` even levels
     from near 0 to its maximum, darker where it is higher (no colour bar: the shape is what matters)."""
     top = float(np.nanmax(grid.density)) or 1.0
-    return go.Contour(x=grid.x, y=grid.y, z=grid.density, colorscale=DENSITY_SCALE, showscale=False, zmin=0, zmax=top,
+    return go.Contour(x=grid.x, y=grid.y, z=grid.density, colorscale=DENSITY_SCALE if fill else LINE_SCALE,
+                      showscale=False, zmin=0, zmax=top,
                       contours=dict(coloring="fill" if fill else "lines", start=top / levels, end=top,
-                                    size=top / levels), line=dict(width=0.5 if fill else 1.3),
+                                    size=top / levels), line=dict(width=0.5 if fill else 1.5),
                       name=name or grid.label, hoverinfo="skip", showlegend=True)
 
 
@@ -53,10 +60,10 @@ def contour_lines(grid: DensityGrid, name: str | None = None, levels: int = 8) -
               for line in generator.lines(top * k / (levels + 1))]
     xy = np.vstack(pieces) if pieces else np.full((1, 2), np.nan)
     return go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines", name=name or grid.label, hoverinfo="skip",
-                      line=dict(color="#3182bd", width=1.2), opacity=0.7)
+                      line=dict(color="#2171b5", width=1.4), opacity=0.85)
 
 
-def points_trace(df: pd.DataFrame, name: str, color: str, size: float = 3.5, opacity: float = 0.55) -> go.Scatter:
+def points_trace(df: pd.DataFrame, name: str, color: str, size: float = 3.5, opacity: float = 0.45) -> go.Scatter:
     return go.Scatter(x=df["x"], y=df["y"], mode="markers", name=name, hoverinfo="skip",
                       marker=dict(size=size, color=color, opacity=opacity))
 
@@ -108,6 +115,7 @@ def paths(groups: dict[str, np.ndarray], title: str, colours: dict[str, str], gr
           ) -> go.Figure:
     """Paths per group: name -> (K + 1, n, 2) points from x_T to the sample, drawn as lines with the end marked."""
     fig = figure(title)
+    fig.update_layout(legend=dict(yanchor="top", y=-0.1), margin=dict(b=110))    # its entries take rows: below
     if grid is not None:
         fig.add_trace(density_trace(grid))
     for name, xs in groups.items():

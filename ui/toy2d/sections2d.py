@@ -192,13 +192,13 @@ def samplers_section(model) -> pd.DataFrame | None:
                          key="toy2d_samples_plot")
     try:                                  # below the plot, full width: the table never scrolls inside itself
         result = data2d.metrics(run_key, run, sampler)
-        st.dataframe(data2d.metrics_table(result), width="stretch")
+        st.dataframe(data2d.metrics_table(result), width="stretch", height="content")
         st.caption(f"95% intervals; n = {result.n:,}; {result.protocol.name}")
     except ValueError as e:
         error_box("No metrics for these samples", e)
     if st.toggle("Sweep the number of steps (5 to 1000)", key="toy2d_sweep"):
         sweep = data2d.sweep(run_key, run, name, sampler.eta)
-        st.dataframe(data2d.sweep_table(sweep), hide_index=True, width="stretch")
+        st.dataframe(data2d.sweep_table(sweep), hide_index=True, width="stretch", height="content")
         long = charts.label_metrics(data2d.sweep_curves(sweep))
         charts.panels(charts.metric_curves, long, x_title="sampling steps", log_x=True)
         st.caption("Each number with its 95% interval; the green band is the floor (labelled) at the same n.")

@@ -13,7 +13,7 @@ from diffusion.explore import catalog
 from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import CONFIG, EMA, METRICS
 
-from ui.views.charts import METRIC_LABELS, STRETCH_HEIGHT, TICKS
+from ui.views.charts import METRIC_LABELS, PANEL_HEIGHT, STRETCH_HEIGHT, TICKS, colours, log_axis, log_scale
 from ui.jobs.roots import confine, run_roots
 from ui.jobs.session_runs import session_runs
 
@@ -21,10 +21,12 @@ FOLDERS_KEY, PATH_KEY, ADD_ERROR_KEY = "compare_folders", "compare_path", "compa
 LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy", "nll": "NLL (exact density)",
           "kid": "KID", "final_loss": f"final loss (mean of last {catalog.LOSS_WINDOW})",
           "train_seconds": "training time (s, on its device)",
-          "bits_per_dim": "bits/dim of held-out images (ODE)", "model_nll": "model NLL of held-out points (nats, ODE)"}
+          "bits_per_dim": "bits/dim of held-out images (ODE to sigma 0.01)",
+          "model_nll": "model NLL of held-out points (nats, ODE to sigma 0.01)"}
 HIGHER_IS_BETTER = ("accuracy",)
 SCAN_TTL_S = 30      # a folder's list of runs is scanned again after this many seconds, not on every rerun
 NO_PROTOCOL = "no protocol recorded"
+LEGACY_PREFIX = "old·"           # protocols measured before the protocol existed (diffusion.metrics.measure.LEGACY)
 X_AXES = {"step": "step", "time": "training time (s)"}
 
 
@@ -192,27 +194,27 @@ def runs_overview(table: pd.DataFrame) -> pd.DataFrame:
 
 def loss_overlay(df: pd.DataFrame, x: str, log_y: bool) -> alt.Chart:
     """Loss curves of several runs (columns run, step, time, loss), one colour per run."""
-    y_scale = alt.Scale(type="log") if log_y else alt.Undefined
-    return alt.Chart(df, title="Training loss (mean over bins of steps)").mark_line().encode(
-        x=alt.X(f"{x}:Q", title=X_AXES[x]),
-        y=alt.Y("loss:Q", title="loss (log scale)" if log_y else "loss", scale=y_scale),
-        color=alt.Color("run:N", title="run", legend=alt.Legend(orient="top")),
+    return alt.Chart(df, title="Training loss (mean over bins of steps)").mark_line(clip=True).encode(
+        x=alt.X(f"{x}:Q", title=X_AXES[x], scale=alt.Scale(nice=False), axis=alt.Axis(format=TICKS)),
+        y=alt.Y("loss:Q", title="loss (log scale)" if log_y else "loss", scale=log_scale() if log_y else alt.Undefined,
+                axis=log_axis("y") if log_y else alt.Axis(format=TICKS)),
+        color=alt.Color("run:N", title="run", scale=colours(df["run"])),
         tooltip=["run:N", "step:Q", "time:Q", "loss:Q"],
-    ).properties(height=STRETCH_HEIGHT + 40)
+    ).properties(height=STRETCH_HEIGHT)
 
 
-def metric_overlay(df: pd.DataFrame, x: str, log_y: bool = False) -> alt.LayerChart:
+def metric_overlay(df: pd.DataFrame, x: str, log_y: bool = False, y_title: str | None = None) -> alt.LayerChart:
     """One metric's panel (columns run, step, time, value, low, high, protocol), one colour per run, each point with
     its 95% interval as an error bar; drawn by charts.panels, one per metric (metric_frame)."""
     base = alt.Chart().encode(x=alt.X(f"{x}:Q", title=X_AXES[x], axis=alt.Axis(format=TICKS)),
-                              color=alt.Color("run:N", title="run", legend=alt.Legend(orient="top", columns=2,
-                                                                                       labelLimit=200)))
-    lines = base.mark_line(point=True).encode(
-        y=alt.Y("value:Q", title=None, scale=alt.Scale(type="log") if log_y else alt.Scale(zero=False),
-                axis=alt.Axis(format=TICKS)),
+                              color=alt.Color("run:N", title="run", scale=colours(df["run"]),
+                                              legend=alt.Legend(columns=1)))
+    lines = base.mark_line(point=True, clip=True).encode(
+        y=alt.Y("value:Q", title=y_title, scale=log_scale() if log_y else alt.Scale(zero=False),
+                axis=log_axis("y") if log_y else alt.Axis(format=TICKS)),
         tooltip=["run:N", "step:Q", "time:Q", "metric:N", "value:Q", "low:Q", "high:Q", "protocol:N"])
     bars = base.mark_rule().encode(y="low:Q", y2="high:Q")
-    return alt.layer(bars, lines, data=df).properties(height=340)      # the runs' legend on top takes ~100 px
+    return alt.layer(bars, lines, data=df).properties(height=PANEL_HEIGHT)
 
 
 def metric_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -228,9 +230,10 @@ def analysis_chart(table: pd.DataFrame, metric: str, axis: Axis) -> alt.LayerCha
     low, high = (f"{metric}_low", f"{metric}_high") if f"{metric}_low" in df else (metric, metric)
     tooltip = ["name:N", "dataset:N", f"{axis.column}:{'Q' if axis.numeric else 'N'}", f"{metric}:Q", f"{low}:Q",
                f"{high}:Q"]
-    color = alt.Color("dataset:N", legend=alt.Legend(orient="top"))
+    color = alt.Color("dataset:N", scale=colours(df["dataset"]))
     if axis.numeric:
-        x = alt.X(f"{axis.column}:Q", title=axis.column, scale=alt.Scale(type="log") if axis.log else alt.Undefined)
+        x = alt.X(f"{axis.column}:Q", title=axis.column, scale=log_scale() if axis.log else alt.Undefined,
+                  axis=log_axis("x") if axis.log else alt.Axis(format=TICKS))
     else:
         x = alt.X(f"{axis.column}:N", title=axis.column)
     points = alt.Chart(df).mark_circle(size=90).encode(
@@ -238,7 +241,7 @@ def analysis_chart(table: pd.DataFrame, metric: str, axis: Axis) -> alt.LayerCha
     bars = alt.Chart(df).mark_rule().encode(x=x, y=f"{low}:Q", y2=f"{high}:Q", color=color)
     layers = [bars, points] if axis.numeric else [
         alt.Chart(df).mark_bar(opacity=0.3).encode(x=x, y=alt.Y(f"mean({metric}):Q", title=label)), bars, points]
-    return alt.layer(*layers).properties(height=STRETCH_HEIGHT + 40)
+    return alt.layer(*layers).properties(height=STRETCH_HEIGHT)
 
 
 def how_to_read(metric: str, axis_name: str) -> str:
@@ -250,10 +253,18 @@ def how_to_read(metric: str, axis_name: str) -> str:
             "(eps, x0, v, edm) or datasets are not on the same scale, and a metric is read against its floor.")
 
 
+def current_first(labels: list[str]) -> list[str]:
+    """Labels of protocols (or 'protocol on data' groups) with today's protocols first, then the legacy ones
+    (measure.LEGACY: 'old·...'), then none recorded; the order among each kept."""
+    def age(label: str) -> int:
+        return 2 if label.startswith(NO_PROTOCOL) else 1 if label.startswith(LEGACY_PREFIX) else 0
+    return sorted(labels, key=age)
+
+
 def pick_protocol(curves: pd.DataFrame) -> str:
-    """The protocol whose points the overlay draws: the visitor's pick when the curves have several (the most
-    common first)."""
-    protocols = curves["protocol"].fillna(NO_PROTOCOL).value_counts().index.tolist()
+    """The protocol whose points the overlay draws: the visitor's pick when the curves have several (today's
+    protocols first, the most common first among them)."""
+    protocols = current_first(curves["protocol"].fillna(NO_PROTOCOL).value_counts().index.tolist())
     if len(protocols) == 1:
         return protocols[0]
     return st.selectbox("Measured with (only points of one protocol are comparable)", protocols,
@@ -263,7 +274,7 @@ def pick_protocol(curves: pd.DataFrame) -> str:
 def comparable_runs(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The runs whose metric was measured under the protocol and data the visitor picks (one group only)."""
     groups = catalog.comparable(table, metric)
-    label = st.selectbox("Compared under (protocol and data)", list(groups), key="compare_group")
+    label = st.selectbox("Compared under (protocol and data)", current_first(list(groups)), key="compare_group")
     left = int(table[metric].notna().sum()) - len(groups[label])
     if left:
         st.caption(f"{left} run(s) with a {LABELS[metric]} measured under another protocol or on other data are left "

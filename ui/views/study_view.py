@@ -13,20 +13,25 @@ from diffusion.sampling.registry import nfe as nfe_of
 from diffusion.sampling.run import Run
 
 from ui.jobs import budget, run_costs, scheduler, session_runs, shipped_runs, timing, visitor
-from ui.views.charts import METRIC_LABELS, STRETCH_HEIGHT, TICKS, panels
+from ui.views.charts import (FLOOR_COLOUR, METRIC_LABELS, PANEL_HEIGHT, STRETCH_HEIGHT, TICKS, colour, colours,
+                             log_axis, log_scale, panels, titled)
 
-LEGEND_ON_TOP_HEIGHT = 440  # a quality panel: its legend on top takes ~150 px of it, the plot the rest
 STORED_STUDIES = 64          # results kept per process (every visitor's)
 ROW_COST = {"2d": timing.Cost(0.2), "image": timing.Cost(0.5)}   # scoring one row (idle 2-core CPU; the record
                                                                   # of this server's sweeps corrects it)
 LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy"}
+SHIPPED_STUDY = "study.csv"  # a shipped run's sweep at the page's 2D defaults, drawn when the page opens on it
+SHIPPED_INPUTS = dict(samplers=tuple(study.SAMPLERS), nfe_targets=(5, 10, 20, 50, 100), n=500,
+                      precisions=("float32",), reference=True)
+SHIPPED_COMMAND = ("python -m diffusion study --checkpoint checkpoints/moons --nfe 5,10,20,50,100 "
+                   "--out checkpoints/moons/study.csv")
 
 
 def runs() -> dict[str, tuple[str, Run]]:
     """label -> (key, Run): the shipped runs present on disk, then this visitor's session runs."""
     out = {}
     for name, shipped in shipped_runs.SHIPPED.items():
-        if shipped_runs.has_shipped(name):
+        if shipped.role == "model" and shipped_runs.has_shipped(name):
             out[f"{shipped.label} · checkpoints/{shipped.folder}"] = (shipped_runs.shipped_key(name),
                                                                       shipped_runs.shipped_run(name))
     for name, run in session_runs.session_runs().items():
@@ -37,6 +42,18 @@ def runs() -> dict[str, tuple[str, Run]]:
 @st.cache_resource
 def _store() -> OrderedDict:
     return OrderedDict()
+
+
+def shipped_study(run_key: str, inputs: dict) -> pd.DataFrame | None:
+    """The sweep shipped in a shipped run's folder (SHIPPED_STUDY, written by SHIPPED_COMMAND), when the page's
+    inputs are the ones it was computed with; None otherwise."""
+    if inputs != SHIPPED_INPUTS:
+        return None
+    for name, shipped in shipped_runs.SHIPPED.items():
+        path = shipped_runs.SHIPPED_ROOT / shipped.folder / SHIPPED_STUDY
+        if path.is_file() and shipped_runs.has_shipped(name) and shipped_runs.shipped_key(name) == run_key:
+            return pd.read_csv(path).astype({"settings": object, "error": object})   # text, empty where none
+    return None
 
 
 def stored(key: tuple) -> pd.DataFrame | None:
@@ -87,8 +104,10 @@ def promise(run_key: str, run: Run, samplers: tuple[str, ...], nfe_targets: tupl
 
 
 def curve_names(frame: pd.DataFrame) -> pd.Series:
-    """'sampler (settings)' for each row: one curve per sampler configuration."""
-    return frame["sampler"] + " (" + frame["settings"] + ")"
+    """'sampler (settings)' for each row, or the sampler alone when it has no settings: one curve per sampler
+    configuration."""
+    settings = frame["settings"].fillna("").astype(str)
+    return frame["sampler"].where(settings == "", frame["sampler"] + " (" + settings + ")")
 
 
 def _long(frame: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
@@ -105,25 +124,23 @@ def _long(frame: pd.DataFrame, metrics: tuple[str, ...]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def quality_panel(long: pd.DataFrame, log_y: bool = False) -> alt.LayerChart:
-    """One quality metric against NFE (log x; columns of _long), one line per sampler configuration and precision,
-    each point with its 95% interval; the floor, labelled, as a band over its interval; the legend on top."""
-    base = alt.Chart().encode(x=alt.X("nfe:Q", title="network evaluations (NFE, log)", scale=alt.Scale(type="log"),
-                                      axis=alt.Axis(format=TICKS)))
-    band = base.mark_area(opacity=0.2, color="#54a24b").encode(y="floor_low:Q", y2="floor_high:Q")
-    floor = base.mark_rule(strokeDash=[4, 4], color="#54a24b").encode(y="floor:Q")
-    label = base.transform_filter("isValid(datum.floor)").transform_joinaggregate(
-        last="max(nfe)").transform_filter("datum.nfe == datum.last").mark_text(
-        text="floor", align="right", dy=-7, color="#3b7d3a", fontSize=10).encode(y="floor:Q")
-    color = alt.Color("curve:N", title="sampler", legend=alt.Legend(orient="top", columns=2, labelLimit=180))
+def quality_panel(long: pd.DataFrame, log_y: bool = False, y_title: str | None = None) -> alt.LayerChart:
+    """One quality metric against NFE (log x; columns of _long), one line per sampler configuration (its colour on
+    every page) and precision, each point with its 95% interval; the floor as a green band over its interval; the
+    legend below."""
+    base = alt.Chart().encode(x=alt.X("nfe:Q", title="network evaluations (NFE, log)", scale=log_scale(),
+                                      axis=log_axis("x")))
+    band = base.mark_area(opacity=0.2, color=FLOOR_COLOUR).encode(y="floor_low:Q", y2="floor_high:Q")
+    floor = base.mark_rule(strokeDash=[4, 4], color=FLOOR_COLOUR).encode(y="floor:Q")
+    color = alt.Color("curve:N", title="sampler", scale=colours(long["curve"]))
     several = long["precision"].nunique() > 1                  # one precision needs no legend of its own
-    dash = alt.StrokeDash("precision:N", legend=alt.Legend(orient="top") if several else None)
-    bars = base.mark_rule().encode(y="low:Q", y2="high:Q", color=color, strokeDash=dash)
-    lines = base.mark_line(point=True).encode(
-        y=alt.Y("value:Q", title=None, scale=alt.Scale(type="log") if log_y else alt.Scale(zero=False),
-                axis=alt.Axis(format=TICKS)), color=color, strokeDash=dash,
+    dash = alt.StrokeDash("precision:N", legend=alt.Legend() if several else None)
+    bars = base.mark_rule(clip=True).encode(y="low:Q", y2="high:Q", color=color, strokeDash=dash)
+    lines = base.mark_line(point=True, clip=True).encode(
+        y=alt.Y("value:Q", title=y_title, scale=log_scale() if log_y else alt.Scale(zero=False),
+                axis=log_axis("y") if log_y else alt.Axis(format=TICKS)), color=color, strokeDash=dash,
         tooltip=["curve:N", "precision:N", "nfe:Q", "value:Q", "low:Q", "high:Q", "floor:Q"])
-    return alt.layer(band, floor, label, bars, lines, data=long).properties(height=LEGEND_ON_TOP_HEIGHT)
+    return alt.layer(band, floor, bars, lines, data=long).properties(height=PANEL_HEIGHT + 40)
 
 
 def quality_charts(frame: pd.DataFrame, metrics: tuple[str, ...]) -> None:
@@ -134,10 +151,11 @@ def quality_charts(frame: pd.DataFrame, metrics: tuple[str, ...]) -> None:
 def time_chart(frame: pd.DataFrame) -> alt.Chart:
     """Sampling wall time against NFE, log-log."""
     rows = frame.assign(curve=curve_names(frame))
-    return alt.Chart(rows, title="Sampling wall time").mark_line(point=True).encode(
-        x=alt.X("nfe:Q", title="NFE (log)", scale=alt.Scale(type="log")),
-        y=alt.Y("seconds:Q", title="seconds (log)", scale=alt.Scale(type="log")),
-        color=alt.Color("curve:N", title="sampler"), strokeDash=alt.StrokeDash("precision:N"),
+    return alt.Chart(rows, title="Sampling wall time").mark_line(point=True, clip=True).encode(
+        x=alt.X("nfe:Q", title="NFE (log)", scale=log_scale(), axis=log_axis("x")),
+        y=alt.Y("seconds:Q", title="seconds (log)", scale=log_scale(), axis=log_axis("y")),
+        color=alt.Color("curve:N", title="sampler", scale=colours(rows["curve"])),
+        strokeDash=alt.StrokeDash("precision:N", legend=alt.Legend() if rows["precision"].nunique() > 1 else None),
         tooltip=["curve:N", "precision:N", "nfe:Q", "steps:Q", "seconds:Q"]).properties(height=STRETCH_HEIGHT)
 
 
@@ -154,14 +172,24 @@ def relative_frame(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
 def literature_chart(frame: pd.DataFrame, metric: str) -> alt.Chart:
     """relative_frame as lines (published points of single-point curves show as points), log x and y."""
     label = LABELS.get(metric, metric)
-    return alt.Chart(relative_frame(frame, metric), title=alt.Title(
-        f"Relative quality: {label} (ours) or CIFAR-10 FID (papers) over the same curve's 1000-NFE value",
-        subtitle="Curves with no 1000-NFE point are divided by their best value. Absolute values are not "
-                 "comparable (different data, different feature networks); ratios are.")).mark_line(point=True).encode(
-        x=alt.X("nfe:Q", title="NFE (log)", scale=alt.Scale(type="log")),
-        y=alt.Y("relative:Q", title="quality / curve's 1000-NFE value (log)", scale=alt.Scale(type="log")),
-        color=alt.Color("curve:N", title=None), strokeDash=alt.StrokeDash("source:N", title="source"),
-        tooltip=["source:N", "curve:N", "nfe:Q", "relative:Q"]).properties(height=STRETCH_HEIGHT + 80)
+    df = relative_frame(frame, metric)
+    ours = list(dict.fromkeys(df.loc[df["source"] == "this run", "curve"]))
+    theirs = [c for c in dict.fromkeys(df["curve"]) if c not in ours]
+    greys = ["#54545c", "#8c8c94", "#b4b4bc", "#3c3c44", "#a0a0a8"]    # the papers: greys, dashed; ours: colours
+    scale = alt.Scale(domain=ours + theirs, range=[colour(c) for c in ours]
+                      + [greys[i % len(greys)] for i in range(len(theirs))])
+    return alt.Chart(df, title=titled(
+        f"Relative quality: {label} (ours, solid, in colour) or CIFAR-10 FID (papers, dashed, grey) over the same "
+        "curve's 1000-NFE value", "Curves with no 1000-NFE point are divided by their best value. Absolute values "
+        "are not comparable (different data, different feature networks); ratios are.", chars=70)).mark_line(
+        point=True, clip=True).encode(
+        x=alt.X("nfe:Q", title="NFE (log)", scale=log_scale(), axis=log_axis("x")),
+        y=alt.Y("relative:Q", title="quality / curve's 1000-NFE value (log)", scale=log_scale(), axis=log_axis("y")),
+        color=alt.Color("curve:N", title=None, scale=scale),
+        strokeDash=alt.StrokeDash("source:N", legend=None, scale=alt.Scale(     # the title says which is which
+            domain=["this run"] + sorted(set(df["source"]) - {"this run"}),
+            range=[[1, 0]] + [[5, 3]] * len(set(df["source"]) - {"this run"}))),
+        tooltip=["source:N", "curve:N", "nfe:Q", "relative:Q"]).properties(height=STRETCH_HEIGHT)
 
 
 STABILITY_COLUMNS = {"precision": "precision", "sampler": "sampler", "settings": "settings", "nfe": "NFE",

@@ -138,8 +138,12 @@ def _live_panel(panel: TrainingPanel) -> None:
 
 
 def _curves(snap: Snapshot, config: RunConfig, panel: TrainingPanel, live: bool) -> None:
-    draw = charts.live_chart if live else (lambda builder, df, **kw: st.altair_chart(builder(df), **kw))
-    draw(charts.loss_curve, explore2d.loss_frame(snap.steps, snap.loss), width="stretch")
+    loss = explore2d.loss_frame(snap.steps, snap.loss)
+    log_y = charts.spans_decades(loss["loss"])
+    if live:
+        charts.live_chart(charts.loss_curve, loss, options={"log_y": log_y}, width="stretch")
+    else:
+        charts.show(charts.loss_curve(loss, log_y))
     metric_chart = panel.metric_chart(snap, config)
     if metric_chart is not None:
         builder, df = metric_chart

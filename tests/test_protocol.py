@@ -35,7 +35,7 @@ MOONS, ZEROS = DataConfig("moons"), DataConfig("mnist", image_size=16, classes=(
 
 
 def test_a_protocol_is_hashable_named_and_validated():
-    p = image_protocol(DataConfig("mnist", image_size=16), 500, SamplerConfig("ddim", 20, guidance=2.0))
+    p = image_protocol(DataConfig("mnist", image_size=16), 500, SamplerConfig("ddim", 20, spacing="trailing", guidance=2.0))
     assert p.name == "fid·clf·n500·test·ddim20·w2·s0"
     assert points_protocol(1000).name == "2d·n1000·fresh·ddim50·s0"
     assert {p: 1}[replace(p)] == 1 and p.real_side() == replace(p, sampler=SamplerConfig("heun", 18)).real_side()

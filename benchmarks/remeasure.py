@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diffusion.explore.catalog import likelihood_end  # noqa: E402
 from diffusion.metrics.evaluation import row_sentences  # noqa: E402
 from diffusion.metrics.measure import measure_likelihood, remeasure  # noqa: E402
+from diffusion.metrics.points2d import POINT_METRICS  # noqa: E402
 
-LABELS = {"w1": "W1", "w2": "W2", "kl_model_true": "KL(model||true)", "kl_true_model": "KL(true||model)",
-          "fid": "FID", "accuracy": "label accuracy"}
+LABELS = {**{m.name: m.label for m in POINT_METRICS.values()}, "fid": "FID", "accuracy": "label accuracy"}
 
 
 def main() -> None:

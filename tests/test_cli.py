@@ -1,12 +1,15 @@
 import json
 import subprocess
 import sys
+from dataclasses import fields
 
 import numpy as np
 import pytest
 from conftest import ROOT
 
-from diffusion.cli import main
+from diffusion.cli import _parser, main
+from diffusion.cli.options import sampler_flag, sampler_settings
+from diffusion.sampling.sampler_config import SamplerConfig
 
 
 def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -96,6 +99,21 @@ def test_bad_input_one_line_exit_2(run_dir, tmp_path, capsys, args, message):
     assert code == 2, err
     assert message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_every_sampler_setting_is_a_flag_and_parses_back_to_its_config():
+    """The sampler's flags are SamplerConfig's fields: each one given on the command line reaches the config."""
+    argv = ["sample", "--checkpoint", "c", "--out", "o.npy", "--sampler", "heun", "--steps", "7", "--grid", "karras",
+            "--rho", "5", "--sigma-min", "0.01", "--sigma-max", "20", "--churn", "3", "--s-min", "0.1", "--s-max", "9",
+            "--s-noise", "1.1", "--no-clip", "--guidance", "2"]
+    expected = SamplerConfig("heun", 7, clip="none", guidance=2.0, grid="karras", rho=5.0, sigma_min=0.01,
+                             sigma_max=20.0, S_churn=3.0, S_min=0.1, S_max=9.0, S_noise=1.1)
+    assert sampler_settings(_parser().parse_args(argv)) == expected
+    ddim = ["sample", "--checkpoint", "c", "--out", "o.npy", "--eta", "0.5", "--spacing", "leading"]
+    assert sampler_settings(_parser().parse_args(ddim)) == SamplerConfig("ddim", 50, eta=0.5, spacing="leading")
+    assert sampler_settings(_parser().parse_args(["sample", "--checkpoint", "c", "--out", "o"])) == SamplerConfig()
+    flags = {a.dest for a in _parser()._subparsers._group_actions[0].choices["evaluate"]._actions}
+    assert {sampler_flag(f.name)[2:].replace("-", "_") for f in fields(SamplerConfig)} <= flags
 
 
 def test_evaluate_budget_prints_the_error_budget_table(run_dir):

@@ -4,6 +4,7 @@ detection, low-precision rows, the published reference points, and the CLI comma
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -26,6 +27,9 @@ from diffusion.explore.nfe_study import (
     study,
     with_precision,
 )
+from diffusion.metrics.evaluation import measure_samples
+from diffusion.metrics.points2d import POINT_METRICS, Metric2D, Pair, data_scale
+from diffusion.metrics.protocol import METHODS, REFERENCE_SEED, points_protocol
 from diffusion.models.model_config import MLPConfig
 from diffusion.models.mlp import MLP
 from diffusion.sampling.sampler_config import SamplerConfig
@@ -203,3 +207,29 @@ def test_cli_study_prints_the_table_and_goal_line(tmp_path, capsys):
     assert out.read_text() == printed.out[:-1] and printed.err.count("NFE:") == 10   # 2 x (4 + reference)
     assert main(["study", "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "x.txt")]) == 2
     assert "x.txt" in capsys.readouterr().err
+
+
+def _mean_norm_gap(pair: Pair) -> tuple[float, float]:
+    """A throwaway metric: |mean |x| - mean |x_ref|| in data units, sd std(|x|) / sqrt(n)."""
+    norms = np.linalg.norm(pair.samples, axis=1)
+    gap = abs(norms.mean() - np.linalg.norm(pair.reference, axis=1).mean()) / pair.scale
+    return float(gap), float(norms.std(ddof=1) / np.sqrt(len(norms)) / pair.scale)
+
+
+def test_a_metric_registered_once_is_measured_by_the_protocol_and_named_in_the_study(monkeypatch):
+    monkeypatch.setitem(POINT_METRICS, "mean_norm_gap", Metric2D("mean_norm_gap", "mean |x| gap", "std / sqrt(n)",
+                                                                 _mean_norm_gap))
+    monkeypatch.setitem(METHODS, "mean_norm_gap", "std / sqrt(n)")   # METHODS is read from the registry at import
+    n, toy = 123, toy_dataset("8gaussians")            # an n no other test uses: a reference built with the metric
+    samples = toy.sample(n, torch.Generator().manual_seed(7))
+    result = measure_samples(samples, points_protocol(n), DataConfig("8gaussians"))
+    reference = toy.sample(n, torch.Generator().manual_seed(REFERENCE_SEED)).double().numpy()
+    expected = abs(samples.double().norm(dim=1).mean().item() - np.linalg.norm(reference, axis=1).mean()) \
+        / data_scale(reference)
+    gap, floor = result.metrics["mean_norm_gap"], result.floor["mean_norm_gap"]
+    assert gap.value == pytest.approx(expected, rel=1e-9) and gap.method == "std / sqrt(n)"
+    assert 0 <= gap.low <= gap.value <= gap.high and 0 <= floor.low <= floor.value <= floor.high
+    frame = study(_run(), ["ddim"], (5,), n=n, reference=False)
+    assert {"mean_norm_gap", "mean_norm_gap_low", "mean_norm_gap_high", "mean_norm_gap_floor"} <= set(frame.columns)
+    assert frame["mean_norm_gap_low"].iloc[0] <= frame["mean_norm_gap"].iloc[0] <= frame["mean_norm_gap_high"].iloc[0]
+    assert "mean_norm_gap" in markdown_table(frame).splitlines()[0] and "mean_norm_gap " in protocol_line(frame)

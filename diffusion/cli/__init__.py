@@ -13,18 +13,15 @@ import torch
 
 from diffusion import __version__
 from diffusion.cli.checks import MAX_N, check_device, check_int, check_output_file, check_seed, check_threads
+from diffusion.cli.options import (DATA, DRAW, EVALUATE, NO_CLIP, SAMPLE, STUDY, THREADS, TRAIN, TRUE_SAMPLES,
+                                   Option, sampler_options, sampler_settings)
 from diffusion.cli.train import check_dataset, set_threads, train
-from diffusion.config import DECAYS, PRECISIONS, TRAIN_OBJECTIVES, DataConfig
-from diffusion.core.flow_matching import TIME_SAMPLINGS
-from diffusion.core.schedules import SCHEDULES, SPACINGS
-from diffusion.core.time import CLIPS
+from diffusion.config import DataConfig
 from diffusion.data import is_toy, load_data
 from diffusion.data.custom import custom_from_spec
-from diffusion.data.toy_datasets import TOY_DATASETS, toy_dataset
-from diffusion.models.model_config import CONDITIONINGS
-from diffusion.sampling.sampler_config import GRIDS, SamplerConfig
-from diffusion.sampling.registry import SAMPLERS, nfe
-from diffusion.sampling.vp import VARIANCES
+from diffusion.data.toy_datasets import toy_dataset
+from diffusion.sampling.registry import nfe
+from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.training import distributed
 from diffusion.training.checkpoints import load_run
 
@@ -34,134 +31,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _csv_ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
-
-
-def _csv_floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
-
-
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help=f"2D: {', '.join(TOY_DATASETS)}, or your own: csv:PATH (columns x,y[,label]), "
-                   "image:PATH (a silhouette), word:TEXT; images: mnist, fashion-mnist, cifar10, shapes, folder:PATH")
-    p.add_argument("--name", help="the name of a custom 2D set (default: after its file or word)")
-    p.add_argument("--classes", type=_csv_ints, help="images: keep these class ids, e.g. 0 or 0,1,2")
-    p.add_argument("--class-weights", type=_csv_floats, help="images: class proportions, e.g. 1,1,0.1")
-    p.add_argument("--image-size", type=int, help="images: side in pixels (16, 28, 32, ...)")
+COMMAND_OPTIONS: dict[str, tuple[str, tuple[tuple[Option, ...], ...]]] = {   # command -> (help, its flag tables)
+    "train": ("train a model (resumes when --out already holds a run)", (DATA, TRAIN, THREADS)),
+    "sample": ("draw samples from a trained run", (THREADS, DRAW, sampler_options(), NO_CLIP, SAMPLE)),
+    "evaluate": ("sample and print metrics against the truth as JSON", (THREADS, DRAW, sampler_options(), NO_CLIP, EVALUATE)),
+    "data": ("write fresh true samples, as the model sees the data", (DATA, TRUE_SAMPLES)),
+    "study": ("quality, wall time and stability against network evaluations (NFE)", (STUDY,)),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m diffusion", description="Train, sample and measure diffusion models.")
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    t = sub.add_parser("train", help="train a model (resumes when --out already holds a run)")
-    _add_data_args(t)
-    t.add_argument("--images", type=int, help="images: train on this many of the selected images, a subset drawn "
-                   "with --seed (default: all; the training-set-size sweep of docs/analytic-denoisers.md)")
-    t.add_argument("--model", choices=("mlp", "unet"))
-    t.add_argument("--preset", help="U-Net preset (default: small-16 up to 16 px, small-32 above)")
-    t.add_argument("--conditional", action="store_true", default=None, help="class-conditional (images and "
-                   "labelled 2D sets), trained with label dropout for classifier-free guidance")
-    t.add_argument("--conditioning", choices=CONDITIONINGS, help="how labels enter the U-Net: add (to the time "
-                   "embedding, default) or cross (cross-attention to label tokens)")
-    t.add_argument("--schedule", choices=SCHEDULES)
-    t.add_argument("--timesteps", type=int)
-    t.add_argument("--zero-terminal-snr", action="store_true", default=None)
-    t.add_argument("--objective", choices=TRAIN_OBJECTIVES, help="eps (default), x0, v, edm (Karras 2022), or flow "
-                   "(flow matching / rectified flow: x_t = (1 - t) x0 + t eps, target eps - x0)")
-    t.add_argument("--time-sampling", choices=TIME_SAMPLINGS, help="flow: training times uniform (default) or "
-                   "logit_normal (SD3, Esser et al. 2024)")
-    t.add_argument("--logit-mean", type=float, help="flow, logit_normal: location m of t = sigmoid(m + s z) (0)")
-    t.add_argument("--logit-std", type=float, help="flow, logit_normal: scale s (1)")
-    t.add_argument("--steps", type=int, help="total training steps of the run (default: per model)")
-    t.add_argument("--minutes", type=float, help="time budget of this invocation (0.5 = 30 s)")
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--ema-decay", type=float)
-    t.add_argument("--decay", choices=DECAYS, help="learning rate after warm-up: none (constant, default) or cosine "
-                   "(to 10%% of --lr at --steps)")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
-    t.add_argument("--precision", choices=PRECISIONS, help="bfloat16: autocast forward and loss (default float32)")
-    t.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="U-Net NHWC layout (default: on CPUs only, where it is faster)")
-    t.add_argument("--measure-every", type=int, help="steps between quality measurements logged in metrics.csv "
-                   "(2D: W1, W2, KL; images: FID on the classifier's features, accuracy if conditional)")
-    t.add_argument("--measure-n", type=int, help="samples per measurement, and real images (points) in its reference "
-                   "and floor (default: images 500 with DDIM-50, 2D 1000 with DDIM-50)")
-    t.add_argument("--out", required=True, help="run folder")
-
-    s = sub.add_parser("sample", help="draw samples from a trained run")
-    e = sub.add_parser("evaluate", help="sample and print metrics against the truth as JSON")
-    for p in (t, s, e):
-        p.add_argument("--threads", type=int, help="CPU threads (default: 1 for the MLP, all for the U-Net)")
-    for p in (s, e):
-        p.add_argument("--checkpoint", required=True, help="run folder")
-        p.add_argument("--n", type=int, default=2000)
-        p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
-        p.add_argument("--steps", type=int, default=50, help="network evaluations")
-        p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity, 0 to 1")
-        p.add_argument("--spacing", choices=SPACINGS, help="ddim, ddpm timesteps (default: cubic for ddim, "
-                       "trailing for ddpm)")
-        p.add_argument("--variance", choices=VARIANCES, default="beta_tilde", help="DDPM posterior variance")
-        p.add_argument("--clip", choices=CLIPS, default=SamplerConfig.clip.value,
-                       help="x0_hat: auto (default: images clamped to [-1, 1], 2D onto the ball of the training "
-                       "data's radius), clamp, ball, none (the raw network)")
-        p.add_argument("--no-clip", dest="clip", action="store_const", const="none", help="the same as --clip none")
-        p.add_argument("--label", type=int, help="conditional runs: the class to generate")
-        p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale w")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--grid", choices=GRIDS, help="euler/heun/dpmpp2m/flow noise levels (default: logsnr; flow "
-                       "for flow_midpoint; docs/samplers.md)")
-        p.add_argument("--rho", type=float, default=7.0, help="karras grid exponent")
-        p.add_argument("--sigma-min", type=float)
-        p.add_argument("--sigma-max", type=float)
-        p.add_argument("--churn", type=float, default=0.0, help="EDM S_churn (euler, heun)")
-        p.add_argument("--s-min", type=float, default=0.0)
-        p.add_argument("--s-max", type=float, help="default: no upper bound")
-        p.add_argument("--s-noise", type=float, default=1.0)
-    s.add_argument("--out", required=True, help=".npy, .csv (2D) or .png (image grid)")
-    e.add_argument("--metrics", help="images: comma-separated, from fid (default; always measured with the others), "
-                   "isc, kid, prc, nll (bits/dim of held-out test images); 2D: nll (nats of held-out true points beside "
-                   "the true density's own NLL), else W1/W2/KL of samples")
-    e.add_argument("--probes", type=int, default=1, help="nll on images: Hutchinson probes per image")
-    e.add_argument("--extractor", choices=("classifier", "inception"), default="classifier",
-                   help="images: feature network (the dataset's shipped classifier, or Inception-v3)")
-    e.add_argument("--inception-weights", help="images: local Inception-v3 weights file (offline use)")
-    e.add_argument("--budget", action="store_true", help="2D: print the error budget instead (floor, solver, network "
-                   "and total W1 from the same noises, docs/error-budget.md) as a Markdown table")
-
-    d = sub.add_parser("data", help="write fresh true samples, as the model sees the data")
-    _add_data_args(d)
-    d.add_argument("--n", type=int, default=5000)
-    d.add_argument("--seed", type=int, default=1)
-    d.add_argument("--out", required=True, help=".npy, .csv (2D) or .png (image grid)")
-
-    q = sub.add_parser("study", help="quality, wall time and stability against network evaluations (NFE)")
-    q.add_argument("--checkpoint", required=True, help="run folder")
-    q.add_argument("--samplers", default=",".join(SAMPLERS), help="comma-separated; settings after colons, "
-                   "e.g. ddim:eta=0.5,heun:rho=5")
-    q.add_argument("--nfe", type=_csv_ints, default=(5, 10, 20, 50, 100, 250, 1000), help="NFE targets")
-    q.add_argument("--n", type=int, default=500)
-    q.add_argument("--precision", default="float32", help="comma-separated, from float32, bfloat16, float16")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--device", default="cpu", help="cpu or cuda")
-    q.add_argument("--out", required=True, help=".csv (every column) or .md (table and goal line)")
+    for command, (about, tables) in COMMAND_OPTIONS.items():
+        p = sub.add_parser(command, help=about)
+        for flag, keywords in (option for table in tables for option in table):
+            p.add_argument(flag, **keywords)
     return parser
-
-
-def _sampler_config(args) -> SamplerConfig:
-    return SamplerConfig(args.sampler, args.steps, args.eta, args.spacing, args.variance, args.clip, args.guidance,
-                         args.grid, args.rho, args.sigma_min, args.sigma_max, args.churn, args.s_min, args.s_max,
-                         args.s_noise)
 
 
 def _labels(args, run, n: int) -> torch.Tensor | None:
@@ -205,7 +92,7 @@ def _check_sampling(args, low_n: int) -> None:
 
 def _load(args):
     """(run, sampler) of sample and evaluate, the threads set for the run's kind."""
-    sampler = _sampler_config(args)
+    sampler = sampler_settings(args)
     run = load_run(args.checkpoint, distributed.default_device())
     set_threads(run.config.model.kind, args.threads)
     return run, sampler

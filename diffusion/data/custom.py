@@ -21,6 +21,7 @@ from diffusion.config import CUSTOM_PREFIX, MAX_CUSTOM_CLASSES, MAX_CUSTOM_POINT
 from diffusion.core.oracles import GaussianMixture
 import diffusion.data.sources as sources
 from diffusion.data.toy_datasets import Toy2D, mixture_set, register_custom
+from diffusion.data.toy_recipes import CUSTOM_RECIPE
 
 KERNEL_FRACTION = 0.05               # kernel std / the points' own scale (moons' noise is 0.057 of its scale)
 KERNEL_STD = KERNEL_FRACTION / math.sqrt(1 + KERNEL_FRACTION**2)   # in standardised units
@@ -100,7 +101,7 @@ def custom_set(config: DataConfig) -> Toy2D:
     labels = None if config.labels is None else torch.tensor(config.labels, dtype=torch.long)
     description = f"custom set {slug!r}: {len(means)} points" + ("" if labels is None else
                                                                   f", {int(labels.max()) + 1} classes")
-    return register_custom(mixture_set(config.dataset, description, mixture, labels))
+    return register_custom(mixture_set(config.dataset, description, mixture, labels, CUSTOM_RECIPE))
 
 
 SOURCES = ("csv", "image", "word")     # custom_from_spec's SOURCE:VALUE forms

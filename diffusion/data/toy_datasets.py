@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from diffusion.core.oracles import GaussianMixture
+from diffusion.data.toy_recipes import BASE_RECIPE, EASY, THIN, Recipe2D
 
 Draw = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]   # n, generator -> points (n, 2), classes (n,)
 MOONS_NOISE, CIRCLES_NOISE, SWISSROLL_NOISE, SPIRALS_NOISE = 0.05, 0.05, 0.5, 0.3
@@ -54,6 +55,7 @@ class Toy2D:
     num_classes: int = 0                     # 0: unlabelled (draw's classes are all 0)
     mixture: GaussianMixture | None = None
     component_labels: Tensor | None = None
+    recipe: Recipe2D = BASE_RECIPE           # how it is trained by default (training.defaults.recipe_2d)
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """n iid points, (n, 2) float32, a function of the generator's state only."""
@@ -182,29 +184,30 @@ def _correlated_gaussian() -> GaussianMixture:
     return GaussianMixture(torch.ones(1, dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64), cov)
 
 
-def mixture_set(name: str, description: str, mixture: GaussianMixture, component_labels: Tensor | None = None
-                ) -> Toy2D:
+def mixture_set(name: str, description: str, mixture: GaussianMixture, component_labels: Tensor | None = None,
+                recipe: Recipe2D = BASE_RECIPE) -> Toy2D:
     """A Toy2D whose law is the mixture; with component_labels (K,) its classes are groups of components."""
     if component_labels is None:
         return Toy2D(name, description, lambda n, g: (mixture.sample(n, g), torch.zeros(n, dtype=torch.long)),
-                     0, mixture)
+                     0, mixture, recipe=recipe)
     labels = torch.as_tensor(component_labels, dtype=torch.long)
 
     def draw(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         x, k = mixture.sample_components(n, generator)
         return x, labels[k]
-    return Toy2D(name, description, draw, int(labels.max()) + 1, mixture, labels)
+    return Toy2D(name, description, draw, int(labels.max()) + 1, mixture, labels, recipe)
 
 
 TOY_DATASETS: dict[str, Toy2D] = {
     toy.name: toy for toy in (
-        mixture_set("gaussian", "One Gaussian, correlation 0.8 (a tilted ellipse)", _correlated_gaussian()),
+        mixture_set("gaussian", "One Gaussian, correlation 0.8 (a tilted ellipse)", _correlated_gaussian(),
+                    recipe=EASY),
         mixture_set("8gaussians", "Eight Gaussians on a ring", _ring_mixture(), torch.arange(8)),
-        mixture_set("25gaussians", "25 small Gaussians on a 5x5 grid", _grid_mixture(), torch.arange(25)),
-        Toy2D("moons", "Two interleaving half circles with small noise", CURVES["moons"].draw, 2),
+        mixture_set("25gaussians", "25 small Gaussians on a 5x5 grid", _grid_mixture(), torch.arange(25), EASY),
+        Toy2D("moons", "Two interleaving half circles with small noise", CURVES["moons"].draw, 2, recipe=EASY),
         Toy2D("swissroll", "A 2D Swiss roll spiral, denser near the centre", CURVES["swissroll"].draw),
         Toy2D("circles", "Two concentric circles (radii 1 and 0.5)", CURVES["circles"].draw, 2),
-        Toy2D("spirals", "Two interleaved spiral arms", CURVES["spirals"].draw, 2),
+        Toy2D("spirals", "Two interleaved spiral arms", CURVES["spirals"].draw, 2, recipe=THIN),
         Toy2D("checkerboard", "Uniform on the dark squares of a 4x4 checkerboard", _checkerboard, 8),
     )
 }

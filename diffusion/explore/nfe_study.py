@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from diffusion.metrics.evaluation import measure_samples
+from diffusion.metrics.points2d import POINT_METRICS
 from diffusion.metrics.protocol import Protocol, image_protocol, points_protocol, reference_for, stratify
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.registry import SAMPLERS, sampler_spec, steps_for_nfe
@@ -26,7 +27,6 @@ from diffusion.training.checkpoints import load_run
 Precision = Literal["float32", "bfloat16", "float16"]
 PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 NFE_TARGETS: tuple[int, ...] = (5, 10, 20, 50, 100, 250, 1000)
-QUALITY_2D: tuple[str, ...] = ("w1", "kl_model_true", "kl_true_model")
 ALIASES = {"churn": "S_churn", "s_min": "S_min", "s_max": "S_max", "s_noise": "S_noise"}
 Progress = Callable[[int, int, dict], bool | None]   # (rows done, rows planned, the last row) -> True: stop here
 
@@ -150,8 +150,11 @@ def study_protocol(run: Run, n: int, seed: int) -> Protocol:
 
 
 def quality_metrics(run: Run) -> tuple[str, ...]:
-    """The quality columns a study of this run has: W1 and KL both ways in 2D; FID (+ label accuracy) on images."""
-    return (("fid", "accuracy") if run.num_classes else ("fid",)) if run.is_image else QUALITY_2D
+    """The quality columns a study of this run has: in 2D the metrics registered with study=True (W1 and KL both
+    ways: diffusion.metrics.points2d.POINT_METRICS); FID (+ label accuracy) on images."""
+    if run.is_image:
+        return ("fid", "accuracy") if run.num_classes else ("fid",)
+    return tuple(m.name for m in POINT_METRICS.values() if m.study and not m.needs_mixture)
 
 
 def _judge(run: Run, protocol: Protocol, y: Tensor | None) -> tuple[Judge, dict[str, float]]:

@@ -24,11 +24,12 @@ from diffusion.data import toy_for
 from diffusion.data.toy_datasets import toy_dataset
 from diffusion.metrics.evaluation import LIVE_2D_N as METRIC_N
 from diffusion.metrics.evaluation import measure_samples, rows_frame
+from diffusion.metrics.points2d import POINT_METRICS
 from diffusion.metrics.protocol import points_protocol
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run, Trajectory
 
-METRICS = ("w1", "w2", "kl_model_true", "kl_true_model")
+METRICS = tuple(m.name for m in POINT_METRICS.values() if not m.needs_mixture)   # every set has them
 SWEEP_STEPS = (5, 10, 20, 50, 100, 250, 1000)
 FAR_FROM_NORMAL = 1e-3          # alpha_bar_T above this: x_T keeps > 3% of x0's amplitude (Lin et al. 2024)
 FIELD_EXTENT = 3.0              # the vector-field grid spans [-FIELD_EXTENT, FIELD_EXTENT]^2 (data std is 1)

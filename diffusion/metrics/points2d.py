@@ -2,11 +2,14 @@
 with the standard deviation of its sampling (diffusion.metrics.intervals says how).
 
 Inputs are numpy arrays or torch tensors of shape (N, 2). A sample with NaN or inf rows raises ValueError
-(naming how many): a diverging sampler must show, not be averaged away. Read every number against its floor
-(diffusion.metrics.protocol): a finite sample never reaches 0.
+(naming how many): a diverging sampler must show, not be averaged away. POINT_METRICS registers each metric once
+(name, label, interval method, signed, how it is computed): score_2d, the protocol, the study and the charts read it.
+Read every number against its floor (diffusion.metrics.protocol): a finite sample never reaches 0.
 """
 
-from typing import Literal
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable, Literal
 
 import numpy as np
 import ot
@@ -172,16 +175,52 @@ def nll(samples: Points, mixture: GaussianMixture) -> ValueSD:
     return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
 
 
+@dataclass
+class Pair:
+    """A generated sample beside its reference, as the registry's metrics read them: float64 (N, 2) arrays, the unit
+    of the Wasserstein distances, the true law when it is a mixture; the two KLs share one bootstrap."""
+
+    samples: np.ndarray
+    reference: np.ndarray
+    scale: float
+    mixture: GaussianMixture | None = None
+
+    @cached_property
+    def kl(self) -> tuple[ValueSD, ValueSD]:
+        return kl_divergences_sd(self.samples, self.reference)
+
+    def wasserstein(self, p: Literal[1, 2]) -> ValueSD:
+        w, sd = wasserstein_sd(self.samples, self.reference, p)
+        return w / self.scale, sd / self.scale
+
+
+@dataclass(frozen=True)
+class Metric2D:
+    """One 2D metric: everything the protocol, the study, the charts and the benchmarks know about it."""
+
+    name: str                                  # its column in every table, e.g. "w1"
+    label: str                                 # its name on charts and in sentences, e.g. "W1"
+    method: str                                # how its sd is estimated (the interval's method, the floor's too)
+    compute: Callable[[Pair], ValueSD]         # (value, sd) of one sample against the reference
+    signed: bool = False                       # not a distance: may be negative, and under its floor
+    needs_mixture: bool = False                # defined only for sets whose law is a Gaussian mixture
+    study: bool = True                         # a column of the quality-vs-steps study (explore.nfe_study)
+
+
+POINT_METRICS: dict[str, Metric2D] = {m.name: m for m in (      # a new 2D metric: one entry here (docs/extending.md)
+    Metric2D("w1", "W1", "delta method", lambda pair: pair.wasserstein(1)),
+    Metric2D("w2", "W2", "delta method", lambda pair: pair.wasserstein(2), study=False),
+    Metric2D("kl_model_true", "KL(model‖true)", "bootstrap", lambda pair: pair.kl[0]),
+    Metric2D("kl_true_model", "KL(true‖model)", "bootstrap", lambda pair: pair.kl[1]),
+    Metric2D("nll", "NLL (true mixture)", "std / sqrt(n)", lambda pair: nll(pair.samples, pair.mixture),
+             signed=True, needs_mixture=True, study=False),
+)}
+
+
 def score_2d(samples: Points, reference: Points, *, mixture: GaussianMixture | None = None,
              scale: float | None = None) -> dict[str, ValueSD]:
-    """(value, sd) of w1, w2 (in units of `scale`, default data_scale(reference)), kl_model_true, kl_true_model,
-    and nll given the mixture."""
+    """(value, sd) of every metric of POINT_METRICS: w1, w2 (in units of `scale`, default data_scale(reference)),
+    kl_model_true, kl_true_model, and those that need it (nll) given the mixture."""
     x, ref = _points(samples, "samples"), _points(reference, "reference")
-    scale = data_scale(ref) if scale is None else scale
-    (w1, sd1), (w2, sd2) = wasserstein_sd(x, ref, 1), wasserstein_sd(x, ref, 2)
-    kl_model_true, kl_true_model = kl_divergences_sd(x, ref)
-    metrics = {"w1": (w1 / scale, sd1 / scale), "w2": (w2 / scale, sd2 / scale),
-               "kl_model_true": kl_model_true, "kl_true_model": kl_true_model}
-    if mixture is not None:
-        metrics["nll"] = nll(x, mixture)
-    return metrics
+    pair = Pair(x, ref, data_scale(ref) if scale is None else scale, mixture)
+    return {m.name: m.compute(pair) for m in POINT_METRICS.values() if mixture is not None or not m.needs_mixture}

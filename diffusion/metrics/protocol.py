@@ -28,7 +28,7 @@ from torch import Tensor
 from diffusion.config import DataConfig
 from diffusion.data.toy_datasets import toy_dataset
 from diffusion.metrics.intervals import Interval, normal, spread
-from diffusion.metrics.points2d import ValueSD, data_scale, score_2d
+from diffusion.metrics.points2d import POINT_METRICS, ValueSD, data_scale, score_2d
 from diffusion.sampling.sampler_config import SamplerConfig
 
 Family = Literal["points2d", "fid"]
@@ -42,11 +42,11 @@ HELD_OUT_SEED = 20_001           # 2D held-out points of a likelihood (+ its see
 MAX_N, MAX_SEED = 100_000, 2**31 - 1
 EXTRACTORS = {"classifier": "clf", "inception": "incv3"}
 SHORT = {"guidance": "w", "eta": "eta", "variance": "var", "spacing": "sp"}
-METHODS = {"w1": "delta method", "w2": "delta method", "kl_model_true": "bootstrap", "kl_true_model": "bootstrap",
-           "nll": "std / sqrt(n)", "fid": "bootstrap", "kid": "std over KID subsets (torch-fidelity)",
+METHODS = {**{m.name: m.method for m in POINT_METRICS.values()}, "fid": "bootstrap",   # 2D: the registry's entries
+           "kid": "std over KID subsets (torch-fidelity)",
            "isc": "std over IS splits (torch-fidelity)", "precision": "bootstrap, k-NN balls recomputed",
            "recall": "bootstrap, k-NN balls recomputed"}
-SIGNED = ("nll",)                # not a distance: may be negative, and under its floor when samples concentrate
+SIGNED = tuple(m.name for m in POINT_METRICS.values() if m.signed)   # may be negative, and under its floor
 BOUNDS = {"nll": (-math.inf, math.inf), "kid": (-math.inf, math.inf),   # KID unbiased: may be < 0
           "isc": (1.0, math.inf), "precision": (0.0, 1.0), "recall": (0.0, 1.0)}
 

@@ -17,6 +17,7 @@ from diffusion.data.toy_datasets import TOY_DATASETS, toy_dataset
 from diffusion.explore import densities
 from diffusion.explore import toy2d_experiments as explore2d
 from diffusion.metrics import evaluation
+from diffusion.metrics.points2d import POINT_METRICS
 from diffusion.metrics.protocol import points_protocol
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
@@ -189,7 +190,7 @@ def metrics(run_key: str, _run: Run, sampler: SamplerConfig) -> evaluation.Resul
 
 def metrics_table(result: evaluation.Result) -> pd.DataFrame:
     """A sampler's metrics beside the floor, each with its 95% interval and how it reads, rows labelled."""
-    labels = {**charts.METRIC_LABELS, "nll": "NLL (true mixture)"}
+    labels = {m.name: m.label for m in POINT_METRICS.values()}
     rows = {labels.get(m, m): {"this sampler": v.text(), "floor (true samples)": result.floor[m].text(),
                                "reading": result.reading(m)} for m, v in result.metrics.items()}
     return pd.DataFrame.from_dict(rows, orient="index")

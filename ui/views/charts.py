@@ -22,6 +22,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from diffusion.metrics.points2d import POINT_METRICS
+
 DOMAIN = 3.5                    # 2D plots show [-DOMAIN, DOMAIN]^2 (the toy sets have std 1)
 PANEL = 250                     # side of one 2D panel, pixels
 TICKS = ",.3~r"                 # tick labels: 3 significant digits, no exponent, no trailing zeros (10, 0.0978, 1,500)
@@ -38,7 +40,7 @@ NAMED_COLOURS = {                # one colour per sampler and family on every pa
     "flow_euler": "#9d755d", "flow_midpoint": "#ff9da6", "diffusion": "#4c78a8", "flow": "#e45756",
     "exact flow": FLOOR_COLOUR, "floor": FLOOR_COLOUR}
 SCHEDULE_LABELS = {"beta": "β_t", "alpha_bar": "ᾱ_t", "log_snr": "log SNR_t"}
-METRIC_LABELS = {"w1": "W1", "w2": "W2", "kl_model_true": "KL(model‖true)", "kl_true_model": "KL(true‖model)"}
+METRIC_LABELS = {m.name: m.label for m in POINT_METRICS.values() if not m.needs_mixture}   # the curves of every set
 Builder = Callable[[pd.DataFrame], alt.TopLevelMixin]
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from diffusion.core.edm import nearest_timestep
+from diffusion.core.edm import fractional_timestep
 from diffusion.core.flow_matching import FlowDenoiser, sigma_from_flow, vp_from_flow, vp_point
 from diffusion.core.forward import q_sample
 from diffusion.core.oracles import GaussianMixture, flow_velocity
@@ -176,7 +176,7 @@ def curve_timesteps(run: Run, levels: int = CURVE_LEVELS) -> list[int]:
     """About `levels` code timesteps, evenly spaced in log sigma over the schedule (distinct, increasing)."""
     sigma = run.schedule.sigma.double()
     targets = torch.logspace(math.log10(float(sigma[0])), math.log10(float(sigma[-1])), levels, dtype=torch.float64)
-    return sorted(set(nearest_timestep(targets, run.schedule).tolist()))
+    return sorted(set(fractional_timestep(targets, run.schedule).round().long().tolist()))   # nearest in log sigma
 
 
 @torch.no_grad()

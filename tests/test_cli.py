@@ -122,7 +122,7 @@ def test_evaluate_budget_prints_the_error_budget_table(run_dir):
     assert done.returncode == 0, done.stderr
     rows = {line.split(" | ")[0].strip("| "): line for line in done.stdout.splitlines() if line.startswith("| ")}
     assert {"floor", "solver", "network", "network, per sample", "total"} <= set(rows)
-    assert all("2d·n200·fresh·ddim20·s0" in rows[t] and "[" in rows[t] for t in ("floor", "solver", "total"))
+    assert all("2d·n200·fresh·ddim20·spacing=cubic·s0" in rows[t] and "[" in rows[t] for t in ("floor", "solver", "total"))
     assert "quadrature" in done.stdout and "solver + network: holds" in done.stdout
     done = cli("evaluate", "--checkpoint", str(run_dir), "--budget", "--guidance", "2")
     assert done.returncode == 2 and "Traceback" not in done.stderr and "guidance" in done.stderr

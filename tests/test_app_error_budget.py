@@ -48,7 +48,7 @@ def test_the_budget_of_a_shipped_run_shows_each_term_with_its_interval_and_proto
     table = _budget_table(at)
     assert list(table.index) == TERMS
     assert all(re.fullmatch(r"[\d.e-]+ \[[\d.e-]+, [\d.e-]+\]", cell) for cell in table["W1 [95% interval]"])
-    assert set(table["protocol"]) == {"2d·n300·fresh·ddim50·s0"}
+    assert set(table["protocol"]) == {"2d·n300·fresh·ddim100·spacing=cubic·s0"}
     assert "quadrature" in " ".join(c.value for c in at.caption)
     chart = _chart(at)
     assert chart["height"] >= 180
@@ -60,7 +60,7 @@ def test_the_budget_of_a_shipped_run_shows_each_term_with_its_interval_and_proto
     assert not _budget_tables(at)
     at.button(key="toy2d_error_budget_button").click().run()
     assert not at.exception
-    assert set(_budget_table(at)["protocol"]) == {"2d·n300·fresh·heun18·s0"}
+    assert set(_budget_table(at)["protocol"]) == {"2d·n300·fresh·heun25·grid=logsnr·s0"}
 
 
 def test_the_visitors_own_model_gets_its_budget_with_the_exact_law():
@@ -69,6 +69,6 @@ def test_the_visitors_own_model_gets_its_budget_with_the_exact_law():
     at.button(key="toy2d_error_budget_button").click().run()
     assert not at.exception
     table = _budget_table(at)
-    assert list(table.index) == TERMS and set(table["protocol"]) == {"2d·n300·fresh·ddim50·s0"}
+    assert list(table.index) == TERMS and set(table["protocol"]) == {"2d·n300·fresh·ddim100·spacing=cubic·s0"}
     assert any("the set's exact law" in c.value for c in at.caption)
     assert "total" in " ".join(at.markdown[i].value for i in range(len(at.markdown)))

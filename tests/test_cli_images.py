@@ -62,7 +62,7 @@ def test_evaluate_reports_protocol_intervals_floor_and_label_accuracy(digits_run
     done = cli("evaluate", "--checkpoint", str(digits_run), "--n", "40", "--steps", "5", "--metrics", "fid,kid,prc")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["protocol"] == "fid·clf·n40·test·bal2·ddim5·s0" and report["n"] == 40 and report["cap"] == ""
+    assert report["protocol"] == "fid·clf·n40·test·bal2·ddim5·spacing=cubic·s0" and report["n"] == 40 and report["cap"] == ""
     assert report["extractor"] == "classifier-mnist-16" and "40 held-out test images" in report["measured"]
     fid, kid = report["metrics"]["fid"], report["metrics"]["kid"]
     assert fid["value"] > fid["floor"]["high"] and fid["reading"] == "above the floor"

@@ -132,7 +132,7 @@ def test_sampler_sweep_caps_steps_at_T_and_reports_nan_samples():
                                     steps=(5, 100, 1000))
     assert list(sweep["steps"]) == [5, 100] and (sweep["error"] == "").all()
     assert sweep["w1"].notna().all() and (sweep["w1_low"] <= sweep["w1"]).all() and (sweep["n"] == 1000).all()
-    assert list(sweep["protocol"]) == ["2d·n1000·fresh·ddim5·s0", "2d·n1000·fresh·ddim100·s0"]
+    assert list(sweep["protocol"]) == ["2d·n1000·fresh·ddim5·spacing=cubic·s0", "2d·n1000·fresh·ddim100·spacing=cubic·s0"]
     broken = explore2d.sampler_sweep(_run(net=_NaNNet), "ddpm", steps=(5,))
     assert broken["w1"].isna().all() and "non-finite" in broken["error"].iloc[0]
 

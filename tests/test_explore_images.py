@@ -69,7 +69,7 @@ def test_filmstrip_shows_the_chosen_steps_ending_at_the_output(digit0):
 
 def test_fid_with_its_interval_and_floor_at_the_same_n(cond, digit0):
     result, samples = ei.fid_measure(cond, n=40, steps=5)
-    assert result.n == 40 and samples.shape == (40, 1, 16, 16) and result.protocol.name == "fid·clf·n40·test·bal10·ddim5·s0"
+    assert result.n == 40 and samples.shape == (40, 1, 16, 16) and result.protocol.name == "fid·clf·n40·test·bal10·ddim5·spacing=cubic·s0"
     assert result.reading("fid") == "above the floor"                  # 20 steps of training: far from the data
     assert 0 <= result.extra["accuracy"].low <= result.extra["accuracy"].value <= result.extra["accuracy"].high <= 1
     zeros, _ = ei.fid_measure(digit0, n=10_000, steps=5)                # capped at the 100 held-out zeros

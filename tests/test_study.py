@@ -80,7 +80,7 @@ def _run(net: type = _ExactNet) -> Run:
 
 @pytest.fixture(scope="module")
 def sweep() -> pd.DataFrame:
-    return study(_run(), ["ddim", "dpmpp2m", "heun", "ddim:eta=1", "ddpm"], (2, 5, 50), n=N)
+    return study(_run(), ["ddim", "dpmpp2m", "heun", "ddim:eta=1:spacing=trailing", "ddpm"], (2, 5, 50), n=N)
 
 
 def test_quality_improves_with_nfe_to_the_floor_on_the_exact_denoiser(sweep):
@@ -98,14 +98,14 @@ def test_rows_carry_each_interval_the_floor_at_the_same_n_and_their_protocol(swe
     assert (sweep["w1_low"] <= sweep["w1"]).all() and (sweep["w1"] <= sweep["w1_high"]).all()
     assert sweep["w1_floor"].nunique() == 1 and (sweep["w1_floor_low"] < sweep["w1_floor"]).all()
     ddim = sweep[(sweep["sampler"] == "ddim") & (sweep["settings"] == "eta=0.0")]
-    assert list(ddim["protocol"]) == [f"2d·n{N}·fresh·ddim{k}·s0" for k in (2, 5, 50)]
+    assert list(ddim["protocol"]) == [f"2d·n{N}·fresh·ddim{k}·spacing=cubic·s0" for k in (2, 5, 50)]
     assert f"n = {N:,} · floor (95%): w1 " in protocol_line(sweep) and "[" in markdown_table(sweep)
 
 
 def test_every_sampler_starts_from_the_same_noise_bank(sweep):
     """DDIM with eta=1 over the same steps is DDPM path by path (same x_T and the same later draws): equal rows."""
     ddpm = sweep[(sweep["sampler"] == "ddpm") & (sweep["nfe"] < T)].set_index("nfe")
-    eta1 = sweep[sweep["settings"] == "eta=1.0"].set_index("nfe")
+    eta1 = sweep[sweep["settings"] == "eta=1.0, spacing=trailing"].set_index("nfe")   # ddpm's steps
     pd.testing.assert_frame_equal(ddpm[["w1", "kl_model_true", "max_abs_x"]], eta1[["w1", "kl_model_true", "max_abs_x"]])
     first = {}
     for name in ("ddim", "euler"):

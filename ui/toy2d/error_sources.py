@@ -76,10 +76,9 @@ def _sampler(T: int) -> SamplerConfig:
                          help="Both models go through this sampler, on its grid, from the same noises")
     spec = REGISTRY[name]
     discrete = spec.space == "timesteps"
-    options = step_options(T, STEP_CHOICES) if discrete else list(STEP_CHOICES)
-    default = min(spec.default_steps, T) if discrete else spec.default_steps
-    steps = cols[1].select_slider("Sampling steps", options, value=default if default in options else options[-1],
-                                  key=f"toy2d_error_budget_steps_{name}_{T}")
+    default = min(spec.default_steps, T) if discrete else spec.default_steps     # the sampler's own (docs/samplers.md)
+    options = sorted({*(step_options(T, STEP_CHOICES) if discrete else STEP_CHOICES), default})
+    steps = cols[1].select_slider("Sampling steps", options, value=default, key=f"toy2d_error_budget_steps_{name}_{T}")
     return SamplerConfig(name, steps)
 
 

@@ -174,8 +174,8 @@ def test_best_at_picks_the_lowest_within_the_budget_against_ddpm_at_its_largest_
 
 
 def test_parse_sampler_and_settings():
-    heun = parse_sampler("heun:rho=5:churn=40")
-    assert heun == SamplerConfig("heun", rho=5.0, S_churn=40.0)
+    heun = parse_sampler("heun:grid=karras:rho=5:churn=40")
+    assert heun == SamplerConfig("heun", grid="karras", rho=5.0, S_churn=40.0)
     assert settings(heun) == "grid=karras, rho=5.0, S_churn=40.0" and settings(SamplerConfig("dpmpp2m")) == "grid=logsnr"
     for bad, match in (("ddim:bogus=1", "bogus"), ("ddim:eta=x", "'x' is not a number"), ("nope", "nope")):
         with pytest.raises(ValueError, match=match):
@@ -200,7 +200,7 @@ def test_cli_study_prints_the_table_and_goal_line(tmp_path, capsys):
                       toy_dataset("moons").sample(500, torch.Generator().manual_seed(0)))
     trainer.run(run_dir=tmp_path / "run")
     out = tmp_path / "study.md"
-    assert main(["study", "--checkpoint", str(tmp_path / "run"), "--samplers", "ddim,heun:rho=5", "--nfe", "2,5",
+    assert main(["study", "--checkpoint", str(tmp_path / "run"), "--samplers", "ddim,heun:grid=karras:rho=5", "--nfe", "2,5",
                  "--n", "50", "--precision", "float32,bfloat16", "--out", str(out)]) == 0
     printed = capsys.readouterr()
     assert "| float32 | heun | grid=karras, rho=5.0 | 5 | 3 |" in printed.out and "best at <= 20 NFE" in printed.out

@@ -33,7 +33,7 @@ Progress = Callable[[int, int, dict], bool | None]   # (rows done, rows planned,
 
 def parse_sampler(text: str) -> SamplerConfig:
     """'name' or 'name:field=value:...' (SamplerConfig fields; churn, s_min, s_max, s_noise for S_*), e.g.
-    'ddim:eta=0.5' or 'heun:rho=5:churn=40'; the steps are set by the study."""
+    'ddim:eta=0.5' or 'heun:grid=karras:rho=5:churn=40'; the steps are set by the study."""
     name, *options = text.strip().split(":")
     kinds = {f.name: f.type for f in fields(SamplerConfig)}
     values: dict = {}

@@ -68,7 +68,6 @@ class SamplerConfig:
     clip: Clip = Clip.AUTO           # x0_hat: auto (images clamp, 2D ball), clamp, ball, none (core.time.Clip)
     guidance: float = 1.0            # classifier-free guidance scale w; 1 = plain conditional
     grid: str | None = None          # sigma/flow samplers' grid: karras (rho), logsnr, flow; None: DEFAULT_GRIDS
-                                     # (karras when rho != 7)
     rho: float = 7.0                 # Karras et al. eq. 5 (karras grid)
     sigma_min: float | None = None   # None: EDM's 0.002 and 80, clamped to the schedule's range
     sigma_max: float | None = None
@@ -111,11 +110,10 @@ class SamplerConfig:
     @property
     def sigma_grid(self) -> str | None:
         """The noise-level grid the sampler walks (None for the discrete samplers): karras (rho), logsnr, or flow
-        (uniform in flow time); by default the one measured best for it (docs/samplers.md), or karras when a rho
-        other than 7 is set (rho shapes nothing else)."""
+        (uniform in flow time); by default the one measured best for it (docs/samplers.md)."""
         if self.space == "timesteps":
             return None
-        return self.grid or ("karras" if self.rho != 7.0 else DEFAULT_GRIDS[self.name])
+        return self.grid or DEFAULT_GRIDS[self.name]
 
     @property
     def nfe(self) -> int:

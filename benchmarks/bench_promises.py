@@ -159,7 +159,8 @@ def one_pass(args, loaded: int) -> list[str]:
     """Every round of every page's sections and trainings; table rows labelled with the external load."""
     lines = []
     timing.RECORD.clear()           # each pass starts from an empty record: round 1 is the promise before correction
-    flow2d.SOLVER_RECORD.clear()
+    for record in flow2d.SOLVER_RECORD.values():
+        record.clear()
     for r in range(1, args.rounds + 1):
         st.cache_data.clear()
         study_view._store().clear()  # the study page keeps its sweeps: it would show the stored one, not run again

@@ -150,6 +150,20 @@ def test_flow_and_likelihood_sections_compute_on_a_click(shipped, monkeypatch):
     assert "model density (ODE likelihood)" in [f["layout"]["title"]["text"] for f in _figures(at)]
 
 
+def test_the_density_map_promise_counts_the_solver_on_grid_points_not_on_the_likelihoods(monkeypatch):
+    """Grid points far from the data take more solver steps than held-out points: the density map's first promise
+    counts them on a 4 x 4 grid of its own window, and a likelihood's record does not stand in for it."""
+    from diffusion.explore.flow_experiments import density_map
+    from diffusion.training.checkpoints import load_run
+    run = load_run(ROOT / "checkpoints" / "moons")
+    monkeypatch.setattr(flow2d, "SOLVER_RECORD", {"likelihood": [10.0], "density map": []})
+    counted = flow2d.solver_evaluations("density map", "moons-test", run)
+    assert counted == density_map(run, 4)["nfe"] > 10
+    assert flow2d.solver_evaluations("likelihood", "moons-test", run) == 10.0
+    flow2d.SOLVER_RECORD["density map"].append(123.0)
+    assert flow2d.solver_evaluations("density map", "moons-test", run) == 123.0
+
+
 def test_a_mixture_model_shows_the_exact_field_beside_the_learned_one_on_one_colour_scale():
     at = _page()
     _give_a_trained_model(at, "8gaussians")

@@ -22,7 +22,7 @@ from diffusion.core.oracles import flow_denoiser, flow_velocity
 from diffusion.data.toy_datasets import density_mixture
 from diffusion.explore.nfe_study import NFE_TARGETS, study
 from diffusion.explore.toy2d_experiments import FIELD_EXTENT, grid_points
-from diffusion.metrics.likelihood import run_log_likelihood
+from diffusion.metrics.likelihood import end_of, run_log_likelihood
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.flow_samplers import flow_euler_sample
 from diffusion.sampling.run import SEED_STRIDE, Run, Trajectory
@@ -171,13 +171,15 @@ def quality_vs_nfe(runs: Mapping[str, Run], samplers: Sequence[str] = SIDE_BY_SI
 
 def density_map(run: Run, size: int = 41, extent: float = FIELD_EXTENT) -> dict[str, np.ndarray]:
     """The model's density exp(log p) on a size x size grid over [-extent, extent]^2 by the ODE likelihood (exact
-    divergence), beside the true density where the set's law is known: {"x": (size^2, 2), "model": (size^2,),
-    "true": (size^2,) or absent}. 2D runs; cost ~size^2 likelihoods (41 x 41: seconds on a CPU for the MLP)."""
+    divergence), at the same end as every reported likelihood (metrics.likelihood.end_of), beside the true density
+    blurred to that end where the set's law is known: {"x": (size^2, 2), "model": (size^2,), "true": (size^2,) or
+    absent, "nfe": the solver's evaluations}. 2D runs; cost ~size^2 likelihoods (41 x 41: seconds on a CPU)."""
     if run.is_image:
         raise ValueError("density maps are for 2D runs; image runs have bits/dim (metrics.likelihood.bits_per_dim)")
-    x = torch.from_numpy(grid_points(size, extent))
-    out = {"x": x.numpy(), "model": run_log_likelihood(run, x).log_prob.exp().numpy()}
+    x, end = torch.from_numpy(grid_points(size, extent)), end_of(run)
+    likelihood = run_log_likelihood(run, x, t_min=end["t_min"])
+    out = {"x": x.numpy(), "model": likelihood.log_prob.exp().numpy(), "nfe": likelihood.nfe}
     mixture = density_mixture(run.config.data.dataset)
     if mixture is not None:
-        out["true"] = mixture.log_prob(x).exp().numpy()
+        out["true"] = mixture.blurred(end["sigma_min"]).log_prob(x).exp().numpy()
     return out

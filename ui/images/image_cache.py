@@ -3,7 +3,7 @@ visitor's trained model) and the inputs: grids, filmstrips, memorisation, divers
 The shipped runs are loaded by ui.jobs.shipped_runs."""
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import streamlit as st
@@ -23,6 +23,7 @@ from ui.jobs import timing, training
 PER_MODEL = 8          # cached results kept per function, across models and visitors
 SCALE = {16: 3, 32: 2}  # grid enlargement per image size (nearest neighbour), so 16 px digits are legible
 SEARCH_SIZES = (1, 16)  # images the memorisation search is timed at
+SMALL_BATCHES = (2, 8)   # batches a training step is timed at to promise the cost table (a straight line to 64)
 
 
 def scale_for(run: Run) -> int:
@@ -137,6 +138,19 @@ def training_costs(config: RunConfig, device: str, threads: int, sample_n: int) 
         sample = timing.measure(lambda: run.sample(sample_n, SamplerConfig("ddim", steps=1), y=y), repeats=2,
                                 threads=threads)
     return step, sample, sum(p.numel() for p in trainer.model.parameters())
+
+
+@st.cache_data(show_spinner="Timing a training step at two small batches...", max_entries=32)
+def small_batch_costs(config: RunConfig, device: str) -> tuple[timing.Cost, timing.Cost, timing.Cost]:
+    """(building its trainer, a training step's fixed cost, its cost per image) of config, from steps timed at
+    SMALL_BATCHES on this machine's torch threads: what ei.step_cost at the config's batch will take, for a few
+    percent of it."""
+    threads = torch.get_num_threads()
+    start = time.perf_counter()
+    trainers = {n: dummy_trainer(replace(config, train=replace(config.train, batch_size=n)), device)
+                for n in SMALL_BATCHES}
+    build = timing.Cost((time.perf_counter() - start) / len(trainers), timing.load(), threads)
+    return (build, *timing.measure_fit(lambda n: trainers[n].train_step(), SMALL_BATCHES, repeats=1, threads=threads))
 
 
 @st.cache_data(show_spinner="Timing a few training steps...", max_entries=32)

@@ -14,7 +14,7 @@ from diffusion.sampling.sampler_config import SamplerConfig
 
 from ui.images import image_cache
 from ui.images.image_ondemand import opened, run_parts
-from ui.images.image_sections import Model, Sampling, guidance_slider
+from ui.images.image_sections import Model, Sampling, class_name, guidance_slider
 from ui.jobs import run_costs, shipped_runs, timing
 from ui.views import charts
 from ui.views.layout import error_box, working
@@ -106,8 +106,8 @@ def label_interpolation_section(prefix: str, model: Model, sampling: Sampling) -
     st.header("Interpolation between two labels")
     run_key, run = model
     cols = st.columns(5)
-    a = cols[0].selectbox("From class", range(run.num_classes), 1, key=f"{prefix}_label_a")
-    b = cols[1].selectbox("To class", range(run.num_classes), 7, key=f"{prefix}_label_b")
+    a = cols[0].selectbox("From class", range(run.num_classes), 1, format_func=class_name(run), key=f"{prefix}_label_a")
+    b = cols[1].selectbox("To class", range(run.num_classes), 7, format_func=class_name(run), key=f"{prefix}_label_b")
     seed = int(cols[2].number_input("Seed", 0, 10_000, 0, key=f"{prefix}_label_seed"))
     points = cols[3].slider("Points", 3, 12, 8, key=f"{prefix}_label_points")
     with cols[4]:

@@ -115,6 +115,12 @@ def sampler_controls(prefix: str, run: Run) -> SamplerConfig:
     return SamplerConfig(name, steps=steps, guidance=w)
 
 
+def class_name(run: Run):
+    """How a class selector shows label k: its name (a shape, a CIFAR-10 class) or the digit itself."""
+    names = class_names(run.config.data.dataset)
+    return names.__getitem__ if names is not None and len(names) >= run.num_classes else str
+
+
 def row_names(run: Run) -> str:
     """What the rows of a class grid are, by name (the digits, the shapes, CIFAR-10's classes)."""
     names = class_names(run.config.data.dataset)
@@ -244,7 +250,8 @@ def noise_interpolation_section(prefix: str, model: Model, sampling: Sampling) -
     points = cols[2].slider("Points", 3, 12, 8, key=f"{prefix}_points")
     label = None
     if run.num_classes:
-        label = cols[3].selectbox("Class", range(run.num_classes), key=f"{prefix}_interp_label")
+        label = cols[3].selectbox("Class", range(run.num_classes), format_func=class_name(run),
+                                  key=f"{prefix}_interp_label")
     if seed_a == seed_b:
         error_box("No path", f"seed A = seed B = {seed_a}: pick two different seeds")
         return

@@ -35,7 +35,7 @@ MAX_STEPS = {"cpu": 3000, "cuda": 100_000}     # a CPU visitor is steered to run
 # 96% read as a 3; conditional, FID 5.9 [3.0, 8.8] against 2.7, 90.8% [87.9, 93.0] the requested digit (w = 1). 300
 # steps at 1e-3 gave noise (FID 426); 1,500 steps at 2e-3 still 3.4x its floor.
 DEFAULT_STEPS, DEFAULT_LR = 2500, 2e-3
-COST_TABLE_S = 1.2     # building a U-Net and timing 3 steps at batch 64, one thread (2-core CPU; the record corrects)
+COST_TABLE_STEPS = 3    # training steps of each model cost_table runs (ei.step_cost: one with memory hooks, two timed)
 METRIC_LABELS = {"fid": "FID (classifier features)", "accuracy": "label accuracy"}
 
 
@@ -227,9 +227,14 @@ def cost_configs(batch: int = 64) -> dict[str, RunConfig]:
 
 
 def cost_table_promise(configs: dict[str, RunConfig]) -> timing.Estimate:
-    """How long cost_table takes: COST_TABLE_S per config (timed on a 2-core CPU: nothing on this server has timed
-    it yet) for the load now, corrected by this server's record of the table once it has drawn one."""
-    return timing.expect("cost table", (timing.Cost(COST_TABLE_S), len(configs)))
+    """How long cost_table takes: for each config, its trainer built and ei.step_cost's training steps (one with the
+    memory hooks, two timed) at its batch, each step's cost from steps timed at two small batches."""
+    device = training.device_for(next(iter(configs.values())))
+    work = []
+    for config in configs.values():
+        build, per_step, per_image = image_cache.small_batch_costs(config, device)
+        work += [(build, 1), (per_step, COST_TABLE_STEPS), (per_image, COST_TABLE_STEPS * config.train.batch_size)]
+    return timing.expect("cost table", *work)
 
 
 def cost_table(configs: dict[str, RunConfig], promise: timing.Estimate) -> pd.DataFrame:

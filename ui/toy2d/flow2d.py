@@ -41,7 +41,8 @@ QUALITY_N, QUALITY_SAMPLERS, QUALITY_NFE = 1000, ("flow_euler", "ddim"), (2, 5, 
 NLL_N, DENSITY_SIZE = 500, 25
 ODE_BATCHES = (16, 512)          # batch sizes the ODE's dynamics (velocity and exact divergence) are timed at
 ODE_BATCH = 1000                 # points per solve (metrics.likelihood.run_log_likelihood's batch_size)
-SOLVER_RECORD = deque(maxlen=8)  # velocity evaluations per solve of this server's recent likelihoods
+SOLVER_RECORD = {"likelihood": deque(maxlen=8), "density map": deque(maxlen=8)}  # velocity evaluations per solve
+                                 # of this server's recent work of each kind
 ASKED = "toy2d_flow_asked"        # {(what, run key)} the visitor asked for: shown again on every rerun
 
 
@@ -82,7 +83,7 @@ def quality(keys: tuple[str, ...], _runs: dict[str, Run]) -> pd.DataFrame:
 @one_thread()
 def nll(run_key: str, _run: Run) -> dict:
     report = nll_report_2d(_run, NLL_N)
-    SOLVER_RECORD.append(report["nfe"] / math.ceil(NLL_N / ODE_BATCH))
+    SOLVER_RECORD["likelihood"].append(report["nfe"] / math.ceil(NLL_N / ODE_BATCH))
     return report
 
 
@@ -91,6 +92,7 @@ def nll(run_key: str, _run: Run) -> dict:
 def density_grids(run_key: str, _run: Run) -> tuple[DensityGrid, DensityGrid | None]:
     """The model's density by the ODE likelihood and the true one, on a DENSITY_SIZE grid."""
     out = flow.density_map(_run, DENSITY_SIZE)
+    SOLVER_RECORD["density map"].append(out["nfe"] / math.ceil(DENSITY_SIZE ** 2 / ODE_BATCH))
     ticks = np.unique(out["x"][:, 0])
     shape = (len(ticks), len(ticks))
     model = DensityGrid(ticks, ticks.copy(), out["model"].reshape(shape), False, "model density (ODE likelihood)")
@@ -109,30 +111,35 @@ def ode_costs(run_key: str, _run: Run) -> tuple[timing.Cost, timing.Cost]:
                               ODE_BATCHES)
 
 
-def solver_evaluations(run_key: str, run: Run) -> float:
-    """Velocity evaluations the adaptive solver makes per solve: the median of this server's recent likelihoods,
-    else what the shipped moons run's recorded likelihood took (its likelihood.json), else a count on this run."""
-    if SOLVER_RECORD:
-        return statistics.median(SOLVER_RECORD)
+def solver_evaluations(kind: str, run_key: str, run: Run) -> float:
+    """Velocity evaluations the adaptive solver makes per solve of `kind` ("likelihood" or "density map"): the median
+    of this server's recent work of that kind, else for a likelihood what the shipped moons run's recorded one took
+    (its likelihood.json), else a count on a few points of the work itself (grid points take more steps than
+    held-out points: 361 against 295 a solve on the shipped moons run)."""
+    if SOLVER_RECORD[kind]:
+        return statistics.median(SOLVER_RECORD[kind])
     path = shipped_runs.SHIPPED_ROOT / shipped_runs.SHIPPED[PAIR["diffusion"]].folder / "likelihood.json"
-    if path.is_file():
+    if kind == "likelihood" and path.is_file():
         record = json.loads(path.read_text())
         return record["nfe"] / math.ceil(record["n"] / ODE_BATCH)
-    return counted_evaluations(run_key, run)
+    return counted_evaluations(kind, run_key, run)
 
 
 @st.cache_data(show_spinner="Counting the likelihood solver's steps on a few points...", max_entries=8)
 @one_thread()
-def counted_evaluations(run_key: str, _run: Run) -> float:
-    """Velocity evaluations of one solve on this run, counted on a few held-out points (the adaptive solver's error
-    norm is a mean over the points, so their number barely changes the count)."""
+def counted_evaluations(kind: str, run_key: str, _run: Run) -> float:
+    """Velocity evaluations of one solve of `kind` on this run, counted on a few of its points: held-out points, or a
+    4 x 4 grid over the density map's window (the adaptive solver's error norm is a mean over the points, so their
+    number barely changes the count)."""
+    if kind == "density map":
+        return float(flow.density_map(_run, 4)["nfe"])
     return float(nll_report_2d(_run, ODE_BATCHES[0])["nfe"])
 
 
 def ode_promise(kind: str, run_key: str, run: Run, n: int) -> timing.Estimate:
     """How long an ODE likelihood of n points takes on this server: the solver's evaluations (solver_evaluations)
     of the dynamics at their costs timed here."""
-    evaluations = solver_evaluations(run_key, run)
+    evaluations = solver_evaluations(kind, run_key, run)
     per_call, per_point = ode_costs(run_key, run)
     return timing.expect(kind, (per_call, evaluations * math.ceil(n / ODE_BATCH)), (per_point, evaluations * n))
 

@@ -7,7 +7,7 @@ st.title("Quality vs steps")
 with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.explore.nfe_study import NFE_TARGETS, PRECISIONS, best_at, goal_line, protocol_line, quality_metrics
     from diffusion.sampling.registry import SAMPLERS
-    from ui.views import charts, study_view
+    from ui.views import charts, study_budget_view, study_view
     from ui.views.layout import error_box
 
 st.markdown("Every sampler starts from the **same initial noises** (sample *i* of the seed draws its own noise "
@@ -79,6 +79,7 @@ study_view.quality_charts(frame, metrics)
 st.caption(f"Bars: 95% intervals; the green band is the floor at the same n. {protocol_line(frame)}")
 charts.show(study_view.time_chart(frame))
 charts.show(study_view.literature_chart(frame, headline))
+study_budget_view.section(run_key, run, key, inputs)
 st.subheader("Stability")
 st.caption("max |x|: the largest coordinate along the trajectories, in the sampler's own space (VP x_t for "
            "DDPM/DDIM; x_t / √ᾱ_t, up to σ_max ≈ 80 times the noise, for Euler, Heun and DPM-Solver++); non-finite: "

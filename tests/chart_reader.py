@@ -1,8 +1,9 @@
 """Reading the page's charts as a person does, in a real browser: every Vega-Lite chart (drawn as SVG) and every
 Plotly chart, panel by panel: a y axis long enough to read (MIN_AXIS px) with at least two tick labels, no text
 over other text (tick labels, legend entries, titles, labels on the marks), no text cut ("…" or drawn outside the
-chart), Plotly's buttons clear of its slider. `settle` waits until Streamlit is idle and the layout stops moving,
-instead of waiting a fixed time. Used by tests/test_browser.py; docs/charts.md describes the checks."""
+chart), no Vega mark drawn past its plot area unless clipped to it, Plotly's buttons clear of its slider. `settle`
+waits until Streamlit is idle and the layout stops moving, instead of waiting a fixed time. Used by
+tests/test_browser.py; docs/charts.md describes the checks."""
 
 import time
 
@@ -80,6 +81,18 @@ READ_CHARTS = """minAxis => {
     for (const t of texts(svg, "g.role-mark.mark-text text")) items.push(["label", t]);
     collide(name, items);
     inside(name, svg, items);
+    for (const mark of svg.querySelectorAll("g.role-mark:not(.mark-text)")) {    // no mark past its plot's frame
+      const cell = mark.parentElement.closest("g.role-scope, g.role-frame");      // the mark's view (or line group)
+      const area = cell && cell.querySelector(":scope > g > path.background");
+      if (!area || mark.closest("[clip-path]") || !mark.checkVisibility()) continue;   // clipped: cut at the frame
+      const f = area.getBoundingClientRect(), r = mark.getBoundingClientRect();
+      if (r.width > 0 && f.width > 0
+          && Math.max(f.left - r.left, r.right - f.right, f.top - r.top, r.bottom - f.bottom) > 1.5)
+        problems.push(`${name}: a ${mark.classList[0].replace("mark-", "")} mark is drawn outside its plot area `
+                      + `(x ${Math.round(r.left)}-${Math.round(r.right)}, y ${Math.round(r.top)}-`
+                      + `${Math.round(r.bottom)} past x ${Math.round(f.left)}-${Math.round(f.right)}, `
+                      + `y ${Math.round(f.top)}-${Math.round(f.bottom)})`);
+    }
     for (const legend of svg.querySelectorAll("g.role-legend")) {     // a legend never sits on a tick label
       const r = legend.getBoundingClientRect();
       if (r.width === 0) continue;

@@ -286,8 +286,35 @@ def expect_visible(locator) -> None:
     sync_api.expect(locator).to_be_visible(timeout=60_000)
 
 
+def _show_the_error_budget(pg, main) -> None:
+    """The study's error budget of the shipped moons run (shipped beside its sweep: drawn at once on the toggle)."""
+    main.get_by_text("Split each row's error", exact=False).click()
+    settle(pg, timeout=180)
+    expect_visible(main.get_by_text("Exact model:", exact=False))
+    main.locator("h1").first.evaluate("el => el.scrollIntoView({block: 'start'})")   # the page's shot: its top
+
+
+def _section_shot(pg, main, heading: str, last: str, name: str, tmp_path: Path) -> None:
+    """From the heading `heading` to the element with text `last`, at each of WIDTHS, as `name`.png (and
+    `name`-1024.png); the window is restored to its first size."""
+    size = pg.viewport_size
+    for width in WIDTHS:
+        pg.set_viewport_size({"width": width, "height": 2000})
+        top = main.get_by_role("heading", name=heading)
+        top.evaluate("el => { el.scrollIntoView({block: 'start'}); "           # clear of Streamlit's header
+                     "el.closest('[data-testid=stMain]').scrollBy(0, -80); }")
+        settle(pg)
+        a, b, frame = top.bounding_box(), main.get_by_text(last, exact=False).bounding_box(), main.bounding_box()
+        shot = _folder(tmp_path) / f"{name if width == WIDTHS[0] else f'{name}-{width}'}.png"
+        pg.screenshot(path=str(shot), clip={"x": frame["x"], "y": a["y"] - 10, "width": frame["width"],
+                                            "height": b["y"] + b["height"] + 20 - a["y"]})
+    pg.set_viewport_size(size)
+    settle(pg)
+
+
 INTERACTIONS = {"app_pages/mnist_digit.py": _train_a_few_image_steps,
-                "app_pages/mnist_conditional.py": _run_the_guidance_sweep}
+                "app_pages/mnist_conditional.py": _run_the_guidance_sweep,
+                "app_pages/study.py": _show_the_error_budget}
 
 
 @pytest.mark.parametrize("info", OTHER_PAGES, ids=lambda p: Path(p.path).stem)
@@ -295,7 +322,7 @@ def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
     """Each page, from the menu, runs to completion with the shipped runs and shows no exception and opens on a
     result (the study page: the shipped sweep drawn); it reads at every width (_readable) on arrival, with its cheap
     on-demand image sections open, and after its main interaction (Phase 2: a training of a few steps; Phase 3:
-    the guidance sweep)."""
+    the guidance sweep; the study: its error budget, also shot as study-budget*.png)."""
     expect = sync_api.expect
     page.goto(app_url)
     page.get_by_test_id("stSidebarNav").get_by_text(info.title, exact=True).click()
@@ -320,6 +347,8 @@ def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
         INTERACTIONS[info.path](page, main)
         expect(page.locator("[data-testid=stException]")).to_have_count(0)
     _readable(page, Path(info.path).stem, tmp_path)
+    if info.path == "app_pages/study.py":
+        _section_shot(page, main, "Where each row's error comes from", "Every row's budget", "study-budget", tmp_path)
 
 
 def _draw(pg, canvas, strokes) -> None:

@@ -1,6 +1,7 @@
 """The chart module's guarantees that hold before a browser draws anything (docs/charts.md): every panel's plot
 area at least MIN_PANEL px tall, the width fitted to the column and the height kept for the plot, SVG named as the
-renderer, log axes ticked at 1-2-5 values only, one distinct colour per sampler. What needs a browser (axes, ticks,
+renderer, every mark clipped to its plot area, log axes ticked at 1-2-5 values only, one distinct colour per
+sampler. What needs a browser (axes, ticks,
 overlaps, cut text) is read by tests/test_browser.py through tests/chart_reader.py."""
 
 import math
@@ -43,7 +44,25 @@ def test_show_and_live_charts_name_the_svg_renderer():
     """Streamlit 1.67 draws a chart of more than 2,000 points on a canvas unless the spec names a renderer."""
     spec = charts._spec(charts.metric_curves, tuple(METRIC.columns), (("log_y", True),))
     assert spec["usermeta"] == {"embedOptions": {"renderer": "svg"}}
+    assert all(layer["mark"]["clip"] is True for layer in spec["layer"])       # and clipped (charts.clipped)
     assert charts.SVG == {"embedOptions": {"renderer": "svg"}}
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_every_mark_of_every_chart_drawn_is_clipped_to_its_plot_area(name):
+    """charts.clipped (which show and live_chart apply) sets clip on every mark, keeps a mark's own clip=False, and
+    leaves the builder's chart as it was."""
+    chart = BUILT[name]()
+    before = chart.to_dict()
+    spec = charts.clipped(chart).to_dict()
+    marks = [layer["mark"] for layer in spec.get("layer", [spec])]
+    assert marks and all(m["clip"] is True for m in marks), marks
+    assert chart.to_dict() == before
+
+
+def test_a_marks_own_clip_false_is_kept():
+    chart = charts.loss_curve(pd.DataFrame({"step": [0, 1], "loss": [1.0, 0.5]})).mark_line(clip=False)
+    assert charts.clipped(chart).to_dict()["mark"]["clip"] is False
 
 
 def test_log_axes_tick_round_values_only():

@@ -126,3 +126,16 @@ def test_evaluate_budget_prints_the_error_budget_table(run_dir):
     assert "quadrature" in done.stdout and "solver + network: holds" in done.stdout
     done = cli("evaluate", "--checkpoint", str(run_dir), "--budget", "--guidance", "2")
     assert done.returncode == 2 and "Traceback" not in done.stderr and "guidance" in done.stderr
+
+
+def test_study_budget_writes_each_rows_error_budget(tmp_path, capsys):
+    moons = str(ROOT / "checkpoints" / "moons")
+    assert main(["study", "--checkpoint", moons, "--samplers", "ddim,heun", "--nfe", "5", "--n", "20", "--budget",
+                 "--out", str(tmp_path / "budget.md")]) == 0
+    table = (tmp_path / "budget.md").read_text()
+    assert table.count("\n| ddim |") == 1 and table.count("\n| heun |") == 1 and table.count("\n| ddpm |") == 1
+    assert "| floor | solver | network | displacement | total |" in table and "holds in every row" in table
+    assert table in capsys.readouterr().out
+    assert main(["study", "--checkpoint", moons, "--budget", "--precision", "bfloat16", "--out",
+                 str(tmp_path / "b.csv")]) == 2
+    assert "float32 only" in capsys.readouterr().err

@@ -1,10 +1,12 @@
 """The quality-versus-steps page through AppTest: it renders, a tiny sweep of a session run draws the charts, the
 stability table and the goal line, and the same inputs are not computed twice."""
 
+import re
 import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
@@ -116,3 +118,56 @@ def test_a_sweep_is_stopped_at_the_job_budget(run, monkeypatch):
                                                                     False))
     assert out["seconds"] <= 3.0 * 1.1, out["seconds"]
     assert study_view.stored(key) is None and server.counts() == (0, 0)
+
+
+def _budget_tables(at: AppTest) -> list[pd.DataFrame]:
+    return [d.value for d in at.dataframe if "network (per sample)" in d.value.columns]
+
+
+def test_the_shipped_moons_run_shows_its_error_budget_beside_the_curves():
+    """Issue 19: behind a toggle (the shipped budget at the page's defaults: drawn at once, said so), each row's W1
+    split into floor, solver, network and total: two panels (solver with the floor's band, network) and a table of
+    every row with 95% intervals; the exact model said in words, the triangle inequality checked."""
+    at = _page()
+    toggle = at.toggle(key="study_budget")
+    assert "shipped with this run" in toggle.label and not _budget_tables(at)
+    charts = _charts(at)
+    toggle.set_value(True).run()
+    assert not at.exception and not at.error
+    assert _charts(at) == charts + 2
+    table = _budget_tables(at)[0]
+    assert len(table) == len(at.dataframe[0].value)                  # one budget row per sweep row
+    assert all(re.fullmatch(r"[\d.e-]+ \[[\d.e-]+, [\d.e-]+\]", cell) for cell in table["solver"])
+    captions = " ".join(c.value for c in at.caption)
+    assert "quadrature" in captions and "holds in every row" in captions and "ddpm-1000 (1000 NFE)" in captions
+
+
+def test_a_session_runs_budget_is_computed_on_the_toggle_naming_its_time(run):
+    at = _page(run)
+    at.selectbox(key="study_run").set_value(f"{NAME} (this session)").run()
+    at.multiselect(key="study_samplers").set_value(["ddim"])
+    at.multiselect(key="study_nfe_False").set_value([5, 10])
+    at.toggle(key="study_ref_False").set_value(False)
+    at.select_slider(key="study_n_False").set_value(64).run()
+    at.button(key="study_go").click().run()
+    assert re.search(r"\(about \d+ s\)", at.toggle(key="study_budget").label)
+    at.toggle(key="study_budget").set_value(True).run()
+    assert not at.exception and not at.error
+    table = _budget_tables(at)[0]
+    assert list(table["sampler"]) == ["ddim", "ddim"] and list(table["NFE"]) == [5, 10]
+    assert any("the set's law as" in c.value for c in at.caption)      # moons: its law by quadrature
+    at.run()                                                           # kept: drawn again, not recomputed
+    assert "computed: drawn at once" in at.toggle(key="study_budget").label and len(_budget_tables(at)) == 1
+
+
+def test_an_image_run_says_the_budget_is_for_2d_runs():
+    at = _page()
+    image = next(o for o in at.selectbox(key="study_run").options if "checkpoints/mnist16-digit0" in o)
+    at.selectbox(key="study_run").set_value(image).run()
+    at.multiselect(key="study_samplers").set_value(["ddim"])
+    at.multiselect(key="study_nfe_True").set_value([5])
+    at.select_slider(key="study_n_True").set_value(16).run()
+    at.button(key="study_go").click().run()
+    assert not at.exception and not at.error
+    assert any("is for 2D runs" in c.value and "no exact law" in c.value for c in at.caption)
+    assert not any(t.key == "study_budget" for t in at.toggle)

@@ -201,6 +201,14 @@ def _study(args) -> int:
     _check_sampling(args, 2)
     check_device(args.device)
     check_output_file(args.out, (".csv", ".md"), "study results")
+    if args.budget:
+        from diffusion.explore.study_budget import budget_checkpoint
+        if args.precision != "float32":
+            raise ValueError(f"--budget with --precision {args.precision}: the budget is float32 only (the exact "
+                             "model has no precision)")
+        print(budget_checkpoint(args.checkpoint, args.samplers.split(","), args.nfe, args.out, n=args.n,
+                                seed=args.seed, device=args.device))
+        return 0
     print(study_checkpoint(args.checkpoint, args.samplers.split(","), args.nfe, args.out, n=args.n,
                            precisions=args.precision.split(","), seed=args.seed, device=args.device))
     return 0

@@ -138,6 +138,8 @@ STUDY: tuple[Option, ...] = (
     ("--seed", dict(type=int, default=0)),
     ("--device", dict(default="cpu", help="cpu or cuda")),
     ("--out", dict(required=True, help=".csv (every column) or .md (table and goal line)")),
+    ("--budget", dict(action="store_true", help="2D: each row's error budget instead (floor, solver, network and "
+                      "total W1 from the study's noises, docs/error-budget.md); float32 only")),
 )
 
 

@@ -3,9 +3,9 @@ beside ours: CIFAR-10 Inception FID is not our classifier FID, but "FID over the
 ratio either way.
 """
 
-import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 DDIM_2020 = "Song et al. 2020, DDIM, Table 1 (CIFAR-10 32x32, FID, 50k samples)"
@@ -45,12 +45,12 @@ def reference_points() -> tuple[ReferencePoint, ...]:
 
 def relative_to_reference(frame: pd.DataFrame, value: str, curve: str = "curve", nfe: str = "nfe") -> pd.Series:
     """value over the same curve's value at FULL_NFE evaluations when the curve has that point, else over its best
-    (lowest) value: 1 is as good as the curve gets, 2 is twice its FID. NaN where the divisor is not positive."""
-    def per_curve(group: pd.DataFrame) -> pd.Series:
-        full = group.loc[group[nfe] == FULL_NFE, value]
-        base = float(full.iloc[0]) if len(full) else float(group[value].min())
-        return group[value] / base if math.isfinite(base) and base > 0 else group[value] * math.nan
-    return frame.groupby(curve, group_keys=False, sort=False)[[nfe, value]].apply(per_curve)
+    (lowest) value: 1 is as good as the curve gets, 2 is twice its FID. NaN where the divisor is not positive. (Per
+    curve by transform: a groupby-apply returns a frame, not a series, when there is a single curve.)"""
+    groups = frame[curve]
+    full = frame[value].where(frame[nfe] == FULL_NFE).groupby(groups, sort=False).transform("first")
+    base = full.fillna(frame[value].groupby(groups, sort=False).transform("min"))
+    return frame[value] / base.where(np.isfinite(base) & (base > 0))
 
 
 def literature_frame() -> pd.DataFrame:

@@ -319,10 +319,11 @@ def protocol_line(frame: pd.DataFrame) -> str:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    """The study as a Markdown table, quality as 'value [95% interval]' (the error column only when some row has
-    one)."""
+    """The study (or its budget) as a Markdown table, quality as 'value [95% interval]' (the error column only when
+    some row has one)."""
     frame = with_intervals(frame)
-    frame = frame if frame["error"].astype(bool).any() else frame.drop(columns="error")
+    frame = frame if "error" in frame and frame["error"].astype(bool).any() else frame.drop(columns="error",
+                                                                                            errors="ignore")
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)

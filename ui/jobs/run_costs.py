@@ -1,5 +1,6 @@
 """What sampling and measuring a run costs on this machine, timed here once per run and thread count: the image
-sections', the 2D page's and the study's promises multiply these unit costs by their work (ui.jobs.timing)."""
+sections', the 2D page's and the study's promises (its sweep and its error budget) multiply these unit costs by their
+work (ui.jobs.timing)."""
 
 import streamlit as st
 import torch
@@ -7,6 +8,7 @@ import torch
 from diffusion.config import DataConfig
 from diffusion.data.toy_datasets import toy_dataset
 from diffusion.explore import image_experiments as ei
+from diffusion.explore.error_budget import RAW, exact_model
 from diffusion.metrics.evaluation import measure_samples
 from diffusion.metrics.protocol import points_protocol, reference_for
 from diffusion.sampling.registry import nfe
@@ -44,6 +46,16 @@ def points_sampling_costs(run_key: str, _run: Run, n: int, sampler: str, threads
     a 2D network call costs microseconds, so drawing each sample's own initial noise weighs as much as the steps."""
     return timing.measure_fit(lambda k: _run.sample(n, SamplerConfig(sampler, steps=k)), COST_STEPS, repeats=3,
                               threads=threads)
+
+
+@st.cache_data(show_spinner="Timing the exact denoiser...", max_entries=PER_MODEL)
+def exact_denoiser_cost(run_key: str, _run: Run, n: int, threads: int) -> timing.Cost:
+    """One call of a 2D run's exact denoiser (explore.error_budget.exact_model: the posterior mean of its law's
+    mixture) on n points, on `threads` threads: the error budget's extra sweep is these calls."""
+    exact, _ = exact_model(_run)
+    denoise = exact.denoiser(RAW)
+    x, t = torch.randn(n, 2), torch.full((n,), _run.schedule.T // 2)
+    return timing.measure(lambda: denoise(x, t, None), repeats=2, threads=threads)
 
 
 @st.cache_data(show_spinner="Timing one measurement...", max_entries=32)

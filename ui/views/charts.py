@@ -5,8 +5,9 @@ The defaults (the "explorer" Altair theme, enabled on import; docs/charts.md): t
 area's (autosize fit-x: titles, axes and legends add to it, so a panel never shrinks to a strip), panels
 PANEL_HEIGHT px tall, legends below the plot and never cut (labelLimit 0), titles wrapped to fit their panel, one
 colour per sampler, family and run on every page (`colour`, `colours`), log axes labelled at decades or 1-2-5 only
-(`log_axis`), and every chart drawn as SVG (`SVG`: Streamlit 1.67 switches to a canvas above 2,000 points, where
-neither a reader's tools nor the browser test can read its axes).
+(`log_axis`), every mark clipped to its plot area (`clipped`: no line drawn past its frame), and every chart drawn
+as SVG (`SVG`: Streamlit 1.67 switches to a canvas above 2,000 points, where neither a reader's tools nor the
+browser test can read its axes).
 
 Every encoding names its type (":Q", ":N"), so a builder also works on an empty frame: that is how
 live_chart turns it into a Vega-Lite spec once and then only ships new data on each refresh (Altair's
@@ -95,9 +96,13 @@ def log_axis(channel: str = "y", title: str | None = alt.Undefined, **options) -
                     labelExpr=f"{shown} ? datum.label : ''", **options)
 
 
+LOG_PADDING = 6                 # pixels between a log axis's end and the data's extent: its end points drawn whole
+
+
 def log_scale() -> alt.Scale:
-    """A log scale on the data's extent (not niced to whole decades: the curve fills the plot)."""
-    return alt.Scale(type="log", nice=False)
+    """A log scale on the data's extent (not niced to whole decades: the curve fills the plot), padded by
+    LOG_PADDING px at both ends, so that the points at its ends are drawn whole inside the clipped frame."""
+    return alt.Scale(type="log", nice=False, padding=LOG_PADDING)
 
 
 def wrap(title: str, chars: int = TITLE_CHARS) -> list[str]:
@@ -110,9 +115,26 @@ def titled(text: str, subtitle: str | None = None, chars: int = TITLE_CHARS) -> 
     return alt.Title(wrap(text, chars), subtitle=wrap(subtitle, int(chars * 1.2)) if subtitle else alt.Undefined)
 
 
+def clipped(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
+    """A copy of chart (a chart or a layer of charts, as every page draws) with every mark clipped to its plot area,
+    unless the mark says clip=False: a value beyond a scale's domain (a clamped or fixed domain, a point on a log
+    axis's edge) is cut at the frame instead of drawn over the axis or the next panel. Vega-Lite's config has no
+    default for `clip`, so show and live_chart set it on every mark."""
+    chart = chart.copy(deep=False)
+    if isinstance(chart, alt.LayerChart):
+        chart.layer = [clipped(part) for part in chart.layer]
+        return chart
+    if isinstance(chart.mark, str):
+        chart.mark = alt.MarkDef(type=chart.mark, clip=True)
+    elif chart.mark.clip is alt.Undefined:
+        chart.mark = chart.mark.copy(deep=False)
+        chart.mark.clip = True
+    return chart
+
+
 def show(chart: alt.TopLevelMixin, container=st, **kwargs) -> None:
-    """Draw an Altair chart in `container` at its column's width, as SVG."""
-    container.altair_chart(chart.properties(usermeta=SVG, autosize=FIT_X), **{"width": "stretch", **kwargs})
+    """Draw an Altair chart in `container` at its column's width, as SVG, its marks clipped to their plot areas."""
+    container.altair_chart(clipped(chart).properties(usermeta=SVG, autosize=FIT_X), **{"width": "stretch", **kwargs})
 
 
 def _axis(name: str, title: str) -> alt.X:
@@ -297,8 +319,10 @@ def label_metrics(df: pd.DataFrame) -> pd.DataFrame:
 
 @lru_cache(maxsize=None)
 def _spec(builder: Builder, columns: tuple[str, ...], options: tuple = ()) -> dict:
-    """The Vega-Lite spec of builder(empty frame, **options), without its data (the data travels separately)."""
-    spec = builder(pd.DataFrame({c: [] for c in columns}), **dict(options)).properties(usermeta=SVG, autosize=FIT_X).to_dict()
+    """The Vega-Lite spec of builder(empty frame, **options), its marks clipped, without its data (the data travels
+    separately)."""
+    chart = clipped(builder(pd.DataFrame({c: [] for c in columns}), **dict(options)))
+    spec = chart.properties(usermeta=SVG, autosize=FIT_X).to_dict()
     spec.pop("data", None)
     spec.pop("datasets", None)
     return spec
@@ -306,8 +330,8 @@ def _spec(builder: Builder, columns: tuple[str, ...], options: tuple = ()) -> di
 
 def live_chart(builder: Builder, df: pd.DataFrame, title: str | dict | None = None, options: dict | None = None,
                **kwargs) -> None:
-    """Draw builder(df, **options) cheaply, as SVG: a spec cached per builder and options plus this frame as its
-    data."""
+    """Draw builder(df, **options) cheaply, as SVG, its marks clipped: a spec cached per builder and options plus
+    this frame as its data."""
     spec = _spec(builder, tuple(df.columns), tuple(sorted((options or {}).items())))
     st.vega_lite_chart(df, {**spec, "title": title} if title else spec, **kwargs)
 

@@ -17,7 +17,8 @@ from ui.views.charts import (FLOOR_COLOUR, METRIC_LABELS, PANEL_HEIGHT, STRETCH_
                              log_axis, log_scale, panels, titled)
 
 STORED_STUDIES = 64          # results kept per process (every visitor's)
-LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy"}
+LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy",
+          "solver": "solver: the exact denoiser's W1", "network": "network: W1, learned to exact samples"}
 SHIPPED_STUDY = "study.csv"  # a shipped run's sweep at the page's 2D defaults, drawn when the page opens on it
 SHIPPED_INPUTS = dict(samplers=tuple(study.SAMPLERS), nfe_targets=(5, 10, 20, 50, 100), n=500,
                       precisions=("float32",), reference=True)
@@ -42,21 +43,35 @@ def _store() -> OrderedDict:
     return OrderedDict()
 
 
-def shipped_study(run_key: str, inputs: dict) -> pd.DataFrame | None:
-    """The sweep shipped in a shipped run's folder (SHIPPED_STUDY, written by SHIPPED_COMMAND), when the page's
-    inputs are the ones it was computed with; None otherwise."""
+def shipped_file(run_key: str, inputs: dict, file: str) -> pd.DataFrame | None:
+    """The table `file` shipped in a shipped run's folder (a sweep or its budget, at the page's default inputs), when
+    the page's inputs are the ones it was computed with; None otherwise. Text columns stay text, empty where none."""
     if inputs != SHIPPED_INPUTS:
         return None
     for name, shipped in shipped_runs.SHIPPED.items():
-        path = shipped_runs.SHIPPED_ROOT / shipped.folder / SHIPPED_STUDY
+        path = shipped_runs.SHIPPED_ROOT / shipped.folder / file
         if path.is_file() and shipped_runs.has_shipped(name) and shipped_runs.shipped_key(name) == run_key:
-            return pd.read_csv(path).astype({"settings": object, "error": object})   # text, empty where none
+            frame = pd.read_csv(path)
+            return frame.assign(**{c: frame[c].astype(object).fillna("") for c in ("settings", "error") if c in frame})
     return None
 
 
+def shipped_study(run_key: str, inputs: dict) -> pd.DataFrame | None:
+    """The sweep shipped in a shipped run's folder (SHIPPED_STUDY, written by SHIPPED_COMMAND) for these inputs."""
+    return shipped_file(run_key, inputs, SHIPPED_STUDY)
+
+
 def stored(key: tuple) -> pd.DataFrame | None:
-    """A study already computed with these inputs, or None."""
+    """A result (a study, or its budget: key ("budget", *key)) already computed with these inputs, or None."""
     return _store().get(key)
+
+
+def keep(key: tuple, frame: pd.DataFrame) -> None:
+    """Keep a complete result under key for every visitor (the oldest go beyond STORED_STUDIES)."""
+    store = _store()
+    store[key] = frame
+    while len(store) > STORED_STUDIES:
+        store.popitem(last=False)
 
 
 def run_study(key: tuple, run: Run, promise: timing.Estimate, progress, **inputs) -> tuple[pd.DataFrame, bool]:
@@ -83,10 +98,7 @@ def run_study(key: tuple, run: Run, promise: timing.Estimate, progress, **inputs
             frame = study.study(run, progress=row_done, **inputs)
     complete = rows["done"] == rows["total"]
     if complete:
-        store = _store()
-        store[key] = frame
-        while len(store) > STORED_STUDIES:
-            store.popitem(last=False)
+        keep(key, frame)
     return frame, complete
 
 
@@ -127,7 +139,7 @@ def quality_panel(long: pd.DataFrame, log_y: bool = False, y_title: str | None =
     base = alt.Chart().encode(x=alt.X("nfe:Q", title="network evaluations (NFE, log)", scale=log_scale(),
                                       axis=log_axis("x")))
     band = base.mark_area(opacity=0.2, color=FLOOR_COLOUR).encode(y="floor_low:Q", y2="floor_high:Q")
-    floor = base.mark_rule(strokeDash=[4, 4], color=FLOOR_COLOUR).encode(y="floor:Q")
+    floor = base.mark_line(strokeDash=[4, 4], color=FLOOR_COLOUR).encode(y="floor:Q")   # a level line across
     color = alt.Color("curve:N", title="sampler", scale=colours(long["curve"]))
     several = long["precision"].nunique() > 1                  # one precision needs no legend of its own
     dash = alt.StrokeDash("precision:N", legend=alt.Legend() if several else None)
@@ -140,7 +152,7 @@ def quality_panel(long: pd.DataFrame, log_y: bool = False, y_title: str | None =
 
 
 def quality_charts(frame: pd.DataFrame, metrics: tuple[str, ...]) -> None:
-    """quality_panel of each metric, two to a row (charts.panels)."""
+    """quality_panel of each metric (a study's, or a budget's terms), two to a row (charts.panels)."""
     panels(quality_panel, _long(frame, metrics), order=[LABELS.get(m, m) for m in metrics])
 
 

@@ -174,10 +174,11 @@ def test_every_running_job_of_the_server_counts_whichever_session_runs_it():
     assert timing.server_jobs() == 0
 
 
-def test_the_load_counts_the_server_own_jobs_as_competition():
+def test_the_load_counts_the_server_own_jobs_as_competition(monkeypatch):
     """The issue's case: another visitor's job burns CPU in this process. It is in this process's own use, which
     `other_processes()` leaves out, and it is counted back as a running job: a promise made meanwhile prices it in
     (before, the server's own jobs counted as idle)."""
+    monkeypatch.setattr(timing, "runnable_nice", lambda: [])     # other processes at the work's niceness
     timing._own.clear()
     timing.own_load()
     stop = threading.Event()
@@ -209,10 +210,45 @@ def test_a_likelihood_promise_holds_on_the_shipped_moons_run():
     if not shipped_runs.has_shipped("moons"):
         pytest.skip("the shipped moons run is not in this copy")
     run, key = shipped_runs.shipped_run("moons"), shipped_runs.shipped_key("moons")
-    promise = flow2d.ode_promise("likelihood test", key, run, 64)
+    promise = flow2d.ode_promise("likelihood", key, run, 64)
     start = time.perf_counter()
     with flow2d.one_thread():
         report = nll_report_2d(run, 64)
     observed = time.perf_counter() - start
     assert report["nfe"] > 0
     assert 0.5 <= observed / promise.seconds <= 2.0, (observed, promise)
+
+
+def test_other_processes_weigh_by_their_niceness_against_the_work(monkeypatch):
+    """The loaded pass of bench_promises: 4 busy processes at nice 0 leave a job at nice 10 (the scheduler's) about a
+    tenth of a core each shares with them, so its promise counts each as 1.25^10 = 9.3 threads of its own weight; at
+    nice 10 they weigh as much as the job, and against a page's work at nice 0 a tenth."""
+    monkeypatch.setattr(timing, "other_processes", lambda: 4.0)
+    monkeypatch.setattr(timing, "runnable_nice", lambda: [0, 0, 0, 0])
+    assert timing.load() == pytest.approx(4.0)
+    assert timing.load(nice=10) == pytest.approx(4 * 1.25 ** 10)
+    unit = timing.Cost(seconds=1.0, load=0.0, threads=1)
+    promise = timing.expect("job", (unit, 10), record=timing.Record(), nice=10)
+    assert promise.seconds == pytest.approx(10 * (4 * 1.25 ** 10 + 1) / timing.cores())
+    monkeypatch.setattr(timing, "runnable_nice", lambda: [10, 10, 10, 10])
+    assert timing.load(nice=10) == pytest.approx(4.0)
+    assert timing.load() == pytest.approx(4 / 1.25 ** 10)
+    monkeypatch.setattr(timing, "runnable_nice", lambda: [])                 # none seen now: nice 0 is assumed
+    assert timing.load(nice=10) == pytest.approx(4 * 1.25 ** 10)
+
+
+def test_runnable_nice_reads_the_niceness_of_a_busy_process():
+    """A real process busy 7 steps nicer than this one is seen running (or waiting to run) with its niceness."""
+    import os
+    import subprocess
+    import sys
+    nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7)
+    busy = subprocess.Popen([sys.executable, "-c", "import os\nos.nice(7)\nwhile True: pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while nice not in timing.runnable_nice() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert nice in timing.runnable_nice() or nice in timing.runnable_nice()
+    finally:
+        busy.kill()
+        busy.wait()

@@ -16,7 +16,7 @@ from diffusion.models.model_config import UNET_PRESETS, unet_preset
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
-from ui.jobs import budget, run_costs, session_runs, timing, training
+from ui.jobs import budget, run_costs, scheduler, session_runs, timing, training
 from ui.views import charts, training_view
 from ui.images import image_cache
 from ui.images.image_ondemand import run_parts
@@ -134,7 +134,7 @@ def training_promise(config: RunConfig, device: str, steps: int, every: int, fid
     work = [(step, steps), (sample_step, measurements * ei.LIVE_STEPS)]
     if fid_n and measurements:
         work.append((run_costs.measurement_cost(config.data, fid_n), measurements))
-    return timing.expect("training unet", *work), step.now(), parameters
+    return timing.expect("training unet", *work, nice=scheduler.job_nice()), step.now(), parameters
 
 
 def _widgets(prefix: str, default_preset: str, device: str) -> dict:

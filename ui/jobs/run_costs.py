@@ -75,11 +75,11 @@ def measurement_cost(data: DataConfig, n: int) -> timing.Cost:
 
 
 def sweep_promise(kind: str, run_key: str, run: Run, configs: list[SamplerConfig], n: int, threads: int,
-                  precisions: int = 1) -> timing.Estimate:
+                  precisions: int = 1, nice: int = 0) -> timing.Estimate:
     """How long drawing n samples with each sampler configuration (in each of `precisions` network precisions) and
     scoring each set takes on this server: the network calls at the run's sampling costs (per call and per image
     for images, per sampling run and per step at n for 2D), plus one measurement per set at n (measurement_cost),
-    all timed here on `threads` threads."""
+    all timed here on `threads` threads, for work that will run at `nice` (timing.expect)."""
     calls = sum(nfe(c.name, c.steps) for c in configs) * precisions
     runs = len(configs) * precisions
     if run.is_image:
@@ -88,4 +88,4 @@ def sweep_promise(kind: str, run_key: str, run: Run, configs: list[SamplerConfig
     else:
         setup, step = points_sampling_costs(run_key, run, n, configs[0].name, threads)
         sampling = ((setup, runs), (step, calls))
-    return timing.expect(kind, *sampling, (measurement_cost(run.config.data, n), runs))
+    return timing.expect(kind, *sampling, (measurement_cost(run.config.data, n), runs), nice=nice)

@@ -43,12 +43,17 @@ def _variable(name: str, default: int) -> int:
     return int(value) if value.isdigit() else default
 
 
+def job_nice() -> int:
+    """How many steps nicer than the pages a job runs: JOB_NICE, or $DIFFUSION_JOB_NICE (0: the same priority)."""
+    return _variable("DIFFUSION_JOB_NICE", JOB_NICE) if sys.platform == "linux" else 0
+
+
 def lower_priority() -> None:
-    """Run the calling thread JOB_NICE ($DIFFUSION_JOB_NICE) steps nicer than now (Linux: per thread; the OpenMP
-    threads it starts inherit it). Elsewhere nothing changes."""
+    """Run the calling thread job_nice() steps nicer than now (Linux: per thread; the OpenMP threads it starts
+    inherit it). Elsewhere nothing changes."""
     if sys.platform == "linux":
         tid = threading.get_native_id()
-        nice = min(19, os.getpriority(os.PRIO_PROCESS, tid) + _variable("DIFFUSION_JOB_NICE", JOB_NICE))
+        nice = min(19, os.getpriority(os.PRIO_PROCESS, tid) + job_nice())
         os.setpriority(os.PRIO_PROCESS, tid, nice)
 
 

@@ -20,6 +20,7 @@ A page uses it in three moves:
             bar.progress(i / steps, timing.progress_text(i / steps, clock.elapsed(), promise.seconds))
 """
 
+import glob
 import math
 import os
 import statistics
@@ -95,10 +96,39 @@ def busy(threads: int = 1) -> Iterator[None]:
             del _jobs[id(token)]
 
 
-def load() -> float:
-    """Runnable threads competing for the cores: other processes, plus every job of this server that runs now (its
-    own visitors' work competes like anyone else's)."""
-    return other_processes() + server_jobs()
+def cfs_weight(nice: int) -> float:
+    """The Linux scheduler's weight of a thread at `nice`: 1024 at 0, 1.25 times less a step (110 at 10), so a
+    thread at nice 10 beside one at 0 gets about a tenth of their core."""
+    return 1024 / 1.25 ** nice
+
+
+def runnable_nice() -> list[int]:
+    """The niceness of each thread of the other processes that runs or waits to run now (Linux /proc; [] elsewhere
+    or when none does)."""
+    own, nices = f"/proc/{os.getpid()}/", []
+    for path in glob.glob("/proc/[0-9]*/task/[0-9]*/stat"):
+        if path.startswith(own):
+            continue
+        try:
+            with open(path) as f:
+                fields = f.read().rsplit(")", 1)[1].split()    # after the command's name: state (field 3) on
+        except (OSError, IndexError):                           # a thread that ended meanwhile
+            continue
+        if fields[0] == "R":
+            nices.append(int(fields[16]))                        # field 19: nice
+    return nices
+
+
+def load(nice: int = 0) -> float:
+    """Runnable threads competing for the cores with work at `nice`, in threads of that work's weight: other
+    processes, each weighing as much as the threads running now (runnable_nice; nice 0 when none is seen) against
+    the work's own, plus every job of this server that runs now (its own visitors' work competes like anyone
+    else's). A training job runs at the scheduler's job niceness: beside other processes at nice 0 it gets a tenth
+    of a core, which its promise must say."""
+    others = other_processes()
+    if others > 0:
+        others *= statistics.mean(map(cfs_weight, runnable_nice() or [0])) / cfs_weight(nice)
+    return others + server_jobs()
 
 
 def slowdown(load: float, threads: int = 1, n_cores: int | None = None) -> float:
@@ -220,10 +250,10 @@ RECORD = Record()     # the server's: one per process
 
 
 def expect(kind: str, *work: tuple[Cost, float], fixed: float = 0.0, load_now: float | None = None,
-           record: Record = RECORD) -> Estimate:
-    """The promise for work of `kind`: each (cost, units) at the current load, plus `fixed` seconds, times the
-    server's correction for that kind."""
-    current = load() if load_now is None else load_now
+           record: Record = RECORD, nice: int = 0) -> Estimate:
+    """The promise for work of `kind` that will run at `nice` (a scheduler job's: scheduler.job_nice()): each
+    (cost, units) at the current load, plus `fixed` seconds, times the server's correction for that kind."""
+    current = load(nice) if load_now is None else load_now
     base = sum(cost.now(current) * units for cost, units in work) + fixed
     return Estimate(kind, base * record.correction(kind), base)
 

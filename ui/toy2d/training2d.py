@@ -11,7 +11,7 @@ from diffusion.explore import toy2d_experiments as explore2d
 from diffusion.metrics.evaluation import row_sentences
 from diffusion.training.cost import dummy_trainer
 
-from ui.jobs import timing, training
+from ui.jobs import scheduler, timing, training
 from ui.jobs.training import Snapshot
 from ui.toy2d import data2d
 from ui.views import charts
@@ -61,9 +61,10 @@ def expected_2d(config: RunConfig, steps: int | None, seconds: float | None, eve
     when the budget is time (then the first and last measurements, which the job's clock counts too)."""
     step, measurement = costs_2d(_cost_key(config))
     if seconds is not None:
-        return timing.expect("training mlp (time budget)", (measurement, 1 if every else 0), fixed=float(seconds))
+        return timing.expect("training mlp (time budget)", (measurement, 1 if every else 0), fixed=float(seconds),
+                             nice=scheduler.job_nice())
     measurements = steps // every + 1 if every else 0
-    return timing.expect("training mlp", (step, steps), (measurement, measurements))
+    return timing.expect("training mlp", (step, steps), (measurement, measurements), nice=scheduler.job_nice())
 
 
 def _cost_key(config: RunConfig) -> RunConfig:

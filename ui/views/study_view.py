@@ -108,7 +108,7 @@ def promise(run_key: str, run: Run, samplers: tuple[str, ...], nfe_targets: tupl
     measurement per row, at the unit costs timed here (ui.jobs.run_costs.sweep_promise)."""
     configs = study.plan(run, samplers, nfe_targets, reference)
     return run_costs.sweep_promise("study sweep", run_key, run, configs, n, run_costs.script_threads(),
-                                   len(precisions))
+                                   len(precisions), nice=scheduler.job_nice())
 
 
 def curve_names(frame: pd.DataFrame) -> pd.Series:

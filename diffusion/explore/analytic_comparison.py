@@ -90,6 +90,9 @@ class SampleSet:
         """Share of samples closer to a training image than COPY_THRESHOLD times the typical distance (Wilson)."""
         return wilson(int((self.ratio < COPY_THRESHOLD).sum()), len(self.ratio))
 
+    def part(self, rows: slice) -> "SampleSet":
+        return SampleSet(self.samples[rows], self.nearest[rows], self.distance[rows], self.ratio[rows])
+
 
 def memorisation(samples: Tensor, train: Tensor, holdout: Tensor) -> SampleSet:
     memo = memorisation_ratio(samples, train, holdout)
@@ -107,9 +110,10 @@ def side_by_side(run: Run, n: int, sampler: SamplerConfig, seed: int = 0, others
     n initial noises (Run.sample's seed bank) and, for a conditional run, the same balanced labels under the
     sampler's guidance, each measured against the network's (whole) training set."""
     data, labels = run.config.data, run.balanced_labels(n)
-    train, holdout = training_set(data).x, holdout_set(data).x
     runs = {"network": run} | (analytic_runs(run) if others is None else others)
-    return {name: memorisation(r.sample(n, sampler, seed=seed, y=labels), train, holdout) for name, r in runs.items()}
+    samples = [r.sample(n, sampler, seed=seed, y=labels) for r in runs.values()]
+    every = memorisation(torch.cat(samples), training_set(data).x, holdout_set(data).x)   # held-out search: once
+    return {name: every.part(slice(i * n, (i + 1) * n)) for i, name in enumerate(runs)}
 
 
 def denoiser_calls(run: Run, n: int, sampler: SamplerConfig) -> int:

@@ -67,7 +67,7 @@ def _stand_in_images(run: Run):
 @st.cache_data(show_spinner="Timing the analytic denoisers...", max_entries=4)
 def analytic_costs(run_key: str, _run: Run, threads: int) -> dict[str, tuple[timing.Cost, timing.Cost, timing.Cost]]:
     """(build, per call, per image) of each analytic denoiser, timed on a stand-in (_stand_in_images) so that the
-    page need not build them all before the visitor asks: one build, and one call at two batch sizes."""
+    page need not build them all before the visitor asks: one build, and calls at two batch sizes."""
     images, (patch, most) = _stand_in_images(_run), an.patch_settings(_run.config.model.image_size)
     nets = {}
 
@@ -77,7 +77,7 @@ def analytic_costs(run_key: str, _run: Run, threads: int) -> dict[str, tuple[tim
     def call(kind: str, n: int) -> None:
         nets[kind](torch.randn(n, *images.shape[1:]), torch.full((n,), STAND_IN_T))
     return {k: (timing.measure(lambda k=k: build(k), repeats=1, warmup=0, threads=threads),
-                *timing.measure_fit(lambda n, k=k: call(k, n), (1, 2), repeats=1, warmup=0, threads=threads))
+                *timing.measure_fit(lambda n, k=k: call(k, n), (1, 4), repeats=2, threads=threads))
             for k in an.ANALYTIC}
 
 
@@ -93,17 +93,27 @@ def agreement(run_key: str, _run: Run, n: int) -> pd.DataFrame:
 
 def _promise(kind: str, run_key: str, run: Run, network: timing.Estimate, steps: int, calls: int, images: int,
              searched: int = 0) -> timing.Estimate:
-    """network's estimate plus the analytic denoisers': built (unless cached; a conditional run's, once per class
-    and once for the whole set), `calls` calls and `images` images through each for each of `steps` steps, and the
+    """network's estimate plus the analytic denoisers': built (unless held; a conditional run's once per class and
+    once for the whole set, which costs about as much as the classes it holds: N / N_c stand-ins, the Gaussian's
+    covariance scaling with N), `calls` calls and `images` images through each for each of `steps` steps, and the
     nearest-image search of `searched` samples (side_by_side; with the held-out images)."""
     costs = analytic_costs(run_key, run, run_costs.script_threads())
-    builds = 0 if run_key in BUILT else (run.num_classes + 1 if run.num_classes else 1)
+    builds = 0 if run_key in BUILT else _stand_ins(run)
     work = [(b, builds) for b, _, _ in costs.values()] + [(c, steps * calls) for _, c, _ in costs.values()] + [
         (i, images) for _, _, i in costs.values()]
     if searched:
         fixed, per_image, held_out = image_cache.search_costs(run_key, run, run_costs.script_threads())
         work += [(fixed, 2), (per_image, searched + held_out)]
     return network + timing.expect(kind, *work)
+
+
+def _stand_ins(run: Run) -> float:
+    """Builds of the stand-in (_stand_in_images) that building all of a run's analytic denoisers costs: 1 for an
+    unconditional run; a conditional run's classes plus the whole set's N / N_c."""
+    if not run.num_classes:
+        return 1.0
+    classes = len(run.config.data.classes or range(run.num_classes))
+    return classes + len(ei.training_set(run.config.data).x) / len(_stand_in_images(run))
 
 
 def _class_order(run: Run, labels) -> str:
@@ -140,9 +150,9 @@ def analytic_section(prefix: str, model: tuple[str, Run], sampling) -> None:
                               f"{float(s.ratio.median()):.2f}")
         st.dataframe(an.summary(sets).round(3), hide_index=True)
         labels = run.balanced_labels(n)
-        classes = "" if labels is None else (
-            f"; {_class_order(run, labels)}; w = {w:g} on both sides (the analytic side: whole set + w (class − "
-            "whole set), each denoiser's x̂0)")
+        guided = (f"w = {w:g} on both sides (the analytic side: whole set's x̂0 + w (class's − whole set's))"
+                  if w != 1.0 else "w = 1 on both sides (the analytic side: the class's denoiser)")
+        classes = "" if labels is None else f"; {_class_order(run, labels)}; {guided}"
         st.caption(f"DDIM {SIDE_STEPS} steps, seed 0, the same {n} initial noises in every column{classes}; each "
                    "sample beside its nearest training image. Copies: d1 / typical below 0.3 (Wilson 95% interval). "
                    "RMS to network: each sample's per-pixel distance to the network's sample from the same noise.")

@@ -73,7 +73,7 @@ def test_side_by_side_on_a_conditional_run_with_guidance(cond):
 
 
 def test_agreement_on_a_conditional_run(cond):
-    frame = an.agreement(cond, n=4, timesteps=(0, 999))
+    frame = an.agreement(cond, n=4, timesteps=(0, 999), others=an.analytic_runs(cond, ("empirical", "gaussian")))
     at_1 = frame[frame["t"] == 1].set_index("denoiser")["value"]
     assert at_1["gaussian"] < 1e-3 and at_1["empirical"] > 10 * at_1["truth"]
     assert (frame["low"] <= frame["value"]).all()

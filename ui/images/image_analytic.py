@@ -18,7 +18,7 @@ from ui.images import image_cache
 from ui.images.image_ondemand import opened
 from ui.jobs import run_costs, shipped_runs, timing
 from ui.views import charts
-from ui.views.layout import working
+from ui.views.layout import error_box, working
 
 SIDE_N, SIDE_STEPS = 8, 20            # samples per denoiser (conditional: at least one per class), DDIM steps
 AGREE_N = 16                          # held-out images noised at each t
@@ -58,10 +58,10 @@ def analytic_runs(run_key: str, _run: Run) -> dict[str, Run]:
 
 
 def _stand_in_images(run: Run):
-    """The images one analytic denoiser is built on: an unconditional run's training set; a conditional run's first
+    """The images one analytic denoiser is built on: an unconditional run's training set; a conditional run's largest
     class (ClassConditional builds one per class and one of the whole set)."""
     data = ei.training_set(run.config.data)
-    return data.x if not run.num_classes else data.x[data.y == run.balanced_labels(1)[0]]
+    return data.x if not run.num_classes else data.x[data.y == data.y.bincount().argmax()]
 
 
 @st.cache_data(show_spinner="Timing the analytic denoisers...", max_entries=4)
@@ -112,8 +112,12 @@ def _stand_ins(run: Run) -> float:
     unconditional run; a conditional run's classes plus the whole set's N / N_c."""
     if not run.num_classes:
         return 1.0
-    classes = len(run.config.data.classes or range(run.num_classes))
-    return classes + len(ei.training_set(run.config.data).x) / len(_stand_in_images(run))
+    return _classes(run) + len(ei.training_set(run.config.data).x) / len(_stand_in_images(run))
+
+
+def _classes(run: Run) -> int:
+    """How many classes a conditional run was trained on (its balanced labels cycle through them)."""
+    return len(run.config.data.classes or range(run.num_classes))
 
 
 def _class_order(run: Run, labels) -> str:
@@ -125,10 +129,7 @@ def _class_order(run: Run, labels) -> str:
 
 def side_n(run: Run) -> int:
     """SIDE_N samples; a conditional run's: the fewest whole rounds of its classes that hold SIDE_N (10 classes: 10)."""
-    if not run.num_classes:
-        return SIDE_N
-    classes = len(run.config.data.classes or range(run.num_classes))
-    return classes * -(-SIDE_N // classes)
+    return SIDE_N if not run.num_classes else _classes(run) * -(-SIDE_N // _classes(run))
 
 
 def analytic_section(prefix: str, model: tuple[str, Run], sampling) -> None:
@@ -141,8 +142,12 @@ def analytic_section(prefix: str, model: tuple[str, Run], sampling) -> None:
     promise = _promise("analytic samples", run_key, run, sampling.promise("analytic samples", n, SIDE_STEPS, w),
                        SIDE_STEPS, an.denoiser_calls(run, n, sampler), ei.network_evaluations(n, sampler), 4 * n)
     if opened(f"{prefix}_analytic", run_key, sampler, f"Sample {n} noises with all four denoisers", promise):
-        with working("Building the analytic denoisers and sampling with all four", promise):
-            sets = side_by_side(run_key, run, n, sampler, 0)
+        try:
+            with working("Building the analytic denoisers and sampling with all four", promise):
+                sets = side_by_side(run_key, run, n, sampler, 0)
+        except ValueError as e:           # a class trained with weight 0 has no images to build its denoisers on
+            error_box("The analytic denoisers cannot sample this model", e)
+            return
         train = ei.training_set(run.config.data).x
         for col, (name, s) in zip(st.columns(len(sets)), sets.items()):
             col.image(ei.pair_grid(s.samples, train[s.nearest], per_row=2), width="stretch",
@@ -169,8 +174,12 @@ def agreement_section(prefix: str, model: tuple[str, Run], sampling) -> None:
                        AGREE_N * steps)
     if not opened(f"{prefix}_agreement", run_key, AGREE_N, f"Compare x̂0 at {steps} noise levels", promise):
         return
-    with working("Denoising noised held-out images with every denoiser", promise):
-        frame = agreement(run_key, run, AGREE_N)
+    try:
+        with working("Denoising noised held-out images with every denoiser", promise):
+            frame = agreement(run_key, run, AGREE_N)
+    except ValueError as e:
+        error_box("The analytic denoisers cannot denoise these held-out images", e)
+        return
     shown = frame.assign(denoiser=frame["denoiser"].map({**an.LABELS, "truth": "the clean image (network's error)"}))
     charts.show(charts.agreement_curves(shown))
     closest = an.closest_by_noise(frame)

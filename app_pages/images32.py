@@ -1,12 +1,13 @@
 """Phase 4: 32x32, grayscale or RGB. The same tools as phases 2 and 3 on MNIST at 32x32, the offline RGB shapes,
-CIFAR-10 (online only) or an image folder, and what the higher resolution costs next to 16x16."""
+CIFAR-10 (online only) or an image folder, and what the higher resolution costs next to 16x16; the analytic denoisers
+of each class beside the network."""
 
 import streamlit as st
 
 st.title("Phase 4 · 32x32 and RGB")
 with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.config import DataConfig
-    from ui.images import image_ondemand, image_sections, image_training
+    from ui.images import image_analytic, image_ondemand, image_sections, image_training
     from ui.jobs import shipped_runs
     from ui.views.layout import error_box
 
@@ -46,4 +47,6 @@ trained = image_training.train_or_trained("img32", shipped is None, DataConfig(d
                                           conditional=True, name=f"Phase 4 · {dataset} 32x32")
 
 st.header("4. The model")
-image_sections.model_sections("img32", shipped, trained)
+shown = image_sections.model_sections("img32", shipped, trained)
+if shown is not None:
+    image_analytic.analytic_section("img32", *shown)

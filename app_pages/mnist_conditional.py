@@ -1,13 +1,14 @@
 """Phase 3: all ten digits, class-conditional. One row per class from the same noises under a guidance slider at
-once; on demand the guidance trade-off, generated against training class shares, label interpolation and
-conditioning by addition versus cross-attention; training on an imbalanced class mix."""
+once; on demand the guidance trade-off, generated against training class shares, label interpolation, the analytic
+denoisers of each class beside the network and conditioning by addition versus cross-attention; training on an
+imbalanced class mix."""
 
 import streamlit as st
 
 st.title("Phase 3 · conditional MNIST")
 with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.config import DataConfig
-    from ui.images import image_conditional, image_sections, image_training
+    from ui.images import image_analytic, image_conditional, image_sections, image_training
     from ui.jobs import shipped_runs
     from ui.views.layout import error_box
 
@@ -44,4 +45,5 @@ if model is not None:
     image_conditional.histogram_section("cond", model, sampling)
     image_conditional.label_interpolation_section("cond", model, sampling)
     image_sections.analysis_sections("cond", model, sampling)
+    image_analytic.analytic_section("cond", model, sampling)
     image_conditional.conditioning_comparison("cond")

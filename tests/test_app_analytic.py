@@ -1,6 +1,7 @@
-"""The Phase 2 page's analytic-denoiser and training-set-size sections through AppTest, on the shipped runs: behind
-buttons naming their time; once pressed, four grids from the same noises with their distances, the agreement chart,
-and the sweep's grids, table and charts."""
+"""The analytic-denoiser sections of Phase 2 and Phase 3 and Phase 2's training-set-size section through AppTest, on
+the shipped runs: behind buttons naming their time; once pressed, four grids from the same noises with their
+distances (Phase 3: one sample per class, classes named), the agreement chart, and the sweep's grids, table and
+charts."""
 
 import re
 from pathlib import Path
@@ -9,15 +10,16 @@ from streamlit.testing.v1 import AppTest
 
 from diffusion.explore import analytic_comparison as an
 from diffusion.explore.size_sweep import SWEEP_FOLDERS
+from ui.images import image_analytic
 from ui.jobs import shipped_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 600
 
 
-def _page() -> AppTest:
+def _page(page: str = "mnist_digit") -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
-    at.switch_page("app_pages/mnist_digit.py").run()
+    at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -51,6 +53,19 @@ def test_analytic_denoisers_and_agreement_on_demand():
     _open(at, "digit_agreement")
     assert _charts(at) == charts + 1
     assert any("Closest at each t" in c.value for c in at.caption)
+
+
+def test_class_conditional_analytic_denoisers_on_phase_3(monkeypatch):
+    """The shipped mnist16-cond run: one sample per digit for each denoiser, the digits named in reading order, the
+    optimal denoiser's samples copies (of their own class's images, tests/test_explore_analytic.py checks)."""
+    monkeypatch.setattr(image_analytic, "SIDE_STEPS", 4)              # small: seconds, not tens
+    at = _page("mnist_conditional")
+    _open(at, "cond_analytic")
+    captions = [c for c in _captions(at) if "median d1" in c]
+    assert [c.split(":")[0] for c in captions] == [an.LABELS[k] for k in ("network", *an.ANALYTIC)]
+    assert "median d1 0.00, d1 / typical 0.00" in next(c for c in captions if c.startswith(an.LABELS["empirical"]))
+    assert any("one per class: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9; w = 1" in c.value for c in at.caption)
+    assert at.button(key="cond_agreement_run")                         # the agreement waits behind its own button
 
 
 def test_size_sweep_on_demand():

@@ -45,9 +45,42 @@ def test_agreement_along_t(run):
     assert set(an.closest_by_noise(frame)["t"]) == {1, 1000}
 
 
-def test_a_conditional_run_is_refused():
-    cond = load_run(CHECKPOINTS_DIR / "mnist16-cond")
-    with pytest.raises(ValueError, match="unconditional image runs"):
-        an.analytic_run(cond, "gaussian")
+@pytest.fixture(scope="module")
+def cond():
+    return load_run(CHECKPOINTS_DIR / "mnist16-cond")
+
+
+def test_a_conditional_run_s_denoisers_are_per_class(run, cond):
+    """Class 0 of the conditional run is the digit-0 run's training set: the same optimal denoiser, to the bit."""
+    digit0, per_class = an.analytic_run(run, "empirical").net, an.analytic_run(cond, "empirical").net
+    x_t, t = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(1)), torch.tensor([5, 300, 800])
+    assert torch.equal(per_class(x_t, t, torch.zeros(3, dtype=torch.long)), digit0(x_t, t))
+    assert per_class.null_label == cond.net.null_label == 10
+
+
+def test_side_by_side_on_a_conditional_run_with_guidance(cond):
+    """Balanced labels and the same noises on both sides; the optimal denoiser's samples, guided (w = 2) or not, are
+    training images of the asked class."""
+    for w in (1.0, 2.0):
+        sampler = SamplerConfig("ddim", steps=5, guidance=w)
+        sets = an.side_by_side(cond, 10, sampler, seed=2, others={"empirical": an.analytic_run(cond, "empirical")})
+        labels = cond.balanced_labels(10)
+        assert torch.equal(sets["network"].samples, cond.sample(10, sampler, seed=2, y=labels))
+        empirical = sets["empirical"]
+        assert float(empirical.distance.max()) < 1e-3, w
+        assert torch.equal(training_set(cond.config.data).y[empirical.nearest], labels), w
+    assert an.denoiser_calls(cond, 10, sampler) == 11 and an.denoiser_calls(cond, 3, SamplerConfig()) == 3
+
+
+def test_agreement_on_a_conditional_run(cond):
+    frame = an.agreement(cond, n=4, timesteps=(0, 999), others=an.analytic_runs(cond, ("empirical", "gaussian")))
+    at_1 = frame[frame["t"] == 1].set_index("denoiser")["value"]
+    assert at_1["gaussian"] < 1e-3 and at_1["empirical"] > 10 * at_1["truth"]
+    assert (frame["low"] <= frame["value"]).all()
+
+
+def test_bad_runs_and_kinds_are_refused():
+    with pytest.raises(ValueError, match="analytic denoisers are built for image runs"):
+        an.analytic_run(load_run(CHECKPOINTS_DIR / "moons"), "gaussian")
     with pytest.raises(ValueError, match="unknown analytic denoiser 'kde'; allowed: empirical, gaussian, patch"):
         an.analytic_net("kde", torch.zeros(2, 1, 4, 4), torch.ones(10))

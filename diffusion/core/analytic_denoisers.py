@@ -9,12 +9,15 @@ schedule (Ho et al. 2020, eq. 4), so that every registered sampler runs them as 
   x0_hat is the posterior mean of the centre pixel over the training set's P x P patches, given only the P x P patch
   of x_t around it (locality); equivariant=True pools patches from every position (translation equivariance,
   circular padding as in their ELS), False keeps those at the pixel's own position (their LS machine).
+- ClassConditional: any of them per class, for class-conditional runs: label y gets the denoiser of the class-y
+  training images, the null label the whole set's (so classifier-free guidance applies unchanged).
 
 Timesteps t may be fractional (continuous-time samplers): alpha_bar is then read with ln sigma linear between the
 schedule's integer timesteps, the inverse of core.edm.fractional_timestep.
 """
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -86,25 +89,47 @@ class EmpiricalDenoiser(_AnalyticNet):
 
 class GaussianDenoiser(_AnalyticNet):
     """E[x0 | x_t] for x0 ~ N(mu, C): mu + U diag(sqrt(ab) lam / (ab lam + 1 - ab)) U^T (x_t - sqrt(ab) mu), with
-    C = U diag(lam) U^T (eigenvalues clipped at 0: a sample covariance of N < D images is singular)."""
+    C = U diag(lam) U^T, U (D, r) orthonormal columns spanning C's range (outside it, lam = 0: the gain is 0)."""
 
-    def __init__(self, mean: Tensor, covariance: Tensor, alpha_bar: Tensor, shape: tuple[int, ...]):
+    def __init__(self, mean: Tensor, lam: Tensor, U: Tensor, alpha_bar: Tensor, shape: tuple[int, ...]):
         super().__init__(alpha_bar, shape, mean.dtype)
         mean = mean.flatten()
-        if covariance.shape != (len(mean), len(mean)) or len(mean) != math.prod(shape):
-            raise ValueError(f"mean {tuple(mean.shape)} and covariance {tuple(covariance.shape)} do not fit images "
-                             f"{shape}; allowed: ({math.prod(shape)},) and ({math.prod(shape)}, {math.prod(shape)})")
-        lam, U = torch.linalg.eigh(0.5 * (covariance + covariance.T).double())   # float64: small eigenvalues
+        if len(mean) != math.prod(shape) or U.shape != (len(mean), len(lam)):
+            raise ValueError(f"mean {tuple(mean.shape)}, eigenvalues {tuple(lam.shape)} and eigenvectors "
+                             f"{tuple(U.shape)} do not fit images {shape}; allowed: ({math.prod(shape)},), (r,) and "
+                             f"({math.prod(shape)}, r)")
         self.register_buffer("mu", mean)
         self.register_buffer("lam", lam.clamp(min=0).to(mean.dtype))
         self.register_buffer("U", U.to(mean.dtype))
 
     @classmethod
+    def of_covariance(cls, mean: Tensor, covariance: Tensor, alpha_bar: Tensor, shape: tuple[int, ...]
+                      ) -> "GaussianDenoiser":
+        """The Gaussian N(mean, covariance), through covariance's eigendecomposition in float64 (eigenvalues clipped
+        at 0: a sample covariance of N < D images is singular)."""
+        D = math.prod(shape)
+        if covariance.shape != (D, D):
+            raise ValueError(f"covariance {tuple(covariance.shape)} does not fit images {shape}; allowed: ({D}, {D})")
+        lam, U = torch.linalg.eigh(0.5 * (covariance + covariance.T).double())   # float64: small eigenvalues
+        return cls(mean, lam, U, alpha_bar, shape)
+
+    @classmethod
     def of_images(cls, images: Tensor, alpha_bar: Tensor) -> "GaussianDenoiser":
-        """The Gaussian with the training images' mean and (maximum-likelihood, 1/N) covariance."""
+        """The Gaussian with the training images' mean and (maximum-likelihood, 1/N) covariance. With fewer images
+        than pixels (a class of 1,000 RGB 32x32 images: N = 1,000 < D = 3,072), C = X^T X / N of the centred images X
+        has rank < N: its eigenpairs come from the N x N Gram matrix X X^T / N = V diag(lam) V^T, U = X^T V /
+        sqrt(N lam), keeping the eigenvalues matrix_rank's tolerance keeps (N eps lam_max); the same posterior mean
+        as the D x D eigendecomposition, 30x cheaper there."""
         x = _flat(images)
-        centred = x - x.mean(0)
-        return cls(x.mean(0), centred.T @ centred / len(x), alpha_bar, images.shape[1:])
+        mean, (N, D) = x.mean(0), x.shape
+        centred = x - mean
+        if N >= D:
+            return cls.of_covariance(mean, centred.T @ centred / N, alpha_bar, images.shape[1:])
+        centred = centred.double()
+        lam, V = torch.linalg.eigh(centred @ centred.T / N)
+        keep = lam > N * torch.finfo(lam.dtype).eps * lam.max().clamp(min=0)
+        lam, V = lam[keep], V[:, keep]
+        return cls(mean, lam, centred.T @ V / (N * lam).sqrt(), alpha_bar, images.shape[1:])
 
     def posterior_mean(self, x_t: Tensor, alpha_bar: Tensor) -> Tensor:
         x, ab = x_t.reshape(len(x_t), -1), alpha_bar[:, None]
@@ -117,12 +142,28 @@ Padding = Literal["zero", "circular"]
 PADDINGS: tuple[str, ...] = ("zero", "circular")
 
 
-def _patches(images: Tensor, size: int, padding: Padding) -> Tensor:
-    """The size x size patch anchored at every pixel (the pixel at offset size // 2), the image padded with zeros or
-    circularly: (N, C, H, W) -> (N, H * W, C * size^2)."""
+def _padded(images: Tensor, size: int, padding: Padding) -> Tensor:
+    """images padded so that the size x size patch anchored at each pixel (the pixel at offset size // 2) fits."""
     before, after = size // 2, size - 1 - size // 2
-    padded = F.pad(images, (before, after, before, after), mode="constant" if padding == "zero" else padding)
-    return F.unfold(padded, size).transpose(1, 2)
+    return F.pad(images, (before, after, before, after), mode="constant" if padding == "zero" else padding)
+
+
+def _patches(images: Tensor, size: int, padding: Padding) -> Tensor:
+    """The size x size patch anchored at every pixel, the image padded with zeros or circularly: (N, C, H, W) ->
+    (N, H * W, C * size^2)."""
+    return F.unfold(_padded(images, size, padding), size).transpose(1, 2)
+
+
+def _pool(padded: Tensor, width: int, positions: Tensor, size: int, drawn: Tensor | None) -> Tensor:
+    """Rows of _patches(images)[:, positions].reshape(-1, d) (image-major), only those `drawn` (None: all), cut out of
+    the padded images (N, C, H', W'): unfolding every patch of 1,000 RGB 32x32 images would take 600 MB."""
+    if drawn is None:
+        drawn = torch.arange(len(padded) * len(positions))
+    image, position, offsets = drawn // len(positions), positions[drawn % len(positions)], torch.arange(size)
+    rows = (position // width)[:, None, None, None] + offsets[None, None, :, None]              # (R, 1, size, 1)
+    cols = (position % width)[:, None, None, None] + offsets[None, None, None, :]               # (R, 1, 1, size)
+    channels = torch.arange(padded.shape[1])[None, :, None, None]                                # (1, C, 1, 1)
+    return padded[image[:, None, None, None], channels, rows, cols].reshape(len(drawn), -1)     # (R, C size^2)
 
 
 def _position_groups(H: int, W: int, size: int, padding: Padding, equivariant: bool) -> Tensor:
@@ -163,16 +204,17 @@ class PatchDenoiser(_AnalyticNet):
                                         or max_patches < 1):
             raise ValueError(f"max_patches={max_patches!r} is out of range; allowed: None or an integer >= 1")
         self.patch_size, self.padding = patch_size, padding
-        patches = _patches(images, patch_size, padding)                                          # (N, L, d)
         centre = (patch_size // 2) * patch_size + patch_size // 2
         self.centre = [c * patch_size**2 + centre for c in range(C)]                            # centre per channel
         groups, generator = _position_groups(H, W, patch_size, padding, equivariant), torch.Generator()
-        self.groups = []
+        padded, self.groups = _padded(images, patch_size, padding), []
         for g in range(int(groups.max()) + 1):
             positions = (groups == g).nonzero().squeeze(1)
-            pool = patches[:, positions].reshape(-1, patches.shape[-1])
-            if max_patches is not None and max_patches < len(pool):
-                pool = pool[torch.randperm(len(pool), generator=generator.manual_seed(seed + g))[:max_patches]]
+            drawn = None                                          # the group's pool: every image at every position
+            if max_patches is not None and max_patches < len(images) * len(positions):
+                drawn = torch.randperm(len(images) * len(positions), generator=generator.manual_seed(seed + g))
+                drawn = drawn[:max_patches]
+            pool = _pool(padded, W, positions, patch_size, drawn)
             unique, counts = torch.unique(pool, dim=0, return_counts=True)   # plain background: one row, its count
             self.register_buffer(f"positions_{g}", positions)
             self.register_buffer(f"p_{g}", unique)                                              # (M_g, d)
@@ -201,3 +243,43 @@ class PatchDenoiser(_AnalyticNet):
             logits = (a.sqrt() * q[start:start + rows] @ p.T - 0.5 * a * norms) / (1 - a) + log_count
             out.append(_softmax_average(logits, centres))
         return torch.cat(out)
+
+
+class ClassConditional(nn.Module):
+    """E[x0 | x_t, y] of a labelled training set: for label y, the analytic denoiser `build` makes of the training
+    images of class y; for y = null_label (num_classes) or None, the one of the whole set, so that classifier-free
+    guidance (core.denoisers.guided: uncond + w (cond - uncond)) combines the two as it does a network's. A batch of
+    mixed labels is split by label: one call of one denoiser per label present."""
+
+    def __init__(self, build: Callable[[Tensor], _AnalyticNet], images: Tensor, labels: Tensor, num_classes: int):
+        super().__init__()
+        if labels.shape != (len(images),) or not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
+            raise ValueError(f"labels {tuple(labels.shape)} in [{int(labels.min())}, {int(labels.max())}] do not fit "
+                             f"{len(images)} images of {num_classes} classes; allowed: (N,) in [0, {num_classes - 1}]")
+        order = labels.argsort(stable=True)
+        images, counts = images[order].contiguous(), labels.bincount(minlength=num_classes).tolist()
+        starts = [sum(counts[:c]) for c in range(num_classes)]
+        # slices of one sorted copy: the empirical denoisers' per-class images are views of the whole set's
+        self.classes = nn.ModuleDict({str(c): build(images[s:s + n]) for c, (s, n) in enumerate(zip(starts, counts))
+                                      if n})
+        self.unconditional = build(images)
+        self.null_label = num_classes
+
+    def denoiser(self, label: int) -> nn.Module:
+        """The denoiser of class `label` (the whole set's for null_label)."""
+        if label == self.null_label:
+            return self.unconditional
+        if str(label) not in self.classes:
+            raise ValueError(f"class {label} has no training images; allowed labels: {', '.join(self.classes)} and "
+                             f"{self.null_label} (none)")
+        return self.classes[str(label)]
+
+    @torch.no_grad()
+    def forward(self, x_t: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        if y is None:
+            return self.unconditional(x_t, t)
+        out = torch.empty_like(x_t)
+        for label in y.unique().tolist():
+            rows = y == label
+            out[rows] = self.denoiser(label)(x_t[rows], t[rows])
+        return out

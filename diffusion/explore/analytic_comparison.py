@@ -3,9 +3,14 @@ training set and schedule, so any registered sampler draws from it; samples of a
 their distance to the nearest training image; and how closely the network's x0_hat follows each one, noise level by
 noise level, on noised held-out images (x_t ~ p_t).
 
+Class-conditional runs get each denoiser per class (core.analytic_denoisers.ClassConditional): label y, the denoiser
+of the class-y training images; the null label, the whole set's, so the network's guidance w applies to both sides
+alike. Both sides sample the run's balanced labels (Run.balanced_labels) from the same noises.
+
 The memorisation measure is the project's (metrics.images.memorisation_ratio): d1, the L2 distance (pixels in
 [-1, 1]) from a sample to its nearest training image, and d1 over the median d1 of held-out real images (~0: a copy
-of a training image, ~1: as far from the training set as fresh data).
+of a training image, ~1: as far from the training set as fresh data). For conditional runs the nearest image is
+sought in the whole training set, as the pages' memorisation section does: a copy is a copy whatever its class.
 """
 
 from dataclasses import dataclass, replace
@@ -15,9 +20,9 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from diffusion.core.analytic_denoisers import EmpiricalDenoiser, GaussianDenoiser, PatchDenoiser
+from diffusion.core.analytic_denoisers import ClassConditional, EmpiricalDenoiser, GaussianDenoiser, PatchDenoiser
 from diffusion.core.forward import q_sample
-from diffusion.explore.image_experiments import holdout_images, training_set
+from diffusion.explore.image_experiments import holdout_set, training_set
 from diffusion.metrics.image_metrics import COPY_THRESHOLD, memorisation_ratio
 from diffusion.metrics.intervals import Interval, normal, wilson
 from diffusion.sampling.sampler_config import SamplerConfig
@@ -28,6 +33,8 @@ LABELS = {"network": "trained U-Net", "empirical": "optimal (empirical) denoiser
           "patch": "local equivariant patch denoiser (ELS)"}
 PATCH_SIZE = 11             # of 3 to 13 on the shipped digit-0 run, the closest to the network's samples without copies
 MAX_PATCHES = 8192          # patches drawn from the training set's N x H x W for the ELS machine (cost: linear)
+LARGE_PATCH_SIZE, LARGE_MAX_PATCHES = 7, 2048   # above 16x16 (4x the pixels; RGB: 3x the patch): 0.03-0.05 s an
+#   image and step on one thread against 16x16's 0.01 s, 2-40 MB a class; chosen for cost, not fitted to a network
 AGREEMENT_TIMESTEPS = (0, 9, 29, 59, 99, 199, 299, 399, 499, 599, 699, 799, 899, 999)   # code t (paper t + 1)
 
 
@@ -43,16 +50,31 @@ def analytic_net(kind: str, images: Tensor, alpha_bar: Tensor, patch_size: int =
     raise ValueError(f"unknown analytic denoiser {kind!r}; allowed: {', '.join(ANALYTIC)}")
 
 
-def analytic_run(run: Run, kind: str, patch_size: int = PATCH_SIZE, max_patches: int | None = MAX_PATCHES) -> Run:
+def patch_settings(image_size: int) -> tuple[int, int]:
+    """(patch size, patches per position group) of the ELS machine at this image size."""
+    return (PATCH_SIZE, MAX_PATCHES) if image_size <= 16 else (LARGE_PATCH_SIZE, LARGE_MAX_PATCHES)
+
+
+def analytic_run(run: Run, kind: str, patch_size: int | None = None, max_patches: int | None = None) -> Run:
     """A Run whose "network" is the analytic denoiser `kind` of `run`'s training set, on `run`'s schedule: every
-    registered sampler (and the image pages' clipping of x0_hat to [-1, 1]) applies to it unchanged."""
-    if not run.is_image or run.num_classes:
-        raise ValueError("analytic denoisers are built for unconditional image runs (one class or a whole set)")
-    images = training_set(run.config.data).x
-    net = analytic_net(kind, images, run.schedule.alpha_bar, patch_size, max_patches).eval()
+    registered sampler (and the image pages' clipping of x0_hat to [-1, 1]) applies to it unchanged. A conditional
+    run's is the class-conditional one (ClassConditional), guided as the network is. patch_size and max_patches
+    default to patch_settings of the run's image size."""
+    if not run.is_image:
+        raise ValueError("analytic denoisers are built for image runs; this one is 2D (see explore.exact)")
+    default_size, default_max = patch_settings(run.config.model.image_size)
+    patch_size = default_size if patch_size is None else patch_size
+    max_patches = default_max if max_patches is None else max_patches
+    data = training_set(run.config.data)
+
+    def build(images: Tensor) -> nn.Module:
+        return analytic_net(kind, images, run.schedule.alpha_bar, patch_size, max_patches)
+    net = ClassConditional(build, data.x, data.y, run.num_classes) if run.num_classes else build(data.x)
     config = replace(run.config, train=replace(run.config.train, objective="x0"))
     size = f", {patch_size}x{patch_size} patches" if kind == "patch" else ""
-    return Run(config, run.schedule, net, 0, [], f"{LABELS[kind]} of {len(images):,} training images{size}")
+    per_class = ", per class" if run.num_classes else ""
+    return Run(config, run.schedule, net.eval(), 0, [],
+               f"{LABELS[kind]} of {len(data.x):,} training images{per_class}{size}")
 
 
 @dataclass(frozen=True)
@@ -68,13 +90,16 @@ class SampleSet:
         """Share of samples closer to a training image than COPY_THRESHOLD times the typical distance (Wilson)."""
         return wilson(int((self.ratio < COPY_THRESHOLD).sum()), len(self.ratio))
 
+    def part(self, rows: slice) -> "SampleSet":
+        return SampleSet(self.samples[rows], self.nearest[rows], self.distance[rows], self.ratio[rows])
+
 
 def memorisation(samples: Tensor, train: Tensor, holdout: Tensor) -> SampleSet:
     memo = memorisation_ratio(samples, train, holdout)
     return SampleSet(samples, memo.nearest, memo.distance, memo.ratio)
 
 
-def analytic_runs(run: Run, kinds: tuple[str, ...] = ANALYTIC, patch_size: int = PATCH_SIZE) -> dict[str, Run]:
+def analytic_runs(run: Run, kinds: tuple[str, ...] = ANALYTIC, patch_size: int | None = None) -> dict[str, Run]:
     """analytic_run of each kind, by kind."""
     return {k: analytic_run(run, k, patch_size) for k in kinds}
 
@@ -82,11 +107,22 @@ def analytic_runs(run: Run, kinds: tuple[str, ...] = ANALYTIC, patch_size: int =
 def side_by_side(run: Run, n: int, sampler: SamplerConfig, seed: int = 0, others: dict[str, Run] | None = None
                  ) -> dict[str, SampleSet]:
     """n samples of the network and of each analytic denoiser (others: analytic_runs by default), all from the same
-    n initial noises (Run.sample's seed bank), each measured against the network's training set."""
-    data = run.config.data
-    train, holdout = training_set(data).x, holdout_images(data)
+    n initial noises (Run.sample's seed bank) and, for a conditional run, the same balanced labels under the
+    sampler's guidance, each measured against the network's (whole) training set."""
+    data, labels = run.config.data, run.balanced_labels(n)
     runs = {"network": run} | (analytic_runs(run) if others is None else others)
-    return {name: memorisation(r.sample(n, sampler, seed=seed), train, holdout) for name, r in runs.items()}
+    samples = [r.sample(n, sampler, seed=seed, y=labels) for r in runs.values()]
+    every = memorisation(torch.cat(samples), training_set(data).x, holdout_set(data).x)   # held-out search: once
+    return {name: every.part(slice(i * n, (i + 1) * n)) for i, name in enumerate(runs)}
+
+
+def denoiser_calls(run: Run, n: int, sampler: SamplerConfig) -> int:
+    """Calls of an analytic denoiser per sampler step in side_by_side: one per label present (ClassConditional
+    splits a batch by label), the null label's besides under guidance w != 1; one for an unconditional run."""
+    labels = run.balanced_labels(n)
+    if labels is None:
+        return 1
+    return len(labels.unique()) + (sampler.guidance != 1.0)
 
 
 def summary(sets: dict[str, SampleSet]) -> pd.DataFrame:
@@ -113,10 +149,10 @@ def agreement(run: Run, n: int = 32, timesteps: tuple[int, ...] = AGREEMENT_TIME
     """How far the network's x0_hat is from each analytic denoiser's at each noise level: the mean over x_t ~ p_t
     (n held-out images, noised with a seeded eps) of |D_theta(x_t, t) - D(x_t, t)|^2 per pixel, both clipped to
     [-1, 1] as the samplers see them, with its 95% interval (std / sqrt(n)). The row "truth" is the network's own
-    error against the clean image, the scale the others read against. Columns: t (paper), sigma, denoiser, value,
-    low, high."""
-    data = run.config.data
-    x0 = holdout_images(data)[:n]
+    error against the clean image, the scale the others read against. A conditional run's held-out images cycle
+    through the classes and both sides are given their true labels, unguided (w = 1: the conditional denoisers).
+    Columns: t (paper), sigma, denoiser, value, low, high."""
+    x0, y = _held_out(run, n)
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
     clip = SamplerConfig()
     network = run.denoiser(clip)
@@ -125,8 +161,8 @@ def agreement(run: Run, n: int = 32, timesteps: tuple[int, ...] = AGREEMENT_TIME
     for t in timesteps:
         ab = run.schedule.alpha_bar[t]
         x_t, ts = q_sample(x0, ab, eps), torch.full((len(x0),), t)
-        d_theta = network(x_t, ts, None)
-        errors = {"truth": _per_image_mse(d_theta, x0)} | {k: _per_image_mse(d_theta, d(x_t, ts, None))
+        d_theta = network(x_t, ts, y)
+        errors = {"truth": _per_image_mse(d_theta, x0)} | {k: _per_image_mse(d_theta, d(x_t, ts, y))
                                                             for k, d in others.items()}
         sigma = float(((1 - ab) / ab).sqrt())
         for name, e in errors.items():
@@ -134,6 +170,19 @@ def agreement(run: Run, n: int = 32, timesteps: tuple[int, ...] = AGREEMENT_TIME
             rows.append({"t": t + 1, "sigma": sigma, "denoiser": name, "value": value.value, "low": value.low,
                          "high": value.high})
     return pd.DataFrame(rows)
+
+
+def _held_out(run: Run, n: int) -> tuple[Tensor, Tensor | None]:
+    """n held-out images and their labels (None for an unconditional run); a conditional run's take each class's
+    first, then each class's second, and so on: balanced, whatever the split's order."""
+    held = holdout_set(run.config.data)
+    if not run.num_classes:
+        return held.x[:n], None
+    rank = torch.empty_like(held.y)
+    for c in held.y.unique():
+        rank[held.y == c] = torch.arange(int((held.y == c).sum()))
+    order = torch.argsort(rank * run.num_classes + held.y)[:n]
+    return held.x[order], held.y[order]
 
 
 def closest_by_noise(frame: pd.DataFrame) -> pd.DataFrame:

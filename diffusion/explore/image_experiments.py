@@ -133,9 +133,16 @@ class MemorisationPairs:
     copy_floor: float          # fraction of held-out real images flagged as copies
 
 
+@lru_cache(maxsize=4)
+def holdout_set(data: DataConfig) -> TrainingData:
+    """The held-out split of the run's classes (images and labels), loaded once per process."""
+    images = load_images(data.dataset, data.image_size, classes=data.classes, split="test", seed=data.seed)
+    return TrainingData(images.x, images.y, images.num_classes, images.source, images.notice)
+
+
 def holdout_images(data: DataConfig) -> Tensor:
     """The held-out images (N, C, H, W) in [-1, 1] that memorisation_pairs compares samples with."""
-    return load_images(data.dataset, data.image_size, classes=data.classes, split="test", seed=data.seed).x
+    return holdout_set(data).x
 
 
 def memorisation_pairs(samples: Tensor, data: DataConfig, scale: int = 2) -> MemorisationPairs:

@@ -4,7 +4,9 @@ the shipped Fashion-MNIST runs (explore.size_sweep); each behind a button naming
 
 import pandas as pd
 import streamlit as st
+import torch
 
+from diffusion.data.image_datasets import class_names
 from diffusion.explore import analytic_comparison as an
 from diffusion.explore import image_experiments as ei
 from diffusion.explore import size_sweep as sw
@@ -16,35 +18,67 @@ from ui.images import image_cache
 from ui.images.image_ondemand import opened
 from ui.jobs import run_costs, shipped_runs, timing
 from ui.views import charts
-from ui.views.layout import working
+from ui.views.layout import error_box, working
 
-SIDE_N, SIDE_STEPS = 8, 20            # samples per denoiser, DDIM steps (the patch machine costs ~0.1-0.3 s an image)
+SIDE_N, SIDE_STEPS = 8, 20            # samples per denoiser (conditional: at least one per class), DDIM steps
 AGREE_N = 16                          # held-out images noised at each t
 SWEEP_SAMPLES, SWEEP_PAIRS = 100, 8         # samples per N for FID and memorisation; pairs shown per N
-EXPLAIN = (
-    "Three denoisers that need no training, each run by the same sampler from the same initial noises as the "
-    "network: the **optimal (empirical) denoiser** of the training set, E[x0 | x_t] when x0 is one of the N training "
-    "images (it minimises the training loss, so a network that learned it perfectly could only copy); the **Gaussian "
-    "denoiser** of the data's mean and covariance (Wang & Vastola 2024: it explains trained models at high noise); "
-    f"and the **local equivariant patch machine** of Kamb & Ganguli 2024: each pixel's x̂0 is the posterior mean over "
-    f"the training set's {an.PATCH_SIZE}x{an.PATCH_SIZE} patches given only the noisy patch around it (fixed patch "
-    "size, zero padding, a random 8,192 patches per position group: docs/analytic-denoisers.md says what it "
-    "simplifies). Each sample is shown beside its nearest training image; d1 is that L2 distance (pixels in [-1, 1]), "
-    "and d1 / typical divides it by the median d1 of held-out real images (0: a copy, 1: as new as fresh data).")
+STAND_IN_T = 500                      # the timestep the analytic denoisers' step costs are timed at
 
 
-@st.cache_resource(show_spinner="Building the analytic denoisers...", max_entries=4)
+def explain(run: Run) -> str:
+    patch, most = an.patch_settings(run.config.model.image_size)
+    per_class = (" For this class-conditional model each one is built **per class**: for label y, the same denoiser "
+                 "of the training images of class y (the Gaussian of class y's mean and covariance, the patches of "
+                 "class y's images); the whole set's stands for the label dropped, so classifier-free guidance "
+                 "combines the two as it does the network's.") if run.num_classes else ""
+    return (
+        "Three denoisers that need no training, each run by the same sampler from the same initial noises as the "
+        "network: the **optimal (empirical) denoiser** of the training set, E[x0 | x_t] when x0 is one of the N "
+        "training images (it minimises the training loss, so a network that learned it perfectly could only copy); "
+        "the **Gaussian denoiser** of the data's mean and covariance (Wang & Vastola 2024: it explains trained models "
+        "at high noise); and the **local equivariant patch machine** of Kamb & Ganguli 2024: each pixel's x̂0 is the "
+        f"posterior mean over the training set's {patch}x{patch} patches given only the noisy patch around it (fixed "
+        f"patch size, zero padding, a random {most:,} patches per position group: docs/analytic-denoisers.md says "
+        f"what it simplifies).{per_class} Each sample is shown beside its nearest training image (of the whole "
+        "set); d1 is that L2 distance (pixels in [-1, 1]), and d1 / typical divides it by the median d1 of held-out "
+        "real images (0: a copy, 1: as new as fresh data).")
+
+
+BUILT: set[str] = set()               # run keys whose analytic denoisers this server holds (analytic_runs)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
 def analytic_runs(run_key: str, _run: Run) -> dict[str, Run]:
-    """The analytic denoisers of the run's training set, built once per model (shared read-only)."""
-    return an.analytic_runs(_run)
+    """The analytic denoisers of the run's training set, built once per model (shared read-only), behind the
+    section's button: their build is part of its promise until BUILT holds the run."""
+    runs = an.analytic_runs(_run)
+    BUILT.add(run_key)
+    return runs
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def analytic_costs(run_key: str, _run: Run, threads: int) -> dict[str, tuple[timing.Cost, timing.Cost]]:
-    """(per call, per image) of one DDIM step of each analytic denoiser, timed at two batch sizes."""
-    return {k: timing.measure_fit(lambda n, r=r: r.sample(n, SamplerConfig("ddim", steps=1)), (1, 2), repeats=1,
-                                  warmup=0, threads=threads)
-            for k, r in analytic_runs(run_key, _run).items()}
+def _stand_in_images(run: Run):
+    """The images one analytic denoiser is built on: an unconditional run's training set; a conditional run's largest
+    class (ClassConditional builds one per class and one of the whole set)."""
+    data = ei.training_set(run.config.data)
+    return data.x if not run.num_classes else data.x[data.y == data.y.bincount().argmax()]
+
+
+@st.cache_data(show_spinner="Timing the analytic denoisers...", max_entries=4)
+def analytic_costs(run_key: str, _run: Run, threads: int) -> dict[str, tuple[timing.Cost, timing.Cost, timing.Cost]]:
+    """(build, per call, per image) of each analytic denoiser, timed on a stand-in (_stand_in_images) so that the
+    page need not build them all before the visitor asks: one build, and calls at two batch sizes."""
+    images, (patch, most) = _stand_in_images(_run), an.patch_settings(_run.config.model.image_size)
+    nets = {}
+
+    def build(kind: str) -> None:
+        nets[kind] = an.analytic_net(kind, images, _run.schedule.alpha_bar, patch, most)
+
+    def call(kind: str, n: int) -> None:
+        nets[kind](torch.randn(n, *images.shape[1:]), torch.full((n,), STAND_IN_T))
+    return {k: (timing.measure(lambda k=k: build(k), repeats=1, warmup=0, threads=threads),
+                *timing.measure_fit(lambda n, k=k: call(k, n), (1, 4), repeats=2, threads=threads))
+            for k in an.ANALYTIC}
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -57,35 +91,76 @@ def agreement(run_key: str, _run: Run, n: int) -> pd.DataFrame:
     return an.agreement(_run, n, others=analytic_runs(run_key, _run))
 
 
-def _promise(kind: str, run_key: str, run: Run, network: timing.Estimate, calls: int, images: int) -> timing.Estimate:
+def _promise(kind: str, run_key: str, run: Run, network: timing.Estimate, steps: int, calls: int, images: int,
+             searched: int = 0) -> timing.Estimate:
+    """network's estimate plus the analytic denoisers': built (unless held; a conditional run's once per class and
+    once for the whole set, which costs about as much as the classes it holds: N / N_c stand-ins, the Gaussian's
+    covariance scaling with N), `calls` calls and `images` images through each for each of `steps` steps, and the
+    nearest-image search of `searched` samples (side_by_side; with the held-out images)."""
     costs = analytic_costs(run_key, run, run_costs.script_threads())
-    return network + timing.expect(kind, *[(c, calls) for c, _ in costs.values()],
-                                   *[(i, images) for _, i in costs.values()])
+    builds = 0 if run_key in BUILT else _stand_ins(run)
+    work = [(b, builds) for b, _, _ in costs.values()] + [(c, steps * calls) for _, c, _ in costs.values()] + [
+        (i, images) for _, _, i in costs.values()]
+    if searched:
+        fixed, per_image, held_out = image_cache.search_costs(run_key, run, run_costs.script_threads())
+        work += [(fixed, 2), (per_image, searched + held_out)]
+    return network + timing.expect(kind, *work)
+
+
+def _stand_ins(run: Run) -> float:
+    """Builds of the stand-in (_stand_in_images) that building all of a run's analytic denoisers costs: 1 for an
+    unconditional run; a conditional run's classes plus the whole set's N / N_c."""
+    if not run.num_classes:
+        return 1.0
+    return _classes(run) + len(ei.training_set(run.config.data).x) / len(_stand_in_images(run))
+
+
+def _classes(run: Run) -> int:
+    """How many classes a conditional run was trained on (its balanced labels cycle through them)."""
+    return len(run.config.data.classes or range(run.num_classes))
+
+
+def _class_order(run: Run, labels) -> str:
+    """What the pairs of a grid are, by class, in reading order (the digits, the shapes' names)."""
+    names = class_names(run.config.data.dataset)
+    named = [names[c] if names and c < len(names) else f"class {c}" for c in labels.tolist()]
+    return "pairs in reading order, one per class: " + ", ".join(named)
+
+
+def side_n(run: Run) -> int:
+    """SIDE_N samples; a conditional run's: the fewest whole rounds of its classes that hold SIDE_N (10 classes: 10)."""
+    return SIDE_N if not run.num_classes else _classes(run) * -(-SIDE_N // _classes(run))
 
 
 def analytic_section(prefix: str, model: tuple[str, Run], sampling) -> None:
     """The network's samples beside the analytic denoisers' from the same noises, then x0_hat agreement against t."""
     st.header("Beside analytic denoisers: copy, Gaussian, patches")
     run_key, run = model
-    if run.num_classes:
-        st.info("The analytic denoisers are built for unconditional runs (one class).", icon=":material/info:")
-        return
-    st.markdown(EXPLAIN)
-    sampler = SamplerConfig("ddim", steps=SIDE_STEPS)
-    promise = _promise("analytic samples", run_key, run, sampling.promise("analytic samples", SIDE_N, SIDE_STEPS),
-                       SIDE_STEPS, SIDE_N * SIDE_STEPS)
-    if opened(f"{prefix}_analytic", run_key, sampler, f"Sample {SIDE_N} noises with all four denoisers", promise):
-        with working("Sampling with the network and the analytic denoisers", promise):
-            sets = side_by_side(run_key, run, SIDE_N, sampler, 0)
+    st.markdown(explain(run))
+    n, w = side_n(run), sampling.sampler.guidance if run.num_classes else 1.0
+    sampler = SamplerConfig("ddim", steps=SIDE_STEPS, guidance=w)
+    promise = _promise("analytic samples", run_key, run, sampling.promise("analytic samples", n, SIDE_STEPS, w),
+                       SIDE_STEPS, an.denoiser_calls(run, n, sampler), ei.network_evaluations(n, sampler), 4 * n)
+    if opened(f"{prefix}_analytic", run_key, sampler, f"Sample {n} noises with all four denoisers", promise):
+        try:
+            with working("Building the analytic denoisers and sampling with all four", promise):
+                sets = side_by_side(run_key, run, n, sampler, 0)
+        except ValueError as e:           # a class trained with weight 0 has no images to build its denoisers on
+            error_box("The analytic denoisers cannot sample this model", e)
+            return
         train = ei.training_set(run.config.data).x
         for col, (name, s) in zip(st.columns(len(sets)), sets.items()):
             col.image(ei.pair_grid(s.samples, train[s.nearest], per_row=2), width="stretch",
                       caption=f"{an.LABELS[name]}: median d1 {float(s.distance.median()):.2f}, d1 / typical "
                               f"{float(s.ratio.median()):.2f}")
         st.dataframe(an.summary(sets).round(3), hide_index=True)
-        st.caption(f"DDIM {SIDE_STEPS} steps, seed 0, the same {SIDE_N} initial noises in every column; each sample "
-                   "beside its nearest training image. Copies: d1 / typical below 0.3 (Wilson 95% interval). RMS to "
-                   "network: each sample's per-pixel distance to the network's sample from the same noise.")
+        labels = run.balanced_labels(n)
+        guided = (f"w = {w:g} on both sides (the analytic side: whole set's x̂0 + w (class's − whole set's))"
+                  if w != 1.0 else "w = 1 on both sides (the analytic side: the class's denoiser)")
+        classes = "" if labels is None else f"; {_class_order(run, labels)}; {guided}"
+        st.caption(f"DDIM {SIDE_STEPS} steps, seed 0, the same {n} initial noises in every column{classes}; each "
+                   "sample beside its nearest training image. Copies: d1 / typical below 0.3 (Wilson 95% interval). "
+                   "RMS to network: each sample's per-pixel distance to the network's sample from the same noise.")
     agreement_section(prefix, model, sampling)
 
 
@@ -93,18 +168,26 @@ def agreement_section(prefix: str, model: tuple[str, Run], sampling) -> None:
     st.subheader("Where the network follows each one, along t")
     run_key, run = model
     steps = len(an.AGREEMENT_TIMESTEPS)
-    promise = _promise("analytic agreement", run_key, run, sampling.promise("analytic agreement", AGREE_N, steps),
-                       steps, AGREE_N * steps)
+    calls = an.denoiser_calls(run, AGREE_N, SamplerConfig())
+    promise = _promise("analytic agreement", run_key, run,
+                       sampling.promise("analytic agreement", AGREE_N, steps, guidance=1.0), steps, calls,
+                       AGREE_N * steps)
     if not opened(f"{prefix}_agreement", run_key, AGREE_N, f"Compare x̂0 at {steps} noise levels", promise):
         return
-    with working("Denoising noised held-out images with every denoiser", promise):
-        frame = agreement(run_key, run, AGREE_N)
+    try:
+        with working("Denoising noised held-out images with every denoiser", promise):
+            frame = agreement(run_key, run, AGREE_N)
+    except ValueError as e:
+        error_box("The analytic denoisers cannot denoise these held-out images", e)
+        return
     shown = frame.assign(denoiser=frame["denoiser"].map({**an.LABELS, "truth": "the clean image (network's error)"}))
     charts.show(charts.agreement_curves(shown))
     closest = an.closest_by_noise(frame)
     runs = ", ".join(f"t = {t}: {an.LABELS[c].split(' (')[0]}" for t, c in zip(closest["t"], closest["closest"]))
-    st.caption(f"For {AGREE_N} held-out images x0 noised to x_t at each t (seeded ε), the mean over images of "
-               "|D_θ(x_t) − D(x_t)|² per pixel, both x̂0 clipped to [-1, 1] as the sampler sees them, with 95% "
+    labelled = (" of every class in turn, each denoiser given the image's label (w = 1: the class denoisers, "
+                "unguided)") if run.num_classes else ""
+    st.caption(f"For {AGREE_N} held-out images x0{labelled} noised to x_t at each t (seeded ε), the mean over images "
+               "of |D_θ(x_t) − D(x_t)|² per pixel, both x̂0 clipped to [-1, 1] as the sampler sees them, with 95% "
                f"intervals (std / √n). Below the network's own error (the clean image's line), the network follows "
                f"that denoiser more closely than it knows the answer. Closest at each t: {runs}.")
 

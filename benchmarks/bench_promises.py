@@ -1,9 +1,9 @@
 """Do the times the pages promise hold? Every button and training that names a time, driven through AppTest
 exactly as a visitor's clicks would, each promise (ui.jobs.timing.Estimate) against the time the work took: the 2D
-page's step sweep, flow quality, likelihood and density map and its default training; the study page's sweep;
-every on-demand section of the image pages and their default trainings. Then the same again under an external load the
-script makes itself: --load N busy-loop processes, started long enough before (LOAD_SETTLE_S) for the machine's
-one-minute load average, which the promises read, to see them.
+page's step sweep, flow quality, likelihood and density map and its default training; the study page's sweep and
+its error budget; every on-demand section of the image pages and their default trainings. Then the same again under
+an external load the script makes itself: --load N busy-loop processes, started long enough before (LOAD_SETTLE_S)
+for the machine's one-minute load average, which the promises read, to see them.
 
     python benchmarks/bench_promises.py [--rounds 2] [--steps N] [--load 4] [--no-train] [--no-sections]
                                         [--pages toy2d,study,digit,cond,img32]
@@ -36,15 +36,17 @@ from ui.views import study_view  # noqa: E402
 
 PAGES = {"toy2d": "app_pages/toy2d.py", "study": "app_pages/study.py", "digit": "app_pages/mnist_digit.py",
          "cond": "app_pages/mnist_conditional.py", "img32": "app_pages/images32.py"}
-SECTIONS = {"toy2d": ("step_sweep", "quality", "nll", "density"), "study": ("study_moons",),
-            "digit": ("film", "memo", "diversity", "noise_path"),
-            "cond": ("film", "memo", "diversity", "noise_path", "sweep", "hist", "label_path", "cmp", "cmp_measure"),
-            "img32": ("cost", "film", "memo", "diversity", "noise_path")}
+SECTIONS = {"toy2d": ("step_sweep", "quality", "nll", "density"), "study": ("study_moons", "study_budget"),
+            "digit": ("film", "memo", "diversity", "noise_path", "analytic", "agreement"),
+            "cond": ("film", "memo", "diversity", "noise_path", "sweep", "hist", "label_path", "cmp", "cmp_measure",
+                     "analytic", "agreement"),
+            "img32": ("cost", "film", "memo", "diversity", "noise_path", "analytic", "agreement")}
 KINDS = {"grid": "grid", "film": "filmstrip", "memo": "memorisation", "diversity": "diversity",
          "noise_path": "noise interpolation", "sweep": "guidance sweep", "hist": "class histogram",
          "label_path": "label interpolation", "cmp": "conditioning grids", "cmp_measure": "conditioning FID",
          "cost": "cost table", "step_sweep": "step sweep", "quality": "flow quality", "nll": "likelihood",
-         "density": "density map", "study_moons": "study sweep"}
+         "density": "density map", "study_moons": "study sweep", "study_budget": "study budget",
+         "analytic": "analytic samples", "agreement": "analytic agreement"}
 # section -> how its promise's kind starts (a rerun also redraws the open ones)
 STUDY_RUNS = {"study_moons": ("moons (2D MLP) · checkpoints/moons", "study_n_False", 500)}
 FLOORS = {"toy2d": "w1", "digit": "fid", "cond": "fid", "img32": "fid"}
@@ -77,6 +79,8 @@ def click(at: AppTest, name: str, section: str) -> None:
     and its step-sweep toggle, the study page's sweep of a shipped run."""
     if section == "step_sweep":
         at.toggle(key="toy2d_sweep").set_value(True).run()
+    elif section == "study_budget":             # after study_moons: the same run and n
+        at.toggle(key="study_budget").set_value(True).run()
     elif name == "toy2d":
         at.button(key=f"toy2d_{section}_button").click().run()
     elif name == "study":

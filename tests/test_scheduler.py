@@ -248,3 +248,13 @@ def test_the_steps_the_budget_message_promises_are_the_steps_a_job_runs(server, 
     assert job.wait(60) and job.snapshot().capped
     ratio = job.trainer.step / promised
     assert 1 / 2 < ratio < 2, (job.trainer.step, promised)
+
+
+def test_costs_are_timed_on_a_thread_of_their_own_as_jobs_run():
+    """on_a_new_thread runs the work off the calling thread (a job's thread, not the main one a cost would otherwise
+    be timed on), hands back its value, and raises its error in the caller."""
+    caller = threading.get_ident()
+    assert training.on_a_new_thread(threading.get_ident) != caller
+    assert training.on_a_new_thread(lambda: 42) == 42
+    with pytest.raises(ValueError, match="refused"):
+        training.on_a_new_thread(lambda: (_ for _ in ()).throw(ValueError("refused")))

@@ -129,15 +129,18 @@ def fid(run_key: str, _run: Run, n: int, steps: int, guidance: float = 1.0) -> d
 @st.cache_data(show_spinner="Timing a few training steps and one sampling step...", max_entries=32)
 def training_costs(config: RunConfig, device: str, threads: int, sample_n: int) -> tuple[timing.Cost, timing.Cost, int]:
     """(one training step, one DDIM step of sample_n images, parameters) of config on device, timed on a trainer fed
-    zeros, on `threads` torch threads as its job runs them (ui.jobs.training.job_threads)."""
-    with training.torch_threads(threads):
+    zeros, on `threads` torch threads of a thread of its own, as its job runs them (ui.jobs.training.job_threads,
+    on_a_new_thread)."""
+    def timed() -> tuple[timing.Cost, timing.Cost, int]:
+        torch.set_num_threads(threads)
         trainer = dummy_trainer(config, device)
         step = timing.measure(trainer.train_step, repeats=2, threads=threads)
         run = trainer.as_run()
         y = run.balanced_labels(sample_n)
         sample = timing.measure(lambda: run.sample(sample_n, SamplerConfig("ddim", steps=1), y=y), repeats=2,
                                 threads=threads)
-    return step, sample, sum(p.numel() for p in trainer.model.parameters())
+        return step, sample, sum(p.numel() for p in trainer.model.parameters())
+    return training.on_a_new_thread(timed)
 
 
 @st.cache_data(show_spinner="Timing a training step at two small batches...", max_entries=32)

@@ -8,7 +8,6 @@ with st.spinner("Loading PyTorch (once per server start)..."):
     from diffusion.explore.nfe_study import NFE_TARGETS, PRECISIONS, best_at, goal_line, protocol_line, quality_metrics
     from diffusion.sampling.registry import SAMPLERS
     from ui.views import charts, study_budget_view, study_view
-    from ui.views.layout import error_box
 
 st.markdown("Every sampler starts from the **same initial noises** (sample *i* of the seed draws its own noise "
             "stream) and, for conditional runs, the same balanced labels. Each row reports the network evaluations "
@@ -53,15 +52,8 @@ frame = study_view.stored(key)
 shipped = study_view.shipped_study(run_key, inputs) if frame is None else None
 if st.button("Run the sweep" if shipped is None else "Run the sweep again here", key="study_go", type="primary",
              disabled=frame is not None):
-    bar = st.progress(0.0, f"starting ({promise.text()} expected)...")
-    try:
-        frame, complete = study_view.run_study(key, run, promise, bar.progress, **inputs)
-        if not complete:
-            st.warning(f"The sweep stopped at this server's job budget after {len(frame)} rows: fewer samplers, NFE "
-                       "values or samples fit; the rows below are those it measured.", icon=":material/timer:")
-    except ValueError as e:
-        error_box("The sweep failed", e)
-    bar.empty()
+    frame = study_view.run_with_bar("sweep", promise,
+                                    lambda progress: study_view.run_study(key, run, promise, progress, **inputs))
 if frame is None and shipped is not None:
     frame = shipped
     st.caption(f"Drawn below: the sweep shipped with this run, for these settings (`{study_view.SHIPPED_COMMAND}`); "

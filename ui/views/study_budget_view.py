@@ -14,7 +14,6 @@ from diffusion.sampling.run import Run
 
 from ui.jobs import budget, run_costs, scheduler, timing, visitor
 from ui.views import study_view
-from ui.views.layout import error_box
 
 SHIPPED_BUDGET = "study_budget.csv"    # beside the shipped sweep, written by SHIPPED_BUDGET_COMMAND
 SHIPPED_BUDGET_COMMAND = ("python -m diffusion study --checkpoint checkpoints/moons --nfe 5,10,20,50,100 --budget "
@@ -99,15 +98,8 @@ def section(run_key: str, run: Run, key: tuple, inputs: dict) -> None:
     if not st.toggle(f"Split each row's error: floor, solver, network ({when})", key="study_budget"):
         return
     if expected is not None:
-        bar = st.progress(0.0, f"starting ({expected.text()} expected)...")
-        try:
-            frame, complete = run_budget(key, run, expected, bar.progress, **asked)
-            if not complete:
-                st.warning(f"The budget stopped at this server's job budget after {len(frame)} rows: fewer samplers, "
-                           "NFE values or samples fit.", icon=":material/timer:")
-        except ValueError as e:
-            error_box("The error budget failed", e)
-        bar.empty()
+        frame = study_view.run_with_bar("error budget", expected,
+                                        lambda progress: run_budget(key, run, expected, progress, **asked))
     frame = shipped if frame is None else frame
     if frame is None or frame.empty:
         return

@@ -15,6 +15,7 @@ from diffusion.sampling.run import Run
 from ui.jobs import budget, run_costs, scheduler, session_runs, shipped_runs, timing, visitor
 from ui.views.charts import (FLOOR_COLOUR, METRIC_LABELS, PANEL_HEIGHT, STRETCH_HEIGHT, TICKS, colour, colours,
                              log_axis, log_scale, panels, titled)
+from ui.views.layout import error_box
 
 STORED_STUDIES = 64          # results kept per process (every visitor's)
 LABELS = {**METRIC_LABELS, "fid": "FID (classifier features)", "accuracy": "label accuracy",
@@ -100,6 +101,21 @@ def run_study(key: tuple, run: Run, promise: timing.Estimate, progress, **inputs
     if complete:
         keep(key, frame)
     return frame, complete
+
+
+def run_with_bar(what: str, promise: timing.Estimate, work) -> pd.DataFrame | None:
+    """work(progress) -> (rows, complete) under a progress bar that starts from the promise: its rows, with a
+    warning when it stopped at the server's job budget; an error box and None when it was refused."""
+    bar, frame = st.progress(0.0, f"starting ({promise.text()} expected)..."), None
+    try:
+        frame, complete = work(bar.progress)
+        if not complete:
+            st.warning(f"The {what} stopped at this server's job budget after {len(frame)} rows: fewer samplers, NFE "
+                       "values or samples fit; the rows below are those it measured.", icon=":material/timer:")
+    except ValueError as e:
+        error_box(f"The {what} failed", e)
+    bar.empty()
+    return frame
 
 
 def promise(run_key: str, run: Run, samplers: tuple[str, ...], nfe_targets: tuple[int, ...], n: int,

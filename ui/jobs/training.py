@@ -333,7 +333,8 @@ def torch_threads(threads: int) -> Iterator[None]:
 def on_a_new_thread(work: Callable[[], Any]) -> Any:
     """work() on a thread of its own, as a job runs, and its result (or its exception): on 2 torch threads a tiny
     U-Net's training step took 0.089 s on the process's main thread (where AppTest and the CLI run a page) and
-    0.115 s on any other, so a cost timed on the main thread promised a job 1.5x too little."""
+    0.115 s on any other, so a cost timed on the main thread is not the job's (Phase 2's training still takes
+    about 1.5x its promise: docs/benchmarks.md)."""
     out: dict[str, Any] = {}
 
     def run() -> None:

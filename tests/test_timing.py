@@ -216,7 +216,8 @@ def test_a_likelihood_promise_holds_on_the_shipped_moons_run():
         report = nll_report_2d(run, 64)
     observed = time.perf_counter() - start
     assert report["nfe"] > 0
-    assert 0.5 <= observed / promise.seconds <= 2.0, (observed, promise)
+    assert 0.5 <= observed / promise.base <= 2.0, (observed, promise)     # before the record's correction, which
+    # earlier tests of the same process teach (the app's likelihood button)
 
 
 def test_other_processes_weigh_by_their_niceness_against_the_work(monkeypatch):

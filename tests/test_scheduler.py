@@ -1,7 +1,6 @@
 """The server-wide job queue (ui.jobs.scheduler), the visitor's presence (ui.jobs.visitor), the per-visitor budget
 (ui.jobs.budget) and the training job's use of them (ui.jobs.training): real threads, real time, real trainings."""
 
-import math
 import os
 import threading
 import time

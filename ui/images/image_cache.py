@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from diffusion.config import DataConfig, RunConfig
+from diffusion.config import RunConfig
 from diffusion.explore import image_experiments as ei
 from diffusion.metrics.image_metrics import nearest_neighbours
 from diffusion.metrics.intervals import Interval
@@ -17,6 +17,7 @@ from diffusion.explore.interpolation import interpolate_labels, interpolate_nois
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 from diffusion.training.cost import dummy_trainer
+from diffusion.training.threads import set_threads
 
 from ui.jobs import timing, training
 
@@ -132,7 +133,7 @@ def training_costs(config: RunConfig, device: str, threads: int, sample_n: int) 
     zeros, on `threads` torch threads of a thread of its own, as its job runs them (ui.jobs.training.job_threads,
     on_a_new_thread)."""
     def timed() -> tuple[timing.Cost, timing.Cost, int]:
-        torch.set_num_threads(threads)
+        set_threads(threads)
         trainer = dummy_trainer(config, device)
         step = timing.measure(trainer.train_step, repeats=2, threads=threads)
         run = trainer.as_run()

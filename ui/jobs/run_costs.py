@@ -14,6 +14,7 @@ from diffusion.metrics.protocol import points_protocol, reference_for
 from diffusion.sampling.registry import nfe
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
+from diffusion.training.threads import set_threads
 
 from ui.jobs import timing
 
@@ -26,7 +27,7 @@ def script_threads() -> int:
     """Set this script thread's torch threads to the cores the load leaves free (ui.jobs.timing.free_threads), so that
     the sections sample at the thread count their costs were timed at; returns it."""
     threads = timing.free_threads()
-    torch.set_num_threads(threads)
+    set_threads(threads)
     return threads
 
 

@@ -15,8 +15,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -31,6 +30,7 @@ from diffusion.metrics.protocol import points_protocol
 from diffusion.models.model_config import MLPConfig
 from diffusion.sampling.run import Run
 from diffusion.training.defaults import MODEL_DEFAULTS, UNBOUNDED_STEPS
+from diffusion.training.threads import set_threads
 from diffusion.training.trainer import RunResult, StepInfo, Trainer
 
 from ui.jobs import timing, visitor
@@ -232,7 +232,7 @@ class TrainingJob:
     def _train(self, steps: int | None, threads: int) -> RunResult | None:
         """Build the trainer of a new model, measure the floor, train until the steps, the deadline less the last
         measurement, or a stop, on `threads` torch threads; then measure the last model."""
-        torch.set_num_threads(threads)
+        set_threads(threads)
         result, error = None, None
         with self._trainer_lock:
             try:
@@ -318,23 +318,10 @@ def set_job(job: TrainingJob | None, key: str = JOB_KEY) -> None:
     st.session_state[key] = job
 
 
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run the block on `threads` torch threads (this thread only), as a job of that many would: the costs the
-    pages promise from are timed the way the work runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def on_a_new_thread(work: Callable[[], Any]) -> Any:
     """work() on a thread of its own, as a job runs, and its result (or its exception): on 2 torch threads a tiny
-    U-Net's training step took 0.089 s on the process's main thread (where AppTest and the CLI run a page) and
-    0.115 s on any other, so a cost timed on the main thread is not the job's (Phase 2's training still takes
-    about 1.5x its promise: docs/benchmarks.md)."""
+    U-Net's training step took 0.085 s on the process's main thread (where AppTest and the CLI run a page) and
+    0.110 s on a new one, so a cost timed on the main thread is not the job's."""
     out: dict[str, Any] = {}
 
     def run() -> None:

@@ -2,13 +2,10 @@
 keyed by the model's run_key (unique to one visitor's model, so nothing leaks between sessions).
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
 from diffusion.config import CUSTOM_PREFIX, DataConfig
 from diffusion.core.schedules import NoiseSchedule, make_schedule, spaced_timesteps
@@ -21,6 +18,7 @@ from diffusion.metrics.points2d import POINT_METRICS
 from diffusion.metrics.protocol import points_protocol
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
+from diffusion.training.threads import torch_threads
 
 from ui.toy2d import animate2d
 from ui.views import charts
@@ -64,17 +62,11 @@ def data_config(dataset: str) -> DataConfig:
     return config
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
+def one_thread():
     """PyTorch on one thread while the block (or decorated function) runs: the 2D work is small tensors, and on a
     loaded 2-core machine a second OpenMP thread made an ODE likelihood 15-20x slower (measured side by side);
     the 2D training thread sets the same (ui.jobs.training)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return torch_threads(1)
 
 
 def dataset_names() -> list[str]:

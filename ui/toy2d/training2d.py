@@ -10,6 +10,7 @@ from diffusion.config import RunConfig, TrainConfig
 from diffusion.explore import toy2d_experiments as explore2d
 from diffusion.metrics.evaluation import row_sentences
 from diffusion.training.cost import dummy_trainer
+from diffusion.training.threads import torch_threads
 
 from ui.jobs import scheduler, timing, training
 from ui.jobs.training import Snapshot
@@ -47,7 +48,7 @@ def panel_2d(prefix: str, curves: bool = True) -> TrainingPanel:
 def costs_2d(config: RunConfig) -> tuple[timing.Cost, timing.Cost]:
     """(one training step, one W1/W2/KL measurement) of a 2D config, timed on one thread as its job runs them (the
     measurement on the untrained network's samples, once the floor is drawn)."""
-    with training.torch_threads(1):
+    with torch_threads(1):
         trainer = dummy_trainer(config)
         step = timing.measure(trainer.train_step, repeats=5, warmup=2)
         training.METRICS_2D.prepare(config)

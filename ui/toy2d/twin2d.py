@@ -11,7 +11,6 @@ from diffusion.explore import flow_experiments as flow
 from diffusion.sampling.run import Run
 
 from ui.jobs import training
-from ui.toy2d import data2d
 from ui.toy2d.training2d import panel_2d
 from ui.views import training_view
 

@@ -1,14 +1,16 @@
 """The app under load (issues 14 and 20), in headless Chromium against `streamlit run` on 127.0.0.1:
 
     python benchmarks/bench_load.py [--visitors 8] [--slots 2] [--overviews 3] [--server-cpus 0 --browser-cpus 1]
-                                    [--skip-load | --skip-hostile]
+                                    [--visitors-nice 19] [--skip-load | --skip-hostile]
 
 Load: eight visitors press Train on the 2D page: the first `slots` for a long job (120 s), the others for 100 steps.
 The server is limited to `slots` jobs ($DIFFUSION_MAX_JOBS); its job threads run $DIFFUSION_JOB_NICE below its page
 threads. Reported: the most jobs the server ran at once (its job log), the queue positions the waiting pages showed,
 a new visitor's first page (the Overview, to its heading) before anyone trains (idle) and while the jobs run
 (loaded), the seconds from closing a training visitor's page to the end of its job, and the whole run's time.
---server-cpus / --browser-cpus keep the browsers off the server's cores (visitors' browsers are on their own machines).
+--server-cpus / --browser-cpus keep the browsers off the server's cores (visitors' browsers are on their own machines);
+--visitors-nice N runs the training visitors' browser N steps nicer than the new visitor's, a browser of its own, so
+that on a 2-core machine the new visitor's browser does not queue behind eight others on its core.
 
 Hostile uploads: on a fresh server, one visitor's 2D page uploads the checkpoints and CSV files of
 tests/hostile_uploads.py (the 60 MB config of 10,000,000 points, 100,000 points under the size bound, the 939-byte
@@ -38,6 +40,7 @@ def main() -> None:
     parser.add_argument("--overviews", type=int, default=3)
     parser.add_argument("--server-cpus", type=int, nargs="*", default=None)
     parser.add_argument("--browser-cpus", type=int, nargs="*", default=None)
+    parser.add_argument("--visitors-nice", type=int, default=0)
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--skip-hostile", action="store_true")
     args = parser.parse_args()
@@ -50,9 +53,10 @@ def main() -> None:
 def load(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         r = run_load(args.visitors, args.slots, Path(tmp) / "jobs.jsonl", args.overviews,
-                     server_cpus=set(args.server_cpus or ()) or None, browser_cpus=set(args.browser_cpus or ()) or None)
+                     server_cpus=set(args.server_cpus or ()) or None, browser_cpus=set(args.browser_cpus or ()) or None,
+                     visitors_nice=args.visitors_nice)
     cpus = (f"server {args.server_cpus}, browsers {args.browser_cpus}" if args.server_cpus or args.browser_cpus
-            else "shared")
+            else "shared") + (f"; visitors' browser at nice +{args.visitors_nice}" if args.visitors_nice else "")
     print("| visitors | job slots | most jobs at once | queue positions shown | first page, new visitor, idle (s) | "
           "the same while the jobs run (s) | page closed -> job ended (s) | jobs started | short jobs done | "
           "whole run (s) | cores | load average (1 min) |")

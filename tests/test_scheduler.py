@@ -11,7 +11,7 @@ from diffusion.config import DataConfig, RunConfig, TrainConfig
 from diffusion.data import load_data
 from diffusion.models.model_config import MLPConfig
 from diffusion.training.trainer import Trainer
-from ui.jobs import budget, training, visitor
+from ui.jobs import budget, timing, training, visitor
 from ui.jobs.scheduler import Scheduler, Ticket, default_slots, ordinal
 
 
@@ -234,9 +234,12 @@ def test_the_slot_is_free_again_on_every_path(server):
 def test_the_steps_the_budget_message_promises_are_the_steps_a_job_runs(server, monkeypatch):
     """Issue 20: "at most N steps" disagreed with the observed rate by ~3.5x (it left out the measurements). Here the
     N of the refusal and the steps a job capped at the budget really runs agree within 2x (the band issue 18 sets for
-    promises on a machine loaded by other processes: a test suite's neighbours are such a load; 1.72 was seen)."""
+    promises on a machine loaded by other processes: a test suite's neighbours are such a load; 1.72 was seen).
+    Other processes count as none: the one-minute load average still holds the suite's finished subprocesses (a
+    browser, a CLI run), which slowed the promise and not the job (2.17 seen); tests/test_timing.py tests the load."""
     from ui.toy2d.training2d import expected_2d
     monkeypatch.setenv("DIFFUSION_JOB_SECONDS", "4")
+    monkeypatch.setattr(timing, "other_processes", lambda: 0.0)
     steps, every = 100_000, 100
     promise = expected_2d(TINY, steps, None, every)
     with pytest.raises(ValueError, match="at most ([\\d,]+) steps") as refused:

@@ -253,3 +253,19 @@ def test_runnable_nice_reads_the_niceness_of_a_busy_process():
     finally:
         busy.kill()
         busy.wait()
+
+
+def test_free_threads_counts_the_threads_running_now_not_the_load_average(monkeypatch):
+    """A job decides its threads when it starts: from the threads running then, not from the minute's load average,
+    which still holds work that ended (a promise timed on 1 thread, its job on 2, read 0.54)."""
+    monkeypatch.setattr(timing, "machine_load", lambda: 1.8)
+    monkeypatch.setattr(timing, "cores", lambda: 2)
+    monkeypatch.setattr(timing, "runnable_nice", lambda: [])
+    assert timing.free_threads() == 2
+    monkeypatch.setattr(timing, "runnable_nice", lambda: [0])
+    assert timing.free_threads() == 1
+    monkeypatch.setattr(timing, "runnable_nice", lambda: [19, 19])       # 1.5% of a nice-0 thread each
+    assert timing.free_threads() == 2
+    monkeypatch.setattr(timing, "runnable_nice", lambda: [])
+    with timing.busy(1):                                                 # this server's own job
+        assert timing.free_threads() == 1

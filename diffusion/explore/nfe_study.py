@@ -52,11 +52,13 @@ def parse_sampler(text: str) -> SamplerConfig:
 
 
 def settings(config: SamplerConfig) -> str:
-    """The settings that tell this sampler apart: its key ones (eta, variance, grid...) and any non-default one."""
+    """The settings that tell this sampler apart: its key ones (eta, variance, grid...) and any non-default one;
+    rho only on the karras grid, the one it shapes."""
     default, key = SamplerConfig(config.name), sampler_spec(config.name).shown
     shown = {"grid": config.sigma_grid}
     names = [f.name for f in fields(config) if f.name not in ("name", "steps") and (
-        f.name in key or getattr(config, f.name) != getattr(default, f.name))]
+        f.name in key or getattr(config, f.name) != getattr(default, f.name))
+        and (f.name != "rho" or config.sigma_grid == "karras")]
     return ", ".join(f"{k}={shown.get(k, getattr(config, k))}" for k in names)
 
 

@@ -57,6 +57,8 @@ _own: deque = deque()                 # (wall, CPU seconds) of this process, ove
 _own_lock = threading.Lock()
 _jobs: dict[int, int] = {}            # id of a running block of this server's work -> the threads it keeps busy
 _jobs_lock = threading.Lock()
+NICE_TTL_S = 1.0                      # runnable_nice reads /proc again after this long
+_nice_seen: tuple[float, list[int]] = (-math.inf, [])   # (when, what) runnable_nice read last
 
 
 def own_load() -> float:
@@ -104,7 +106,15 @@ def cfs_weight(nice: int) -> float:
 
 def runnable_nice() -> list[int]:
     """The niceness of each thread of the other processes that runs or waits to run now (Linux /proc; [] elsewhere
-    or when none does)."""
+    or when none does), read again at most every NICE_TTL_S: a page asks with every promise it draws, and a scan
+    costs about 5 ms at 100 threads (the load average it weighs is a one-minute average anyway)."""
+    global _nice_seen
+    if time.monotonic() - _nice_seen[0] >= NICE_TTL_S:
+        _nice_seen = (time.monotonic(), _scan_runnable_nice())
+    return _nice_seen[1]
+
+
+def _scan_runnable_nice() -> list[int]:
     own, nices = f"/proc/{os.getpid()}/", []
     for path in glob.glob("/proc/[0-9]*/task/[0-9]*/stat"):
         if path.startswith(own):
@@ -137,12 +147,23 @@ def slowdown(load: float, threads: int = 1, n_cores: int | None = None) -> float
     return max(1.0, (max(0.0, load) + threads) / (n_cores or cores()))
 
 
+def running_now() -> float:
+    """Threads competing for the cores now, in threads at nice 0: the other processes' that run or wait to run
+    (runnable_nice, weighed by niceness; the load average's estimate where /proc has no threads) and this server's
+    jobs."""
+    if not os.path.isdir("/proc/self/task"):
+        return other_processes() + server_jobs()
+    return sum(cfs_weight(n) for n in runnable_nice()) / cfs_weight(0) + server_jobs()
+
+
 def free_threads(load: float | None = None, n_cores: int | None = None) -> int:
-    """Threads a CPU job should use now: the cores the load leaves free, at least one. OpenMP threads that must share
+    """Threads a CPU job should use now: the cores the threads running now leave free (running_now), at least one.
+    A snapshot, not the load average: that one still holds work that ended up to a minute ago, so a page timed a
+    step on 1 thread and its job, starting a moment later, took 2 (0.54x its promise). OpenMP threads that must share
     a busy core wait for each other at every barrier: on 2 cores with two other busy processes, a U-Net training
     step took 3-6x longer on 2 threads than on 1."""
     n = n_cores or cores()
-    busy = load if load is not None else globals()["load"]()
+    busy = load if load is not None else running_now()
     return max(1, min(n, math.floor(n - busy + 0.5)))
 
 

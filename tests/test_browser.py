@@ -142,6 +142,7 @@ def _shot(pg, name: str, tmp_path: Path) -> None:
 
 
 THUMB_WIDTH, THUMB_HEIGHT = 360, 240     # pixels: the Overview's cards (the middle of the first result)
+THUMB_SHARE = 0.8                        # of the result's largest 3:2 box: its middle, clear of title and axes
 FIRST_RESULT = ".js-plotly-plot, [data-testid=stVegaLiteChart], [data-testid=stImage] img"
 
 
@@ -158,7 +159,7 @@ def _thumbnail(pg, name: str, tmp_path: Path) -> None:
     path = folder / f"{name}.png"
     first.screenshot(path=str(path))
     with Image.open(path) as image:                    # the middle of it at 3:2, THUMB_WIDTH wide
-        width = min(image.width, image.height * THUMB_WIDTH // THUMB_HEIGHT)
+        width = int(THUMB_SHARE * min(image.width, image.height * THUMB_WIDTH // THUMB_HEIGHT))
         height = width * THUMB_HEIGHT // THUMB_WIDTH
         left, top = (image.width - width) // 2, (image.height - height) // 2
         thumb = image.convert("RGB").crop((left, top, left + width, top + height))

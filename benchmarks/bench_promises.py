@@ -124,6 +124,8 @@ def training(name: str, steps: int | None) -> tuple[float, float, str]:
     if steps is not None and name != "toy2d":
         at.slider(key=f"{name}_steps").set_value(steps).run()
     at.button(key=f"{name}_train").click().run()
+    if f"{name}_job" not in at.session_state:
+        raise RuntimeError(f"no job after pressing Train on {name}: {[e.value for e in at.error]}")
     job = at.session_state[f"{name}_job"]
     while job.running:          # drawn again when it ends: AppTest reruns the whole page where a visitor's browser
         time.sleep(1.0)         # redraws the live panel alone, and a whole-page rerun each second at nice 0 stalled

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 RECORD_SIZE = 8                  # the last promises of each kind a correction is drawn from
 CORRECTION_RANGE = (0.5, 3.0)    # a correction outside this says more about one odd run than about the server
 TRUST_OBSERVED_AT = 0.2          # `remaining` trusts the observed rate alone once this share of the work is done
-LOAD_WINDOW_S = 60.0             # the OS's load average is over a minute: this process's own use is too
+LOAD_TAU_S = 60.0                # the kernel's one-minute load average: an exponential average, time constant 60 s
+OWN_MIN_S = 0.5                  # own_load's shortest interval between two readings (shorter says nothing)
 
 
 def cores() -> int:
@@ -53,7 +54,7 @@ def machine_load() -> float:
         return 0.0
 
 
-_own: deque = deque()                 # (wall, CPU seconds) of this process, over the last LOAD_WINDOW_S
+_own: list = [time.monotonic(), time.process_time(), 0.0]   # at own_load's last reading: wall, CPU seconds, average
 _own_lock = threading.Lock()
 _jobs: dict[int, int] = {}            # id of a running block of this server's work -> the threads it keeps busy
 _jobs_lock = threading.Lock()
@@ -62,19 +63,26 @@ _nice_seen: tuple[float, list[int]] = (-math.inf, [])   # (when, what) runnable_
 
 
 def own_load() -> float:
-    """CPUs this process kept busy over about the last minute (its CPU time over wall time; 0 on the first call)."""
+    """CPUs this process kept busy, averaged as the kernel averages its one-minute load (exponentially, time constant
+    LOAD_TAU_S) from 0 when this module was imported, from its CPU time over wall time between readings (at least
+    OWN_MIN_S apart). A plain one-minute window
+    forgets a burst that the kernel's average still holds (e^-1 of it a minute later), and the server's own finished
+    work then reads as other processes'."""
     now, cpu = time.monotonic(), time.process_time()
     with _own_lock:
-        _own.append((now, cpu))
-        while len(_own) > 2 and now - _own[1][0] >= LOAD_WINDOW_S:
-            _own.popleft()
-        then, cpu_then = _own[0]
-    return (cpu - cpu_then) / (now - then) if now - then > 1.0 else 0.0
+        if not _own:
+            _own[:] = [now, cpu, 0.0]
+        then, cpu_then, average = _own
+        if now - then >= OWN_MIN_S:
+            decay = math.exp(-(now - then) / LOAD_TAU_S)
+            average = average * decay + (cpu - cpu_then) / (now - then) * (1 - decay)
+            _own[:] = [now, cpu, average]
+        return average
 
 
 def other_processes() -> float:
-    """Processes other than this server wanting a CPU: the machine's load average less this process's own use over
-    the same minute (so the server's finished bursts, a unit cost just timed, do not count)."""
+    """Processes other than this server wanting a CPU: the machine's load average less this process's own use,
+    averaged the same way (so the server's finished bursts, a unit cost just timed, do not count)."""
     return max(0.0, machine_load() - own_load())
 
 
@@ -131,14 +139,16 @@ def _scan_runnable_nice() -> list[int]:
 
 def load(nice: int = 0) -> float:
     """Runnable threads competing for the cores with work at `nice`, in threads of that work's weight: other
-    processes, each weighing as much as the threads running now (runnable_nice; nice 0 when none is seen) against
+    processes, at most as many as run now (runnable_nice: the load average still holds work that ended, and a job's
+    promise once counted such a phantom 9.3 times, 0.52x), each weighing as much as the threads running now against
     the work's own, plus every job of this server that runs now (its own visitors' work competes like anyone
     else's). A training job runs at the scheduler's job niceness: beside other processes at nice 0 it gets a tenth
-    of a core, which its promise must say."""
-    others = other_processes()
-    if others > 0:
-        others *= statistics.mean(map(cfs_weight, runnable_nice() or [0])) / cfs_weight(nice)
-    return others + server_jobs()
+    of a core, which its promise must say. Without /proc (no view of threads): the load average at nice 0."""
+    if not os.path.isdir("/proc/self/task"):
+        return other_processes() * cfs_weight(0) / cfs_weight(nice) + server_jobs()
+    seen = runnable_nice()
+    others = min(other_processes(), len(seen))
+    return (others * statistics.mean(map(cfs_weight, seen)) / cfs_weight(nice) if seen else 0.0) + server_jobs()
 
 
 def slowdown(load: float, threads: int = 1, n_cores: int | None = None) -> float:

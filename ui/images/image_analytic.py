@@ -226,7 +226,7 @@ def size_sweep_section(prefix: str) -> None:
                 "below some N a network reproduces its training images; above it, it makes new ones).")
     threads, steps = run_costs.script_threads(), sw.SWEEP_SAMPLER.steps
     costs = [run_costs.sampling_costs(f"sweep-{n}", r, threads) for n, r in runs.items()]
-    measure = run_costs.measurement_cost(next(iter(runs.values())).config.data, SWEEP_SAMPLES)
+    measure = run_costs.measurement_cost(next(iter(runs.values())).config, SWEEP_SAMPLES)
     promise = timing.expect("size sweep", *[(call, steps) for call, _ in costs],
                             *[(image, SWEEP_SAMPLES * steps) for _, image in costs], (measure, len(runs)))
     if not opened(f"{prefix}_sweep", "shipped-sweep", SWEEP_SAMPLES, f"Sample and measure {SWEEP_SAMPLES} images per N", promise):

@@ -44,7 +44,7 @@ def guidance_sweep_section(prefix: str, model: Model, sampling: Sampling) -> Non
                f"floor: {n} training images against the same ones). Each point is cached.")
     promise = sum(sampling.promise("guidance sweep", n, ei.LIVE_STEPS, w) for w in SWEEP_SCALES)
     promise += timing.expect(sampling.kind("guidance sweep"),
-                             (run_costs.measurement_cost(run.config.data, n), len(SWEEP_SCALES)))
+                             (run_costs.measurement_cost(run.config, n), len(SWEEP_SCALES)))
     if not opened(f"{prefix}_sweep", run_key, n, "Run the guidance sweep", promise):
         return
     try:
@@ -129,8 +129,8 @@ def _compared() -> dict[str, Sampling]:
 
 def _measure_both(prefix: str, w: float, compared: dict[str, Sampling]) -> None:
     runs = {name: shipped_runs.shipped_run(name) for name in COMPARED}
-    data = runs[COMPARED[0]].config.data
-    promise = timing.expect("conditioning FID", (run_costs.measurement_cost(data, COMPARE_N), len(runs))) + sum(
+    config = runs[COMPARED[0]].config          # both runs: the same data and labels, so the same reference
+    promise = timing.expect("conditioning FID", (run_costs.measurement_cost(config, COMPARE_N), len(runs))) + sum(
         sampling.promise("conditioning FID", COMPARE_N, ei.LIVE_STEPS, w) for sampling in compared.values())
     if not opened(f"{prefix}_cmp_measure", "shipped", w, f"Measure FID and accuracy, {COMPARE_N} samples each",
                   promise):

@@ -5,15 +5,15 @@ work (ui.jobs.timing)."""
 import streamlit as st
 import torch
 
-from diffusion.config import DataConfig
+from diffusion.config import RunConfig
 from diffusion.data.toy_datasets import toy_dataset
 from diffusion.explore import image_experiments as ei
 from diffusion.explore.error_budget import RAW, exact_model
-from diffusion.metrics.evaluation import measure_samples
+from diffusion.metrics.evaluation import measure_samples, prepare_floor
 from diffusion.metrics.protocol import points_protocol, reference_for
 from diffusion.sampling.registry import nfe
 from diffusion.sampling.sampler_config import SamplerConfig
-from diffusion.sampling.run import Run
+from diffusion.sampling.run import Run, balanced_labels
 from diffusion.training.threads import set_threads
 
 from ui.jobs import timing
@@ -60,19 +60,23 @@ def exact_denoiser_cost(run_key: str, _run: Run, n: int, threads: int) -> timing
 
 
 @st.cache_data(show_spinner="Timing one measurement...", max_entries=32)
-def measurement_cost(data: DataConfig, n: int) -> timing.Cost:
-    """What scoring n samples under the pages' protocol costs on this machine, timed on real data once the
-    protocol's reference and floor are built: images, classifier features, FID with its bootstrap and label accuracy
-    (on n real images); 2D points, W1, W2 and both KLs against n fresh true points (on n other true points)."""
+def measurement_cost(config: RunConfig, n: int) -> timing.Cost:
+    """What scoring n samples of a run of config under the pages' protocol costs on this machine, timed on real data
+    once the protocol's reference and floor are built (for a conditional run, the floor stratified by its balanced
+    labels, the one its measurements use: built later, inside a section's clock, it had made the conditioning FID
+    1.46x its promise): images, classifier features, FID with its bootstrap and label accuracy (on n real images);
+    2D points, W1, W2 and both KLs against n fresh true points (on n other true points)."""
+    data = config.data
     if data.image_size is None:
         protocol = points_protocol(n, SamplerConfig("ddim", steps=1))
         reference_for(protocol, data)
         points = toy_dataset(data.dataset).sample(n, torch.Generator().manual_seed(0))
         return timing.measure(lambda: measure_samples(points, protocol, data), warmup=0, repeats=1)
     protocol = ei.page_protocol(data, n)
-    reference = reference_for(protocol, data)
+    reference = prepare_floor(protocol, config)
+    y = balanced_labels(config, reference.n)
     images = reference.floor_images
-    return timing.measure(lambda: measure_samples(images, protocol, data), warmup=0, repeats=1)
+    return timing.measure(lambda: measure_samples(images, protocol, data, y=y), warmup=0, repeats=1)
 
 
 def sweep_promise(kind: str, run_key: str, run: Run, configs: list[SamplerConfig], n: int, threads: int,
@@ -89,4 +93,4 @@ def sweep_promise(kind: str, run_key: str, run: Run, configs: list[SamplerConfig
     else:
         setup, step = points_sampling_costs(run_key, run, n, configs[0].name, threads)
         sampling = ((setup, runs), (step, calls))
-    return timing.expect(kind, *sampling, (measurement_cost(run.config.data, n), runs), nice=nice)
+    return timing.expect(kind, *sampling, (measurement_cost(run.config, n), runs), nice=nice)

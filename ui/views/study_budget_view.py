@@ -34,7 +34,7 @@ def promise(run_key: str, run: Run, samplers: tuple[str, ...], nfe_targets: tupl
     setup, step = run_costs.points_sampling_costs(run_key, run, n, configs[0].name, threads)
     return timing.expect("study budget", (setup, 2 * len(configs)), (step, calls),
                          (run_costs.exact_denoiser_cost(run_key, run, n, threads), calls),
-                         (run_costs.measurement_cost(run.config.data, n), SCORINGS * len(configs)),
+                         (run_costs.measurement_cost(run.config, n), SCORINGS * len(configs)),
                          nice=scheduler.job_nice())
 
 

@@ -36,6 +36,7 @@ CORRECTION_RANGE = (0.5, 3.0)    # a correction outside this says more about one
 TRUST_OBSERVED_AT = 0.2          # `remaining` trusts the observed rate alone once this share of the work is done
 LOAD_TAU_S = 60.0                # the kernel's one-minute load average: an exponential average, time constant 60 s
 OWN_MIN_S = 0.5                  # own_load's shortest interval between two readings (shorter says nothing)
+PROC_THREADS = os.path.isdir("/proc/self/task")   # Linux: each thread's state and niceness can be read
 
 
 def cores() -> int:
@@ -65,9 +66,8 @@ _nice_seen: tuple[float, list[int]] = (-math.inf, [])   # (when, what) runnable_
 def own_load() -> float:
     """CPUs this process kept busy, averaged as the kernel averages its one-minute load (exponentially, time constant
     LOAD_TAU_S) from 0 when this module was imported, from its CPU time over wall time between readings (at least
-    OWN_MIN_S apart). A plain one-minute window
-    forgets a burst that the kernel's average still holds (e^-1 of it a minute later), and the server's own finished
-    work then reads as other processes'."""
+    OWN_MIN_S apart). A plain one-minute window forgets a burst that the kernel's average still holds (e^-1 of it a
+    minute later), and the server's own finished work then reads as other processes'."""
     now, cpu = time.monotonic(), time.process_time()
     with _own_lock:
         if not _own:
@@ -144,7 +144,7 @@ def load(nice: int = 0) -> float:
     the work's own, plus every job of this server that runs now (its own visitors' work competes like anyone
     else's). A training job runs at the scheduler's job niceness: beside other processes at nice 0 it gets a tenth
     of a core, which its promise must say. Without /proc (no view of threads): the load average at nice 0."""
-    if not os.path.isdir("/proc/self/task"):
+    if not PROC_THREADS:
         return other_processes() * cfs_weight(0) / cfs_weight(nice) + server_jobs()
     seen = runnable_nice()
     others = min(other_processes(), len(seen))
@@ -161,7 +161,7 @@ def running_now() -> float:
     """Threads competing for the cores now, in threads at nice 0: the other processes' that run or wait to run
     (runnable_nice, weighed by niceness; the load average's estimate where /proc has no threads) and this server's
     jobs."""
-    if not os.path.isdir("/proc/self/task"):
+    if not PROC_THREADS:
         return other_processes() + server_jobs()
     return sum(cfs_weight(n) for n in runnable_nice()) / cfs_weight(0) + server_jobs()
 

@@ -48,8 +48,10 @@ KINDS = {"grid": "grid", "film": "filmstrip", "memo": "memorisation", "diversity
          "density": "density map", "study_moons": "study sweep", "study_budget": "study budget",
          "analytic": "analytic samples", "agreement": "analytic agreement"}
 # section -> how its promise's kind starts (a rerun also redraws the open ones)
-STUDY_RUNS = {"study_moons": ("moons (2D MLP) · checkpoints/moons", "study_n_False", 1000)}   # not the shipped
-# sweep's n (500): at 500 the page draws the shipped sweep and budget at once, and nothing is timed
+STUDY_RUNS = {"study_moons": ("moons (2D MLP) · checkpoints/moons", "study_n_False")}
+STUDY_N = {False: 1000, True: 256}   # idle, loaded: not the shipped sweep's n (500), which the page draws at once
+# without timing anything; under load a smaller n, whose error budget fits a job's budget (at 1,000 it is promised
+# about 20x its idle 35 s beside 4 busy processes, and refused)
 FLOORS = {"toy2d": "w1", "digit": "fid", "cond": "fid", "img32": "fid"}
 TIMEOUT = 1800
 LOAD_SETTLE_S = 120       # the one-minute load average reaches 1 - e^-2 = 86% of a new load in two minutes
@@ -75,7 +77,7 @@ def _page(name: str) -> AppTest:
     return at
 
 
-def click(at: AppTest, name: str, section: str) -> None:
+def click(at: AppTest, name: str, section: str, loaded: bool) -> None:
     """What a visitor does to open a section: the image pages' buttons, the 2D page's (on the shipped moons run)
     and its step-sweep toggle, the study page's sweep of a shipped run."""
     if section == "step_sweep":
@@ -85,39 +87,41 @@ def click(at: AppTest, name: str, section: str) -> None:
     elif name == "toy2d":
         at.button(key=f"toy2d_{section}_button").click().run()
     elif name == "study":
-        label, n_key, n = STUDY_RUNS[section]
+        label, n_key = STUDY_RUNS[section]
         at.selectbox(key="study_run").set_value(label).run()
-        at.select_slider(key=n_key).set_value(n).run()
+        at.select_slider(key=n_key).set_value(STUDY_N[loaded]).run()
         at.button(key="study_go").click().run()
     else:
         at.button(key=f"{name}_{section}_run").click().run()
 
 
-def sections(name: str) -> list[tuple[str, float, float]]:
-    """The first render's grid, then each on-demand section of a page in turn: (section, promised, observed) of
-    each (its timed blocks summed)."""
+def sections(name: str, loaded: bool) -> list[tuple[str, float, float, str]]:
+    """The first render's grid, then each on-demand section of a page in turn: (section, promised, observed, "") of
+    each (its timed blocks summed), or (section, nan, nan, the page's error) for a section the page refused."""
     out = []
 
-    def log(section: str, before: int) -> None:
+    def log(section: str, before: int, errors: int = 0) -> None:
         blocks = [b for b in OBSERVED[before:] if b[0].startswith(KINDS[section])]
         if blocks:
-            out.append((section, sum(b[1] for b in blocks), sum(b[2] for b in blocks)))
+            out.append((section, sum(b[1] for b in blocks), sum(b[2] for b in blocks), ""))
+        elif len(at.error) > errors:
+            out.append((section, math.nan, math.nan, "refused: " + at.error[-1].value.replace("|", "/")))
     before = len(OBSERVED)
     at = _page(name)
     if name == "toy2d":
         at.button(key="toy2d_use_moons").click().run()
     log("grid", before)
     for section in SECTIONS[name]:
-        before = len(OBSERVED)
-        click(at, name, section)
+        before, errors = len(OBSERVED), len(at.error)
+        click(at, name, section, loaded)
         assert not at.exception, at.exception
-        log(section, before)
+        log(section, before, errors)
     return out
 
 
 def training(name: str, steps: int | None) -> tuple[float, float, str]:
     """The page's default training (or `steps` steps of it): (promised, observed wall in its slot, the last
-    measurement against its floor)."""
+    measurement against its floor), or (nan, nan, the page's error) when the page refuses it."""
     at = _page(name)
     if name != "toy2d" and any(t.key == f"{name}_train_open" for t in at.toggle):
         at.toggle(key=f"{name}_train_open").set_value(True).run()
@@ -125,7 +129,9 @@ def training(name: str, steps: int | None) -> tuple[float, float, str]:
         at.slider(key=f"{name}_steps").set_value(steps).run()
     at.button(key=f"{name}_train").click().run()
     if f"{name}_job" not in at.session_state:
-        raise RuntimeError(f"no job after pressing Train on {name}: {[e.value for e in at.error]}")
+        if not at.error:
+            raise RuntimeError(f"no job and no error after pressing Train on {name}")
+        return math.nan, math.nan, "refused: " + at.error[-1].value.replace("|", "/")
     job = at.session_state[f"{name}_job"]
     while job.running:          # drawn again when it ends: AppTest reruns the whole page where a visitor's browser
         time.sleep(1.0)         # redraws the live panel alone, and a whole-page rerun each second at nice 0 stalled
@@ -138,7 +144,8 @@ def training(name: str, steps: int | None) -> tuple[float, float, str]:
 
 
 def _row(what: str, promised: float, observed: float, load: str, note: str = "") -> str:
-    return f"| {what} | {promised:.1f} | {observed:.1f} | {observed / promised:.2f} | {load} | {note} |"
+    ratio = "" if math.isnan(promised) else f"{observed / promised:.2f}"
+    return f"| {what} | {promised:.1f} | {observed:.1f} | {ratio} | {load} | {note} |"
 
 
 def spin() -> None:
@@ -175,7 +182,8 @@ def one_pass(args, loaded: int) -> list[str]:
         tag = f"+{loaded} busy" if loaded else "as found"
         for name in () if args.no_sections else [p for p in pages if p in SECTIONS]:
             start = os.getloadavg()[0]
-            rows = [_row(f"{tag} · round {r} · {name} · {s}", p, o, f"{start:.1f}") for s, p, o in sections(name)]
+            rows = [_row(f"{tag} · round {r} · {name} · {s}", p, o, f"{start:.1f}", note)
+                    for s, p, o, note in sections(name, bool(loaded))]
             print("\n".join(rows), flush=True)             # as it goes: a long run shows its progress
             lines += rows
         for name in () if args.no_train else [p for p in pages if p in FLOORS]:
@@ -204,7 +212,7 @@ def main() -> None:
         with external_load(loaded):
             lines += one_pass(args, loaded)
     print(f"load average at end: {os.getloadavg()[0]:.1f}\n")
-    print("| work | promised (s) | observed (s) | observed / promised | load average at its start | last measurement |")
+    print("| work | promised (s) | observed (s) | observed / promised | load average at its start | last measurement, or why refused |")
     print("|---|---|---|---|---|---|")
     print("\n".join(lines), flush=True)
 

@@ -1,6 +1,8 @@
+import fcntl
 import os
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,41 @@ import torch
 # One intra-op thread: the tests' tensors are small, and on a 2-core machine OpenMP synchronisation costs
 # more than it gains (and much more when another process holds a core).
 torch.set_num_threads(1)
+
+
+# Modules that take minutes, run first: the suite runs on two workers (pytest.ini: pytest-xdist, one module per
+# worker at a time), and a long module started last would leave one core idle while the other finishes it.
+SLOW_FIRST = ("test_browser", "test_idle_server", "test_load", "test_distributed", "test_cli_images",
+              "test_app_images")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """SLOW_FIRST's modules ahead of the others, the order otherwise as collected (the same on every worker)."""
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
+
+
+@pytest.fixture(autouse=True)
+def _alone_if_marked(request):
+    """A test marked `alone` (one that times what a visitor waits for) runs with no other test beside it on the
+    other worker; every other test shares the machine. A readers-writer lock on files the workers of one run share;
+    the `turn` file gives a waiting `alone` test precedence over tests that would start after it."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:
+        yield
+        return
+    alone = request.node.get_closest_marker("alone") is not None
+    folder = Path(tempfile.gettempdir())
+    with open(folder / f"pytest-{run}.turn", "a") as turn, open(folder / f"pytest-{run}.share", "a") as share:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        fcntl.flock(share, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(turn, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(share, fcntl.LOCK_UN)
+            fcntl.flock(turn, fcntl.LOCK_UN)
 
 
 N, N_REF = 1000, 2000  # sampler tests: samples drawn, and true reference points

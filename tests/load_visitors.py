@@ -169,7 +169,7 @@ def run_load(visitors: int, slots: int, log: Path, overviews: int = 2, timeout: 
             short = [main for _, main in opened[slots:]]
             for main in short:
                 _press_train(main, False)
-            time.sleep(2.0)                                          # the live panels show the queue
+            _wait_for(lambda: len(_positions(short)) == len(short), 60, "the waiting pages to show their places")
             positions = _positions(short)
             overview = [_overview_seconds(newcomers.new_context(), url) for _ in range(overviews)]
             first_job = next(e["job"] for e in _events(log) if e["event"] == "started")

@@ -20,6 +20,7 @@ pytest.importorskip("playwright.sync_api")
 from load_visitors import LONG_SECONDS, run_load  # noqa: E402
 
 OVERVIEW_S, CLOSE_S = 3.0, 10.0      # the goals
+pytestmark = pytest.mark.alone       # it times a new visitor's page: no other test beside it (conftest)
 
 
 def test_three_visitors_one_slot(tmp_path):

@@ -58,11 +58,12 @@ def load(args: argparse.Namespace) -> None:
     cpus = (f"server {args.server_cpus}, browsers {args.browser_cpus}" if args.server_cpus or args.browser_cpus
             else "shared") + (f"; visitors' browser at nice +{args.visitors_nice}" if args.visitors_nice else "")
     print("| visitors | job slots | most jobs at once | queue positions shown | first page, new visitor, idle (s) | "
-          "the same while the jobs run (s) | page closed -> job ended (s) | jobs started | short jobs done | "
-          "whole run (s) | cores | load average (1 min) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "the same while the jobs run (s) | server's cores meanwhile: page threads / jobs | page closed -> job ended (s) | "
+          "jobs started | short jobs done | whole run (s) | cores | load average (1 min) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {r.visitors} | {r.slots} | {r.max_running} | {', '.join(map(str, sorted(set(r.positions))))} | "
-          f"{_times(r.overview_before)} | {_times(r.overview_seconds)} | {r.close_to_stop:.1f} | {r.started} | "
+          f"{_times(r.overview_before)} | {_times(r.overview_seconds)} | {r.server_cores[0]:.2f} / "
+          f"{r.server_cores[1]:.2f} | {r.close_to_stop:.1f} | {r.started} | "
           f"{r.finished_short} | {r.seconds:.0f} | {cpus} | {os.getloadavg()[0]:.1f} |")
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, app_server, serve_app
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, app_server
 
 from ui.jobs.scheduler import JOB_NICE
 
@@ -44,6 +44,8 @@ class LoadResult:
     started: int               # jobs the server started
     finished_short: int        # short jobs whose page says "Done:"
     seconds: float             # the whole test
+    server_cores: tuple[float, float] = (0.0, 0.0)   # while the new visitors' Overviews load with the jobs running:
+    # the cores the server's page threads used (every thread but the jobs'), and its job threads (at JOB_NICE)
 
 
 def _open_training(contexts, url: str) -> list:
@@ -104,6 +106,24 @@ def _overview_seconds(context, url: str) -> float:
     return seconds
 
 
+def _cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of a process, all its threads, ended ones included, and of its living threads at
+    JOB_NICE (proc(5): fields 14, 15 and 19 of /proc/PID/stat and of each /proc/PID/task/TID/stat)."""
+    def fields(stat: Path) -> list[str]:
+        return stat.read_text().rsplit(")", 1)[1].split()          # fields 3 onwards
+
+    def seconds(f: list[str]) -> float:
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    jobs = 0.0
+    for stat in Path(f"/proc/{pid}/task").glob("[0-9]*/stat"):
+        try:
+            f = fields(stat)
+        except OSError:                                             # the thread ended meanwhile
+            continue
+        jobs += seconds(f) if int(f[16]) == JOB_NICE else 0.0
+    return seconds(fields(Path(f"/proc/{pid}/stat"))), jobs
+
+
 def _descendants() -> set[int]:
     """Every process started by this one, directly or not (Linux /proc)."""
     parent = {}
@@ -151,7 +171,7 @@ def run_load(visitors: int, slots: int, log: Path, overviews: int = 2, timeout: 
     machine with few cores the new visitor's browser does not wait behind eight others, as on their own machine."""
     start = time.perf_counter()
     env = {"DIFFUSION_MAX_JOBS": str(slots), "DIFFUSION_JOB_LOG": str(log), "DIFFUSION_JOB_NICE": str(JOB_NICE)}
-    with serve_app(env=env, cpus=server_cpus) as url, _on_cpus(browser_cpus), sync_playwright() as p:
+    with app_server(env=env, cpus=server_cpus) as (url, server), _on_cpus(browser_cpus), sync_playwright() as p:
         driver = _descendants()
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         newcomers = browser
@@ -171,7 +191,11 @@ def run_load(visitors: int, slots: int, log: Path, overviews: int = 2, timeout: 
                 _press_train(main, False)
             _wait_for(lambda: len(_positions(short)) == len(short), 60, "the waiting pages to show their places")
             positions = _positions(short)
+            (total, jobs), wall = _cpu(server.pid), time.perf_counter()
             overview = [_overview_seconds(newcomers.new_context(), url) for _ in range(overviews)]
+            (total_after, jobs_after), wall = _cpu(server.pid), time.perf_counter() - wall
+            job_cores = (jobs_after - jobs) / wall
+            server_cores = ((total_after - total) / wall - job_cores, job_cores)
             first_job = next(e["job"] for e in _events(log) if e["event"] == "started")
             closed_at = time.time()
             opened[0][0].close()
@@ -189,7 +213,7 @@ def run_load(visitors: int, slots: int, log: Path, overviews: int = 2, timeout: 
     return LoadResult(visitors, slots, max(e["running"] for e in events), positions, overview, before,
                       ends["finished"] - closed_at, ends["finished"] - ends["started"],
                       sum(e["event"] == "started" for e in events), len(short),
-                      time.perf_counter() - start)
+                      time.perf_counter() - start, server_cores)
 
 
 @dataclass

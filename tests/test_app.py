@@ -97,6 +97,18 @@ def test_overview_shows_the_corrected_equations_and_links_each_phase():
     assert "Phase 1 · 2D toy data" in [link.value for link in at.get("page_link")]
 
 
+def test_the_overview_picture_is_built_once_for_every_visitor(monkeypatch):
+    """The reverse process on the first screen costs the server about 0.4 s of CPU to build (Plotly validates each
+    frame): it is built once per server process, not once per visitor."""
+    from ui.toy2d import animate2d
+    built, real = [], animate2d.reverse
+    monkeypatch.setattr(animate2d, "reverse", lambda *a, **k: built.append(1) or real(*a, **k))
+    for _ in range(3):                       # three visitors' first pages
+        at = _app().run()
+        assert not at.exception and at.get("plotly_chart")
+    assert len(built) <= 1                   # 0 when an earlier test of this process drew it already
+
+
 def test_forward_section_warns_when_x_T_is_far_from_normal():
     at = _app().switch_page(TOY2D).run()
     assert not at.warning

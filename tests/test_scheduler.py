@@ -112,6 +112,9 @@ def test_the_visitor_budget_refuses_before_anything_is_built(monkeypatch):
     with pytest.raises(ValueError, match="would take about 200 s; a job may take at most 60 s on this server: at "
                                          "most 300 steps"):
         budget.check_time(200.0, "this training", steps=1000)
+    with pytest.raises(ValueError, match=r"not even the fewest steps offered \(50\) fit with these settings now "
+                                         r"\(at most 37\): the server is busy"):     # not "at most 37" beside a slider
+        budget.check_time(162.0, "this training", steps=100, fewest=50)              # that starts at 50
     budget.check_time(59.0, "this training")
 
 

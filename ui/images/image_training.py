@@ -37,6 +37,7 @@ MAX_STEPS = {"cpu": 3000, "cuda": 100_000}     # a CPU visitor is steered to run
 # At 32x32 a step costs about 3.5x more (0.30 s on 2 cores): 1,000 steps, so that the default fits a CPU server's
 # job budget (600 s; 2,500 steps were promised 999 s there and refused).
 DEFAULT_STEPS, DEFAULT_LR = {16: 2500, 32: 1000}, 2e-3
+FEWEST_STEPS = 50      # the steps slider's smallest value and its increment
 COST_TABLE_STEPS = 3    # training steps of each model cost_table runs (ei.step_cost: one with memory hooks, two timed)
 METRIC_LABELS = {"fid": "FID (classifier features)", "accuracy": "label accuracy"}
 
@@ -114,7 +115,7 @@ def _preview(snap: Snapshot) -> None:
 def panel(prefix: str, fid_n: int, scale: int) -> training_view.TrainingPanel:
     """The training panel of an image page (the job lives under PREFIX_job)."""
     return training_view.TrainingPanel(prefix, ei.training_set, lambda config: ImageMeasurement(fid_n, scale),
-                                       _metric_chart, _summary, _preview)
+                                       _metric_chart, _summary, _preview, fewest_steps=FEWEST_STEPS)
 
 
 def run_config(data: DataConfig, channels: int, num_classes: int, conditioning: str, preset: str, schedule: str,
@@ -145,7 +146,7 @@ def _widgets(prefix: str, default_preset: str, device: str, image_size: int) -> 
     w = {"preset": cols[0].selectbox("U-Net preset", presets, index=presets.index(default_preset),
                                      key=f"{prefix}_preset", help="tiny: 177 k parameters (fast on a CPU); "
                                      "small-16: 1.9 M; small-32: 2.8 M (meant for 32x32)"),
-         "steps": cols[1].slider("Steps", 50, MAX_STEPS[device], DEFAULT_STEPS[image_size], 50,
+         "steps": cols[1].slider("Steps", FEWEST_STEPS, MAX_STEPS[device], DEFAULT_STEPS[image_size], FEWEST_STEPS,
                                  key=f"{prefix}_steps"),
          "lr": cols[2].select_slider("Learning rate", LRS, DEFAULT_LR, format_func="{:.0e}".format, key=f"{prefix}_lr",
                                      help="peak rate, after 100 warm-up steps; it decays (cosine) to a tenth of it "

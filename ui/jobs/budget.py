@@ -52,11 +52,15 @@ def check_config(config: RunConfig) -> int:
     return count
 
 
-def check_time(expected: float, what: str, steps: int | None = None) -> None:
+def check_time(expected: float, what: str, steps: int | None = None, fewest: int = 1) -> None:
     """ValueError when `what` is expected to take longer than a job may; with its steps, how many fit: the steps at
-    the promise's own rate (its measurements and the server's correction included), as the job will run them."""
+    the promise's own rate (its measurements and the server's correction included), as the job will run them, or,
+    when that is under the `fewest` the page offers, that none of its trainings fits now."""
     limit = budget().job_seconds
     if expected > limit:
-        fit = f": at most {int(limit * steps / expected):,} steps with these settings" if steps else ""
+        fit = int(limit * steps / expected) if steps else 0
+        advice = ("" if not steps else f": at most {fit:,} steps with these settings" if fit >= fewest else
+                  f", and not even the fewest steps offered ({fewest:,}) fit with these settings now (at most "
+                  f"{fit:,}): the server is busy, try again later")
         raise ValueError(f"{what} would take about {expected:,.0f} s; a job may take at most {limit:,} s on this "
-                         f"server{fit}")
+                         f"server{advice}")

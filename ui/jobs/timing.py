@@ -192,10 +192,21 @@ class Cost:
         return self.seconds * slowdown(current, self.threads) / slowdown(self.load, self.threads)
 
 
+def thread_nice() -> int:
+    """The calling thread's niceness (Linux sets it per thread: a page's script thread runs nicer once a job of the
+    scheduler ran in it, ui.jobs.scheduler.lower_priority); 0 where it cannot be read."""
+    try:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    except (AttributeError, OSError):
+        return 0
+
+
 def measure(work: Callable[[], object], units: float = 1.0, repeats: int = 3, warmup: int = 1,
             threads: int = 1) -> Cost:
     """The cost of one unit of `work` (one call does `units` units): the median of `repeats` timed calls after
-    `warmup` untimed ones, with the load when it was measured. threads: how many torch threads the work ran on."""
+    `warmup` untimed ones, with the load when it was measured as this thread saw it (at its own niceness: a cost
+    timed in a thread a sweep had made nicer, and scaled to a job's niceness again, once made the study's error
+    budget promise 5.7x too long under load 4). threads: how many torch threads the work ran on."""
     if units <= 0 or repeats < 1:
         raise ValueError(f"measure needs units > 0 and repeats >= 1, got units={units}, repeats={repeats}")
     for _ in range(warmup):
@@ -205,7 +216,7 @@ def measure(work: Callable[[], object], units: float = 1.0, repeats: int = 3, wa
         start = time.perf_counter()
         work()
         times.append(time.perf_counter() - start)
-    return Cost(statistics.median(times) / units, load(), threads)
+    return Cost(statistics.median(times) / units, load(thread_nice()), threads)
 
 
 def measure_fit(work: Callable[[int], object], sizes: tuple[int, int], repeats: int = 2, warmup: int = 1,

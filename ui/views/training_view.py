@@ -37,6 +37,7 @@ class TrainingPanel:
     summary: Callable[[Snapshot, RunConfig], str | None]
     preview: Callable[[Snapshot], None] = lambda snap: None
     promise: Callable[[RunConfig, int | None, float | None, int], timing.Estimate] | None = None
+    fewest_steps: int = 1      # the smallest training the page offers
 
     @property
     def key(self) -> str:
@@ -49,7 +50,7 @@ def _start(config: RunConfig, steps: int | None, seconds: float | None, measure_
     if job is not None and job.running:
         return
     try:
-        budget.check_time(promise.seconds, "this training", steps)
+        budget.check_time(promise.seconds, "this training", steps, panel.fewest_steps)
         training.start_training(config, panel.data(config.data), steps, seconds, measure_every, panel.key,
                                 panel.measurement(config), promise)
     except ValueError as e:

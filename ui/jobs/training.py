@@ -245,7 +245,8 @@ class TrainingJob:
                 if result.reason == "callback" and not self._cancelled():   # stopped to leave room: the budget
                     result = replace(result, reason="time")
                 measured = bool(self._metrics) and self._metrics[-1]["step"] == self.trainer.step
-                if self.measure_every and self.trainer.step and not measured and result.reason != "diverged":
+                if (self.measure_every and self.trainer.step and not measured and result.reason != "diverged"
+                        and not self._presence.gone()):     # nobody to show it to: the slot is freed at once
                     self._measure()     # the curves end at the model the sections below use
             except Exception as e:  # noqa: BLE001 - any failure must reach the page as an error box
                 error = f"training failed at step {self.step}: {type(e).__name__}: {e}"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, app_server
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, app_server, cpu_seconds, proc_stat
 
 from ui.jobs.scheduler import JOB_NICE
 
@@ -107,21 +107,16 @@ def _overview_seconds(context, url: str) -> float:
 
 
 def _cpu(pid: int) -> tuple[float, float]:
-    """CPU seconds (user + system) of a process, all its threads, ended ones included, and of its living threads at
-    JOB_NICE (proc(5): fields 14, 15 and 19 of /proc/PID/stat and of each /proc/PID/task/TID/stat)."""
-    def fields(stat: Path) -> list[str]:
-        return stat.read_text().rsplit(")", 1)[1].split()          # fields 3 onwards
-
-    def seconds(f: list[str]) -> float:
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of a process, all its threads, ended ones included, and of its living threads at JOB_NICE
+    (field 19 of each /proc/PID/task/TID/stat)."""
     jobs = 0.0
     for stat in Path(f"/proc/{pid}/task").glob("[0-9]*/stat"):
         try:
-            f = fields(stat)
+            fields = proc_stat(stat)
         except OSError:                                             # the thread ended meanwhile
             continue
-        jobs += seconds(f) if int(f[16]) == JOB_NICE else 0.0
-    return seconds(fields(Path(f"/proc/{pid}/stat"))), jobs
+        jobs += cpu_seconds(fields) if int(fields[16]) == JOB_NICE else 0.0
+    return cpu_seconds(proc_stat(f"/proc/{pid}/stat")), jobs
 
 
 def _descendants() -> set[int]:

@@ -17,6 +17,18 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+def proc_stat(path: str | Path) -> list[str]:
+    """The fields of a /proc/PID/stat or /proc/PID/task/TID/stat file from field 3 (the state) on (proc(5)): index
+    i is field i + 3, whatever the command's name holds."""
+    return Path(path).read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(fields: list[str]) -> float:
+    """User + system CPU time in proc_stat's fields (fields 14 and 15): a process's covers all its threads, ended
+    ones included."""
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from streamlit_server import CHROMIUM, app_server, chromium_page
+from streamlit_server import CHROMIUM, app_server, chromium_page, cpu_seconds, proc_stat
 
 from ui.views.pages import PAGES
 
@@ -18,12 +18,6 @@ if not Path(CHROMIUM).exists():
 sync_api = pytest.importorskip("playwright.sync_api")
 
 IDLE_S, CPU_BUDGET_S = 30, 1.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads (proc(5): fields 14 and 15 of /proc/PID/stat)."""
-    after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(after_name[11]) + int(after_name[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_an_idle_server_uses_no_cpu_and_shows_visitors_no_deploy_button():
@@ -37,7 +31,7 @@ def test_an_idle_server_uses_no_cpu_and_shows_visitors_no_deploy_button():
                 page.wait_for_timeout(500)
                 expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=120_000)
             expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
-        start = cpu_seconds(server.pid)            # the visitor has left
+        start = cpu_seconds(proc_stat(f"/proc/{server.pid}/stat"))            # the visitor has left
         time.sleep(IDLE_S)
-        used = cpu_seconds(server.pid) - start
+        used = cpu_seconds(proc_stat(f"/proc/{server.pid}/stat")) - start
     assert used < CPU_BUDGET_S, f"the idle server used {used:.2f} s of CPU in {IDLE_S} s"

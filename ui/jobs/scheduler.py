@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ui.jobs import timing
+
 POLL_S = 0.2             # how often a waiting job checks whether it was cancelled
 WAITING_PER_SLOT = 4     # default queue cap: jobs waiting per slot (each may run the whole job budget)
 JOB_NICE = 10            # default niceness added to a job's thread (19 is the lowest priority)
@@ -52,9 +54,7 @@ def lower_priority() -> None:
     """Run the calling thread job_nice() steps nicer than now (Linux: per thread; the OpenMP threads it starts
     inherit it). Elsewhere nothing changes."""
     if sys.platform == "linux":
-        tid = threading.get_native_id()
-        nice = min(19, os.getpriority(os.PRIO_PROCESS, tid) + job_nice())
-        os.setpriority(os.PRIO_PROCESS, tid, nice)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, timing.thread_nice() + job_nice()))
 
 
 @dataclass

@@ -9,8 +9,9 @@ threads. Reported: the most jobs the server ran at once (its job log), the queue
 a new visitor's first page (the Overview, to its heading) before anyone trains (idle) and while the jobs run
 (loaded), the seconds from closing a training visitor's page to the end of its job, and the whole run's time.
 --server-cpus / --browser-cpus keep the browsers off the server's cores (visitors' browsers are on their own machines);
---visitors-nice N runs the training visitors' browser N steps nicer than the new visitor's, a browser of its own, so
-that on a 2-core machine the new visitor's browser does not queue behind eight others on its core.
+--visitors-nice N runs the training visitors' browser and Playwright driver N steps nicer than the new visitor's (a
+process, driver and browser of its own), so that on a 2-core machine the new visitor does not queue behind eight
+others on its core.
 
 Hostile uploads: on a fresh server, one visitor's 2D page uploads the checkpoints and CSV files of
 tests/hostile_uploads.py (the 60 MB config of 10,000,000 points, 100,000 points under the size bound, the 939-byte

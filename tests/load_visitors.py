@@ -16,11 +16,13 @@ memory (VmHWM) after each refusal.
 """
 
 import json
+import multiprocessing
 import os
 import re
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
@@ -106,6 +108,18 @@ def _overview_seconds(context, url: str) -> float:
     return seconds
 
 
+def _newcomer_pages(url: str, n: int) -> list[float]:
+    """_overview_seconds of `n` new visitors, one after the other, in a browser and a Playwright driver of their own
+    (run_load runs this in a process of its own: the training visitors' driver, which relays their pages' traffic,
+    can then run nicer than the newcomers')."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            return [_overview_seconds(browser.new_context(), url) for _ in range(n)]
+        finally:
+            browser.close()
+
+
 def _cpu(pid: int) -> tuple[float, float]:
     """CPU seconds of a process, all its threads, ended ones included, and of its living threads at JOB_NICE
     (field 19 of each /proc/PID/task/TID/stat)."""
@@ -163,52 +177,63 @@ def run_load(visitors: int, slots: int, log: Path, overviews: int = 2, timeout: 
     """The load test above on a fresh server limited to `slots` jobs; every job is logged to `log`. server_cpus,
     browser_cpus: the cores each side may use (all by default). visitors_nice > 0: the training visitors' browser
     runs that much nicer than the new visitors' (a browser of their own, at this process's priority), so that on a
-    machine with few cores the new visitor's browser does not wait behind eight others, as on their own machine."""
+    machine with few cores the new visitor's browser does not wait behind eight others, as on their own machine:
+    the new visitors then have a process, a Playwright driver and a browser of their own, and the training visitors'
+    driver (which relays their pages' traffic) runs as nice as their browser."""
     start = time.perf_counter()
     env = {"DIFFUSION_MAX_JOBS": str(slots), "DIFFUSION_JOB_LOG": str(log), "DIFFUSION_JOB_NICE": str(JOB_NICE)}
-    with app_server(env=env, cpus=server_cpus) as (url, server), _on_cpus(browser_cpus), sync_playwright() as p:
-        driver = _descendants()
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        newcomers = browser
-        if visitors_nice:
-            _renice(_descendants() - driver, min(19, os.getpriority(os.PRIO_PROCESS, 0) + visitors_nice))
-            newcomers = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(visitors)]
-            opened = _open_training(contexts, url)
-            before = [_overview_seconds(newcomers.new_context(), url) for _ in range(overviews)]
-            for i, (_, main) in enumerate(opened[:slots]):          # fill every slot with a long job
-                _press_train(main, True)
-                _wait_for(lambda i=i: sum(e["event"] == "started" for e in _events(log)) == i + 1, 60,
-                          f"long job {i + 1} to start")
-            short = [main for _, main in opened[slots:]]
-            for main in short:
-                _press_train(main, False)
-            _wait_for(lambda: len(_positions(short)) == len(short), 60, "the waiting pages to show their places")
-            positions = _positions(short)
-            (total, jobs), wall = _cpu(server.pid), time.perf_counter()
-            overview = [_overview_seconds(newcomers.new_context(), url) for _ in range(overviews)]
-            (total_after, jobs_after), wall = _cpu(server.pid), time.perf_counter() - wall
-            job_cores = (jobs_after - jobs) / wall
-            server_cores = ((total_after - total) / wall - job_cores, job_cores)
-            first_job = next(e["job"] for e in _events(log) if e["event"] == "started")
-            closed_at = time.time()
-            opened[0][0].close()
-            contexts[0].close()
-            _wait_for(lambda: any(e["job"] == first_job and e["event"] == "finished" for e in _events(log)), 30,
-                      "the closed visitor's job to end")
-            ends = {e["event"]: e["time"] for e in _events(log) if e["job"] == first_job}
-            for main in short:
-                expect(main.get_by_text("Done:", exact=False)).to_be_visible(timeout=timeout * 1000)
-            events = _events(log)
-        finally:
-            browser.close()
-            if newcomers is not browser:
-                newcomers.close()
+    own_driver = ProcessPoolExecutor(1, multiprocessing.get_context("spawn")) if visitors_nice else nullcontext()
+    with app_server(env=env, cpus=server_cpus) as (url, server), _on_cpus(browser_cpus), own_driver as newcomers:
+        server_side = _descendants()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            if visitors_nice:     # the visitors' driver and browser (the newcomers' process starts later, at nice 0)
+                _renice(_descendants() - server_side, min(19, os.getpriority(os.PRIO_PROCESS, 0) + visitors_nice))
+            result = _load(browser, newcomers, url, server, visitors, slots, log, overviews, timeout)
+    return replace(result, seconds=time.perf_counter() - start)
+
+
+def _load(browser, newcomers, url: str, server, visitors: int, slots: int, log: Path, overviews: int,
+          timeout: float) -> LoadResult:
+    """run_load's steps, its visitors in `browser`, its new visitors in the process `newcomers` (None: in `browser`)."""
+    def new_visitors() -> list[float]:
+        if newcomers:
+            return newcomers.submit(_newcomer_pages, url, overviews).result()
+        return [_overview_seconds(browser.new_context(), url) for _ in range(overviews)]
+
+    try:
+        contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(visitors)]
+        opened = _open_training(contexts, url)
+        before = new_visitors()
+        for i, (_, main) in enumerate(opened[:slots]):          # fill every slot with a long job
+            _press_train(main, True)
+            _wait_for(lambda i=i: sum(e["event"] == "started" for e in _events(log)) == i + 1, 60,
+                      f"long job {i + 1} to start")
+        short = [main for _, main in opened[slots:]]
+        for main in short:
+            _press_train(main, False)
+        _wait_for(lambda: len(_positions(short)) == len(short), 60, "the waiting pages to show their places")
+        positions = _positions(short)
+        (total, jobs), wall = _cpu(server.pid), time.perf_counter()
+        overview = new_visitors()
+        (total_after, jobs_after), wall = _cpu(server.pid), time.perf_counter() - wall
+        job_cores = (jobs_after - jobs) / wall
+        server_cores = ((total_after - total) / wall - job_cores, job_cores)
+        first_job = next(e["job"] for e in _events(log) if e["event"] == "started")
+        closed_at = time.time()
+        opened[0][0].close()
+        contexts[0].close()
+        _wait_for(lambda: any(e["job"] == first_job and e["event"] == "finished" for e in _events(log)), 30,
+                  "the closed visitor's job to end")
+        ends = {e["event"]: e["time"] for e in _events(log) if e["job"] == first_job}
+        for main in short:
+            expect(main.get_by_text("Done:", exact=False)).to_be_visible(timeout=timeout * 1000)
+        events = _events(log)
+    finally:
+        browser.close()
     return LoadResult(visitors, slots, max(e["running"] for e in events), positions, overview, before,
                       ends["finished"] - closed_at, ends["finished"] - ends["started"],
-                      sum(e["event"] == "started" for e in events), len(short),
-                      time.perf_counter() - start, server_cores)
+                      sum(e["event"] == "started" for e in events), len(short), 0.0, server_cores)
 
 
 @dataclass

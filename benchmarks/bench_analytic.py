@@ -2,6 +2,7 @@
 
     python benchmarks/bench_analytic.py compare      # shipped digit-0 U-Net vs empirical, Gaussian, ELS patch machine
     python benchmarks/bench_analytic.py patches      # the ELS machine's patch size against the network's samples
+    python benchmarks/bench_analytic.py patches --run shapes32-cond --n 20 --sizes 3 5 7 9 11   # the same at 32x32
     python benchmarks/bench_analytic.py sweep        # the shipped Fashion-MNIST N sweep: copies and FID against N
 
 Every table is printed as Markdown with the date, the machine's load and the command; nothing is trained here.
@@ -63,21 +64,22 @@ def compare(args) -> None:
 
 
 def patches(args) -> None:
-    run = load_run(DIGIT_RUN)
+    run = load_run(CHECKPOINTS_DIR / args.run)
     sampler = SamplerConfig("ddim", steps=args.steps)
-    network = run.sample(args.n, sampler, seed=args.seed)
+    network = run.sample(args.n, sampler, seed=args.seed, y=run.balanced_labels(args.n))
+    _, max_patches = an.patch_settings(run.config.model.image_size)
     rows = []
-    for size in (3, 5, 7, 9, 11, 13):
-        patch = an.analytic_run(run, "patch", patch_size=size)
+    for size in args.sizes:
         start = time.perf_counter()
+        patch = an.analytic_run(run, "patch", patch_size=size)
         sets = an.side_by_side(run, args.n, sampler, args.seed, {"patch": patch})
         row = an.summary(sets).iloc[1].to_dict()
         assert torch.equal(sets["network"].samples, network)
         rows.append({"patch": size, **{k: row[k] for k in ("median d1", "median d1 / typical", "copies",
                                                            "RMS to network")},
                      "seconds": time.perf_counter() - start})
-    print(f"ELS machine (zero padding, {an.MAX_PATCHES} patches per group) against the network's samples from the "
-          f"same {args.n} noises (DDIM {args.steps}, seed {args.seed})\n")
+    print(f"ELS machine of {args.run} (zero padding, {max_patches} patches per group{', per class' * bool(run.num_classes)}) "
+          f"against the network's samples from the same {args.n} noises (DDIM {args.steps}, seed {args.seed})\n")
     print(_markdown(pd.DataFrame(rows)))
 
 
@@ -104,6 +106,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps of compare and patches")
     parser.add_argument("--agree-n", type=int, default=32, help="held-out images per noise level (compare)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run", default=DIGIT_RUN.name, help="a shipped image run (patches)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3, 5, 7, 9, 11, 13], help="patch sizes (patches)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     args.n = args.n or (300 if args.what == "sweep" else 16)

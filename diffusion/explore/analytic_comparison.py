@@ -33,8 +33,9 @@ LABELS = {"network": "trained U-Net", "empirical": "optimal (empirical) denoiser
           "patch": "local equivariant patch denoiser (ELS)"}
 PATCH_SIZE = 11             # of 3 to 13 on the shipped digit-0 run, the closest to the network's samples without copies
 MAX_PATCHES = 8192          # patches drawn from the training set's N x H x W for the ELS machine (cost: linear)
-LARGE_PATCH_SIZE, LARGE_MAX_PATCHES = 7, 2048   # above 16x16 (4x the pixels; RGB: 3x the patch): 0.03-0.05 s an
-#   image and step on one thread against 16x16's 0.01 s, 2-40 MB a class; chosen for cost, not fitted to a network
+LARGE_PATCH_SIZE, LARGE_MAX_PATCHES = 7, 2048   # above 16x16 (4x the pixels; RGB: 3x the patch): 2-35 MB a class,
+#   the most a public server holds for a run; at 32x32 the network is closer to larger patches (9+ for the shapes, 19+
+#   for MNIST: 0.1-0.8 GB a class; docs/analytic-denoisers.md, "The patch size at 32x32")
 AGREEMENT_TIMESTEPS = (0, 9, 29, 59, 99, 199, 299, 399, 499, 599, 699, 799, 899, 999)   # code t (paper t + 1)
 
 

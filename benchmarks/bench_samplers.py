@@ -1,13 +1,14 @@
 """Samplers driven by the exact denoiser (docs/samplers.md): are they as good as DDPM-1000, do they keep a Gaussian's
 standard deviation, and do they converge to the probability-flow ODE's solution at the rate of their order?
 
-    python benchmarks/bench_samplers.py [--parts w1,std,order] [--n 2000] [--reps 6] [--figures docs/figures]
+    python benchmarks/bench_samplers.py [--parts w1,std,heungrid,order] [--n 2000] [--reps 6] [--figures docs/figures]
 
 w1: every deterministic sampler at its registered default steps against DDPM-1000 on 8gaussians, 25gaussians and a
 custom set (a 64-point spiral, a kernel mixture): W1 of n samples to n fresh true points (exact OT, POT), for `reps`
 disjoint banks of initial noises (bank k: samples k n .. (k+1) n - 1 of seed 1), the ratio to DDPM-1000's W1 on the
 same bank, its mean and 95% t-interval. std: the exact output std of each sampler on N(0, diag(s)^2) (the map is
-linear: no sampling noise), relative to s. order: the mean distance per sample to the dopri5 reference solution
+linear: no sampling noise), relative to s. heungrid: Heun's std error at 25 steps on the logsnr grid, its default equal-error
+grid, and the best of all grids between the same ends (a numerical search over the interior noise levels). order: the mean distance per sample to the dopri5 reference solution
 (sampling.reference, rtol = atol = 1e-8) of 200 samples of 8gaussians at 10, 20, 40, 80 steps, its fitted slope
 against NFE, and a log-log plot written to FIGURES/sampler-convergence.png. About 10 minutes on 2 idle cores.
 """
@@ -31,6 +32,7 @@ from diffusion.metrics.points2d import wasserstein  # noqa: E402
 from diffusion.sampling.sampler_config import SamplerConfig  # noqa: E402
 from diffusion.sampling.reference import (  # noqa: E402
     fitted_order,
+    heun_on_a_gaussian,
     linear_output_std,
     reference_error,
     reference_sample,
@@ -83,12 +85,42 @@ def std_table() -> None:
     before = [("ddim", 50, {"spacing": "trailing"}), ("ddim", 100, {"spacing": "trailing"}),   # the old defaults
               ("ddim", 100, {"spacing": "quadratic"}), ("heun", 18, {"grid": "karras"}), ("heun", 25, {"grid": "karras"}),
               ("flow_euler", 100, {"grid": "flow"}), ("ddim", 1000, {}),
-              *(("heun", steps, {}) for steps in (30, 35, 40))]      # how many steps Heun needs for 1%
+              ("heun", 25, {"grid": "logsnr"}),                    # the default until the equal-error grid
+              *(("heun", steps, {"grid": "logsnr"}) for steps in (30, 35, 40))]   # the steps logsnr needs for 1%
     configs += [SamplerConfig(name, steps, clip="none", **kw) for name, steps, kw in before]
     for config in configs:
         got = torch.cat([linear_output_std(run, config) for run in runs]) / torch.tensor(stds) - 1
         tag = f"{config.name}-{config.steps} {config.timestep_spacing or config.sigma_grid}"
         print(f"| {tag} | {config.nfe} | " + " | ".join(f"{v:+.2%}" for v in got.tolist()) + " |")
+
+
+def heun_grid_table(steps: int = 25, stds: tuple[float, ...] = (1.0, 0.45, 0.17, 0.1)) -> None:
+    """How close can Heun get at 25 steps? Its std error on the logsnr grid, on the equal-error grid (its default), and
+    on the best of all grids between the same ends (sigma_max and the smallest sigma, then Euler to 0) found by
+    searching the interior noise levels for the smallest worst |std error| over `stds`, on the scalar recursion that
+    equals the sampler's exact output std (reference.heun_on_a_gaussian)."""
+    from scipy.optimize import minimize
+    run = gaussian_run((1.0, 1.0))
+    logsnr, equal = ([float(v) for v in run.sigmas(SamplerConfig("heun", steps, grid=g))] for g in ("logsnr", None))
+    ends = np.log([logsnr[0], logsnr[-2]])
+
+    def grid(z: np.ndarray) -> list[float]:          # z: one free log-width per interval of the nonzero sigmas
+        cuts = np.concatenate([[0.0], np.cumsum(np.exp(z))]) / np.exp(z).sum()
+        return [*np.exp(ends[0] + (ends[1] - ends[0]) * cuts), 0.0]
+
+    worst = lambda z: max(abs(heun_on_a_gaussian(grid(z), s) / s - 1) for s in stds)   # noqa: E731
+    start = np.diff(-np.log(equal[:-1]))
+    best = minimize(worst, np.log(start / start.sum()), method="Nelder-Mead",
+                    options={"maxiter": 40_000, "xatol": 1e-7, "fatol": 1e-9, "adaptive": True})
+    best = minimize(worst, best.x, method="Powell")
+    shown = (0.05, 0.1, 0.17, 0.3, 0.45, 0.7, 1.0, 1.3, 2.0)
+    print(f"\n## Heun, {steps} steps ({REGISTRY['heun'].nfe(steps)} NFE): output std / true std - 1 by grid (the best "
+          f"searched minimises the worst over s = {', '.join(map(str, stds))})\n")
+    print("| grid | " + " | ".join(f"s = {s:g}" for s in shown) + " |\n|---|" + "---|" * len(shown))
+    for name, sigmas in (("logsnr", logsnr), ("equal_error (default)", equal), ("best searched", grid(best.x))):
+        print(f"| {name} | " + " | ".join(f"{heun_on_a_gaussian(sigmas, s) / s - 1:+.2%}" for s in shown) + " |")
+    for name, sigmas in (("equal_error", equal), ("best searched", grid(best.x))):
+        print(f"\n{name} grid: " + ", ".join(f"{v:.3g}" for v in sigmas))
 
 
 def order_table(figures: Path) -> None:
@@ -123,7 +155,7 @@ def order_table(figures: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default="w1,std,order")
+    parser.add_argument("--parts", default="w1,std,heungrid,order")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--reps", type=int, default=6)
     parser.add_argument("--figures", type=Path, default=Path("docs/figures"))
@@ -133,6 +165,8 @@ def main() -> None:
     parts = args.parts.split(",")
     if "std" in parts:
         std_table()
+    if "heungrid" in parts:
+        heun_grid_table()
     if "order" in parts:
         order_table(args.figures)
     if "w1" in parts:

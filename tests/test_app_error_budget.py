@@ -60,7 +60,7 @@ def test_the_budget_of_a_shipped_run_shows_each_term_with_its_interval_and_proto
     assert not _budget_tables(at)
     at.button(key="toy2d_error_budget_button").click().run()
     assert not at.exception
-    assert set(_budget_table(at)["protocol"]) == {"2d·n300·fresh·heun25·grid=logsnr·s0"}
+    assert set(_budget_table(at)["protocol"]) == {"2d·n300·fresh·heun25·grid=equal_error·s0"}
 
 
 def test_the_visitors_own_model_gets_its_budget_with_the_exact_law():

@@ -210,4 +210,4 @@ def test_a_sampler_tag_keeps_its_meaning_when_a_default_moves():
     assert sampler_tag(MEASUREMENT_SAMPLER) == "ddim50" and MEASUREMENT_SAMPLER.timestep_spacing == "trailing"
     assert sampler_tag(SamplerConfig("ddim", 50)) == "ddim50·spacing=cubic"        # today's default DDIM is not 'ddim50'
     assert sampler_tag(SamplerConfig("heun", 18, grid="karras")) == "heun18"
-    assert sampler_tag(SamplerConfig("heun", 18)) == "heun18·grid=logsnr"
+    assert sampler_tag(SamplerConfig("heun", 18)) == "heun18·grid=equal_error"

@@ -177,7 +177,7 @@ def test_parse_sampler_and_settings():
     heun = parse_sampler("heun:grid=karras:rho=5:churn=40")
     assert heun == SamplerConfig("heun", grid="karras", rho=5.0, S_churn=40.0)
     assert settings(heun) == "grid=karras, rho=5.0, S_churn=40.0" and settings(SamplerConfig("dpmpp2m")) == "grid=logsnr"
-    assert settings(SamplerConfig("heun")) == "grid=logsnr"             # rho shapes the karras grid only
+    assert settings(SamplerConfig("heun")) == "grid=equal_error"        # rho shapes the karras grid only
     assert settings(SamplerConfig("euler", grid="karras")) == "grid=karras, rho=7.0"
     for bad, match in (("ddim:bogus=1", "bogus"), ("ddim:eta=x", "'x' is not a number"), ("nope", "nope")):
         with pytest.raises(ValueError, match=match):

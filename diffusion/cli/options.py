@@ -100,8 +100,8 @@ SAMPLER_FLAGS: dict[str, dict[str, Any]] = {
     "clip": dict(choices=CLIPS, default=Clip.AUTO.value, help="x0_hat: auto (default: images clamped to [-1, 1], 2D "
                  "onto the ball of the training data's radius), clamp, ball, none (the raw network)"),
     "guidance": dict(help="classifier-free guidance scale w"),
-    "grid": dict(choices=GRIDS, help="euler/heun/dpmpp2m/flow noise levels (default: logsnr; flow for "
-                 "flow_midpoint; docs/samplers.md)"),
+    "grid": dict(choices=GRIDS, help="euler/heun/dpmpp2m/flow noise levels (default: logsnr; equal_error for "
+                 "heun; flow for flow_midpoint; docs/samplers.md)"),
     "rho": dict(help="karras grid exponent"),
     "S_churn": dict(flag="--churn", help="EDM S_churn (euler, heun)"),
     "S_max": dict(help="default: no upper bound"),

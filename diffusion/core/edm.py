@@ -108,6 +108,38 @@ def flow_sigmas(n: int, sigma_min: float = EDM_SIGMA_MIN, sigma_max: float = EDM
     return t / (1 - t)
 
 
+EQUAL_ERROR_STDS = (0.1, 3.0)     # the data scales (per-axis std) equal_error_sigmas balances Heun's error over
+
+
+def _heun_local_error(sigma: Tensor, dlog: float, stds: Tensor) -> Tensor:
+    """|Heun's factor / the exact factor - 1| of one step from each sigma down by dlog in ln sigma, on the
+    probability-flow ODE dx/dsigma = x sigma / (s^2 + sigma^2) of N(0, s^2), per (sigma, s)."""
+    a, s2 = sigma[:, None], stds[None, :] ** 2
+    b = a * math.exp(-dlog)
+    slope_a, slope_b = a / (s2 + a * a), b / (s2 + b * b)
+    heun = 1 + (b - a) / 2 * (slope_a + slope_b * (1 + (b - a) * slope_a))
+    return (heun / ((s2 + b * b) / (s2 + a * a)).sqrt() - 1).abs()
+
+
+def equal_error_sigmas(n: int, sigma_min: float = EDM_SIGMA_MIN, sigma_max: float = EDM_SIGMA_MAX,
+                       stds: tuple[float, float] = EQUAL_ERROR_STDS) -> Tensor:
+    """n noise levels that give each of Heun's steps the same local error on Gaussian data, then 0; (n+1,) float64.
+    The equidistribution principle for a method of order 2: the density of steps in ln sigma is proportional to the
+    cube root of Heun's local error coefficient (error / step^3), averaged over data stds s log-uniform in `stds`
+    (where d ln x / d ln sigma = sigma^2 / (s^2 + sigma^2) bends, the steps are short). Heun at 25 steps (49 NFE) keeps
+    a Gaussian's std within 1% for s from 0.1 to 1.3 here, against 1.9% on logsnr or karras grids (docs/samplers.md)."""
+    _check_grid(n, sigma_min, sigma_max)
+    u = torch.linspace(math.log(sigma_max), math.log(sigma_min), 4001, dtype=torch.float64)
+    dlog = 1e-3
+    scales = torch.logspace(math.log10(stds[0]), math.log10(stds[1]), 9, dtype=torch.float64)
+    density = (_heun_local_error(u.exp(), dlog, scales).mean(1) / dlog ** 3) ** (1 / 3)
+    cdf = torch.cat([density.new_zeros(1), ((density[1:] + density[:-1]) / 2).cumsum(0)])
+    q = torch.linspace(0.0, 1.0, n, dtype=torch.float64) * cdf[-1]      # n = 1: [0], i.e. sigma_max
+    index = torch.searchsorted(cdf, q).clamp(1, len(cdf) - 1)
+    w = (q - cdf[index - 1]) / (cdf[index] - cdf[index - 1])
+    return _with_zero((u[index - 1] + w * (u[index] - u[index - 1])).exp())
+
+
 def schedule_sigma_range(schedule: NoiseSchedule, sigma_min: float = EDM_SIGMA_MIN,
                          sigma_max: float = EDM_SIGMA_MAX) -> tuple[float, float]:
     """(sigma_min, sigma_max) for sampling a model trained on `schedule`: EDM's range cut to the schedule's own

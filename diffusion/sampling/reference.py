@@ -4,6 +4,8 @@ adaptive Runge-Kutta (torchdiffeq's dopri5, tight tolerances, float64) in flow t
 own last step to 0 (x0_hat). A sampler converges to it as its steps grow, at the rate of its order (docs/samplers.md).
 """
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -61,6 +63,19 @@ def linear_output_std(run: Run, sampler: SamplerConfig) -> Tensor:
     x_T = torch.cat([torch.zeros(1, dim), torch.eye(dim)])
     out = sampler_spec(sampler.name).run(run, sampler, x_T, y=None, noise=None, callback=None).double()
     return (out[1:] - out[:1]).diagonal().abs()
+
+
+def heun_on_a_gaussian(sigmas: list[float], s: float) -> float:
+    """EDM's Heun (Algorithm 1, its last step Euler) on dx/dsigma = x sigma / (s^2 + sigma^2), the probability-flow
+    ODE of N(0, s^2) in x = x0 + sigma n, from x = sqrt(s^2 + sigma_0^2) (the law's std there): the output std. The
+    sampler's exact output std on the same grid (linear_output_std; tests/test_registry.py), as a scalar recursion
+    cheap enough to search grids with (benchmarks/bench_samplers.py --parts heungrid)."""
+    slope = lambda sigma: sigma / (s * s + sigma * sigma)        # noqa: E731
+    x = math.sqrt(s * s + sigmas[0] ** 2)
+    for a, b in zip(sigmas[:-1], sigmas[1:]):
+        euler = x + (b - a) * slope(a) * x
+        x = euler if b == 0 else x + (b - a) * (slope(a) * x + slope(b) * euler) / 2
+    return x
 
 
 def fitted_order(nfe: list[int], errors: list[float]) -> float:

@@ -17,6 +17,7 @@ from diffusion.core.edm import (
     EDMPrecond,
     SigmaDenoiser,
     continuous_vp_denoiser,
+    equal_error_sigmas,
     flow_sigmas,
     karras_sigmas,
     logsnr_sigmas,
@@ -218,6 +219,8 @@ class Run:
             return logsnr_sigmas(sampler.steps, low, high)
         if sampler.sigma_grid == "flow":
             return flow_sigmas(sampler.steps, low, high)
+        if sampler.sigma_grid == "equal_error":
+            return equal_error_sigmas(sampler.steps, low, high)
         return karras_sigmas(sampler.steps, low, high, sampler.rho)
 
     def timesteps(self, sampler: SamplerConfig) -> list[int]:

@@ -13,8 +13,8 @@ from diffusion.core.time import Clip
 from diffusion.sampling.registry import REGISTRY, sampler_spec
 from diffusion.sampling.vp import VARIANCES
 
-GRIDS: tuple[str, ...] = ("karras", "logsnr", "flow")
-DEFAULT_GRIDS = {"euler": "logsnr", "heun": "logsnr", "dpmpp2m": "logsnr", "flow_euler": "logsnr",
+GRIDS: tuple[str, ...] = ("karras", "logsnr", "flow", "equal_error")
+DEFAULT_GRIDS = {"euler": "logsnr", "heun": "equal_error", "dpmpp2m": "logsnr", "flow_euler": "logsnr",
                  "flow_midpoint": "flow"}      # the best measured for each (docs/samplers.md)
 MAX_STEPS = 10_000               # sampling steps (a discrete sampler is also capped by its schedule's T)
 MAX_GUIDANCE, MAX_RHO, MAX_SIGMA, MAX_CHURN, MAX_S_NOISE = 50.0, 100.0, 1e5, 1000.0, 2.0
@@ -67,7 +67,7 @@ class SamplerConfig:
     variance: str = "beta_tilde"     # ddpm: the posterior variance
     clip: Clip = Clip.AUTO           # x0_hat: auto (images clamp, 2D ball), clamp, ball, none (core.time.Clip)
     guidance: float = 1.0            # classifier-free guidance scale w; 1 = plain conditional
-    grid: str | None = None          # sigma/flow samplers' grid: karras (rho), logsnr, flow; None: DEFAULT_GRIDS
+    grid: str | None = None          # sigma/flow samplers' grid: karras (rho), logsnr, flow, equal_error; None: DEFAULT_GRIDS
     rho: float = 7.0                 # Karras et al. eq. 5 (karras grid)
     sigma_min: float | None = None   # None: EDM's 0.002 and 80, clamped to the schedule's range
     sigma_max: float | None = None
@@ -109,8 +109,9 @@ class SamplerConfig:
 
     @property
     def sigma_grid(self) -> str | None:
-        """The noise-level grid the sampler walks (None for the discrete samplers): karras (rho), logsnr, or flow
-        (uniform in flow time); by default the one measured best for it (docs/samplers.md)."""
+        """The noise-level grid the sampler walks (None for the discrete samplers): karras (rho), logsnr, flow
+        (uniform in flow time) or equal_error (Heun's local error equal at every step); by default the one measured
+        best for it (docs/samplers.md)."""
         if self.space == "timesteps":
             return None
         return self.grid or DEFAULT_GRIDS[self.name]

@@ -78,8 +78,9 @@ def patches(args) -> None:
         rows.append({"patch": size, **{k: row[k] for k in ("median d1", "median d1 / typical", "copies",
                                                            "RMS to network")},
                      "seconds": time.perf_counter() - start})
-    print(f"ELS machine of {args.run} (zero padding, {max_patches} patches per group{', per class' * bool(run.num_classes)}) "
-          f"against the network's samples from the same {args.n} noises (DDIM {args.steps}, seed {args.seed})\n")
+    per_class = ", per class" if run.num_classes else ""
+    print(f"ELS machine of {args.run} (zero padding, {max_patches} patches per group{per_class}) against"
+          f" the network's samples from the same {args.n} noises (DDIM {args.steps}, seed {args.seed})\n")
     print(_markdown(pd.DataFrame(rows)))
 
 

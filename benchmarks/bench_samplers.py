@@ -7,10 +7,11 @@ w1: every deterministic sampler at its registered default steps against DDPM-100
 custom set (a 64-point spiral, a kernel mixture): W1 of n samples to n fresh true points (exact OT, POT), for `reps`
 disjoint banks of initial noises (bank k: samples k n .. (k+1) n - 1 of seed 1), the ratio to DDPM-1000's W1 on the
 same bank, its mean and 95% t-interval. std: the exact output std of each sampler on N(0, diag(s)^2) (the map is
-linear: no sampling noise), relative to s. heungrid: Heun's std error at 25 steps on the logsnr grid, its default equal-error
-grid, and the best of all grids between the same ends (a numerical search over the interior noise levels). order: the mean distance per sample to the dopri5 reference solution
-(sampling.reference, rtol = atol = 1e-8) of 200 samples of 8gaussians at 10, 20, 40, 80 steps, its fitted slope
-against NFE, and a log-log plot written to FIGURES/sampler-convergence.png. About 10 minutes on 2 idle cores.
+linear: no sampling noise), relative to s. heungrid: Heun's std error at 25 steps on the logsnr grid, on its default
+equal-error grid, and on the best of all grids between the same ends (a numerical search over the interior noise
+levels). order: the mean distance per sample to the dopri5 reference solution (sampling.reference, rtol = atol =
+1e-8) of 200 samples of 8gaussians at 10, 20, 40, 80 steps, its fitted slope against NFE, and a log-log plot written
+to FIGURES/sampler-convergence.png. About 2 minutes on 2 idle cores.
 """
 
 import argparse

@@ -249,7 +249,7 @@ def test_heun_on_a_gaussian_is_its_scalar_recursion_and_its_grid_decides_one_per
         sigmas = [float(v) for v in runs[0].sigmas(config)]
         got = torch.cat([linear_output_std(run, config) for run in runs]) / torch.tensor(stds) - 1
         expected = torch.tensor([heun_on_a_gaussian(sigmas, s) / s - 1 for s in stds], dtype=got.dtype)
-        # the sampler starts from pure noise, the recursion from the law's std: apart by s^2 / 2 sigma_max^2 (1.3e-4 at 1.3)
+        # the sampler starts from noise, the recursion from the law's std: s^2 / 2 sigma_max^2 apart (1.3e-4 at 1.3)
         torch.testing.assert_close(got, expected, rtol=0, atol=2e-4)
         assert (got.abs() < 0.01).all() if within else (got.abs() > 0.01).all(), (steps, grid, got)
 

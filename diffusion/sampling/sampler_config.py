@@ -67,7 +67,7 @@ class SamplerConfig:
     variance: str = "beta_tilde"     # ddpm: the posterior variance
     clip: Clip = Clip.AUTO           # x0_hat: auto (images clamp, 2D ball), clamp, ball, none (core.time.Clip)
     guidance: float = 1.0            # classifier-free guidance scale w; 1 = plain conditional
-    grid: str | None = None          # sigma/flow samplers' grid: karras (rho), logsnr, flow, equal_error; None: DEFAULT_GRIDS
+    grid: str | None = None          # sigma/flow samplers' grid (GRIDS); None: DEFAULT_GRIDS
     rho: float = 7.0                 # Karras et al. eq. 5 (karras grid)
     sigma_min: float | None = None   # None: EDM's 0.002 and 80, clamped to the schedule's range
     sigma_max: float | None = None

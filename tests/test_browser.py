@@ -142,24 +142,28 @@ def _shot(pg, name: str, tmp_path: Path) -> None:
 
 
 THUMB_WIDTH, THUMB_HEIGHT = 360, 240     # pixels: the Overview's cards (the middle of the first result)
-THUMB_SHARE = 0.8                        # of the result's largest 3:2 box: its middle, clear of title and axes
+THUMB_SHARE = 0.8                        # an image: this share of its largest 3:2 box; a chart: its marks fill this share of the card
 FIRST_RESULT = ".js-plotly-plot, [data-testid=stVegaLiteChart], [data-testid=stImage] img"
 
 
 # A chart drawn as an icon for its card (72 px wide on the Overview, where 2 px lines and 3 px points vanish):
-# thick lines, opaque points, no grid lines.
+# thick lines, opaque points, no grid lines, no axes' labels, titles or legend (the card names the page).
 ICON_STYLE = """
 .js-plotly-plot .scatterlayer path.js-line, .vega-embed .mark-line path, .vega-embed .mark-rule line
   { stroke-width: 9px !important; }
 .js-plotly-plot .scatterlayer path.point, .vega-embed .mark-symbol path { opacity: 1 !important; }
 .js-plotly-plot .gridlayer, .js-plotly-plot .zerolinelayer, .vega-embed .role-axis-grid { display: none; }
+.js-plotly-plot .xtick, .js-plotly-plot .ytick, .js-plotly-plot .g-xtitle, .js-plotly-plot .g-ytitle,
+.js-plotly-plot .infolayer, .js-plotly-plot .modebar-container, .js-plotly-plot .updatemenu-container,
+.js-plotly-plot .slider-container, .vega-embed .role-axis, .vega-embed .role-legend, .vega-embed .role-title
+  { display: none !important; }
 """
 
 
 def _thumbnail(pg, name: str, tmp_path: Path) -> None:
     """The page's first result (chart or image) at 1,400 px, THUMB_WIDTH wide, as thumbs/`name`.png: the picture on
-    the Overview's card for the page (a chart in ICON_STYLE)."""
-    from PIL import Image
+    the Overview's card for the page (an image's middle; a chart's marks in ICON_STYLE, cropped to them)."""
+    from PIL import Image, ImageChops
     folder = _folder(tmp_path) / "thumbs"
     folder.mkdir(exist_ok=True)
     main = pg.get_by_test_id("stMainBlockContainer")
@@ -170,12 +174,21 @@ def _thumbnail(pg, name: str, tmp_path: Path) -> None:
     path = folder / f"{name}.png"
     first.screenshot(path=str(path))
     style.evaluate("el => el.remove()")
-    with Image.open(path) as image:                    # the middle of it at 3:2, THUMB_WIDTH wide
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+    if first.evaluate("el => el.tagName") == "IMG":    # a picture: the middle of it at 3:2
         width = int(THUMB_SHARE * min(image.width, image.height * THUMB_WIDTH // THUMB_HEIGHT))
         height = width * THUMB_HEIGHT // THUMB_WIDTH
         left, top = (image.width - width) // 2, (image.height - height) // 2
-        thumb = image.convert("RGB").crop((left, top, left + width, top + height))
-    thumb.resize((THUMB_WIDTH, THUMB_HEIGHT)).save(path, optimize=True)
+        thumb = image.crop((left, top, left + width, top + height)).resize((THUMB_WIDTH, THUMB_HEIGHT))
+    else:                                              # a chart: its marks, as large as the card allows
+        background = Image.new("RGB", image.size, image.getpixel((0, 0)))
+        marks = image.crop(ImageChops.difference(image, background).getbbox() or (0, 0, *image.size))
+        scale = THUMB_SHARE * min(THUMB_WIDTH / marks.width, THUMB_HEIGHT / marks.height)
+        marks = marks.resize((max(1, round(marks.width * scale)), max(1, round(marks.height * scale))))
+        thumb = Image.new("RGB", (THUMB_WIDTH, THUMB_HEIGHT), image.getpixel((0, 0)))
+        thumb.paste(marks, ((THUMB_WIDTH - marks.width) // 2, (THUMB_HEIGHT - marks.height) // 2))
+    thumb.save(path, optimize=True)
 
 
 def test_overview_then_train_on_the_2d_page(page, app_url, tmp_path):

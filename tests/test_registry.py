@@ -271,6 +271,10 @@ def test_the_equal_error_grid_equalises_heuns_local_error():
     torch.testing.assert_close(sigmas[[0, -2, -1]], ends, rtol=1e-12, atol=0)
     torch.testing.assert_close(equal_error_sigmas(1, 0.01, 80.0), ends[[0, 2]], rtol=1e-12, atol=0)
     assert (sigmas.diff() < 0).all()
+    for low, high in ((1e-9, 1e-8), (5e4, 1e5), (1e-5, 1e5)):       # far from every data std: Heun's error ~ 0
+        sigmas = equal_error_sigmas(5, low, high)
+        torch.testing.assert_close(sigmas[[0, -2]], torch.tensor([high, low], dtype=torch.float64), rtol=1e-9, atol=0)
+        assert (sigmas.diff() < 0).all(), sigmas
 
 
 @pytest.mark.parametrize("name", ODE_SAMPLERS)

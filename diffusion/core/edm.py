@@ -133,6 +133,7 @@ def equal_error_sigmas(n: int, sigma_min: float = EDM_SIGMA_MIN, sigma_max: floa
     dlog = 1e-3
     scales = torch.logspace(math.log10(stds[0]), math.log10(stds[1]), 9, dtype=torch.float64)
     density = (_heun_local_error(u.exp(), dlog, scales).mean(1) / dlog ** 3) ** (1 / 3)
+    density = torch.nan_to_num(density / density.max()).clamp_min(1e-6)   # far from every s: no step of 0 width
     cdf = torch.cat([density.new_zeros(1), ((density[1:] + density[:-1]) / 2).cumsum(0)])
     q = torch.linspace(0.0, 1.0, n, dtype=torch.float64) * cdf[-1]      # n = 1: [0], i.e. sigma_max
     index = torch.searchsorted(cdf, q).clamp(1, len(cdf) - 1)

@@ -22,7 +22,7 @@ from ui.views.layout import error_box, working
 
 SIDE_N, SIDE_STEPS = 8, 20            # samples per denoiser (conditional: at least one per class), DDIM steps
 AGREE_N = 16                          # held-out images noised at each t
-SWEEP_SAMPLES, SWEEP_PAIRS = 100, 8         # samples per N for FID and memorisation; pairs shown per N
+SWEEP_SAMPLES, SWEEP_PAIRS = 100, 6         # samples per N for FID and memorisation; pairs shown per N (one a row)
 STAND_IN_T = 500                      # the timestep the analytic denoisers' step costs are timed at
 
 
@@ -235,7 +235,7 @@ def size_sweep_section(prefix: str) -> None:
         table, sets = sweep_table(SWEEP_SAMPLES)
     for col, (N, s) in zip(st.columns(len(sets)), sets.items()):
         nearest = sw.nearest_images(runs[N], s)
-        col.image(ei.pair_grid(s.samples[:SWEEP_PAIRS], nearest[:SWEEP_PAIRS], per_row=2), width="stretch",
+        col.image(ei.pair_grid(s.samples[:SWEEP_PAIRS], nearest[:SWEEP_PAIRS], per_row=1), width="stretch",
                   caption=f"N = {N:,}: median d1 / typical {float(s.ratio.median()):.2f}")
     charts.panels(charts.metric_curves, sweep_frame(table), order=("copies (d1 / typical < 0.3)", "FID"),
                   x_title="training images N (log)", log_x=True)

@@ -111,14 +111,20 @@ def flow_sigmas(n: int, sigma_min: float = EDM_SIGMA_MIN, sigma_max: float = EDM
 EQUAL_ERROR_STDS = (0.1, 3.0)     # the data scales (per-axis std) equal_error_sigmas balances Heun's error over
 
 
+def heun_gaussian_factor(a, b, s2):
+    """What one step of EDM's Heun from sigma a to b > 0 multiplies x by on dx/dsigma = x sigma / (s2 + sigma^2), the
+    probability-flow ODE of N(0, s2) in x = x0 + sigma n (floats or broadcasting tensors): its Euler predictor, then
+    the trapezoid of the two slopes."""
+    slope_a, slope_b = a / (s2 + a * a), b / (s2 + b * b)
+    return 1 + (b - a) / 2 * (slope_a + slope_b * (1 + (b - a) * slope_a))
+
+
 def _heun_local_error(sigma: Tensor, dlog: float, stds: Tensor) -> Tensor:
     """|Heun's factor / the exact factor - 1| of one step from each sigma down by dlog in ln sigma, on the
-    probability-flow ODE dx/dsigma = x sigma / (s^2 + sigma^2) of N(0, s^2), per (sigma, s)."""
+    probability-flow ODE of N(0, s^2), per (sigma, s)."""
     a, s2 = sigma[:, None], stds[None, :] ** 2
     b = a * math.exp(-dlog)
-    slope_a, slope_b = a / (s2 + a * a), b / (s2 + b * b)
-    heun = 1 + (b - a) / 2 * (slope_a + slope_b * (1 + (b - a) * slope_a))
-    return (heun / ((s2 + b * b) / (s2 + a * a)).sqrt() - 1).abs()
+    return (heun_gaussian_factor(a, b, s2) / ((s2 + b * b) / (s2 + a * a)).sqrt() - 1).abs()
 
 
 def equal_error_sigmas(n: int, sigma_min: float = EDM_SIGMA_MIN, sigma_max: float = EDM_SIGMA_MAX,

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from diffusion.core.edm import heun_gaussian_factor
 from diffusion.core.flow_matching import time_of_sigma
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.registry import sampler_spec
@@ -70,11 +71,9 @@ def heun_on_a_gaussian(sigmas: list[float], s: float) -> float:
     ODE of N(0, s^2) in x = x0 + sigma n, from x = sqrt(s^2 + sigma_0^2) (the law's std there): the output std. The
     sampler's exact output std on the same grid (linear_output_std; tests/test_registry.py), as a scalar recursion
     cheap enough to search grids with (benchmarks/bench_samplers.py --parts heungrid)."""
-    slope = lambda sigma: sigma / (s * s + sigma * sigma)        # noqa: E731
     x = math.sqrt(s * s + sigmas[0] ** 2)
-    for a, b in zip(sigmas[:-1], sigmas[1:]):
-        euler = x + (b - a) * slope(a) * x
-        x = euler if b == 0 else x + (b - a) * (slope(a) * x + slope(b) * euler) / 2
+    for a, b in zip(sigmas[:-1], sigmas[1:]):                   # the last step, to 0, is Euler's: x0_hat
+        x *= s * s / (s * s + a * a) if b == 0 else heun_gaussian_factor(a, b, s * s)
     return x
 
 

@@ -1,12 +1,14 @@
 """Samplers driven by the exact denoiser (docs/samplers.md): are they as good as DDPM-1000, do they keep a Gaussian's
 standard deviation, and do they converge to the probability-flow ODE's solution at the rate of their order?
 
-    python benchmarks/bench_samplers.py [--parts w1,std,heungrid,order] [--n 2000] [--reps 6] [--figures docs/figures]
+    python benchmarks/bench_samplers.py [--parts w1,paired,std,heungrid,order] [--n 2000] [--reps 6] [--figures DIR]
 
 w1: every deterministic sampler at its registered default steps against DDPM-1000 on 8gaussians, 25gaussians and a
 custom set (a 64-point spiral, a kernel mixture): W1 of n samples to n fresh true points (exact OT, POT), for `reps`
 disjoint banks of initial noises (bank k: samples k n .. (k+1) n - 1 of seed 1), the ratio to DDPM-1000's W1 on the
-same bank, its mean and 95% t-interval. std: the exact output std of each sampler on N(0, diag(s)^2) (the map is
+same bank, its mean and 95% t-interval. paired: every sampler at its default steps (and other grids and spacings)
+against the exact ODE solution from the same noises (the test's measure, 6 banks of 1,000), beside its std error at
+s = 0.1 and 0.05. std: the exact output std of each sampler on N(0, diag(s)^2) (the map is
 linear: no sampling noise), relative to s. heungrid: Heun's std error at 25 steps on the logsnr grid, on its default
 equal-error grid, and on the best of all grids between the same ends (a numerical search over the interior noise
 levels). order: the mean distance per sample to the dopri5 reference solution (sampling.reference, rtol = atol =
@@ -15,6 +17,7 @@ to FIGURES/sampler-convergence.png. About 2 minutes on 2 idle cores.
 """
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -35,6 +38,7 @@ from diffusion.sampling.reference import (  # noqa: E402
     fitted_order,
     heun_on_a_gaussian,
     linear_output_std,
+    ode_span,
     reference_error,
     reference_sample,
 )
@@ -52,8 +56,11 @@ def spiral(points: int = 64):
 
 def banks_w1(run, config: SamplerConfig, reference: torch.Tensor, n: int, reps: int) -> list[float]:
     """W1 to `reference` of `reps` disjoint banks of n samples (one batch: the same noises whatever the sampler)."""
-    x = run.sample(n * reps, config, seed=1, batch_size=n * reps)
-    return [wasserstein(x[k * n:(k + 1) * n], reference) for k in range(reps)]
+    return split_w1(run.sample(n * reps, config, seed=1, batch_size=n * reps), reference, n)
+
+
+def split_w1(x: torch.Tensor, reference: torch.Tensor, n: int) -> list[float]:
+    return [wasserstein(x[k * n:(k + 1) * n], reference) for k in range(len(x) // n)]
 
 
 def mean_interval(values: list[float]) -> str:
@@ -63,16 +70,16 @@ def mean_interval(values: list[float]) -> str:
 
 def w1_table(n: int, reps: int) -> None:
     print(f"\n## W1 / DDPM-1000's W1, same banks (n = {n:,} per bank, {reps} banks, mean ± 95% t half-width)\n")
-    print("| data | DDPM-1000 W1 | " + " | ".join(f"{k}-{REGISTRY[k].default_steps} "
-                                             f"({REGISTRY[k].nfe(REGISTRY[k].default_steps)} NFE)"
-                                             for k in ODE_SAMPLERS) + " |")
-    print("|---" * (len(ODE_SAMPLERS) + 2) + "|")
+    columns = [SamplerConfig(k, REGISTRY[k].default_steps) for k in ODE_SAMPLERS]
+    columns.append(SamplerConfig("ddim", REGISTRY["ddim"].default_steps, spacing="flow"))   # DDIM on the flow grid
+    print("| data | DDPM-1000 W1 | " + " | ".join(f"{c.name}-{c.steps}{' flow' if c.spacing else ''} ({c.nfe} NFE)"
+                                             for c in columns) + " |")
+    print("|---" * (len(columns) + 2) + "|")
     for data in ("8gaussians", "25gaussians", spiral()):
         run = exact_run(data)
         reference = toy_for(run.config.data).sample(n, torch.Generator().manual_seed(999))
         ddpm = banks_w1(run, SamplerConfig("ddpm", 1000), reference, n, reps)
-        cells = [mean_interval([w / d for w, d in zip(banks_w1(run, SamplerConfig(k, REGISTRY[k].default_steps),
-                                                                reference, n, reps), ddpm)]) for k in ODE_SAMPLERS]
+        cells = [mean_interval([w / d for w, d in zip(banks_w1(run, c, reference, n, reps), ddpm)]) for c in columns]
         name = run.config.data.dataset.split(":")[1] if ":" in run.config.data.dataset else run.config.data.dataset
         print(f"| {name} | {mean_interval(ddpm)} | " + " | ".join(cells) + " |", flush=True)
 
@@ -85,7 +92,7 @@ def std_table() -> None:
     configs = [SamplerConfig(k, REGISTRY[k].default_steps, clip="none") for k in ODE_SAMPLERS]
     before = [("ddim", 50, {"spacing": "trailing"}), ("ddim", 100, {"spacing": "trailing"}),   # the old defaults
               ("ddim", 100, {"spacing": "quadratic"}), ("heun", 18, {"grid": "karras"}), ("heun", 25, {"grid": "karras"}),
-              ("flow_euler", 100, {"grid": "flow"}), ("ddim", 1000, {}),
+              ("ddim", 100, {"spacing": "flow"}), ("euler", 100, {"grid": "logsnr"}), ("ddim", 1000, {}),
               ("heun", 25, {"grid": "logsnr"}),                    # the default until the equal-error grid
               *(("heun", steps, {"grid": "logsnr"}) for steps in (30, 35, 40))]   # the steps logsnr needs for 1%
     configs += [SamplerConfig(name, steps, clip="none", **kw) for name, steps, kw in before]
@@ -124,6 +131,38 @@ def heun_grid_table(steps: int = 25, stds: tuple[float, ...] = (1.0, 0.45, 0.17,
         print(f"\n{name} grid: " + ", ".join(f"{v:.3g}" for v in sigmas))
 
 
+PAIRED = [*((k, {}) for k in ODE_SAMPLERS), ("euler", {"grid": "logsnr"}), ("euler", {"grid": "karras"}),
+          *(("ddim", {"spacing": spacing}) for spacing in ("quadratic", "trailing", "flow"))]
+
+
+def paired_table(n: int = 1000, reps: int = 6) -> None:
+    """Each sampler at its default steps (defaults, then other grids and spacings) against the exact ODE solution from
+    the same noises (the test's measure: mean W1 over reps banks of n, ratio of the means), and its std error at
+    s = 0.1 and 0.05: where a first-order sampler's steps go decides one or the other."""
+    sets = ("8gaussians", "25gaussians", spiral())
+    print(f"\n## Paired: mean W1 / the exact ODE solution's, same noises ({reps} banks of {n:,}); std error\n")
+    print("| sampler | NFE | 8gaussians | 25gaussians | spiral | s = 0.1 | s = 0.05 |\n|---|---|---|---|---|---|---|")
+    banks = []
+    for data in sets:
+        run = exact_run(data)
+        reference = toy_for(run.config.data).sample(n, torch.Generator().manual_seed(999))
+        banks.append((run, reference, {}))
+    gaussian = gaussian_run((0.1, 0.05))
+    for name, settings in PAIRED:
+        config = SamplerConfig(name, REGISTRY[name].default_steps, **settings)
+        ratios = []
+        for run, reference, solved in banks:
+            span = ode_span(run, config)
+            if span not in solved:
+                exact = reference_sample(run, n * reps, config, seed=1, rtol=1e-4, atol=1e-4)
+                solved[span] = statistics.mean(split_w1(exact, reference, n))
+            ratios.append(statistics.mean(banks_w1(run, config, reference, n, reps)) / solved[span])
+        std = linear_output_std(gaussian, dataclasses.replace(config, clip="none")) / torch.tensor([0.1, 0.05]) - 1
+        tag = f"{name}, {config.timestep_spacing or config.sigma_grid}{'' if settings else ' (default)'}"
+        print(f"| {tag} | {config.nfe} | " + " | ".join(f"{r:.3f}" for r in ratios) + " | "
+              + " | ".join(f"{v:+.2%}" for v in std.tolist()) + " |", flush=True)
+
+
 def order_table(figures: Path) -> None:
     run, n = exact_run("8gaussians"), 200
     print(f"\n## Convergence to the reference ODE solution (8gaussians, n = {n}, seed 0)\n")
@@ -156,7 +195,7 @@ def order_table(figures: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default="w1,std,heungrid,order")
+    parser.add_argument("--parts", default="w1,paired,std,heungrid,order")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--reps", type=int, default=6)
     parser.add_argument("--figures", type=Path, default=Path("docs/figures"))
@@ -172,6 +211,8 @@ def main() -> None:
         order_table(args.figures)
     if "w1" in parts:
         w1_table(args.n, args.reps)
+    if "paired" in parts:
+        paired_table()
     print(f"\n{time.time() - start:.0f} s")
 
 

@@ -95,13 +95,14 @@ SAMPLER_FLAGS: dict[str, dict[str, Any]] = {
     "name": dict(flag="--sampler", choices=SAMPLERS),
     "steps": dict(help="network evaluations"),
     "eta": dict(help="DDIM stochasticity, 0 to 1"),
-    "spacing": dict(choices=SPACINGS, help="ddim, ddpm timesteps (default: cubic for ddim, trailing for ddpm)"),
+    "spacing": dict(choices=SPACINGS, help="ddim, ddpm timesteps (default: cubic for ddim, trailing for ddpm; flow: the "
+                    "rectified-flow grid's, docs/samplers.md)"),
     "variance": dict(choices=VARIANCES, help="DDPM posterior variance"),
     "clip": dict(choices=CLIPS, default=Clip.AUTO.value, help="x0_hat: auto (default: images clamped to [-1, 1], 2D "
                  "onto the ball of the training data's radius), clamp, ball, none (the raw network)"),
     "guidance": dict(help="classifier-free guidance scale w"),
-    "grid": dict(choices=GRIDS, help="euler/heun/dpmpp2m/flow noise levels (default: logsnr; equal_error for "
-                 "heun; flow for flow_midpoint; docs/samplers.md)"),
+    "grid": dict(choices=GRIDS, help="euler/heun/dpmpp2m/flow noise levels (default: flow for euler and the flow "
+                 "samplers; logsnr for dpmpp2m; equal_error for heun; docs/samplers.md)"),
     "rho": dict(help="karras grid exponent"),
     "S_churn": dict(flag="--churn", help="EDM S_churn (euler, heun)"),
     "S_max": dict(help="default: no upper bound"),

@@ -14,9 +14,9 @@ import torch
 from torch import Tensor
 
 ScheduleName = Literal["linear", "linear_unscaled", "cosine", "sigmoid"]
-Spacing = Literal["cubic", "quadratic", "trailing", "linspace", "leading"]
+Spacing = Literal["cubic", "quadratic", "trailing", "linspace", "leading", "flow"]
 SCHEDULES: tuple[str, ...] = ("linear", "linear_unscaled", "cosine", "sigmoid")
-SPACINGS: tuple[str, ...] = ("cubic", "quadratic", "trailing", "linspace", "leading")
+SPACINGS: tuple[str, ...] = ("cubic", "quadratic", "trailing", "linspace", "leading", "flow")
 POWERS = {"quadratic": 2, "cubic": 3}
 MIN_T, MAX_T = 2, 4000
 MAX_BETA = 0.999  # Nichol & Dhariwal 2021 clip beta below 1 to avoid singularities near t = T
@@ -129,14 +129,16 @@ def alpha_bar_at(alpha_bar: Tensor, t: Tensor) -> Tensor:
     return 1 / (1 + (2 * log_sigma).exp())
 
 
-def spaced_timesteps(T: int, n_steps: int, spacing: Spacing = "cubic") -> list[int]:
+def spaced_timesteps(T: int, n_steps: int, spacing: Spacing = "cubic", sigmas: Tensor | None = None) -> list[int]:
     """The decreasing code timesteps a sampler visits with n_steps network evaluations.
 
     quadratic, cubic: round((T-1) (k / (n-1))^p), p = 2 or 3, from T-1 down to 0, each at least one below the one
     before (DDIM's "quadratic" tau_i = floor(c i^2), Song et al. 2021 App. D.2, stretched to reach T-1; cubic denser
     still at low noise, where the last steps of a deterministic sampler shrink sharp components, docs/samplers.md);
     trailing: round(T - k T/n) - 1, always starts at T-1 (Lin et al. 2024, Table 2);
-    linspace: round(linspace(0, T-1, n)); leading: k * (T // n), never reaches T-1 (as in DDIM's code).
+    linspace: round(linspace(0, T-1, n)); leading: k * (T // n), never reaches T-1 (as in DDIM's code);
+    flow: the timesteps nearest to flow times sigma / (1 + sigma) uniform between the schedule's ends (the rectified-
+    flow grid, Liu et al. 2022; needs the schedule's T noise levels `sigmas`), each at least one apart.
     One step is [T-1] whatever the spacing: the one denoising step must start from x_T (linspace and leading
     would give [0], one step at t = 1 from pure noise).
     """
@@ -144,11 +146,20 @@ def spaced_timesteps(T: int, n_steps: int, spacing: Spacing = "cubic") -> list[i
         raise ValueError(f"unknown timestep spacing {spacing!r}; allowed: {', '.join(SPACINGS)}")
     if not (isinstance(n_steps, int) and 1 <= n_steps <= T):
         raise ValueError(f"number of steps {n_steps!r} is out of range; allowed: 1 to T={T}")
+    if spacing == "flow" and (sigmas is None or len(sigmas) != T):
+        raise ValueError(f"the flow spacing needs the schedule's T={T} noise levels")
     if n_steps == 1:
         return [T - 1]
     if spacing in POWERS:
         ts = np.round((T - 1) * np.linspace(0.0, 1.0, n_steps) ** POWERS[spacing]).astype(np.int64)
         ts = np.maximum(ts, np.arange(n_steps))[::-1]                  # strictly increasing: at least 0, 1, 2, ...
+    elif spacing == "flow":
+        sigma = np.asarray(sigmas, dtype=np.float64)
+        flow_t = sigma / (1 + sigma)
+        wanted = np.linspace(flow_t[0], flow_t[-1], n_steps)
+        ts = np.abs(flow_t[None, :] - wanted[:, None]).argmin(1)        # increasing; equal where levels are dense
+        k = np.arange(n_steps)
+        ts = np.minimum(np.maximum.accumulate(ts - k) + k, T - n_steps + k)[::-1]   # strictly, from 0 to T-1
     elif spacing == "trailing":
         ts = np.round(T - np.arange(n_steps) * T / n_steps).astype(np.int64) - 1
     elif spacing == "linspace":

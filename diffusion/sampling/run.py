@@ -224,7 +224,7 @@ class Run:
         return karras_sigmas(sampler.steps, low, high, sampler.rho)
 
     def timesteps(self, sampler: SamplerConfig) -> list[int]:
-        return spaced_timesteps(self.schedule.T, sampler.steps, sampler.timestep_spacing)
+        return spaced_timesteps(self.schedule.T, sampler.steps, sampler.timestep_spacing, self.schedule.sigma)
 
     def sample(self, n: int, sampler: SamplerConfig = SamplerConfig(), *, seed: int = 0, y: Tensor | None = None,
                batch_size: int = 4096, trajectory: Trajectory | None = None,

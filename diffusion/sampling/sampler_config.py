@@ -14,7 +14,7 @@ from diffusion.sampling.registry import REGISTRY, sampler_spec
 from diffusion.sampling.vp import VARIANCES
 
 GRIDS: tuple[str, ...] = ("karras", "logsnr", "flow", "equal_error")
-DEFAULT_GRIDS = {"euler": "logsnr", "heun": "equal_error", "dpmpp2m": "logsnr", "flow_euler": "logsnr",
+DEFAULT_GRIDS = {"euler": "flow", "heun": "equal_error", "dpmpp2m": "logsnr", "flow_euler": "flow",
                  "flow_midpoint": "flow"}      # the best measured for each (docs/samplers.md)
 MAX_STEPS = 10_000               # sampling steps (a discrete sampler is also capped by its schedule's T)
 MAX_GUIDANCE, MAX_RHO, MAX_SIGMA, MAX_CHURN, MAX_S_NOISE = 50.0, 100.0, 1e5, 1000.0, 2.0

@@ -239,7 +239,7 @@ def _positions(chart) -> list[str]:
 def test_2d_page_plays_the_reverse_process_in_the_browser_without_a_rerun(page, app_url, tmp_path):
     """The shipped moons run becomes the model at a click; Play advances the reverse-process frames in the browser
     with no message to the server (a rerun would send the page's widget states), Pause stops them; the sections
-    after it render."""
+    after it render, and its error budget at a click (shot as toy2d-error-budget*.png)."""
     expect = sync_api.expect
     sent: list[bytes | str] = []
     page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
@@ -273,6 +273,11 @@ def test_2d_page_plays_the_reverse_process_in_the_browser_without_a_rerun(page, 
         expect(main.get_by_role("heading", name=heading)).to_be_visible()
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
     main.locator(".st-key-toy2d_reverse_anim").screenshot(path=str(_folder(tmp_path) / "toy2d-reverse.png"))
+    main.get_by_role("button", name="Compute the error budget", exact=False).click()     # the shipped run's budget
+    expect_visible(main.get_by_text("is what no denoiser can remove", exact=False))
+    expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    _section_shot(page, main, "Where the error comes from", "is what no denoiser can remove", "toy2d-error-budget",
+                  tmp_path)
     _readable(page)
 
 

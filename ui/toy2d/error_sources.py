@@ -62,11 +62,12 @@ def curve(run_key: str, _run: Run, n: int) -> pd.DataFrame:
 
 def table(b: ErrorBudget) -> pd.DataFrame:
     """The budget for display: each term's W1 with its interval, how it reads against the floor (where that is a
-    question), what it measures, how its interval was made, and the protocol."""
+    question), what it measures and how its interval was made. Every row shares one protocol, said once under it (a
+    column of it made the table scroll sideways at 1,024 px)."""
     against = {"floor": "—", "solver": reading(b.solver, b.floor), "total": reading(b.total, b.floor)}
     return pd.DataFrame([{"term": r["term"], "W1 [95% interval]": f"{r['value']:.3g} [{r['low']:.3g}, {r['high']:.3g}]",
                           "against the floor": against.get(r["term"], "—"), "what it measures": r["meaning"],
-                          "interval": r["method"], "protocol": r["protocol"]} for r in b.rows()])
+                          "interval": r["method"]} for r in b.rows()])
 
 
 def _sampler(T: int) -> SamplerConfig:
@@ -105,8 +106,8 @@ def section(model: tuple[str, Run] | None) -> None:
         error_box("No error budget for this model", e)
         return
     st.table(table(b).set_index("term"))                              # five rows: wrapped, never scrolled
-    st.caption(f"W1 in the data's scale units, 95% intervals. Exact model: {b.law.description}. "
-               f"{b.protocol.describe()}. |solver − network| ≤ total ≤ solver + network: "
+    st.caption(f"Protocol of every row: {b.protocol.name}. W1 in the data's scale units, 95% intervals. Exact model: "
+               f"{b.law.description}. {b.protocol.describe()}. |solver − network| ≤ total ≤ solver + network: "
                f"{'holds' if b.consistent else 'fails'}.")
     charts.show(charts.denoiser_error(c))
     st.caption(f"E‖D_θ(x_t) − D*(x_t)‖² is what the network has not learned at each noise level, over x_t = √ᾱ x_0 + "

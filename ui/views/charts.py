@@ -277,7 +277,8 @@ def denoiser_error(df: pd.DataFrame) -> alt.LayerChart:
     bottom = float(positive.min()) / 3 if len(positive) else 1e-6
     top = float(long["high"].max()) * 1.5
     long["low"] = long["low"].clip(lower=bottom)
-    y_scale = alt.Scale(type="log", domain=[bottom, top], clamp=True)
+    y_scale = alt.Scale(type="log", domain=[bottom, top])   # not clamped: log_axis's round values beyond it would pile up
+    #   at its ends (every label from 10 to 1e9 drawn at the top, found in the browser at 1,400 px)
     colour = alt.Color("curve:N", title=None, scale=alt.Scale(domain=list(names.values()),
                                                               range=["#e45756", "#4c78a8"]),
                        )

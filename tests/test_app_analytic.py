@@ -48,7 +48,12 @@ def test_analytic_denoisers_and_agreement_on_demand():
     assert [c.split(":")[0] for c in captions] == [an.LABELS[k] for k in ("network", *an.ANALYTIC)]
     empirical = next(c for c in captions if c.startswith(an.LABELS["empirical"]))
     assert "median d1 0.00, d1 / typical 0.00" in empirical          # the optimal denoiser copies its training set
-    assert len(at.get("image")) == images + 4 and len(at.dataframe) >= 1
+    assert len(at.get("image")) == images + 4
+    table = next(t.value for t in at.table if "copies [95%]" in t.value.columns)     # a row per denoiser, wrapped
+    assert list(table.index) == [an.LABELS[k] for k in ("network", *an.ANALYTIC)]
+    assert table.loc[an.LABELS["empirical"], "median d1 / typical"] == "0.00"
+    assert table.loc[an.LABELS["network"], "RMS to network"] == "—"
+    assert all(re.fullmatch(r"\d+% \[\d+%, \d+%\]", cell) for cell in table["copies [95%]"])
     charts = _charts(at)
     _open(at, "digit_agreement")
     assert _charts(at) == charts + 1

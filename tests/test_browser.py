@@ -99,9 +99,11 @@ SAME_SIZE = """() => {
   }
   return problems;
 }"""
-SECTIONS = {"app_pages/mnist_digit.py": ("Record the denoising steps", "Compare 16 samples"),
+SECTIONS = {"app_pages/mnist_digit.py": ("Record the denoising steps", "Compare 16 samples", "with all four denoisers",
+                                        "noise levels", "images per N"),
             "app_pages/mnist_conditional.py": ("Sample both runs",),
-            "app_pages/images32.py": ("Record the denoising steps",)}     # cheap on-demand sections with images
+            "app_pages/images32.py": ("Record the denoising steps",)}     # on-demand sections with images (each
+#   under 10 s here; Phase 2's: the analytic denoisers, their agreement along t and the training-set-size sweep too)
 
 
 def _readable(pg, shot: str | None = None, tmp_path: Path | None = None) -> None:
@@ -353,7 +355,8 @@ def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
     """Each page, from the menu, runs to completion with the shipped runs and shows no exception and opens on a
     result (the study page: the shipped sweep drawn); it reads at every width (_readable) on arrival, with its cheap
     on-demand image sections open, and after its main interaction (Phase 2: a training of a few steps; Phase 3:
-    the guidance sweep; the study: its error budget, also shot as study-budget*.png)."""
+    the guidance sweep; the study: its error budget, also shot as study-budget*.png; Phase 2's analytic denoisers
+    and size sweep shot as mnist_digit-analytic*.png)."""
     expect = sync_api.expect
     page.goto(app_url)
     page.get_by_test_id("stSidebarNav").get_by_text(info.title, exact=True).click()
@@ -374,6 +377,10 @@ def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
         main.get_by_role("button", name=action).click()
         settle(page, timeout=180)
         expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    if info.path == "app_pages/mnist_digit.py":        # the analytic denoisers and the size sweep, before a training
+        _readable(page)                                # changes the model (and closes the analytic sections)
+        _section_shot(page, main, "Beside analytic denoisers: copy, Gaussian, patches", "d1 against the run's own N",
+                      "mnist_digit-analytic", tmp_path)
     if info.path in INTERACTIONS:
         INTERACTIONS[info.path](page, main)
         expect(page.locator("[data-testid=stException]")).to_have_count(0)

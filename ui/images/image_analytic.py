@@ -153,15 +153,29 @@ def analytic_section(prefix: str, model: tuple[str, Run], sampling) -> None:
             col.image(ei.pair_grid(s.samples, train[s.nearest], per_row=2), width="stretch",
                       caption=f"{an.LABELS[name]}: median d1 {float(s.distance.median()):.2f}, d1 / typical "
                               f"{float(s.ratio.median()):.2f}")
-        st.dataframe(an.summary(sets).round(3), hide_index=True)
+        st.table(summary_table(an.summary(sets)))
         labels = run.balanced_labels(n)
         guided = (f"w = {w:g} on both sides (the analytic side: whole set's x̂0 + w (class's − whole set's))"
                   if w != 1.0 else "w = 1 on both sides (the analytic side: the class's denoiser)")
         classes = "" if labels is None else f"; {_class_order(run, labels)}; {guided}"
-        st.caption(f"DDIM {SIDE_STEPS} steps, seed 0, the same {n} initial noises in every column{classes}; each "
+        st.caption(f"DDIM {SIDE_STEPS} steps, seed 0, the same {n} initial noises in every column{classes} (n = {n} "
+                   "per row of the table); each "
                    "sample beside its nearest training image. Copies: d1 / typical below 0.3 (Wilson 95% interval). "
                    "RMS to network: each sample's per-pixel distance to the network's sample from the same noise.")
     agreement_section(prefix, model, sampling)
+
+
+def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """an.summary for display, one row per denoiser and five columns that wrap at 1,024 px: the copies' share with
+    its interval in one cell, RMS to the network '—' on the network's own row."""
+    return pd.DataFrame({
+        "median d1": summary["median d1"].map("{:.3g}".format).to_numpy(),
+        "median d1 / typical": summary["median d1 / typical"].map("{:.2f}".format).to_numpy(),
+        "copies [95%]": [f"{r['copies']:.0%} [{r['copies_low']:.0%}, {r['copies_high']:.0%}]"
+                         for _, r in summary.iterrows()],
+        "RMS to network": ["—" if r["denoiser"] == an.LABELS["network"] or pd.isna(r["RMS to network"])
+                           else f"{r['RMS to network']:.3g}" for _, r in summary.iterrows()]},
+        index=pd.Index(summary["denoiser"], name="denoiser"))
 
 
 def agreement_section(prefix: str, model: tuple[str, Run], sampling) -> None:

@@ -101,8 +101,8 @@ SAME_SIZE = """() => {
 }"""
 SECTIONS = {"app_pages/mnist_digit.py": ("Record the denoising steps", "Compare 16 samples", "with all four denoisers",
                                         "noise levels", "images per N"),
-            "app_pages/mnist_conditional.py": ("Sample both runs",),
-            "app_pages/images32.py": ("Record the denoising steps",)}     # on-demand sections with images (each
+            "app_pages/mnist_conditional.py": ("Sample both runs", "with all four denoisers"),
+            "app_pages/images32.py": ("Record the denoising steps", "with all four denoisers")}     # on-demand sections with images (each
 #   under 10 s here; Phase 2's: the analytic denoisers, their agreement along t and the training-set-size sweep too)
 
 
@@ -345,6 +345,9 @@ def _section_shot(pg, main, heading: str, last: str, name: str, tmp_path: Path) 
     settle(pg)
 
 
+ANALYTIC = "Beside analytic denoisers: copy, Gaussian, patches"
+SECTION_SHOTS = {"app_pages/mnist_digit.py": "d1 against the run's own N",         # to the size sweep's last caption
+                 "app_pages/images32.py": "RMS to network: each sample"}          # the analytic section's caption
 INTERACTIONS = {"app_pages/mnist_digit.py": _train_a_few_image_steps,
                 "app_pages/mnist_conditional.py": _run_the_guidance_sweep,
                 "app_pages/study.py": _show_the_error_budget}
@@ -355,8 +358,8 @@ def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
     """Each page, from the menu, runs to completion with the shipped runs and shows no exception and opens on a
     result (the study page: the shipped sweep drawn); it reads at every width (_readable) on arrival, with its cheap
     on-demand image sections open, and after its main interaction (Phase 2: a training of a few steps; Phase 3:
-    the guidance sweep; the study: its error budget, also shot as study-budget*.png; Phase 2's analytic denoisers
-    and size sweep shot as mnist_digit-analytic*.png)."""
+    the guidance sweep; the study: its error budget, also shot as study-budget*.png; the analytic denoisers of
+    Phases 2 and 4, with Phase 2's size sweep, shot as mnist_digit-analytic*.png and images32-analytic*.png)."""
     expect = sync_api.expect
     page.goto(app_url)
     page.get_by_test_id("stSidebarNav").get_by_text(info.title, exact=True).click()
@@ -377,10 +380,9 @@ def test_every_other_page_renders_in_the_browser(page, app_url, tmp_path, info):
         main.get_by_role("button", name=action).click()
         settle(page, timeout=180)
         expect(page.locator("[data-testid=stException]")).to_have_count(0)
-    if info.path == "app_pages/mnist_digit.py":        # the analytic denoisers and the size sweep, before a training
-        _readable(page)                                # changes the model (and closes the analytic sections)
-        _section_shot(page, main, "Beside analytic denoisers: copy, Gaussian, patches", "d1 against the run's own N",
-                      "mnist_digit-analytic", tmp_path)
+    if info.path in SECTION_SHOTS:                     # before a training changes the model (and closes them)
+        _readable(page)
+        _section_shot(page, main, ANALYTIC, SECTION_SHOTS[info.path], f"{Path(info.path).stem}-analytic", tmp_path)
     if info.path in INTERACTIONS:
         INTERACTIONS[info.path](page, main)
         expect(page.locator("[data-testid=stException]")).to_have_count(0)

@@ -61,7 +61,7 @@ def runs_section() -> list:
 def curves_section(runs: list) -> None:
     st.header("2. Curves")
     names = [s.name for s in runs]
-    picked = st.multiselect("Runs to overlay", names, default=names[:3], key="compare_pick")
+    picked = st.multiselect("Runs to overlay", names, default=compare_view.default_overlay(runs), key="compare_pick")
     cols = st.columns(2)
     x = cols[0].radio("Against", list(compare_view.X_AXES), format_func=compare_view.X_AXES.get, horizontal=True,
                       key="compare_x")
@@ -81,7 +81,8 @@ def curves_section(runs: list) -> None:
     protocol = compare_view.pick_protocol(metrics)
     metrics, left_out = compare_view.one_protocol(metrics, protocol)
     charts.panels(compare_view.metric_overlay, compare_view.metric_frame(metrics), x=x)
-    st.caption(f"Protocol {protocol}; bars: 95% intervals." + (f" {left_out}" if left_out else ""))
+    st.caption(f"Protocol {protocol}; bars: 95% intervals; green band: the floor's 95% interval (real data scored the "
+               "same way at the same n), from the lowest to the highest of the runs'." + (f" {left_out}" if left_out else ""))
 
 
 def analysis_section(runs: list) -> None:

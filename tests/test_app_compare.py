@@ -149,3 +149,17 @@ def test_compare_opens_on_todays_protocol():
               "fid·clf·n500·heldout·ddim20·s0 on mnist"]
     assert compare.current_first(labels) == [labels[2], labels[0], labels[1]]
     assert all(protocol.startswith(compare.LEGACY_PREFIX) for protocol in LEGACY.values())
+
+
+def test_the_curves_open_on_measured_runs_of_one_data():
+    """On arrival the overlay holds the runs on one data with the most points under one of today's protocols (the
+    shipped moons pair, diffusion and flow: 6 measurements each along training), not the first folders in the list
+    (size-sweep runs with a loss only) nor runs measured once; with no measured run, the first three."""
+    from diffusion.explore import catalog
+    from ui.views import compare_view as compare
+    at = _compare()
+    picked = at.multiselect(key="compare_pick").value
+    assert picked == ["moons", "moons-flow"], picked
+    assert not any("None of these runs logged" in c.value for c in at.caption)
+    runs = [catalog.read_folder(ROOT / "checkpoints" / name) for name in ("fashion16-boot-n10", "fashion16-boot-n30")]
+    assert compare.default_overlay(runs) == ["fashion16-boot-n10", "fashion16-boot-n30"]

@@ -87,6 +87,8 @@ def test_final_metrics_and_curves_come_from_the_history(measured):
     assert sorted(metrics["step"].unique()) == [MEASURE_EVERY, MEASURED_STEPS]
     assert set(metrics["metric"]) == {"w1", "w2", "kl_model_true", "kl_true_model", "nll"}   # nll: mixtures only
     assert (metrics["protocol"] == row["protocol"]).all() and (metrics["low"] <= metrics["value"]).all()
+    w1 = metrics[metrics["metric"] == "w1"].iloc[-1]                         # its floor travels with it
+    assert w1["floor_low"] <= w1["floor"] <= w1["floor_high"] and w1["floor"] == pytest.approx(row["w1_floor"])
     loss = catalog.loss_curves([summary], max_points=10)
     assert len(loss) == 10 and loss["step"].iloc[-1] == MEASURED_STEPS
     assert loss["time"].iloc[-1] == pytest.approx(trainer.history[-1]["time"])

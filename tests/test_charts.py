@@ -80,6 +80,9 @@ def test_every_sampler_has_its_own_colour_and_keeps_it_with_its_settings():
     assert charts.colour("mnist16-cond") == charts.colour("mnist16-cond")          # a run: stable everywhere
     scale = charts.colours(["ddim", "euler", "ddim"]).to_dict()
     assert scale == {"domain": ["ddim", "euler"], "range": [own["ddim"], own["euler"]]}
+    assert charts.colour("mnist") == charts.colour("shapes")                     # the hash collides ...
+    datasets = charts.colours(["mnist", "shapes", "moons", "fashion-mnist", "8gaussians"]).to_dict()["range"]
+    assert datasets[0] == charts.colour("mnist") and len(set(datasets)) == 5      # ... never within one chart
 
 
 def test_titles_wrap_to_their_panel():

@@ -266,9 +266,13 @@ def loss_curves(summaries: list[RunSummary], max_points: int = 400) -> pd.DataFr
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
+FLOOR_COLUMNS = ("low", "high", "floor", "floor_low", "floor_high")     # a measurement's interval and its floor's
+
+
 def metric_curves(summaries: list[RunSummary]) -> pd.DataFrame:
-    """Every measurement of every run, long form: columns run, step, time, metric, value, low, high, protocol
-    (low and high NaN where a row has no interval; protocol None where a row does not say it)."""
+    """Every measurement of every run, long form: columns run, step, time, metric, value, low, high, floor,
+    floor_low, floor_high, protocol (NaN where a row has no interval or floor; protocol None where a row does not
+    say it)."""
     frames = []
     for s in summaries:
         names = metric_names(s.history) if s.ok else []
@@ -278,9 +282,9 @@ def metric_curves(summaries: list[RunSummary]) -> pd.DataFrame:
                 continue
             frames.append(pd.DataFrame({
                 "run": s.name, "step": h["step"], "time": _time_at(s.history, h["step"]), "metric": m,
-                "value": h[m], "low": h.get(f"{m}_low", math.nan), "high": h.get(f"{m}_high", math.nan),
+                "value": h[m], **{k: h.get(f"{m}_{k}", math.nan) for k in FLOOR_COLUMNS},
                 "protocol": h["protocol"] if "protocol" in h else None}))
-    columns = ["run", "step", "time", "metric", "value", "low", "high", "protocol"]
+    columns = ["run", "step", "time", "metric", "value", *FLOOR_COLUMNS, "protocol"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 

@@ -71,9 +71,14 @@ def colour(name: str) -> str:
 
 
 def colours(names: Iterable[str]) -> alt.Scale:
-    """A colour scale that gives each of `names` its colour(name)."""
-    names = list(dict.fromkeys(str(n) for n in names))
-    return alt.Scale(domain=names, range=[colour(n) for n in names])
+    """A colour scale that gives each of `names` its colour(name), unless a name before it in this chart has that
+    colour: then the first of PALETTE that none has (a hash of a few names into 12 colours collides often: mnist and
+    shapes, fashion-mnist and 8gaussians)."""
+    names, taken = list(dict.fromkeys(str(n) for n in names)), []
+    for name in names:
+        own = colour(name)
+        taken.append(own if own not in taken else next((c for c in PALETTE if c not in taken), own))
+    return alt.Scale(domain=names, range=taken)
 
 
 def log_axis(channel: str = "y", title: str | None = alt.Undefined, **options) -> alt.Axis:

@@ -13,7 +13,8 @@ from diffusion.explore import catalog
 from diffusion.sampling.run import Run
 from diffusion.training.checkpoints import CONFIG, EMA, METRICS
 
-from ui.views.charts import METRIC_LABELS, PANEL_HEIGHT, STRETCH_HEIGHT, TICKS, colours, log_axis, log_scale
+from ui.views.charts import (
+    FLOOR_COLOUR, METRIC_LABELS, PANEL_HEIGHT, STRETCH_HEIGHT, TICKS, colours, log_axis, log_scale)
 from ui.jobs.roots import confine, run_roots
 from ui.jobs.session_runs import session_runs
 
@@ -134,6 +135,22 @@ def add_error() -> str | None:
     return st.session_state.get(ADD_ERROR_KEY)
 
 
+def default_overlay(runs: list[catalog.RunSummary], most: int = 3) -> list[str]:
+    """The runs the Curves section opens on: those on one data (dataset, classes, image size) with the most points
+    measured under one of today's protocols, so that it opens on curves, not single points or a loss alone (at most
+    `most`, in the list's order); with none measured so, the first `most`."""
+    readable = [s for s in runs if s.ok]
+    curves = catalog.metric_curves(readable)
+    curves = curves[~curves["protocol"].fillna(NO_PROTOCOL).str.startswith((LEGACY_PREFIX, NO_PROTOCOL))]
+    if curves.empty:
+        return [s.name for s in runs[:most]]
+    data = catalog.table(readable).set_index("name")[list(catalog.SAME_DATA)].map(str).agg(" ".join, axis=1)
+    curves = curves.assign(data=curves["run"].map(data))
+    best_data, best_protocol = curves.groupby(["data", "protocol"]).size().idxmax()
+    chosen = set(curves.loc[(curves["data"] == best_data) & (curves["protocol"] == best_protocol), "run"])
+    return [s.name for s in readable if s.name in chosen][:most]
+
+
 def metric_options(table: pd.DataFrame) -> list[str]:
     """The columns the analysis can plot: final loss, the measured metrics the table has, training time."""
     measured = [m for m in (*catalog.METRIC_ORDER, *catalog.LIKELIHOOD_METRICS) if m in table]
@@ -204,17 +221,23 @@ def loss_overlay(df: pd.DataFrame, x: str, log_y: bool) -> alt.Chart:
 
 
 def metric_overlay(df: pd.DataFrame, x: str, log_y: bool = False, y_title: str | None = None) -> alt.LayerChart:
-    """One metric's panel (columns run, step, time, value, low, high, protocol), one colour per run, each point with
-    its 95% interval as an error bar; drawn by charts.panels, one per metric (metric_frame)."""
-    base = alt.Chart().encode(x=alt.X(f"{x}:Q", title=X_AXES[x], axis=alt.Axis(format=TICKS)),
-                              color=alt.Color("run:N", title="run", scale=colours(df["run"]),
-                                              legend=alt.Legend(columns=1)))
+    """One metric's panel (columns run, step, time, value, low, high, floor_low, floor_high, protocol), one colour
+    per run, each point with its 95% interval as an error bar, and the floor as a green band from the lowest floor
+    interval to the highest at each x (the runs' floors: one protocol, the same n); drawn by charts.panels, one per
+    metric (metric_frame)."""
+    x_axis = alt.X(f"{x}:Q", title=X_AXES[x], axis=alt.Axis(format=TICKS))
+    y_scale = log_scale() if log_y else alt.Scale(zero=False)
+    band = alt.Chart().mark_area(opacity=0.25, color=FLOOR_COLOUR, clip=True).encode(
+        x=x_axis, y=alt.Y("min(floor_low):Q", title=y_title, scale=y_scale,
+                          axis=log_axis("y") if log_y else alt.Axis(format=TICKS)), y2="max(floor_high):Q")
+    base = alt.Chart().encode(x=x_axis, color=alt.Color("run:N", title="run", scale=colours(df["run"]),
+                                                        legend=alt.Legend(columns=1)))
     lines = base.mark_line(point=True, clip=True).encode(
-        y=alt.Y("value:Q", title=y_title, scale=log_scale() if log_y else alt.Scale(zero=False),
-                axis=log_axis("y") if log_y else alt.Axis(format=TICKS)),
-        tooltip=["run:N", "step:Q", "time:Q", "metric:N", "value:Q", "low:Q", "high:Q", "protocol:N"])
+        y=alt.Y("value:Q", title=y_title),
+        tooltip=["run:N", "step:Q", "time:Q", "metric:N", "value:Q", "low:Q", "high:Q", "floor_low:Q",
+                 "floor_high:Q", "protocol:N"])
     bars = base.mark_rule().encode(y="low:Q", y2="high:Q")
-    return alt.layer(bars, lines, data=df).properties(height=PANEL_HEIGHT)
+    return alt.layer(band, bars, lines, data=df).properties(height=PANEL_HEIGHT)
 
 
 def metric_frame(df: pd.DataFrame) -> pd.DataFrame:

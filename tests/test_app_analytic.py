@@ -47,13 +47,17 @@ def test_analytic_denoisers_and_agreement_on_demand():
     captions = [c for c in _captions(at) if "median d1" in c]
     assert [c.split(":")[0] for c in captions] == [an.LABELS[k] for k in ("network", *an.ANALYTIC)]
     empirical = next(c for c in captions if c.startswith(an.LABELS["empirical"]))
-    assert "median d1 0.00, d1 / typical 0.00" in empirical          # the optimal denoiser copies its training set
+    assert "median d1 / typical 0.00 [0.00, 0.00]" in empirical       # the optimal denoiser copies its training set
     assert len(at.get("image")) == images + 4
-    table = next(t.value for t in at.table if "copies [95%]" in t.value.columns)     # a row per denoiser, wrapped
+    table = next(t.value for t in at.table if "RMS to network" in t.value.columns)   # a row per denoiser, wrapped
     assert list(table.index) == [an.LABELS[k] for k in ("network", *an.ANALYTIC)]
-    assert table.loc[an.LABELS["empirical"], "median d1 / typical"] == "0.00"
+    assert table.loc[an.LABELS["empirical"], "median d1 / typical"] == "0.00 [0.00, 0.00]"     # it copies, always
     assert table.loc[an.LABELS["network"], "RMS to network"] == "—"
-    assert all(re.fullmatch(r"\d+% \[\d+%, \d+%\]", cell) for cell in table["copies [95%]"])
+    assert all(re.fullmatch(r"\d+% \[\d+%, \d+%\]", cell) for cell in table["copies"])
+    number = r"[\d.e+-]+ \[[\d.e+-]+, [\d.e+-]+\]"                            # every number with its interval
+    assert all(re.fullmatch(number, cell) for column in ("median d1", "median d1 / typical") for cell in table[column])
+    assert all(re.fullmatch(number, cell) for cell in table["RMS to network"].iloc[1:])
+    assert any("95% intervals (medians: order statistics" in c.value for c in at.caption)
     charts = _charts(at)
     _open(at, "digit_agreement")
     assert _charts(at) == charts + 1
@@ -68,7 +72,7 @@ def test_class_conditional_analytic_denoisers_on_phase_3(monkeypatch):
     _open(at, "cond_analytic")
     captions = [c for c in _captions(at) if "median d1" in c]
     assert [c.split(":")[0] for c in captions] == [an.LABELS[k] for k in ("network", *an.ANALYTIC)]
-    assert "median d1 0.00, d1 / typical 0.00" in next(c for c in captions if c.startswith(an.LABELS["empirical"]))
+    assert "median d1 / typical 0.00 [0.00, 0.00]" in next(c for c in captions if c.startswith(an.LABELS["empirical"]))
     assert any("one per class: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9; w = 1" in c.value for c in at.caption)
     assert at.button(key="cond_agreement_run")                         # the agreement waits behind its own button
 
@@ -81,6 +85,7 @@ def test_size_sweep_on_demand():
     _open(at, "digit_sweep")
     captions = [c for c in _captions(at) if c.startswith("N = ")]
     assert [c.split(":")[0] for c in captions] == [f"N = {n:,}" for n in SWEEP_FOLDERS]
+    assert all(re.search(r"median d1 / typical [\d.]+ \[[\d.]+, [\d.]+\]$", c) for c in captions), captions
     assert _charts(at) == charts + 2                                  # copies and FID against N
     rows = [c.value for c in at.caption if c.value.startswith("N = ")]
     assert len(rows) == len(SWEEP_FOLDERS) and all("FID" in r and "floor" in r and "copies" in r for r in rows)

@@ -347,7 +347,7 @@ def _section_shot(pg, main, heading: str, last: str, name: str, tmp_path: Path) 
 
 ANALYTIC = "Beside analytic denoisers: copy, Gaussian, patches"
 SECTION_SHOTS = {"app_pages/mnist_digit.py": "d1 against the run's own N",         # to the size sweep's last caption
-                 "app_pages/images32.py": "RMS to network: each sample"}          # the analytic section's caption
+                 "app_pages/images32.py": "RMS to network, each sample"}          # the analytic section's caption
 INTERACTIONS = {"app_pages/mnist_digit.py": _train_a_few_image_steps,
                 "app_pages/mnist_conditional.py": _run_the_guidance_sweep,
                 "app_pages/study.py": _show_the_error_budget}

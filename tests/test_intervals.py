@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.stats import binom, binomtest
+from scipy.stats import binom, binomtest, expon
+from scipy.stats import t as student_t
 from torch_fidelity.metric_prc import prc_features_to_metric
 
 from diffusion.metrics.intervals import (
@@ -17,11 +18,13 @@ from diffusion.metrics.intervals import (
     Z,
     Interval,
     bootstrap_sd,
+    median_interval,
     normal,
     prediction_factor,
     reading,
     sentence,
     spread,
+    t_interval,
     wilson,
 )
 from diffusion.metrics.prc import precision_recall
@@ -39,6 +42,31 @@ def test_wilson_covers_the_true_share_about_95_percent_of_the_time(p, n):
     """Exact coverage: the binomial probability of every count whose interval holds p (no Monte Carlo)."""
     coverage = sum(binom.pmf(k, n, p) for k in range(n + 1) if wilson(k, n).contains(p))
     assert 0.92 < coverage < 0.99
+
+
+@pytest.mark.parametrize("n, ranks, coverage", [(8, (1, 8), 0.992), (10, (2, 9), 0.979), (16, (4, 13), 0.979)])
+def test_the_median_interval_takes_the_order_statistics_that_cover_95_percent(n, ranks, coverage):
+    """Distribution-free: x_(j) < median < x_(n+1-j) has probability 1 - 2 P(Bin(n, 1/2) < j) for any continuous law;
+    the ranks are the narrowest that keep it >= 95%, and 4,000 samples of a skewed law (exponential, median ln 2)
+    land on that coverage."""
+    x = np.arange(1.0, n + 1)[::-1]
+    got = median_interval(x)
+    assert (got.value, got.low, got.high) == (float((n + 1) // 2), *map(float, ranks))    # the lower middle value
+    assert 1 - 2 * binom.cdf(ranks[0] - 1, n, 0.5) == pytest.approx(coverage, abs=5e-4)
+    assert 1 - 2 * binom.cdf(ranks[0], n, 0.5) < 0.95                           # one rank in would not cover
+    draws = expon.rvs(size=(4000, n), random_state=0)
+    held = np.mean([median_interval(row).contains(math.log(2)) for row in draws])
+    assert abs(held - coverage) < 3 * math.sqrt(coverage * (1 - coverage) / 4000) + 1e-3, held
+    assert median_interval([3.0, 1.0, 2.0]).method == "order statistics, 75% at n = 3"    # too few: said
+
+
+def test_the_t_interval_is_students():
+    x = np.array([0.2, 0.5, 0.1, 0.9, 0.4])
+    low, high = student_t.interval(0.95, len(x) - 1, loc=x.mean(), scale=x.std(ddof=1) / math.sqrt(len(x)))
+    got = t_interval(x, lowest=0.0)
+    assert (got.value, got.low, got.high) == pytest.approx((x.mean(), max(0.0, low), high), abs=1e-12)
+    with pytest.raises(ValueError, match="at least 2 values, got 1"):
+        t_interval([1.0])
 
 
 def test_normal_intervals_are_cut_at_their_bound_and_never_narrower_than_the_floor():

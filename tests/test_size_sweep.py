@@ -24,6 +24,7 @@ def test_samples_move_from_copies_to_new_images(runs):
     small, large = table.iloc[0], table.iloc[1]
     assert small["copies"] > 0.25 and small["median d1 / typical"] < 0.5    # N = 10: half the samples copy an image
     assert large["copies_high"] < small["copies_low"] and large["median d1 / typical"] > 0.9   # N = 1,000: none
+    assert small["median d1 / typical_high"] < large["median d1 / typical_low"]        # the medians' intervals apart
     assert (table["fid_low"] <= table["fid"]).all() and (table["fid"] <= table["fid_high"]).all()
     assert table["protocol"].str.startswith("fid·clf·n48·test·ddim20").all()
     assert [len(s.ratio) for s in sets.values()] == [48, 48]

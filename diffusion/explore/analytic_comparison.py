@@ -13,6 +13,7 @@ of a training image, ~1: as far from the training set as fresh data). For condit
 sought in the whole training set, as the pages' memorisation section does: a copy is a copy whatever its class.
 """
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -24,7 +25,7 @@ from diffusion.core.analytic_denoisers import ClassConditional, EmpiricalDenoise
 from diffusion.core.forward import q_sample
 from diffusion.explore.image_experiments import holdout_set, training_set
 from diffusion.metrics.image_metrics import COPY_THRESHOLD, memorisation_ratio
-from diffusion.metrics.intervals import Interval, normal, wilson
+from diffusion.metrics.intervals import Interval, median_interval, normal, t_interval, wilson
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
@@ -127,16 +128,22 @@ def denoiser_calls(run: Run, n: int, sampler: SamplerConfig) -> int:
 
 
 def summary(sets: dict[str, SampleSet]) -> pd.DataFrame:
-    """One row per denoiser: median d1, median ratio, share of copies (Wilson interval) and, when the network is among
-    them, the RMS pixel distance of each sample to the network's sample from the same noise (Kamb & Ganguli's test)."""
+    """One row per denoiser: median d1 and median ratio with their distribution-free intervals, share of copies
+    (Wilson interval) and, when the network is among them, the RMS pixel distance of each sample to the network's
+    sample from the same noise (Kamb & Ganguli's test: the square root of the mean per-image MSE and of its t
+    interval's ends). Each `x` has its `x_low` and `x_high`."""
     rows = []
     for name, s in sets.items():
-        copies = s.copies()
-        to_net = float(_per_image_mse(s.samples, sets["network"].samples).mean()) ** 0.5 if "network" in sets \
-            else np.nan
-        rows.append({"denoiser": LABELS.get(name, name), "n": len(s.ratio), "median d1": float(s.distance.median()),
-                     "median d1 / typical": float(s.ratio.median()), "copies": copies.value,
-                     "copies_low": copies.low, "copies_high": copies.high, "RMS to network": float(to_net)})
+        numbers = {"median d1": median_interval(s.distance), "median d1 / typical": median_interval(s.ratio),
+                   "copies": s.copies()}
+        if "network" in sets:
+            mse = t_interval(_per_image_mse(s.samples, sets["network"].samples), lowest=0.0)
+            numbers["RMS to network"] = Interval(mse.value ** 0.5, mse.low ** 0.5, mse.high ** 0.5, "t interval, rooted")
+        else:
+            numbers["RMS to network"] = Interval(math.nan, math.nan, math.nan)
+        rows.append({"denoiser": LABELS.get(name, name), "n": len(s.ratio),
+                     **{k: v for key, i in numbers.items()
+                        for k, v in ((key, i.value), (f"{key}_low", i.low), (f"{key}_high", i.high))}})
     return pd.DataFrame(rows)
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.stats import binom
 from scipy.stats import t as student_t
 
 LEVEL = 0.95
@@ -99,6 +100,33 @@ def wilson(successes: int, n: int, method: str = "Wilson") -> Interval:
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = Z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
     return Interval(p, max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)), method)
+
+
+def median_interval(values: np.ndarray | list[float], method: str = "order statistics") -> Interval:
+    """The median (the lower middle value for an even n, as torch.median) and a distribution-free interval for the
+    population's median: the order statistics x_(j) and x_(n+1-j), j the largest rank with P(Bin(n, 1/2) < j) <=
+    (1 - LEVEL) / 2, so that it covers at least LEVEL whatever the law (n = 8: the extremes, 99.2%; n = 10: the 2nd and
+    9th, 97.9%). Below n = 6 the extremes cover only 1 - 2^(1-n): method says so."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(x)
+    if n < 1:
+        raise ValueError("a median needs at least one value")
+    tail = binom.cdf(np.arange(n), n, 0.5)                      # P(Bin(n, 1/2) <= k), k = 0 .. n-1
+    j = max(1, int((tail <= (1 - LEVEL) / 2).sum()))            # ranks 1-based: x_(j) = x[j - 1]
+    covered = 1 - 2 * float(binom.cdf(j - 1, n, 0.5))
+    note = "" if covered >= LEVEL else f", {covered:.0%} at n = {n}"
+    return Interval(float(x[(n - 1) // 2]), float(x[j - 1]), float(x[n - j]), method + note)
+
+
+def t_interval(values: np.ndarray | list[float], method: str = "t interval", lowest: float = -math.inf) -> Interval:
+    """The mean of n >= 2 values and its interval mean +- t_{n-1} sd / sqrt(n) (Student: small n, unknown sd), cut
+    at `lowest`."""
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        raise ValueError(f"a t interval needs at least 2 values, got {len(x)}")
+    mean = float(x.mean())
+    half = float(student_t.ppf((1 + LEVEL) / 2, len(x) - 1)) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return Interval(mean, max(lowest, mean - half), mean + half, method)
 
 
 def reading(result: Interval, floor: Interval, distance: bool = True) -> str:

@@ -11,6 +11,7 @@ from diffusion.explore import analytic_comparison as an
 from diffusion.explore import image_experiments as ei
 from diffusion.explore import size_sweep as sw
 from diffusion.metrics.evaluation import row_sentences
+from diffusion.metrics.intervals import median_interval
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
 
@@ -151,30 +152,36 @@ def analytic_section(prefix: str, model: tuple[str, Run], sampling) -> None:
         train = ei.training_set(run.config.data).x
         for col, (name, s) in zip(st.columns(len(sets)), sets.items()):
             col.image(ei.pair_grid(s.samples, train[s.nearest], per_row=2), width="stretch",
-                      caption=f"{an.LABELS[name]}: median d1 {float(s.distance.median()):.2f}, d1 / typical "
-                              f"{float(s.ratio.median()):.2f}")
+                      caption=f"{an.LABELS[name]}: median d1 / typical {_median(s.ratio)}")
         st.table(summary_table(an.summary(sets)))
         labels = run.balanced_labels(n)
         guided = (f"w = {w:g} on both sides (the analytic side: whole set's x̂0 + w (class's − whole set's))"
                   if w != 1.0 else "w = 1 on both sides (the analytic side: the class's denoiser)")
         classes = "" if labels is None else f"; {_class_order(run, labels)}; {guided}"
-        st.caption(f"DDIM {SIDE_STEPS} steps, seed 0, the same {n} initial noises in every column{classes} (n = {n} "
-                   "per row of the table); each "
-                   "sample beside its nearest training image. Copies: d1 / typical below 0.3 (Wilson 95% interval). "
-                   "RMS to network: each sample's per-pixel distance to the network's sample from the same noise.")
+        st.caption(f"DDIM {SIDE_STEPS} steps, seed 0, the same {n} initial noises in every column{classes}; each sample "
+                   f"beside its nearest training image. The table: n = {n} per row, 95% intervals (medians: order "
+                   "statistics, distribution-free; copies, d1 / typical below 0.3: Wilson; RMS to network, each "
+                   "sample's per-pixel distance to the network's sample from the same noise: t interval).")
     agreement_section(prefix, model, sampling)
 
 
+def _median(values) -> str:
+    """'0.88 [0.61, 1.02]': a median with its order-statistic interval (metrics.intervals.median_interval)."""
+    m = median_interval(values)
+    return f"{m.value:.2f} [{m.low:.2f}, {m.high:.2f}]"
+
+
 def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """an.summary for display, one row per denoiser and five columns that wrap at 1,024 px: the copies' share with
-    its interval in one cell, RMS to the network '—' on the network's own row."""
+    """an.summary for display, one row per denoiser and four columns that wrap at 1,024 px, each number with its 95%
+    interval in its cell; RMS to the network '—' on the network's own row."""
+    def cells(key: str, form: str) -> list[str]:
+        return [f"{r[key]:{form}} [{r[f'{key}_low']:{form}}, {r[f'{key}_high']:{form}}]" for _, r in summary.iterrows()]
+    rms = cells("RMS to network", ".3g")
     return pd.DataFrame({
-        "median d1": summary["median d1"].map("{:.3g}".format).to_numpy(),
-        "median d1 / typical": summary["median d1 / typical"].map("{:.2f}".format).to_numpy(),
-        "copies [95%]": [f"{r['copies']:.0%} [{r['copies_low']:.0%}, {r['copies_high']:.0%}]"
-                         for _, r in summary.iterrows()],
-        "RMS to network": ["—" if r["denoiser"] == an.LABELS["network"] or pd.isna(r["RMS to network"])
-                           else f"{r['RMS to network']:.3g}" for _, r in summary.iterrows()]},
+        "median d1": cells("median d1", ".3g"), "median d1 / typical": cells("median d1 / typical", ".2f"),
+        "copies": cells("copies", ".0%"),
+        "RMS to network": ["—" if name == an.LABELS["network"] or pd.isna(value) else cell
+                           for name, value, cell in zip(summary["denoiser"], summary["RMS to network"], rms)]},
         index=pd.Index(summary["denoiser"], name="denoiser"))
 
 
@@ -250,7 +257,7 @@ def size_sweep_section(prefix: str) -> None:
     for col, (N, s) in zip(st.columns(len(sets)), sets.items()):
         nearest = sw.nearest_images(runs[N], s)
         col.image(ei.pair_grid(s.samples[:SWEEP_PAIRS], nearest[:SWEEP_PAIRS], per_row=1), width="stretch",
-                  caption=f"N = {N:,}: median d1 / typical {float(s.ratio.median()):.2f}")
+                  caption=f"N = {N:,}: median d1 / typical {_median(s.ratio)}")
     charts.panels(charts.metric_curves, sweep_frame(table), order=("copies (d1 / typical < 0.3)", "FID"),
                   x_title="training images N (log)", log_x=True)
     for _, row in table.iterrows():

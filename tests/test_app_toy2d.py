@@ -139,8 +139,8 @@ def test_flow_and_likelihood_sections_compute_on_a_click(shipped, monkeypatch):
     assert not at.exception
     at.button(key="toy2d_nll_button").click().run()
     assert not at.exception
-    table = [d.value for d in at.dataframe if "quantity" in d.value.columns][0]
-    model, floor = (float(v.split(" ± ")[0]) for v in table["value"][:2])
+    table = [t.value for t in at.table if t.value.index.name == "quantity"][0]
+    model, floor = (float(v.split(" ± ")[0]) for v in table["value"].iloc[:2])
     assert abs(model - floor) < 0.3                                      # a good moons model: near the floor
     at.button(key="toy2d_density_button").click().run()
     assert not at.exception

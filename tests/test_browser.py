@@ -238,10 +238,14 @@ def _positions(chart) -> list[str]:
     return chart.locator("g.trace.scatter path.point").evaluate_all(POINTS_JS)
 
 
+FLOW_SECTIONS = ("Measure quality against NFE for both", "Compute the NLL of", "Draw the model's density map")
+
+
 def test_2d_page_plays_the_reverse_process_in_the_browser_without_a_rerun(page, app_url, tmp_path):
     """The shipped moons run becomes the model at a click; Play advances the reverse-process frames in the browser
     with no message to the server (a rerun would send the page's widget states), Pause stops them; the sections
-    after it render, and its error budget at a click (shot as toy2d-error-budget*.png)."""
+    after it render, and its error budget, quality against NFE, likelihood and density map at a click, each read at
+    both widths (shot as toy2d-error-budget*.png and toy2d-likelihood*.png)."""
     expect = sync_api.expect
     sent: list[bytes | str] = []
     page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
@@ -277,7 +281,11 @@ def test_2d_page_plays_the_reverse_process_in_the_browser_without_a_rerun(page, 
     main.locator(".st-key-toy2d_reverse_anim").screenshot(path=str(_folder(tmp_path) / "toy2d-reverse.png"))
     main.get_by_role("button", name="Compute the error budget", exact=False).click()     # the shipped run's budget
     expect_visible(main.get_by_text("is what no denoiser can remove", exact=False))
+    for action in FLOW_SECTIONS:                       # sections 6 and 7 on the shipped pair
+        main.get_by_role("button", name=action, exact=False).click()
+        settle(page, timeout=300)
     expect(page.locator("[data-testid=stException]")).to_have_count(0)
+    _section_shot(page, main, "7. Likelihood", ".st-key-toy2d_density_true", "toy2d-likelihood", tmp_path)
     _section_shot(page, main, "Where the error comes from", "is what no denoiser can remove", "toy2d-error-budget",
                   tmp_path)
     _readable(page)
@@ -328,8 +336,8 @@ def _show_the_error_budget(pg, main) -> None:
 
 
 def _section_shot(pg, main, heading: str, last: str, name: str, tmp_path: Path) -> None:
-    """From the heading `heading` to the element with text `last`, at each of WIDTHS, as `name`.png (and
-    `name`-1024.png); the window is restored to its first size."""
+    """From the heading `heading` to the lowest element with text `last` (or matching the CSS class selector `last`),
+    at each of WIDTHS, as `name`.png (and `name`-1024.png); the window is restored to its first size."""
     size = pg.viewport_size
     for width in WIDTHS:
         pg.set_viewport_size({"width": width, "height": 2000})
@@ -337,7 +345,10 @@ def _section_shot(pg, main, heading: str, last: str, name: str, tmp_path: Path) 
         top.evaluate("el => { el.scrollIntoView({block: 'start'}); "           # clear of Streamlit's header
                      "el.closest('[data-testid=stMain]').scrollBy(0, -80); }")
         settle(pg)
-        a, b, frame = top.bounding_box(), main.get_by_text(last, exact=False).bounding_box(), main.bounding_box()
+        ends = main.locator(last) if last.startswith(".") else main.get_by_text(last, exact=False)
+        b = max((ends.nth(k).bounding_box() for k in range(ends.count())), key=lambda box: box["y"] + box["height"])
+        a, frame = top.bounding_box(), main.bounding_box()
+        pg.mouse.move(0, 0)                                 # no chart hovered: Plotly's tool bar hides
         shot = _folder(tmp_path) / f"{name if width == WIDTHS[0] else f'{name}-{width}'}.png"
         pg.screenshot(path=str(shot), clip={"x": frame["x"], "y": a["y"] - 10, "width": frame["width"],
                                             "height": b["y"] + b["height"] + 20 - a["y"]})

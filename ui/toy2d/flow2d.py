@@ -155,12 +155,10 @@ def asked(what: str, run_key: str, label: str, promise: timing.Estimate) -> bool
     """A button naming how long the work takes on this server; True once the visitor asked for `what` on this model
     (kept for the session)."""
     done = st.session_state.setdefault(ASKED, set())
-    if (what, run_key) in done:
-        return True
-    if st.button(f"{label} ({promise.text()})", key=f"toy2d_{what}_button", icon=":material/play_arrow:"):
-        done.add((what, run_key))
-        return True
-    return False
+    if (what, run_key) not in done:           # the click marks it before the rerun: the button goes with the click
+        st.button(f"{label} ({promise.text()})", key=f"toy2d_{what}_button", icon=":material/play_arrow:",
+                  on_click=done.add, args=((what, run_key),))
+    return (what, run_key) in done
 
 
 SOURCES = {"shipped": "the shipped moons and moons-flow runs", "own": "your model and its twin of the other family"}
@@ -231,7 +229,7 @@ def likelihood_section(model: tuple[str, Run] | None) -> None:
     if asked("nll", run_key, f"Compute the NLL of {NLL_N} held-out points", promise):
         with working("Integrating the probability-flow ODE for each held-out point", promise):
             report = nll(run_key, run)
-        st.dataframe(nll_table(report), hide_index=True, width="stretch", height="content")
+        st.table(nll_table(report).set_index("quantity"))        # wrapped: its protocol row is a sentence
     promise = ode_promise("density map", run_key, run, DENSITY_SIZE ** 2)
     if asked("density", run_key, "Draw the model's density map", promise):
         with working("Integrating the probability-flow ODE at every grid point", promise):

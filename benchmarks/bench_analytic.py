@@ -51,7 +51,7 @@ def compare(args) -> None:
     seconds = time.perf_counter() - start
     print(f"Samples from the same {args.n} noises (DDIM {args.steps}, seed {args.seed}), {seconds:.0f} "
           f"s; d1 = L2 distance to the nearest of the {len(an.training_set(run.config.data).x)} training zeros\n")
-    print(_markdown(an.summary(sets)))
+    print(_markdown(an.summary_text(an.summary(sets)).reset_index()))
     start = time.perf_counter()
     frame = an.agreement(run, args.agree_n)
     print(f"\nMean |D_theta - D|^2 per pixel over {args.agree_n} noised held-out zeros (95% interval: std / sqrt(n)), "

@@ -147,6 +147,20 @@ def summary(sets: dict[str, SampleSet]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def summary_text(summary: pd.DataFrame) -> pd.DataFrame:
+    """summary() to read, one row per denoiser (the index) and four columns, each number with its 95% interval in its
+    cell ('0.88 [0.61, 1.02]'); RMS to the network '—' on the network's own row."""
+    def cells(key: str, form: str) -> list[str]:
+        return [f"{r[key]:{form}} [{r[f'{key}_low']:{form}}, {r[f'{key}_high']:{form}}]" for _, r in summary.iterrows()]
+    rms = cells("RMS to network", ".3g")
+    return pd.DataFrame({
+        "median d1": cells("median d1", ".3g"), "median d1 / typical": cells("median d1 / typical", ".2f"),
+        "copies": cells("copies", ".0%"),
+        "RMS to network": ["—" if name == LABELS["network"] or pd.isna(value) else cell
+                           for name, value, cell in zip(summary["denoiser"], summary["RMS to network"], rms)]},
+        index=pd.Index(summary["denoiser"], name="denoiser"))
+
+
 def _per_image_mse(a: Tensor, b: Tensor) -> Tensor:
     return (a - b).square().flatten(1).mean(1).double()                                         # (n,)
 

@@ -153,7 +153,7 @@ def analytic_section(prefix: str, model: tuple[str, Run], sampling) -> None:
         for col, (name, s) in zip(st.columns(len(sets)), sets.items()):
             col.image(ei.pair_grid(s.samples, train[s.nearest], per_row=2), width="stretch",
                       caption=f"{an.LABELS[name]}: median d1 / typical {_median(s.ratio)}")
-        st.table(summary_table(an.summary(sets)))
+        st.table(an.summary_text(an.summary(sets)))
         labels = run.balanced_labels(n)
         guided = (f"w = {w:g} on both sides (the analytic side: whole set's x̂0 + w (class's − whole set's))"
                   if w != 1.0 else "w = 1 on both sides (the analytic side: the class's denoiser)")
@@ -169,20 +169,6 @@ def _median(values) -> str:
     """'0.88 [0.61, 1.02]': a median with its order-statistic interval (metrics.intervals.median_interval)."""
     m = median_interval(values)
     return f"{m.value:.2f} [{m.low:.2f}, {m.high:.2f}]"
-
-
-def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """an.summary for display, one row per denoiser and four columns that wrap at 1,024 px, each number with its 95%
-    interval in its cell; RMS to the network '—' on the network's own row."""
-    def cells(key: str, form: str) -> list[str]:
-        return [f"{r[key]:{form}} [{r[f'{key}_low']:{form}}, {r[f'{key}_high']:{form}}]" for _, r in summary.iterrows()]
-    rms = cells("RMS to network", ".3g")
-    return pd.DataFrame({
-        "median d1": cells("median d1", ".3g"), "median d1 / typical": cells("median d1 / typical", ".2f"),
-        "copies": cells("copies", ".0%"),
-        "RMS to network": ["—" if name == an.LABELS["network"] or pd.isna(value) else cell
-                           for name, value, cell in zip(summary["denoiser"], summary["RMS to network"], rms)]},
-        index=pd.Index(summary["denoiser"], name="denoiser"))
 
 
 def agreement_section(prefix: str, model: tuple[str, Run], sampling) -> None:

@@ -16,7 +16,6 @@ sought in the whole training set, as the pages' memorisation section does: a cop
 import math
 from dataclasses import dataclass, replace
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn

@@ -91,6 +91,12 @@ class SampleSet:
         """Share of samples closer to a training image than COPY_THRESHOLD times the typical distance (Wilson)."""
         return wilson(int((self.ratio < COPY_THRESHOLD).sum()), len(self.ratio))
 
+    def columns(self) -> dict[str, float]:
+        """n and the memorisation measure as flat columns, each with its _low and _high: median d1 and median d1 /
+        typical (order-statistic intervals), copies (Wilson)."""
+        return {"n": len(self.ratio), **median_interval(self.distance).columns("median d1"),
+                **median_interval(self.ratio).columns("median d1 / typical"), **self.copies().columns("copies")}
+
     def part(self, rows: slice) -> "SampleSet":
         return SampleSet(self.samples[rows], self.nearest[rows], self.distance[rows], self.ratio[rows])
 
@@ -133,16 +139,11 @@ def summary(sets: dict[str, SampleSet]) -> pd.DataFrame:
     interval's ends). Each `x` has its `x_low` and `x_high`."""
     rows = []
     for name, s in sets.items():
-        numbers = {"median d1": median_interval(s.distance), "median d1 / typical": median_interval(s.ratio),
-                   "copies": s.copies()}
+        rms = Interval(math.nan, math.nan, math.nan)
         if "network" in sets:
             mse = t_interval(_per_image_mse(s.samples, sets["network"].samples), lowest=0.0)
-            numbers["RMS to network"] = Interval(mse.value ** 0.5, mse.low ** 0.5, mse.high ** 0.5, "t interval, rooted")
-        else:
-            numbers["RMS to network"] = Interval(math.nan, math.nan, math.nan)
-        rows.append({"denoiser": LABELS.get(name, name), "n": len(s.ratio),
-                     **{k: v for key, i in numbers.items()
-                        for k, v in ((key, i.value), (f"{key}_low", i.low), (f"{key}_high", i.high))}})
+            rms = Interval(mse.value ** 0.5, mse.low ** 0.5, mse.high ** 0.5, "t interval, rooted")
+        rows.append({"denoiser": LABELS.get(name, name), **s.columns(), **rms.columns("RMS to network")})
     return pd.DataFrame(rows)
 
 

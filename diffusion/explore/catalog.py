@@ -224,8 +224,7 @@ def likelihood_columns(report: dict, step: int) -> dict[str, Any]:
         return {}
     name, value = ("bits_per_dim", report["bits_per_dim"]) if "bits_per_dim" in report else ("model_nll", report["nll"])
     interval = normal(value["mean"], value["se"], "std / sqrt(n)")
-    columns = {name: interval.value, f"{name}_low": interval.low, f"{name}_high": interval.high,
-               "likelihood_n": report["n"], "likelihood_end": likelihood_end(report)}
+    columns = {**interval.columns(name), "likelihood_n": report["n"], "likelihood_end": likelihood_end(report)}
     if report.get("true_nll"):
         columns[f"{name}_floor"] = report["true_nll"]["mean"]
     return columns

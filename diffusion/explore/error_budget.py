@@ -203,6 +203,6 @@ def denoiser_error(run: Run, n: int = CURVE_N, levels: int = CURVE_LEVELS, seed:
         row = {"t": t, "sigma": float(run.schedule.sigma[t])}
         for name, values in (("error", error), ("mmse", mmse)):
             v = normal(values.mean(), values.std(ddof=1) / math.sqrt(n), "std / sqrt(n)", lowest=0.0)
-            row |= {name: v.value, f"{name}_low": v.low, f"{name}_high": v.high}
+            row |= v.columns(name)
         rows.append(row)
     return pd.DataFrame(rows)

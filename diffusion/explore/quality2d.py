@@ -52,8 +52,7 @@ def _group_row(name: str, part: np.ndarray, dataset: str, label: int | None, sam
     strata = None if labels is None else torch.as_tensor(labels, dtype=torch.long)   # the floor drawn as the samples
     ref = points_reference(stratify(points_protocol(len(part), sampler, seed, label), strata), dataset)
     w1, floor = ref.measure(torch.as_tensor(part, dtype=torch.float32))["w1"], ref.floor["w1"]
-    return {**row, "w1": w1.value, "w1_low": w1.low, "w1_high": w1.high, "floor": floor.value,
-            "floor_low": floor.low, "floor_high": floor.high, "ratio": w1.value / floor.value,
+    return {**row, **w1.columns("w1"), **floor.columns("floor"), "ratio": w1.value / floor.value,
             "reading": reading(w1, floor)}
 
 

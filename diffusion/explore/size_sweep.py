@@ -14,7 +14,6 @@ import torch
 from diffusion.explore.analytic_comparison import SampleSet, memorisation
 from diffusion.explore.image_experiments import holdout_images, training_set
 from diffusion.metrics.evaluation import Result, measure_samples
-from diffusion.metrics.intervals import median_interval
 from diffusion.metrics.protocol import image_protocol
 from diffusion.sampling.sampler_config import SamplerConfig
 from diffusion.sampling.run import Run
@@ -53,12 +52,8 @@ def sweep_point(run: Run, n: int = 500, sampler: SamplerConfig = SWEEP_SAMPLER, 
 def sweep_row(N: int, memo: SampleSet, result: Result) -> dict:
     """One row of the sweep table: N, the memorisation measure (medians with their order-statistic intervals, copies
     with Wilson's) and FID with their intervals and floor."""
-    numbers = {"median d1": median_interval(memo.distance), "median d1 / typical": median_interval(memo.ratio),
-               "copies": memo.copies()}
-    return {"N": N, "n": len(memo.ratio),
-            **{k: v for key, i in numbers.items() for k, v in ((key, i.value), (f"{key}_low", i.low),
-                                                                (f"{key}_high", i.high))},
-            **{k: v for k, v in result.row().items() if k.startswith("fid")}, "protocol": result.protocol.name}
+    return {"N": N, **memo.columns(), **{k: v for k, v in result.row().items() if k.startswith("fid")},
+            "protocol": result.protocol.name}
 
 
 def sweep_table(runs: dict[int, Run], n: int = 500, sampler: SamplerConfig = SWEEP_SAMPLER, seed: int = 0

@@ -63,10 +63,9 @@ class Result:
         m_floor_high (numbers without a floor: e, e_low, e_high)."""
         out: dict[str, float | str] = {"protocol": self.protocol.name, "n": self.n}
         for m, value in {**self.metrics, **self.extra}.items():
-            out |= {m: value.value, f"{m}_low": value.low, f"{m}_high": value.high}
+            out |= value.columns(m)
             if m in self.floor:
-                f = self.floor[m]
-                out |= {f"{m}_floor": f.value, f"{m}_floor_low": f.low, f"{m}_floor_high": f.high}
+                out |= self.floor[m].columns(f"{m}_floor")
         return out
 
     def report(self) -> dict:

@@ -53,6 +53,10 @@ class Interval:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def columns(self, name: str) -> dict[str, float]:
+        """{name: value, name_low: low, name_high: high}: the flat columns of a results row or table."""
+        return {name: self.value, f"{name}_low": self.low, f"{name}_high": self.high}
+
     def text(self, digits: int = 3) -> str:
         """'4.7 [4.1, 5.3]' with `digits` significant digits."""
         return f"{self.value:.{digits}g} [{self.low:.{digits}g}, {self.high:.{digits}g}]"
